@@ -1,0 +1,1 @@
+"""Where policies run: the built-in simulated engine (default) and the vLLM bridge."""

@@ -1,0 +1,1 @@
+"""What is measured: traces and workloads, named experiment configs, the runner, CLI and reports."""

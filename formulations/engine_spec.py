@@ -1,0 +1,85 @@
+"""The engine model shared by the simulator and the exact models (DESIGN.md, "Engine model")."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Literal
+
+from formulations.latency_model import LatencyModel, load_profile
+from formulations.requests import ValidationError
+
+PreemptionMode = Literal["recompute", "swap"]
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """Capacities and timing of one serving engine.
+
+    Iteration-level continuous batching: per iteration at most `token_budget` tokens (prefill
+    chunks + one per decoding request) and `max_seqs` requests; every resident request holds
+    ceil(tokens_in_cache / block_size) KV blocks and the sum stays <= `kv_blocks`.
+
+    `slot_time` switches on the slotted mode: every iteration lasts exactly `slot_time` seconds
+    whatever the batch. The exact models describe that mode; the latency model is then unused.
+    """
+
+    kv_blocks: int
+    latency: LatencyModel
+    block_size: int = 16
+    token_budget: int = 8192
+    max_seqs: int = 256
+    preemption: PreemptionMode = "recompute"
+    swap_time_per_block: float = 0.0
+    slot_time: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("kv_blocks", "block_size", "token_budget", "max_seqs"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValidationError(f"engine: {name}={value!r} must be a positive integer")
+        if self.preemption not in ("recompute", "swap"):
+            raise ValidationError(f"engine: preemption={self.preemption!r}; valid: recompute, swap")
+        if self.swap_time_per_block < 0:
+            raise ValidationError(f"engine: swap_time_per_block={self.swap_time_per_block} must be >= 0")
+        if self.slot_time is not None and not self.slot_time > 0:
+            raise ValidationError(f"engine: slot_time={self.slot_time!r} must be > 0")
+
+    @classmethod
+    def from_profile(cls, profile: str, **overrides: Any) -> EngineSpec:
+        """Engine defaults and latency coefficients of a named profile, with overrides."""
+        prof = load_profile(profile)
+        base = dict(
+            kv_blocks=prof.kv_blocks,
+            latency=prof.latency,
+            block_size=prof.block_size,
+            token_budget=prof.token_budget,
+            max_seqs=prof.max_seqs,
+            swap_time_per_block=prof.swap_time_per_block,
+        )
+        unknown = set(overrides) - {f for f in cls.__dataclass_fields__}
+        if unknown:
+            raise ValidationError(
+                f"engine: unknown field(s) {sorted(unknown)}; valid: {sorted(cls.__dataclass_fields__)}"
+            )
+        base.update(overrides)
+        return cls(**base)
+
+    def blocks_for(self, tokens: int) -> int:
+        """KV blocks needed to hold `tokens` tokens."""
+        return -(-tokens // self.block_size)
+
+    def with_(self, **changes: Any) -> EngineSpec:
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EngineSpec:
+        data = dict(data)
+        if "latency" not in data:
+            raise ValidationError("engine: missing field 'latency'")
+        latency = data.pop("latency")
+        if isinstance(latency, str):
+            return cls.from_profile(latency, **data)
+        return cls(latency=LatencyModel(**latency), **data)

@@ -1,0 +1,147 @@
+"""`score(instance, schedule) -> Metrics`: the one scoring function every policy and solver uses.
+
+SLO attainment counts each latency or throughput request once and a bulk group as its number of
+members, all or nothing (DESIGN.md, "Objective"). A request that did not complete scores QoE 0
+and misses its SLO; it is counted in `unfinished`, never dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from formulations.instance import Instance
+from formulations.qoe import qoe
+from formulations.requests import RequestClass
+from formulations.schedule import Schedule
+
+DEFAULT_QOE_THRESHOLD = 0.95
+
+
+@dataclass(frozen=True)
+class RequestOutcome:
+    """The scored result of one request (one line of schedule-<policy>.jsonl)."""
+
+    id: str
+    cls: str
+    group: str | None
+    arrival: float
+    release: float
+    prompt_len: int
+    output_len: int
+    ttft_target: float | None
+    read_rate: float | None
+    deadline: float | None
+    token_times: list[float]
+    preemptions: int
+    finish: float | None
+    qoe: float | None
+    slo_met: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["class"] = d.pop("cls")
+        return d
+
+
+@dataclass(frozen=True)
+class Percentiles:
+    mean: float | None
+    p50: float | None
+    p99: float | None
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> Percentiles:
+        if len(values) == 0:
+            return cls(None, None, None)
+        p50, p99 = np.percentile(values, [50, 99])
+        return cls(float(values.mean()), float(p50), float(p99))
+
+
+@dataclass(frozen=True)
+class Metrics:
+    attainment: float  # share of requests whose SLO is met (bulk groups all or nothing)
+    attainment_by_class: dict[str, float | None]  # None where the class has no request
+    slo_met: int
+    requests: int
+    mean_qoe: float | None  # over latency requests
+    qoe_at_threshold: float | None  # share of latency requests with QoE >= threshold
+    ttft: Percentiles
+    tbt: Percentiles
+    jct: Percentiles
+    throughput: float  # output tokens per second over the run's span
+    preemptions: int
+    unfinished: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def request_outcomes(instance: Instance, schedule: Schedule, qoe_threshold: float = DEFAULT_QOE_THRESHOLD) -> list[RequestOutcome]:
+    """Score every request; bulk members share their group's all-or-nothing verdict."""
+    if len(schedule.timelines) != len(instance.requests):
+        raise ValueError(f"schedule has {len(schedule.timelines)} timelines for {len(instance.requests)} requests")
+    group_met: dict[str, bool] = {}
+    for g in instance.groups:
+        deadline = instance.group_deadlines[g.id]
+        finishes = [schedule.timelines[instance.index[m]].finish for m in g.members]
+        group_met[g.id] = all(f is not None and f <= deadline + 1e-9 for f in finishes)
+    outcomes = []
+    for req, tl in zip(instance.requests, schedule.timelines, strict=True):
+        if tl.request_id != req.id:
+            raise ValueError(f"schedule timeline {tl.request_id!r} is not aligned with request {req.id!r}")
+        finished = tl.finish is not None and len(tl.token_times) >= req.output_len
+        deadline = instance.deadline(req)
+        value = None
+        if req.cls is RequestClass.LATENCY:
+            value = qoe(tl.token_times, req.output_len, req.arrival, req.ttft_target, req.read_rate)
+            met = finished and value >= qoe_threshold
+        elif req.cls is RequestClass.THROUGHPUT:
+            met = finished and tl.finish <= deadline + 1e-9
+        else:
+            met = group_met[req.group]
+        outcomes.append(RequestOutcome(
+            id=req.id, cls=req.cls.value, group=req.group, arrival=req.arrival, release=tl.release,
+            prompt_len=req.prompt_len, output_len=req.output_len, ttft_target=req.ttft_target,
+            read_rate=req.read_rate, deadline=deadline, token_times=[float(t) for t in tl.token_times],
+            preemptions=len(tl.preemptions), finish=tl.finish if finished else None, qoe=value, slo_met=bool(met),
+        ))
+    return outcomes
+
+
+def score(instance: Instance, schedule: Schedule, qoe_threshold: float = DEFAULT_QOE_THRESHOLD) -> Metrics:
+    outcomes = request_outcomes(instance, schedule, qoe_threshold)
+    return summarize(outcomes, qoe_threshold)
+
+
+def summarize(outcomes: list[RequestOutcome], qoe_threshold: float = DEFAULT_QOE_THRESHOLD) -> Metrics:
+    met = np.array([o.slo_met for o in outcomes], dtype=bool)
+    by_class: dict[str, float | None] = {}
+    for cls in RequestClass:
+        mask = np.array([o.cls == cls.value for o in outcomes], dtype=bool)
+        by_class[cls.value] = float(met[mask].mean()) if mask.any() else None
+    qoes = np.array([o.qoe for o in outcomes if o.qoe is not None])
+    done = [o for o in outcomes if o.finish is not None]
+    ttft = np.array([o.token_times[0] - o.release for o in done])
+    jct = np.array([o.finish - o.release for o in done])
+    gaps = [np.diff(o.token_times) for o in done if len(o.token_times) > 1]
+    tbt = np.concatenate(gaps) if gaps else np.empty(0)
+    tokens = sum(len(o.token_times) for o in outcomes)
+    start = min((o.arrival for o in outcomes), default=0.0)
+    end = max((o.finish for o in done), default=start)
+    return Metrics(
+        attainment=float(met.mean()) if len(met) else 0.0,
+        attainment_by_class=by_class,
+        slo_met=int(met.sum()),
+        requests=len(outcomes),
+        mean_qoe=float(qoes.mean()) if len(qoes) else None,
+        qoe_at_threshold=float((qoes >= qoe_threshold).mean()) if len(qoes) else None,
+        ttft=Percentiles.of(ttft),
+        tbt=Percentiles.of(tbt),
+        jct=Percentiles.of(jct),
+        throughput=tokens / (end - start) if end > start else 0.0,
+        preemptions=sum(o.preemptions for o in outcomes),
+        unfinished=len(outcomes) - len(done),
+    )

@@ -1,0 +1,107 @@
+"""The online decision problem: what a policy sees (`EngineView`) and answers (`Plan`).
+
+A policy never touches engine objects: the simulator and the vLLM bridge both build an
+`EngineView` (plain numpy columns, one entry per live request) and apply the `Plan` with the
+same rules, so one policy object runs unchanged in both. The rules (engine_adapter implements
+them, the exact models encode them):
+
+1. `plan.preempt` requests lose their KV blocks first (recompute: their prompt and generated
+   tokens are prefilled again on resume; swap: a transfer time is charged instead).
+2. `plan.run` is walked in order. A request with prefill left gets a chunk of
+   min(prefill_left, budget left) tokens, a decoding one gets 1 token, until the token budget or
+   `max_seqs` is used. A request that needs more KV blocks than are free:
+   - if it is resident, the engine preempts victims until it fits: resident requests absent from
+     `run` (most recently admitted first), then those later in `run` (lowest priority first);
+     if none is left it is preempted itself;
+   - if it is waiting, it is skipped and no further waiting request is admitted this iteration
+     (head-of-line blocking, as vLLM does).
+3. Resident requests absent from `run` keep their KV blocks and pause for this iteration.
+4. The engine asks again at the next event (arrival, release, completion, prefill end, KV
+   exhaustion) or at `plan.recheck_at`, whichever comes first; between events it may
+   fast-forward several identical decode iterations.
+A plan naming a request that is not live is a bug and raises `PlanError`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from formulations.engine_spec import EngineSpec
+
+EMPTY = np.empty(0, dtype=np.int64)
+
+
+class PlanError(ValueError):
+    """A plan that the engine cannot apply (it names a request that is not live, ...)."""
+
+
+@dataclass
+class GroupState:
+    """A bulk group as policies see it: the whole DAG, including members not yet released."""
+
+    id: str
+    members: np.ndarray  # request indices
+    parents: list[np.ndarray]  # per member (aligned with `members`): request indices of its parents
+    deadline: float
+    prompt_len: np.ndarray  # per member
+    done: np.ndarray  # per member, bool; updated by the engine
+
+
+@dataclass(frozen=True)
+class EngineView:
+    """Snapshot at one decision point. Column k describes live request `idx[k]`."""
+
+    now: float
+    idx: np.ndarray  # int64 request index
+    cls: np.ndarray  # int8 class code: 0 latency, 1 throughput, 2 bulk
+    arrival: np.ndarray
+    release: np.ndarray  # when it became runnable (DAG children: last parent's finish)
+    prompt_len: np.ndarray
+    generated: np.ndarray  # output tokens delivered so far
+    computed: np.ndarray  # tokens whose KV is in cache
+    prefill_left: np.ndarray  # tokens to (re)prefill before its next token; 0 when decoding
+    resident: np.ndarray  # bool: holds KV blocks
+    kv_blocks: np.ndarray  # blocks held
+    ttft_target: np.ndarray  # nan unless latency
+    read_rate: np.ndarray  # nan unless latency
+    lag: np.ndarray  # latency: read_k - ideal_k of its last delivered token (s); 0 otherwise
+    delay_area: np.ndarray  # latency: S_delay of the tokens delivered so far
+    deadline: np.ndarray  # throughput: its deadline; bulk: its group's; nan for latency
+    group: np.ndarray  # group index (into `groups`), -1 if none
+    preemptions: np.ndarray
+    pred_quantiles: np.ndarray  # (n, Q): predicted total output length, conditioned on >= generated+1
+    quantile_levels: tuple[float, ...]
+    free_blocks: int
+    engine: EngineSpec
+    groups: list[GroupState] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+    def predicted_output(self, level: float = 0.5) -> np.ndarray:
+        """The predicted total output length at one quantile level (nearest level available)."""
+        col = int(np.argmin(np.abs(np.asarray(self.quantile_levels) - level)))
+        return self.pred_quantiles[:, col]
+
+
+@dataclass(frozen=True)
+class Plan:
+    run: np.ndarray  # request indices in priority order
+    preempt: np.ndarray = field(default_factory=lambda: EMPTY)
+    recheck_at: float | None = None  # absolute time by which to decide again
+
+
+class Policy(ABC):
+    """An online scheduling policy. Subclasses set `name` and implement `decide`."""
+
+    name: str = "policy"
+
+    def reset(self, engine: EngineSpec) -> None:
+        """Forget all state before a new run on `engine`."""
+
+    @abstractmethod
+    def decide(self, view: EngineView) -> Plan:
+        """Which live requests run this iteration (in priority order) and which to preempt."""

@@ -1,0 +1,74 @@
+"""Requests, their SLO classes, and bulk groups with dependency DAGs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from functools import cached_property
+
+import networkx as nx
+
+
+class RequestClass(str, Enum):
+    """The three SLO classes of DESIGN.md; the integer codes are used in numpy columns."""
+
+    LATENCY = "latency"
+    THROUGHPUT = "throughput"
+    BULK = "bulk"
+
+    @property
+    def code(self) -> int:
+        return CLASS_CODES[self]
+
+
+CLASS_CODES = {RequestClass.LATENCY: 0, RequestClass.THROUGHPUT: 1, RequestClass.BULK: 2}
+CLASS_BY_CODE = {code: cls for cls, code in CLASS_CODES.items()}
+
+
+class ValidationError(ValueError):
+    """Bad input: the message names the object, the field and the offending value."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """One generation request.
+
+    `output_len` is the true output length: only the simulator, the scorer and the hindsight oracle
+    read it; policies see a predictor's estimate. For bulk members `arrival` is the group's
+    submission time; a DAG child is *released* only when its parents finish.
+    """
+
+    id: str
+    cls: RequestClass
+    arrival: float
+    prompt_len: int
+    output_len: int
+    ttft_target: float | None = None  # latency: seconds from arrival to the first token
+    read_rate: float | None = None  # latency: tokens/s the user reads
+    slack_ratio: float | None = None  # throughput: deadline = arrival + slack * T_alone
+    group: str | None = None  # bulk: id of its Group
+    prompt_text: str | None = None  # optional, for learned length predictors and real engines
+
+
+@dataclass(frozen=True)
+class Group:
+    """A bulk group: members submitted together, `edges` (parent, child) form a DAG.
+
+    The group's SLO: its last member completes by arrival + slack_ratio * T_alone(group).
+    """
+
+    id: str
+    members: tuple[str, ...]
+    arrival: float
+    slack_ratio: float
+    edges: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    @cached_property
+    def dag(self) -> nx.DiGraph:
+        graph = nx.DiGraph()
+        graph.add_nodes_from(self.members)
+        graph.add_edges_from(self.edges)
+        return graph
+
+    def parents(self, member: str) -> list[str]:
+        return list(self.dag.predecessors(member))

@@ -1,0 +1,1 @@
+"""How the problem is solved: exact solvers, knapsack solvers, online policies, length predictors."""

@@ -1,0 +1,1 @@
+"""Online scheduling policies (each a `formulations.online.Policy`)."""

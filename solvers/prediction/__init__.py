@@ -1,0 +1,1 @@
+"""Output-length predictors: what policies see instead of the true output length."""

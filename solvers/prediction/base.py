@@ -1,0 +1,30 @@
+"""The predictor interface.
+
+A predictor returns, per request at submission, quantiles of its *total* output length; as
+tokens are generated the engine asks it to condition those on `output >= generated + 1` (the
+request has not finished yet). Policies read the result in `EngineView.pred_quantiles`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import numpy as np
+
+from formulations.requests import Request
+
+DEFAULT_LEVELS = (0.1, 0.5, 0.9)
+
+
+class LengthPredictor(ABC):
+    name: str = "predictor"
+    quantile_levels: tuple[float, ...] = DEFAULT_LEVELS
+
+    @abstractmethod
+    def predict(self, requests: Sequence[Request]) -> np.ndarray:
+        """(n, Q) array of output-length quantiles, one row per request."""
+
+    def refine(self, quantiles: np.ndarray, generated: np.ndarray) -> np.ndarray:
+        """Condition on the request still running: no quantile below generated + 1."""
+        return np.maximum(quantiles, (generated + 1)[:, None])
