@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from experiments.commands import knapsack as knapsack_cmd
 from formulations.online import PlanError
 from formulations.requests import ValidationError
 
 COMMANDS: list = []  # sub-command modules, in the order `slosched --help` lists them
+COMMANDS.append(knapsack_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
