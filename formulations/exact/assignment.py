@@ -85,8 +85,8 @@ def play(instance: Instance, assignment: Assignment, horizon: int) -> Played:
         runs = assignment.run[k] if k < assignment.horizon else []
         pre = assignment.preempt[k] if k < assignment.horizon else []
         for i in pre:
-            if comp[i] == 0 and not problem:
-                problem = f"slot {k}: preempts request {i}, which holds no KV"
+            if (comp[i] == 0 or i in runs) and not problem:
+                problem = f"slot {k}: preempts request {i}, which holds no KV or also runs"
             comp[i] = 0
             p[i, k] = True
         budget, seqs = spec.token_budget, spec.max_seqs

@@ -18,7 +18,7 @@ from formulations.requests import Group, Request, RequestClass
 def random_instance(seed: int, n_requests: int, *, prompt=(4, 24), output=(2, 8), arrival_slots: int = 6,
                     block_size: int = 4, kv_tightness: float = 0.5, token_budget: int = 32, max_seqs: int = 8,
                     slot_time: float = 0.05, dag_group: int = 0, classes=("latency", "throughput"),
-                    profile: str = "llama3-8b-h100") -> Instance:
+                    slack=(1.5, 2.0, 3.0), ttft_slots=(2, 3, 4), profile: str = "llama3-8b-h100") -> Instance:
     """`dag_group` > 0 adds one bulk group of that many members with a chain-and-fork DAG."""
     rng = np.random.default_rng(seed)
     requests: list[Request] = []
@@ -29,11 +29,11 @@ def random_instance(seed: int, n_requests: int, *, prompt=(4, 24), output=(2, 8)
         p = int(rng.integers(prompt[0], prompt[1] + 1))
         n = int(rng.integers(output[0], output[1] + 1))
         if cls is RequestClass.LATENCY:
-            requests.append(Request(f"r{i}", cls, arrival, p, n, ttft_target=float(rng.choice([2, 3, 4])) * slot_time,
+            requests.append(Request(f"r{i}", cls, arrival, p, n, ttft_target=float(rng.choice(ttft_slots)) * slot_time,
                                     read_rate=1.0 / (slot_time * float(rng.choice([1, 2])))))
         else:
             requests.append(Request(f"r{i}", RequestClass.THROUGHPUT, arrival, p, n,
-                                    slack_ratio=float(rng.choice([1.5, 2.0, 3.0]))))
+                                    slack_ratio=float(rng.choice(slack))))
     groups = []
     if dag_group:
         arrival = float(rng.integers(0, arrival_slots)) * slot_time
@@ -42,7 +42,7 @@ def random_instance(seed: int, n_requests: int, *, prompt=(4, 24), output=(2, 8)
             requests.append(Request(m, RequestClass.BULK, arrival, int(rng.integers(prompt[0], prompt[1] + 1)),
                                     int(rng.integers(output[0], output[1] + 1)), group="G"))
         edges = tuple((members[0], m) for m in members[1:])  # a fork: the root feeds all others
-        groups.append(Group("G", tuple(members), arrival, slack_ratio=2.0, edges=edges))
+        groups.append(Group("G", tuple(members), arrival, slack_ratio=float(max(slack)), edges=edges))
     peak = sum(-(-(r.prompt_len + r.output_len - 1) // block_size) for r in requests)
     biggest = max(-(-(r.prompt_len + r.output_len - 1) // block_size) for r in requests)
     kv = max(biggest, int(peak * kv_tightness))

@@ -15,8 +15,9 @@ Engine semantics covered exactly (formulations/online.py rules + the slotted mod
   (prefill done, or prompt + generated-before-the-step for a decode); the sum over requests
   <= kv_blocks in every slot; a request frees its blocks when its last token is delivered;
 - preemption (recompute only): a preempted request drops its KV (C = 0) and must prefill its
-  prompt plus its generated tokens again before its next token; it may be preempted and
-  restarted in the same slot (the engine allows it). Swap mode is not modelled: solvers reject it.
+  prompt plus its generated tokens again before its next token; a plan may not preempt and run
+  the same request in one slot, nor preempt one that holds no KV (the engine's PlanError rules).
+  Swap mode is not modelled: solvers reject it.
 - requests not finished within the horizon count as missing their SLO (as in the scorer).
 
 Objective: latency requests meet QoE >= q, written exactly through the lag recursion of
@@ -189,8 +190,9 @@ def build_hindsight(instance: Instance, qoe_threshold: float = DEFAULT_QOE_THRES
                 m.add({x: 1, f_prev: 1}, "<=", 1)  # finished requests do not run
                 m.add({p: 1, f_prev: 1}, "<=", 1)
                 m.add({p: 1, c_prev: -1}, "<=", 0)  # preempt only while holding KV
+                m.add({p: 1, x: 1}, "<=", 1)  # never preempt and run in one plan
                 m.add({c: 1, f_prev: cmax}, "<=", cmax)  # blocks freed after the last token
-                m.add({c: 1, u: -1}, "==", 0, enforce=(p,))  # recompute: restart from 0
+                m.add({c: 1}, "<=", 0, enforce=(p,))  # recompute: the KV is gone
                 # otherwise C_k = C_{k-1} + u_k (while not finished)
                 m.add({c: 1, c_prev: -1, u: -1, p: -cmax, f_prev: -cmax}, "<=", 0)
                 m.add({c: 1, c_prev: -1, u: -1, p: cmax, f_prev: cmax}, ">=", 0)

@@ -13,6 +13,7 @@ import math
 import re
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -158,8 +159,10 @@ def _solve_milp(hm: HindsightModel, backend: str, time_limit: float, start_value
     if backend == "cbc":
         with tempfile.TemporaryDirectory() as tmp:
             log = Path(tmp) / "cbc.log"
-            solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit, gapRel=0, gapAbs=0.5, threads=workers,
-                                       warmStart=warm, logPath=str(log))
+            with warnings.catch_warnings():  # deprecated for PuLP 4; we pin pulp < 4, which bundles CBC
+                warnings.simplefilter("ignore", DeprecationWarning)
+                solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit, gapRel=0, gapAbs=0.5, threads=workers,
+                                           warmStart=warm, logPath=str(log))
             prob.solve(solver)
             text = log.read_text() if log.exists() else ""
         status, bound = _cbc_outcome(prob, text)
