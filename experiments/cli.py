@@ -6,11 +6,13 @@ import argparse
 import sys
 
 from experiments.commands import knapsack as knapsack_cmd
+from experiments.commands import solve as solve_cmd
 from formulations.online import PlanError
 from formulations.requests import ValidationError
 
 COMMANDS: list = []  # sub-command modules, in the order `slosched --help` lists them
 COMMANDS.append(knapsack_cmd)
+COMMANDS.append(solve_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

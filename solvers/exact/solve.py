@@ -9,8 +9,11 @@ result carries the best schedule found (if any) and the proven bound.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import re
+import sys
 import tempfile
 import time
 import warnings
@@ -169,7 +172,8 @@ def _solve_milp(hm: HindsightModel, backend: str, time_limit: float, start_value
     else:
         solver = _Highs(msg=False, timeLimit=time_limit, gapRel=0, gapAbs=0.5, threads=workers,
                         start=start_values)
-        prob.solve(solver)
+        with _quiet_stdout():  # HiGHS prints its banner from C++ even with output off
+            prob.solve(solver)
         status, bound = _highs_outcome(prob)
     if status == "infeasible":
         return status, None, None
@@ -196,6 +200,19 @@ def _cbc_outcome(prob: pulp.LpProblem, log: str) -> tuple[str, float | None]:
     if prob.sol_status == pulp.LpSolutionOptimal and not stopped_on_time:
         return "optimal", pulp.value(prob.objective)
     return ("timeout" if stopped_on_time else "feasible"), bound
+
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 class _Highs(pulp.HiGHS):
