@@ -49,3 +49,17 @@ def random_instance(seed: int, n_requests: int, *, prompt=(4, 24), output=(2, 8)
     engine = EngineSpec.from_profile(profile, kv_blocks=kv, block_size=block_size, token_budget=token_budget,
                                      max_seqs=max_seqs, slot_time=slot_time)
     return Instance(engine, tuple(requests), tuple(groups), meta={"seed": seed, "generator": "exact.generate"})
+
+
+def scale_instance(seed: int, n_requests: int, iterations: int, kv_tightness: float = 0.3) -> Instance:
+    """The oracle-scaling family: `n_requests` requests whose SLOs span about `iterations` slots.
+
+    Arrivals spread over the first 45% of the slots, outputs of 4 to iterations/5 tokens,
+    16-token blocks, KV at `kv_tightness` of the total peak demand (tight: waiting or preemption
+    is forced), vLLM's default token budget (8192), a mix of all three classes and one forked
+    bulk group.
+    """
+    return random_instance(seed, n_requests, prompt=(16, 128), output=(4, max(8, iterations // 5)),
+                           arrival_slots=max(1, int(iterations * 0.45)), block_size=16, kv_tightness=kv_tightness,
+                           token_budget=8192, max_seqs=64, slot_time=0.05, dag_group=min(4, n_requests // 5),
+                           slack=(1.5, 2.0, 3.0), ttft_slots=(2, 4, 8))

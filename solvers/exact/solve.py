@@ -25,7 +25,8 @@ from ortools.sat.python import cp_model
 
 from formulations.exact.assignment import Assignment, assignment_from_schedule, decode, model_values, play, to_schedule
 from formulations.exact.cpsat import add_hint, to_cpsat
-from formulations.exact.hindsight import HindsightModel, build_hindsight
+from formulations.exact.build import build_model
+from formulations.exact.hindsight import HindsightModel
 from formulations.exact.milp import set_start, to_milp
 from formulations.instance import Instance
 from formulations.metrics import DEFAULT_QOE_THRESHOLD
@@ -65,7 +66,8 @@ class SolveResult:
 
 def solve(instance: Instance, backend: str = "cpsat", time_limit: float = 60.0,
           hint: Schedule | Assignment | None = None, *, qoe_threshold: float = DEFAULT_QOE_THRESHOLD,
-          secondary: bool = True, min_attainment: int | None = None, workers: int = 2) -> SolveResult:
+          secondary: bool = True, min_attainment: int | None = None, workers: int = 2,
+          model: str = "auto") -> SolveResult:
     """Solve the hindsight problem exactly (see formulations/exact/hindsight.py for the semantics).
 
     Lexicographic: first maximize attainment within `time_limit`; if time is left, minimize the
@@ -79,7 +81,7 @@ def solve(instance: Instance, backend: str = "cpsat", time_limit: float = 60.0,
                               "recompute preemption only (swap is not modelled)")
     start = time.perf_counter()
     deadline = start + time_limit
-    hm = build_hindsight(instance, qoe_threshold=qoe_threshold)
+    hm = build_model(instance, qoe_threshold=qoe_threshold, kind=model)
     lm = hm.model
     start_values = None
     if hint is not None:
@@ -95,7 +97,7 @@ def solve(instance: Instance, backend: str = "cpsat", time_limit: float = 60.0,
         lm.add(hm.attainment_terms(), ">=", int(min_attainment))
     stats = {"variables": lm.num_vars, "constraints": len(lm.constraints),
              "build_seconds": time.perf_counter() - start, "hint_used": start_values is not None,
-             "time_scale": hm.scale}
+             "time_scale": hm.scale, "model": hm.kind}
     run = _solve_cpsat if backend == "cpsat" else _solve_milp
     status, values, raw_bound = run(hm, backend, max(0.1, deadline - time.perf_counter()), start_values, workers)
     total = sum(hm.weight.values())
