@@ -39,8 +39,13 @@ def decide_batch(view: EngineView, plan: Plan, admitted_at: np.ndarray) -> Batch
     position = {int(r): k for k, r in enumerate(view.idx)}
     run = _positions(plan.run, position, "run")
     preempt = _positions(plan.preempt, position, "preempt")
-    if len(set(run)) != len(run):
-        raise PlanError(f"plan.run names a request twice: {list(plan.run)}")
+    if len(set(run)) != len(run) or len(set(preempt)) != len(preempt):
+        raise PlanError("plan.run or plan.preempt names a request twice")
+    if set(run) & set(preempt):
+        raise PlanError("a request is both in plan.run and plan.preempt")
+    if preempt and not view.resident[preempt].all():
+        bad = next(k for k in preempt if not view.resident[k])
+        raise PlanError(f"plan.preempt names request {int(view.idx[bad])}, which holds no KV blocks")
 
     resident = view.resident.copy()
     blocks = view.kv_blocks.astype(np.int64).copy()
@@ -56,8 +61,7 @@ def decide_batch(view: EngineView, plan: Plan, admitted_at: np.ndarray) -> Batch
         decision.preempt.append(k)
 
     for k in preempt:
-        if resident[k]:
-            evict(k)
+        evict(k)
     in_run = np.zeros(len(view.idx), dtype=bool)
     in_run[run] = True
     budget, seqs = engine.token_budget, 0

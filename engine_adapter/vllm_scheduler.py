@@ -32,6 +32,7 @@ from engine_adapter.request_book import RequestBook
 from engine_adapter.slo_args import parse_slo_args
 from formulations.engine_spec import EngineSpec
 from formulations.latency_model import prefill_pairs
+from formulations.online import Policy
 from formulations.requests import CLASS_BY_CODE
 from formulations.requests import Request as SloRequest
 from formulations.requests import ValidationError
@@ -61,16 +62,23 @@ class SloScheduler(Scheduler):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.bridge = BridgeConfig.from_additional_config(self.vllm_config.additional_config)
         self._check_supported()
+        self.configure(BridgeConfig.from_additional_config(self.vllm_config.additional_config))
+
+    def configure(self, bridge: BridgeConfig, policy: Policy | None = None) -> None:
+        """Take new settings (and optionally a policy object instead of `bridge.policy`: an
+        in-process engine can be reused across policies); starts a fresh run. Only while idle."""
+        if self.running or self.waiting:
+            raise RuntimeError("SloScheduler.configure: requests are still live")
+        self.bridge = bridge
         self.engine_spec = EngineSpec(
             kv_blocks=self.cache_config.num_gpu_blocks - 1,  # block 0 is vLLM's reserved null block
-            latency=self.bridge.latency_model(), block_size=self.block_size,
+            latency=bridge.latency_model(), block_size=self.block_size,
             token_budget=self.max_num_scheduled_tokens, max_seqs=self.max_num_running_reqs,
-            slot_time=self.bridge.slot_time,
+            slot_time=bridge.slot_time,
         )
-        self.policy = self.bridge.make_policy()
-        self.predictor = self.bridge.make_predictor()
+        self.policy = policy if policy is not None else bridge.make_policy()
+        self.predictor = bridge.make_predictor()
         self.begin_run(time.perf_counter())
 
     def _check_supported(self) -> None:
@@ -101,6 +109,7 @@ class SloScheduler(Scheduler):
         self.newly_finished: list[tuple[int, float]] = []  # (request index, finish) since last taken
         self.plan_deviations = 0  # steps where vLLM ran a different batch than the plan's
         self.engine_preemptions = 0  # preemptions vLLM made on its own (should stay 0)
+        self.vllm_preemptions: dict[int, int] = {}  # request index -> vLLM's own counter, at finish
         self.policy.reset(self.engine_spec)
         self._step_start = 0.0
         self._step_now = 0.0
@@ -222,7 +231,9 @@ class SloScheduler(Scheduler):
                 self.book.tokens(row, delivered, t)
             if request.is_finished():
                 self.book.finished(row, t)
-                self.newly_finished.append((int(self.book.index[row]), t))
+                index = int(self.book.index[row])
+                self.newly_finished.append((index, t))
+                self.vllm_preemptions[index] = request.num_preemptions
         if ran:
             self._log_step(ran, t)
         if self.bridge.slot_time is not None:
