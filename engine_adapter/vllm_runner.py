@@ -102,7 +102,8 @@ class VllmEngine:
         kv_bytes = 2 * blocks * settings.block_size * _kv_bytes_per_token(model_dir, settings.dtype)
         extra: dict[str, Any] = {}
         if bridge is not None:
-            extra = {"scheduler_cls": SCHEDULER_CLS, "additional_config": bridge.to_additional_config()}
+            extra = {"scheduler_cls": SCHEDULER_CLS, "additional_config": bridge.to_additional_config(),
+                     "scheduler_reserve_full_isl": False}
         args = EngineArgs(
             model=str(model_dir), load_format=load_format, skip_tokenizer_init=True, enforce_eager=True,
             dtype=settings.dtype, block_size=settings.block_size, num_gpu_blocks_override=blocks,
@@ -194,6 +195,8 @@ def replay(engine: VllmEngine, instance: Instance, predictor: LengthPredictor | 
         now = sched.now()
         while ready and ready[0][0] <= now + 1e-12:
             release, i = heapq.heappop(ready)
+            if slotted:  # as in the simulator: released at the first slot boundary it can run in
+                release = now
             req = instance.requests[i]
             args = slo_extra_args(instance, i, arrival=float(table.arrival[i]), release=release,
                                   pred=None if pred is None else pred[i], levels=levels)

@@ -86,6 +86,9 @@ class SloScheduler(Scheduler):
         problems = []
         if self.cache_config.enable_prefix_caching:
             problems.append("enable_prefix_caching must be False (prefix hits change KV accounting)")
+        if self.scheduler_reserve_full_isl:
+            problems.append("scheduler_reserve_full_isl must be False (--no-scheduler-reserve-full-isl): the plan "
+                            "admits a waiting request when its first chunk fits, as the engine model does")
         if self.scheduler_config.long_prefill_token_threshold:
             problems.append("long_prefill_token_threshold must be 0 (the plan chunks prefills)")
         if self.num_spec_tokens or self.num_lookahead_tokens:
