@@ -9,7 +9,8 @@ when their last parent finishes. The result is the same `Schedule` the simulator
 scored by the same `score()` against the *realized* instance (arrivals on the run's clock, the
 engine as vLLM has it).
 
-Importing this module does not import vLLM; `VllmEngine` does, when built.
+Importing this module does not import vLLM; `VllmEngine` does, when built. `realize` (in
+engine_adapter/realized.py) maps a workload onto the engine before the replay.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import os
 import tempfile
 import time
 import zlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,6 @@ from engine_adapter.tiny_model import write_tiny_llama
 from formulations.engine_spec import EngineSpec
 from formulations.instance import Instance
 from formulations.online import Policy
-from formulations.requests import Group
 from formulations.schedule import Schedule
 from solvers.prediction.base import LengthPredictor
 
@@ -154,16 +154,6 @@ class VllmRun:
     instance: Instance  # realized: arrivals on the run's clock, this engine's capacities
     schedule: Schedule
     stats: dict[str, Any] = field(default_factory=dict)
-
-
-def realize(instance: Instance, engine: EngineSpec, time_scale: float = 1.0) -> Instance:
-    """The instance as the engine runs it: arrivals times `time_scale`, `engine`'s spec."""
-    if not time_scale > 0:
-        raise ValueError(f"time_scale={time_scale} must be > 0")
-    requests = tuple(replace(r, arrival=r.arrival * time_scale) for r in instance.requests)
-    groups = tuple(Group(id=g.id, members=g.members, arrival=g.arrival * time_scale, slack_ratio=g.slack_ratio,
-                         edges=g.edges) for g in instance.groups)
-    return Instance(engine, requests, groups, {**instance.meta, "time_scale": time_scale})
 
 
 def replay(engine: VllmEngine, instance: Instance, predictor: LengthPredictor | None = None) -> VllmRun:

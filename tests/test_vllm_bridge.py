@@ -20,7 +20,8 @@ if importlib.util.find_spec("vllm") is None:
 
 from engine_adapter.bridge_config import BridgeConfig  # noqa: E402
 from engine_adapter.simulator import simulate  # noqa: E402
-from engine_adapter.vllm_runner import VllmEngine, VllmSettings, realize, replay  # noqa: E402
+from engine_adapter.realized import realize  # noqa: E402
+from engine_adapter.vllm_runner import VllmEngine, VllmSettings, replay  # noqa: E402
 from formulations.instance import Instance  # noqa: E402
 from formulations.metrics import score  # noqa: E402
 from formulations.online import EngineView, Plan, Policy  # noqa: E402
