@@ -6,11 +6,13 @@ import argparse
 import sys
 
 from experiments.commands import run
+from experiments.commands import serve_eval
 from formulations.online import PlanError
 from formulations.requests import ValidationError
 
 COMMANDS: list = [
     run,
+    serve_eval,
 ]  # sub-command modules, in the order `slosched --help` lists them
 
 
