@@ -5,6 +5,9 @@ SLO (class, TTFT target, read rate, deadline, bulk group and DAG parents, predic
 travels under the key "slosched" of `extra_args` (`vllm_xargs` over HTTP). The runner writes it
 with `slo_extra_args`; the scheduler reads it with `parse_slo_args`. No vLLM import here.
 
+Over HTTP, vLLM accepts only flat `vllm_xargs` values (str, number, list), so a client sends the
+entry as a JSON string: `vllm_xargs={"slosched": json.dumps({...})}`; both forms are read.
+
 Times: `arrival`, `release` and `deadline` are absolute seconds on the scheduler's clock (the
 runner knows that clock). An HTTP client cannot, so it may send `deadline_in` (seconds after
 arrival) instead and leave `arrival` out (the scheduler stamps it).
@@ -12,6 +15,7 @@ arrival) instead and leave `arrival` out (the scheduler stamps it).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -93,8 +97,13 @@ def parse_slo_args(extra_args: Mapping[str, Any] | None, request_id: str, now: f
     if raw is None:
         return SloArgs(None, request_id, CLASS_CODES[RequestClass.THROUGHPUT], now, now, math.nan, math.nan,
                        math.inf, None, (), None, None)
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError as err:
+            raise ValidationError(f"{owner}: extra_args[{KEY!r}] is a string but not JSON ({err})") from None
     if not isinstance(raw, Mapping):
-        raise ValidationError(f"{owner}: extra_args[{KEY!r}] must be a mapping, got {type(raw).__name__}")
+        raise ValidationError(f"{owner}: extra_args[{KEY!r}] must be a mapping or its JSON, got {type(raw).__name__}")
     unknown = set(raw) - _FIELDS
     if unknown:
         raise ValidationError(f"{owner}: unknown {KEY} field(s) {sorted(unknown)}; valid: {sorted(_FIELDS)}")

@@ -167,7 +167,7 @@ def _oracle(instance: Instance, mean_step: float, serve: ServeSettings, config: 
     if n > serve.oracle_max_requests:
         return {"skipped": f"{n} requests > oracle_max_requests={serve.oracle_max_requests}"}
     try:
-        from solvers.exact import solve
+        from solvers.exact.solve import solve
     except ImportError as err:
         return {"skipped": f"the exact oracle is not installed ({err})"}
     slotted = instance

@@ -45,9 +45,11 @@ def test_unmanaged_request_is_throughput_without_deadline_and_stamped_now():
     assert (a.index, a.cls, a.arrival, a.deadline) == (None, 1, 4.0, math.inf)
 
 
-def test_relative_deadline_for_http_clients():
-    a = parse_slo_args({"slosched": {"class": "throughput", "deadline_in": 3.0}}, "x", now=10.0)
+def test_relative_deadline_for_http_clients_as_json_string():
+    a = parse_slo_args({"slosched": '{"class": "throughput", "deadline_in": 3.0}'}, "x", now=10.0)
     assert a.arrival == 10.0 and a.deadline == 13.0
+    with pytest.raises(ValidationError, match="not JSON"):
+        parse_slo_args({"slosched": "{class"}, "x", now=0.0)
 
 
 @pytest.mark.parametrize("args, message", [
