@@ -34,23 +34,48 @@ def next_tokens(view: EngineView) -> np.ndarray:
 
 
 def decide_batch(view: EngineView, plan: Plan, admitted_at: np.ndarray) -> BatchDecision:
-    """Apply the plan rules to `view`; `admitted_at[k]` is when column k last became resident."""
-    engine: EngineSpec = view.engine
-    position = {int(r): k for k, r in enumerate(view.idx)}
-    run = _positions(plan.run, position, "run")
-    preempt = _positions(plan.preempt, position, "preempt")
-    if len(set(run)) != len(run) or len(set(preempt)) != len(preempt):
-        raise PlanError("plan.run or plan.preempt names a request twice")
-    if set(run) & set(preempt):
-        raise PlanError("a request is both in plan.run and plan.preempt")
-    if preempt and not view.resident[preempt].all():
-        bad = next(k for k in preempt if not view.resident[k])
-        raise PlanError(f"plan.preempt names request {int(view.idx[bad])}, which holds no KV blocks")
+    """Apply the plan rules to `view`; `admitted_at[k]` is when column k last became resident.
 
+    The common case (no plan preemption, everything the budget admits fits in the free blocks)
+    is decided with cumulative sums; only a KV shortage walks the plan request by request."""
+    run = _positions(view.idx, plan.run, "run")
+    preempt = _positions(view.idx, plan.preempt, "preempt")
+    if len(np.unique(run)) != len(run) or len(np.unique(preempt)) != len(preempt):
+        raise PlanError("plan.run or plan.preempt names a request twice")
+    if len(preempt):
+        if np.isin(preempt, run).any():
+            raise PlanError("a request is both in plan.run and plan.preempt")
+        if not view.resident[preempt].all():
+            bad = preempt[~view.resident[preempt]][0]
+            raise PlanError(f"plan.preempt names request {int(view.idx[bad])}, which holds no KV blocks")
+    engine: EngineSpec = view.engine
+    if len(run) and not len(preempt):
+        want = next_tokens(view)[run]
+        cum = np.cumsum(want)
+        budget = engine.token_budget
+        if cum[-1] <= budget:
+            chunk = want
+        else:
+            full = int(np.searchsorted(cum, budget, side="right"))
+            left = budget - (int(cum[full - 1]) if full else 0)
+            chunk = want[: full + (left > 0)].copy()
+            if left > 0:
+                chunk[full] = left
+        chunk = chunk[: engine.max_seqs]
+        taken = run[: len(chunk)]
+        grow = -(-(view.computed[taken] + chunk) // engine.block_size) - view.kv_blocks[taken]
+        if int(grow.sum()) <= view.free_blocks:
+            return BatchDecision(run=list(zip(taken.tolist(), chunk.tolist(), strict=True)))
+    return _walk(view, run.tolist(), preempt.tolist(), admitted_at)
+
+
+def _walk(view: EngineView, run: list[int], preempt: list[int], admitted_at: np.ndarray) -> BatchDecision:
+    engine: EngineSpec = view.engine
     resident = view.resident.copy()
-    blocks = view.kv_blocks.astype(np.int64).copy()
+    blocks = view.kv_blocks.astype(np.int64)
     free = int(view.free_blocks)
-    need = next_tokens(view)
+    need = next_tokens(view).tolist()
+    computed = view.computed.tolist()
     decision = BatchDecision()
 
     def evict(k: int) -> None:
@@ -70,8 +95,8 @@ def decide_batch(view: EngineView, plan: Plan, admitted_at: np.ndarray) -> Batch
             break
         if k in decision.preempt:  # lost its KV in this iteration: not brought back in the same one
             continue
-        tokens = int(min(need[k], budget))
-        extra = engine.blocks_for(int(view.computed[k]) + tokens) - int(blocks[k])
+        tokens = min(need[k], budget)
+        extra = engine.blocks_for(computed[k] + tokens) - int(blocks[k])
         if not resident[k]:
             if decision.blocked is not None:
                 continue
@@ -106,11 +131,16 @@ def _victim(resident: np.ndarray, in_run: np.ndarray, admitted_at: np.ndarray, l
     return k
 
 
-def _positions(indices: np.ndarray, position: dict[int, int], name: str) -> list[int]:
-    out = []
-    for r in np.asarray(indices, dtype=np.int64):
-        k = position.get(int(r))
-        if k is None:
-            raise PlanError(f"plan.{name} names request {int(r)}, which is not live")
-        out.append(k)
-    return out
+def _positions(idx: np.ndarray, requests: np.ndarray, name: str) -> np.ndarray:
+    """Columns of the view holding the request indices `requests`; PlanError for any not live."""
+    requests = np.asarray(requests, dtype=np.int64)
+    if len(requests) == 0:
+        return np.empty(0, dtype=np.int64)
+    if len(idx) == 0:
+        raise PlanError(f"plan.{name} names request {int(requests[0])}, which is not live")
+    order = np.argsort(idx, kind="stable")
+    found = order[np.minimum(np.searchsorted(idx[order], requests), len(idx) - 1)]
+    missing = idx[found] != requests
+    if missing.any():
+        raise PlanError(f"plan.{name} names request {int(requests[missing][0])}, which is not live")
+    return found

@@ -41,6 +41,7 @@ class RequestBook:
         self.delay_area = np.zeros(cap)
         self.run_max = np.zeros(cap)  # max_j (delivered_j - (j-1)/r): the closed form of qoe.py
         self.delivered = np.zeros(cap, dtype=np.int64)
+        self.admitted_at = np.zeros(cap)  # last time it became resident (engine victim order)
         self.pred = np.zeros((cap, len(self.levels)))
         self.token_times: list[list[float]] = []
         self.admissions: list[list[float]] = []
@@ -74,6 +75,7 @@ class RequestBook:
         self.lag[row] = self.delay_area[row] = 0.0
         self.run_max[row] = -math.inf
         self.delivered[row] = 0
+        self.admitted_at[row] = -np.inf
         self.pred[row] = pred
         for log in (self.token_times, self.admissions, self.preemptions):
             log.append([])
@@ -97,7 +99,7 @@ class RequestBook:
 
     def _grow(self) -> None:
         for name in ("index", "cls", "arrival", "release", "prompt_len", "ttft_target", "read_rate", "deadline", "group", "lag",
-                     "delay_area", "run_max", "delivered", "pred"):
+                     "delay_area", "run_max", "delivered", "admitted_at", "pred"):
             old = getattr(self, name)
             new = np.zeros((2 * len(old),) + old.shape[1:], dtype=old.dtype)
             new[: len(old)] = old
@@ -109,6 +111,7 @@ class RequestBook:
 
     def admitted(self, row: int, t: float) -> None:
         self.admissions[row].append(t)
+        self.admitted_at[row] = t
 
     def preempted(self, row: int, t: float) -> None:
         self.preemptions[row].append(t)
@@ -125,6 +128,19 @@ class RequestBook:
                 self.lag[row] = lag
                 self.delay_area[row] += lag
             self.delivered[row] += 1
+
+    def one_token_each(self, rows: np.ndarray, t: float) -> None:
+        """One token delivered at time t to each of `rows` (distinct): `tokens`, vectorized."""
+        for row in rows.tolist():
+            self.token_times[row].append(t)
+        lat = rows[self.cls[rows] == 0]
+        if len(lat):
+            peak = np.maximum(self.run_max[lat], t - self.delivered[lat] / self.read_rate[lat])
+            self.run_max[lat] = peak
+            lag = np.maximum(0.0, peak - (self.arrival[lat] + self.ttft_target[lat]))
+            self.lag[lat] = lag
+            self.delay_area[lat] += lag
+        self.delivered[rows] += 1
 
     def finished(self, row: int, t: float) -> None:
         self.finish[row] = t

@@ -37,8 +37,11 @@ from formulations.requests import CLASS_BY_CODE
 from formulations.requests import Request as SloRequest
 from formulations.requests import ValidationError
 
+# policy_seconds: the whole bridge before vLLM's own schedule() (view, decide, batch rules,
+# applying); decide_seconds: the policy's decide() alone; step_seconds: schedule() to the end of
+# update_from_output (the step as the engine core runs it).
 LOG_KEYS = ("start", "end", "prefill_tokens", "prefill_pairs", "decode_seqs", "decode_ctx_tokens", "seqs", "tokens",
-            "kv_used_blocks", "policy_seconds", "step_seconds")
+            "kv_used_blocks", "policy_seconds", "decide_seconds", "step_seconds")
 
 
 @dataclass
@@ -107,7 +110,6 @@ class SloScheduler(Scheduler):
         self.slot = 0
         self.book = RequestBook(self.predictor.quantile_levels)
         self.row_of: dict[str, int] = {}  # vLLM request_id -> book row
-        self.admitted_at: dict[int, float] = {}  # book row -> last admission time
         self.log = StepLog()
         self.newly_finished: list[tuple[int, float]] = []  # (request index, finish) since last taken
         self.plan_deviations = 0  # steps where vLLM ran a different batch than the plan's
@@ -117,6 +119,7 @@ class SloScheduler(Scheduler):
         self._step_start = 0.0
         self._step_now = 0.0
         self._policy_seconds = 0.0
+        self._decide_seconds = 0.0
 
     def now(self) -> float:
         if self.bridge.slot_time is not None:
@@ -153,14 +156,14 @@ class SloScheduler(Scheduler):
     def schedule(self, *args, **kwargs) -> SchedulerOutput:
         started = time.perf_counter()
         now = self.now()
-        live = list(self.running) + list(self.waiting)
+        live = [*self.running, *self.waiting]
         if not live or self.kv_holding_waiting:
             return super().schedule(*args, **kwargs)
-        rows = np.fromiter((self.row_of[r.request_id] for r in live), dtype=np.int64, count=len(live))
-        view = self._view(now, live, rows)
+        view, rows = self._view(now, live)
+        asked = time.perf_counter()
         plan = self.policy.decide(view)
-        admitted_at = np.array([self.admitted_at.get(int(row), -np.inf) for row in rows])
-        decision = decide_batch(view, plan, admitted_at)
+        self._decide_seconds = time.perf_counter() - asked
+        decision = decide_batch(view, plan, self.book.admitted_at[rows])
 
         for k in decision.preempt:
             request = live[k]
@@ -191,32 +194,32 @@ class SloScheduler(Scheduler):
                 self.book.preempted(self.row_of[request.request_id], now)
         for request in admit:
             if request.status == RequestStatus.RUNNING:
-                row = self.row_of[request.request_id]
-                self.book.admitted(row, now)
-                self.admitted_at[row] = now
-        planned = {live[k].request_id: tokens for k, tokens in decision.run}
-        if planned != output.num_scheduled_tokens:
+                self.book.admitted(self.row_of[request.request_id], now)
+        scheduled = output.num_scheduled_tokens
+        if len(scheduled) != len(decision.run) or any(
+                scheduled.get(live[k].request_id) != tokens for k, tokens in decision.run):
             self.plan_deviations += 1
         self._step_start = started
         self._step_now = now
         return output
 
-    def _view(self, now: float, live: list[Request], rows: np.ndarray):
-        n = len(live)
-        generated = np.fromiter((r.num_output_tokens for r in live), dtype=np.int64, count=n)
-        computed = np.fromiter((r.num_computed_tokens for r in live), dtype=np.int64, count=n)
-        total = np.fromiter((r.num_tokens for r in live), dtype=np.int64, count=n)
-        resident = np.fromiter((r.status == RequestStatus.RUNNING for r in live), dtype=bool, count=n)
-        preemptions = np.fromiter((r.num_preemptions for r in live), dtype=np.int64, count=n)
+    def _view(self, now: float, live: list[Request]):
+        running = RequestStatus.RUNNING
+        row_of = self.row_of
+        state = np.array([(r.num_output_tokens, r.num_computed_tokens, r.num_tokens, r.status == running,
+                           r.num_preemptions, row_of[r.request_id]) for r in live], dtype=np.int64)
+        generated, computed, total, resident, preemptions, rows = state.T
+        resident = resident.astype(bool)
         decoding = (generated > 0) & (computed >= total - 1)
         prefill_left = np.where(decoding, 0, total - computed)
         kv_blocks = np.where(resident, -(-computed // self.block_size), 0)
         pred = self.predictor.refine(self.book.pred[rows], generated)
-        return self.book.view(
+        view = self.book.view(
             now=now, rows=rows, generated=generated, computed=computed, prefill_left=prefill_left,
             resident=resident, kv_blocks=kv_blocks, preemptions=preemptions, pred_quantiles=pred,
             free_blocks=self.kv_cache_manager.block_pool.get_num_free_blocks(), engine=self.engine_spec,
         )
+        return view, rows
 
     def update_from_output(self, scheduler_output: SchedulerOutput, model_runner_output):
         if self.bridge.slot_time is not None:
@@ -227,16 +230,21 @@ class SloScheduler(Scheduler):
                if rid in self.requests]
         before = [r.num_output_tokens for r, _ in ran]
         outputs = super().update_from_output(scheduler_output, model_runner_output)
+        single = []
         for (request, _), count in zip(ran, before, strict=True):
             row = self.row_of[request.request_id]
             delivered = request.num_output_tokens - count
-            if delivered > 0:
+            if delivered == 1:
+                single.append(row)
+            elif delivered > 1:
                 self.book.tokens(row, delivered, t)
             if request.is_finished():
                 self.book.finished(row, t)
                 index = int(self.book.index[row])
                 self.newly_finished.append((index, t))
                 self.vllm_preemptions[index] = request.num_preemptions
+        if single:
+            self.book.one_token_each(np.array(single, dtype=np.int64), t)
         if ran:
             self._log_step(ran, t)
         if self.bridge.slot_time is not None:
@@ -265,5 +273,6 @@ class SloScheduler(Scheduler):
         log["tokens"].append(prefill + decodes)
         log["kv_used_blocks"].append(self.engine_spec.kv_blocks - self.kv_cache_manager.block_pool.get_num_free_blocks())
         log["policy_seconds"].append(self._policy_seconds)
+        log["decide_seconds"].append(self._decide_seconds)
         log["step_seconds"].append(time.perf_counter() - self._step_start)
         self.log.scheduled.append(np.array([self.book.index[self.row_of[r.request_id]] for r, _ in ran], dtype=np.int64))

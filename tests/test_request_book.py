@@ -28,6 +28,13 @@ def test_lag_and_delay_area_match_the_closed_form_qoe():
             book.tokens(row, 1, float(t))
     assert book.lag[row] == expected_lag[-1]
     np.testing.assert_allclose(book.delay_area[row], expected_lag.sum())
+    # the vectorized one-token-per-request path agrees with the scalar one
+    twin = book.row(book.register(args(5, arrival=1.0), prompt_len=20, pred=np.array([40.0])))
+    thr = book.row(book.register(args(6, cls=1), prompt_len=20, pred=np.array([40.0])))
+    for t in times:
+        book.one_token_each(np.array([twin, thr]), float(t))
+    assert book.delay_area[twin] == book.delay_area[row] and book.lag[twin] == book.lag[row]
+    assert book.token_times[thr] == list(times) and book.delay_area[thr] == 0 and book.delivered[thr] == 40
     # a burst of k tokens at one time equals k single deliveries
     other = book.row(book.register(args(4, arrival=1.0), prompt_len=20, pred=np.array([40.0])))
     book.tokens(other, 3, 2.0)
