@@ -70,46 +70,57 @@ def decide_batch(view: EngineView, plan: Plan, admitted_at: np.ndarray) -> Batch
 
 
 def _walk(view: EngineView, run: list[int], preempt: list[int], admitted_at: np.ndarray) -> BatchDecision:
+    """The plan walked request by request (plain lists: this runs every step under KV pressure)."""
     engine: EngineSpec = view.engine
-    resident = view.resident.copy()
-    blocks = view.kv_blocks.astype(np.int64)
-    free = int(view.free_blocks)
+    resident = view.resident.tolist()
+    blocks = view.kv_blocks.tolist()
     need = next_tokens(view).tolist()
     computed = view.computed.tolist()
+    free = int(view.free_blocks)
+    in_run = set(run)
+    # victims outside the plan: most recently admitted first (popped from the end)
+    idle = [k for k in np.argsort(admitted_at, kind="stable").tolist() if resident[k] and k not in in_run]
+    gone: set[int] = set()
     decision = BatchDecision()
 
     def evict(k: int) -> None:
         nonlocal free
-        free += int(blocks[k])
+        free += blocks[k]
         blocks[k] = 0
         resident[k] = False
+        gone.add(k)
         decision.preempt.append(k)
 
     for k in preempt:
         evict(k)
-    in_run = np.zeros(len(view.idx), dtype=bool)
-    in_run[run] = True
+    tail = len(run) - 1
     budget, seqs = engine.token_budget, 0
+    bs = engine.block_size
     for pos, k in enumerate(run):
         if budget == 0 or seqs == engine.max_seqs:
             break
-        if k in decision.preempt:  # lost its KV in this iteration: not brought back in the same one
-            continue
+        if k in gone or (decision.blocked is not None and not resident[k]):
+            continue  # lost its KV in this iteration / behind a waiting request that did not fit
         tokens = min(need[k], budget)
-        extra = engine.blocks_for(computed[k] + tokens) - int(blocks[k])
-        if not resident[k]:
-            if decision.blocked is not None:
-                continue
-            if extra > free:
+        extra = -(-(computed[k] + tokens) // bs) - blocks[k]
+        if extra > free:
+            if not resident[k]:
                 decision.blocked = k
                 continue
-        else:
-            lost = False
-            while extra > free and not lost:
-                victim = _victim(resident, in_run, admitted_at, run[pos + 1:], k)
+            while extra > free:
+                victim = k
+                while idle and victim == k:
+                    candidate = idle.pop()
+                    if resident[candidate]:
+                        victim = candidate
+                while victim == k and tail > pos:
+                    if resident[run[tail]]:
+                        victim = run[tail]
+                    tail -= 1
                 evict(victim)
-                lost = victim == k
-            if lost:
+                if victim == k:
+                    break
+            if k in gone:
                 continue
         free -= extra
         blocks[k] += extra
@@ -117,18 +128,6 @@ def _walk(view: EngineView, run: list[int], preempt: list[int], admitted_at: np.
         budget -= tokens
         seqs += 1
     return decision
-
-
-def _victim(resident: np.ndarray, in_run: np.ndarray, admitted_at: np.ndarray, later: list[int], k: int) -> int:
-    """Resident requests absent from the plan (most recently admitted first), then those later in
-    the plan (lowest priority first), else the request itself."""
-    idle = np.flatnonzero(resident & ~in_run)
-    if len(idle):
-        return int(idle[np.argmax(admitted_at[idle])])
-    for j in reversed(later):
-        if resident[j]:
-            return j
-    return k
 
 
 def _positions(idx: np.ndarray, requests: np.ndarray, name: str) -> np.ndarray:

@@ -159,7 +159,7 @@ class SloScheduler(Scheduler):
         live = [*self.running, *self.waiting]
         if not live or self.kv_holding_waiting:
             return super().schedule(*args, **kwargs)
-        view, rows = self._view(now, live)
+        view, rows = self._view(now, live, len(self.running))
         asked = time.perf_counter()
         plan = self.policy.decide(view)
         self._decide_seconds = time.perf_counter() - asked
@@ -203,13 +203,13 @@ class SloScheduler(Scheduler):
         self._step_now = now
         return output
 
-    def _view(self, now: float, live: list[Request]):
-        running = RequestStatus.RUNNING
+    def _view(self, now: float, live: list[Request], n_running: int):
+        """live = running requests (resident: they hold KV) followed by waiting ones."""
         row_of = self.row_of
-        state = np.array([(r.num_output_tokens, r.num_computed_tokens, r.num_tokens, r.status == running,
-                           r.num_preemptions, row_of[r.request_id]) for r in live], dtype=np.int64)
-        generated, computed, total, resident, preemptions, rows = state.T
-        resident = resident.astype(bool)
+        state = np.array([(r.num_output_tokens, r.num_computed_tokens, r.num_tokens, r.num_preemptions,
+                           row_of[r.request_id]) for r in live], dtype=np.int64)
+        generated, computed, total, preemptions, rows = state.T
+        resident = np.arange(len(live)) < n_running
         decoding = (generated > 0) & (computed >= total - 1)
         prefill_left = np.where(decoding, 0, total - computed)
         kv_blocks = np.where(resident, -(-computed // self.block_size), 0)

@@ -3,7 +3,7 @@ simulator's replay of the same workload and the hindsight optimum.
 
 For each policy of an experiment config (plus a `[vllm]` table, `ServeSettings`):
 1. build the workload, calibrate the engine's latency model on a few plain requests (wall-clock
-   mode) so deadlines (slack x T_alone) mean something on this engine, realize the workload on it
+   mode; a slotted run needs none) so deadlines (slack x T_alone) mean something on this engine, realize the workload on it
    (arrivals x time_scale) and replay it through vLLM with the policy: the *online* attainment;
 2. fit the latency model to the run's own step times and replay the identical workload in the
    simulator with that engine (deadlines kept): the *simulated* attainment;
@@ -117,15 +117,17 @@ def serve_eval(config: ExperimentConfig, serve: ServeSettings, progress=print) -
                             max_model_len=serve.max_model_len, dtype=serve.dtype, seed=config.seed)
     engine = VllmEngine(settings, BridgeConfig(policy="fcfs"))
     progress(f"vLLM engine ready in {engine.start_seconds:.1f} s; {len(base.requests)} requests")
-    calibration = calibrate(engine, serve.calibration_requests, config.seed)
-    progress(f"calibrated latency model on {calibration.steps} steps (R^2 {calibration.r2:.3f})")
+    latency: str | dict[str, float] = config.engine.profile  # slotted: iteration times are slot_time
+    if slot is None:
+        calibration = calibrate(engine, serve.calibration_requests, config.seed)
+        progress(f"calibrated latency model on {calibration.steps} steps (R^2 {calibration.r2:.3f})")
+        latency = {k: v for k, v in asdict(calibration.model).items() if k.startswith("c")}
     predictor_params = _predictor_params(config, config.seed)
     results = []
     for name in config.policies:
         params = config.policy_params.get(name, {})
         bridge = BridgeConfig(policy=name, params=params, predictor=config.predictor.name,
-                              predictor_params=predictor_params, slot_time=slot,
-                              latency={k: v for k, v in asdict(calibration.model).items() if k.startswith("c")})
+                              predictor_params=predictor_params, slot_time=slot, latency=latency)
         engine.configure(bridge)
         instance = realize(base, engine.spec, serve.time_scale)
         predictor = make_predictor(config.predictor.name, **predictor_params)
