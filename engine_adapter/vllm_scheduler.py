@@ -120,6 +120,7 @@ class SloScheduler(Scheduler):
         self._step_now = 0.0
         self._policy_seconds = 0.0
         self._decide_seconds = 0.0
+        self._planned = np.empty(0, dtype=np.int64)
 
     def now(self) -> float:
         if self.bridge.slot_time is not None:
@@ -180,6 +181,7 @@ class SloScheduler(Scheduler):
         self.running[:] = run_resident
         self.waiting.clear()
         self.waiting.extend(admit)
+        self._planned = self.book.index[rows[[k for k, _ in decision.run]]]
         self._policy_seconds = time.perf_counter() - started
 
         output = super().schedule(*args, **kwargs)
@@ -275,4 +277,4 @@ class SloScheduler(Scheduler):
         log["policy_seconds"].append(self._policy_seconds)
         log["decide_seconds"].append(self._decide_seconds)
         log["step_seconds"].append(time.perf_counter() - self._step_start)
-        self.log.scheduled.append(np.array([self.book.index[self.row_of[r.request_id]] for r, _ in ran], dtype=np.int64))
+        self.log.scheduled.append(self._planned)  # request indices in plan (priority) order

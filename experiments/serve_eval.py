@@ -159,12 +159,15 @@ def _evaluate(name: str, params: dict, config: ExperimentConfig, serve: ServeSet
                 "engine_preemptions": schedule.meta["engine_preemptions"],
                 "policy_share_of_step": float(log["policy_seconds"].sum() / step.sum()) if len(step) else 0.0,
                 "mean_step_seconds": float(step.mean()) if len(step) else 0.0}
-    oracle = _oracle(instance, run_info["mean_step_seconds"], serve, config)
+    oracle = _oracle(instance, schedule, run_info["mean_step_seconds"], serve, config)
     return PolicyResult(name, online.to_dict(), simulated.to_dict(), oracle, fit_info, run_info,
                         [o.to_dict() for o in outcomes])
 
 
-def _oracle(instance: Instance, mean_step: float, serve: ServeSettings, config: ExperimentConfig) -> dict[str, Any]:
+def _oracle(instance: Instance, schedule: Schedule, mean_step: float, serve: ServeSettings,
+            config: ExperimentConfig) -> dict[str, Any]:
+    """The exact optimum; a slotted run's own schedule is its warm start (so the optimum found is
+    never below the online attainment)."""
     n = len(instance.requests)
     if n > serve.oracle_max_requests:
         return {"skipped": f"{n} requests > oracle_max_requests={serve.oracle_max_requests}"}
@@ -172,11 +175,11 @@ def _oracle(instance: Instance, mean_step: float, serve: ServeSettings, config: 
         from solvers.exact.solve import solve
     except ImportError as err:
         return {"skipped": f"the exact oracle is not installed ({err})"}
-    slotted = instance
+    slotted, hint = instance, schedule
     if instance.engine.slot_time is None:
-        slotted = with_engine(instance, instance.engine.with_(slot_time=mean_step))
+        slotted, hint = with_engine(instance, instance.engine.with_(slot_time=mean_step)), None
     started = time.perf_counter()
-    result = solve(slotted, time_limit=serve.oracle_time_limit, qoe_threshold=config.qoe_threshold)
+    result = solve(slotted, time_limit=serve.oracle_time_limit, hint=hint, qoe_threshold=config.qoe_threshold)
     out = result.to_dict()
     out["attainment"] = None if result.objective is None else result.objective / n
     out["bound_attainment"] = result.bound / n
