@@ -40,7 +40,9 @@ def decide_batch(view: EngineView, plan: Plan, admitted_at: np.ndarray) -> Batch
     is decided with cumulative sums; only a KV shortage walks the plan request by request."""
     run = _positions(view.idx, plan.run, "run")
     preempt = _positions(view.idx, plan.preempt, "preempt")
-    if len(np.unique(run)) != len(run) or len(np.unique(preempt)) != len(preempt):
+    n = len(view.idx)
+    if (len(run) and np.bincount(run, minlength=n).max() > 1) or (
+            len(preempt) and np.bincount(preempt, minlength=n).max() > 1):
         raise PlanError("plan.run or plan.preempt names a request twice")
     if len(preempt):
         if np.isin(preempt, run).any():

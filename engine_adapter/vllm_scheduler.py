@@ -208,9 +208,10 @@ class SloScheduler(Scheduler):
     def _view(self, now: float, live: list[Request], n_running: int):
         """live = running requests (resident: they hold KV) followed by waiting ones."""
         row_of = self.row_of
-        state = np.array([(r.num_output_tokens, r.num_computed_tokens, r.num_tokens, r.num_preemptions,
+        state = np.array([(r.num_output_tokens, r.num_computed_tokens, r.num_prompt_tokens, r.num_preemptions,
                            row_of[r.request_id]) for r in live], dtype=np.int64)
-        generated, computed, total, preemptions, rows = state.T
+        generated, computed, prompt, preemptions, rows = state.T
+        total = prompt + generated  # = num_tokens (no speculative tokens: _check_supported)
         resident = np.arange(len(live)) < n_running
         decoding = (generated > 0) & (computed >= total - 1)
         prefill_left = np.where(decoding, 0, total - computed)

@@ -74,6 +74,8 @@ def test_bad_plans_raise():
         decide_batch(v, Plan(run=np.array([5])), np.zeros(2))
     with pytest.raises(PlanError, match="holds no KV"):
         decide_batch(v, Plan(run=np.array([0]), preempt=np.array([1])), np.zeros(2))
+    with pytest.raises(PlanError, match="twice"):
+        decide_batch(v, Plan(run=np.array([1, 1])), np.zeros(2))
     with pytest.raises(PlanError, match="both"):
         decide_batch(v, Plan(run=np.array([0]), preempt=np.array([0])), np.zeros(2))
 
