@@ -42,6 +42,7 @@ class RequestBook:
         self.run_max = np.zeros(cap)  # max_j (delivered_j - (j-1)/r): the closed form of qoe.py
         self.delivered = np.zeros(cap, dtype=np.int64)
         self.admitted_at = np.zeros(cap)  # last time it became resident (engine victim order)
+        self.preemption_count = np.zeros(cap, dtype=np.int64)
         self.pred = np.zeros((cap, len(self.levels)))
         self.token_times: list[list[float]] = []
         self.admissions: list[list[float]] = []
@@ -76,6 +77,7 @@ class RequestBook:
         self.run_max[row] = -math.inf
         self.delivered[row] = 0
         self.admitted_at[row] = -np.inf
+        self.preemption_count[row] = 0
         self.pred[row] = pred
         for log in (self.token_times, self.admissions, self.preemptions):
             log.append([])
@@ -99,7 +101,7 @@ class RequestBook:
 
     def _grow(self) -> None:
         for name in ("index", "cls", "arrival", "release", "prompt_len", "ttft_target", "read_rate", "deadline", "group", "lag",
-                     "delay_area", "run_max", "delivered", "admitted_at", "pred"):
+                     "delay_area", "run_max", "delivered", "admitted_at", "preemption_count", "pred"):
             old = getattr(self, name)
             new = np.zeros((2 * len(old),) + old.shape[1:], dtype=old.dtype)
             new[: len(old)] = old
@@ -115,6 +117,7 @@ class RequestBook:
 
     def preempted(self, row: int, t: float) -> None:
         self.preemptions[row].append(t)
+        self.preemption_count[row] += 1
 
     def tokens(self, row: int, count: int, t: float) -> None:
         """`count` output tokens delivered at time t; updates the reading lag and delay area."""

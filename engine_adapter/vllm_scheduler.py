@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 import numpy as np
 from vllm.v1.core.sched.output import SchedulerOutput
@@ -36,6 +37,9 @@ from formulations.online import Policy
 from formulations.requests import CLASS_BY_CODE
 from formulations.requests import Request as SloRequest
 from formulations.requests import ValidationError
+
+_REQUEST_ID = attrgetter("request_id")
+_COMPUTED = attrgetter("num_computed_tokens")
 
 # policy_seconds: the whole bridge before vLLM's own schedule() (view, decide, batch rules,
 # applying); decide_seconds: the policy's decide() alone; step_seconds: schedule() to the end of
@@ -206,13 +210,16 @@ class SloScheduler(Scheduler):
         return output
 
     def _view(self, now: float, live: list[Request], n_running: int):
-        """live = running requests (resident: they hold KV) followed by waiting ones."""
-        row_of = self.row_of
-        state = np.array([(r.num_output_tokens, r.num_computed_tokens, r.num_prompt_tokens, r.num_preemptions,
-                           row_of[r.request_id]) for r in live], dtype=np.int64)
-        generated, computed, prompt, preemptions, rows = state.T
-        total = prompt + generated  # = num_tokens (no speculative tokens: _check_supported)
-        resident = np.arange(len(live)) < n_running
+        """live = running requests (resident: they hold KV) followed by waiting ones. Only the
+        computed-token count is read from vLLM; generated tokens and preemptions are the book's own
+        counts (equal to vLLM's: the integration tests check it), prompt lengths never change."""
+        n = len(live)
+        rows = np.fromiter(map(self.row_of.__getitem__, map(_REQUEST_ID, live)), dtype=np.int64, count=n)
+        computed = np.fromiter(map(_COMPUTED, live), dtype=np.int64, count=n)
+        generated = self.book.delivered[rows]
+        preemptions = self.book.preemption_count[rows]
+        total = self.book.prompt_len[rows] + generated  # = num_tokens (no speculative tokens)
+        resident = np.arange(n) < n_running
         decoding = (generated > 0) & (computed >= total - 1)
         prefill_left = np.where(decoding, 0, total - computed)
         kv_blocks = np.where(resident, -(-computed // self.block_size), 0)
