@@ -3,7 +3,8 @@
 Two in-process engines with the same tiny model and capacities, one with vLLM's own scheduler
 and one with SloScheduler, replay the same workload in turns (`--reps` rounds, each round every
 scheduler once, so machine noise hits all alike). Reported per policy:
-- policy share: time in decide() plus the bridge (view, batch rules, applying the plan) / step
+- policy share: time in decide() plus the bridge (view, batch rules, applying the plan, token
+  stamping) / step
   time, inside the SloScheduler runs (the design goal: < 5%), and the two parts separately;
 - time ratio vs the default scheduler (submission + step loop wall time for the same workload;
   includes the bridge's bookkeeping of token times in update_from_output).
@@ -106,7 +107,8 @@ def main() -> None:
         print(f"{name:8} {s['steps'] // args.reps:6d} {1e3 * per_step:8.2f} {1e3 * s['decide'] / s['steps']:10.3f} "
               f"{1e3 * (s['policy'] - s['decide']) / s['steps']:10.3f} {s['decide'] / s['step']:13.1%} "
               f"{s['policy'] / s['step']:13.1%} {s['seconds'] / base['seconds']:10.2f}x")
-    print("decide: the policy's decide(); bridge: building the view, the batch rules, applying the plan; "
+    print("decide: the policy's decide(); bridge: the view, the batch rules, applying the plan, restoring vLLM's "
+          "queues, stamping tokens; "
           "policy share = (decide + bridge) / step time")
     if missing:
         print(f"not measured (no such policy in the registry yet): {', '.join(missing)}")

@@ -41,8 +41,8 @@ from formulations.requests import ValidationError
 _REQUEST_ID = attrgetter("request_id")
 _COMPUTED = attrgetter("num_computed_tokens")
 
-# policy_seconds: the whole bridge before vLLM's own schedule() (view, decide, batch rules,
-# applying); decide_seconds: the policy's decide() alone; step_seconds: schedule() to the end of
+# policy_seconds: all the bridge's own time in a step (view, decide, batch rules, applying the
+# plan, restoring vLLM's queues, stamping tokens; not vLLM's own schedule/update); decide_seconds: the policy's decide() alone; step_seconds: schedule() to the end of
 # update_from_output (the step as the engine core runs it).
 LOG_KEYS = ("start", "end", "prefill_tokens", "prefill_pairs", "decode_seqs", "decode_ctx_tokens", "seqs", "tokens",
             "kv_used_blocks", "policy_seconds", "decide_seconds", "step_seconds")
@@ -190,6 +190,7 @@ class SloScheduler(Scheduler):
 
         output = super().schedule(*args, **kwargs)
 
+        resumed = time.perf_counter()
         self.running.extend(paused)
         left = list(self.waiting)
         self.waiting.clear()
@@ -207,6 +208,7 @@ class SloScheduler(Scheduler):
             self.plan_deviations += 1
         self._step_start = started
         self._step_now = now
+        self._policy_seconds += time.perf_counter() - resumed
         return output
 
     def _view(self, now: float, live: list[Request], n_running: int):
@@ -236,10 +238,13 @@ class SloScheduler(Scheduler):
             t = (self.slot + 1) * self.bridge.slot_time
         else:
             t = self.now()
+        entered = time.perf_counter()
         ran = [(self.requests[rid], n) for rid, n in scheduler_output.num_scheduled_tokens.items()
                if rid in self.requests]
         before = [r.num_output_tokens for r, _ in ran]
+        own = time.perf_counter() - entered
         outputs = super().update_from_output(scheduler_output, model_runner_output)
+        resumed = time.perf_counter()
         single = []
         for (request, _), count in zip(ran, before, strict=True):
             row = self.row_of[request.request_id]
@@ -256,6 +261,7 @@ class SloScheduler(Scheduler):
         if single:
             self.book.one_token_each(np.array(single, dtype=np.int64), t)
         if ran:
+            self._policy_seconds += own + time.perf_counter() - resumed
             self._log_step(ran, t)
         if self.bridge.slot_time is not None:
             self.slot += 1
