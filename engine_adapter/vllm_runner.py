@@ -200,7 +200,7 @@ def replay(engine: VllmEngine, instance: Instance, predictor: LengthPredictor | 
             else:
                 idle_steps += 1
                 if (slotted and idle_steps > STALL_STEPS) or time.perf_counter() - last_progress > STALL_SECONDS:
-                    raise EngineStalled(f"policy {sched.policy.name!r} runs nothing while {submitted} requests "
+                    raise EngineStalled(f"policy {sched.slo_policy.name!r} runs nothing while {submitted} requests "
                                         f"are submitted (t={now:.3f})")
         elif ready:
             if slotted:
@@ -219,7 +219,7 @@ def replay(engine: VllmEngine, instance: Instance, predictor: LengthPredictor | 
 
     log = sched.log.arrays()
     meta = {
-        "engine": "vllm", "policy": sched.policy.name, "predictor": sched.predictor.name if pred is None else predictor.name,
+        "engine": "vllm", "policy": sched.slo_policy.name, "predictor": sched.predictor.name if pred is None else predictor.name,
         "wall_seconds": time.perf_counter() - wall_start, "iteration_log": log,
         "plan_deviations": sched.plan_deviations, "engine_preemptions": sched.engine_preemptions,
         "vllm_preemptions": dict(sched.vllm_preemptions),

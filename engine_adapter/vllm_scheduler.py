@@ -84,7 +84,8 @@ class SloScheduler(Scheduler):
             token_budget=self.max_num_scheduled_tokens, max_seqs=self.max_num_running_reqs,
             slot_time=bridge.slot_time,
         )
-        self.policy = policy if policy is not None else bridge.make_policy()
+        # not `self.policy`: that is vLLM's own SchedulingPolicy, read by its schedule()
+        self.slo_policy = policy if policy is not None else bridge.make_policy()
         self.predictor = bridge.make_predictor()
         self.begin_run(time.perf_counter())
 
@@ -119,7 +120,7 @@ class SloScheduler(Scheduler):
         self.plan_deviations = 0  # steps where vLLM ran a different batch than the plan's
         self.engine_preemptions = 0  # preemptions vLLM made on its own (should stay 0)
         self.vllm_preemptions: dict[int, int] = {}  # request index -> vLLM's own counter, at finish
-        self.policy.reset(self.engine_spec)
+        self.slo_policy.reset(self.engine_spec)
         self._step_start = 0.0
         self._step_now = 0.0
         self._policy_seconds = 0.0
@@ -166,7 +167,7 @@ class SloScheduler(Scheduler):
             return super().schedule(*args, **kwargs)
         view, rows = self._view(now, live, len(self.running))
         asked = time.perf_counter()
-        plan = self.policy.decide(view)
+        plan = self.slo_policy.decide(view)
         self._decide_seconds = time.perf_counter() - asked
         decision = decide_batch(view, plan, self.book.admitted_at[rows])
 
