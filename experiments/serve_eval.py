@@ -7,9 +7,10 @@ For each policy of an experiment config (plus a `[vllm]` table, `ServeSettings`)
    (arrivals x time_scale) and replay it through vLLM with the policy: the *online* attainment;
 2. fit the latency model to the run's own step times and replay the identical workload in the
    simulator with that engine (deadlines kept): the *simulated* attainment;
-3. solve the realized instance with the exact oracle (slotted runs as they are; wall-clock runs
-   as a slotted approximation with tau = the run's mean step time) when it has at most
-   `oracle_max_requests` requests: the *online optimality gap* = 1 - online / optimum (with a
+3. solve the realized instance with the exact oracle (slotted runs as they are, with the run as
+   warm start; wall-clock runs as a slotted approximation with tau = the run's mean step time)
+   when it has at most `oracle_max_requests` requests and the run at most
+   `oracle_max_iterations` iterations: the *online optimality gap* = 1 - online / optimum (with a
    time-out, the proven bound gives the gap's upper end).
 """
 
@@ -52,6 +53,7 @@ class ServeSettings:
     slot_time: float = 0.0  # > 0: iteration-count clock (iteration k at k * slot_time)
     calibration_requests: int = 32
     oracle_max_requests: int = 40
+    oracle_max_iterations: int = 400  # the exact model grows with requests x iterations
     oracle_time_limit: float = 60.0
 
     def __post_init__(self) -> None:
@@ -171,6 +173,8 @@ def _oracle(instance: Instance, schedule: Schedule, mean_step: float, serve: Ser
     n = len(instance.requests)
     if n > serve.oracle_max_requests:
         return {"skipped": f"{n} requests > oracle_max_requests={serve.oracle_max_requests}"}
+    if schedule.iterations > serve.oracle_max_iterations:
+        return {"skipped": f"{schedule.iterations} iterations > oracle_max_iterations={serve.oracle_max_iterations}"}
     try:
         from solvers.exact.solve import solve
     except ImportError as err:
@@ -197,7 +201,9 @@ def summary_rows(results: list[PolicyResult]) -> list[tuple[str, ...]]:
             best = f"{oracle['attainment']:.3f}" + ("" if oracle.get("status") == "optimal" else
                                                     f" (bound {oracle['bound_attainment']:.3f})")
             gap = f"{r.gap:.1%}"
-        else:
-            best, gap = oracle.get("skipped", "-"), "-"
+        elif "skipped" in oracle:
+            best, gap = oracle["skipped"], "-"
+        else:  # stopped with no solution: no attainment, and no bound worth printing
+            best, gap = f"{oracle['status']}, no solution", "-"
         rows.append((r.policy, f"{r.online['attainment']:.3f}", f"{r.simulated['attainment']:.3f}", best, gap))
     return rows
