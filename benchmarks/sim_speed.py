@@ -61,8 +61,10 @@ def main() -> None:
     t0 = time.perf_counter()
     instance = build_instance(RequestClass(args.cls), args.limit, args.profile)
     t1 = time.perf_counter()
+    cpu1 = time.process_time()
     schedule = simulate(instance, make_policy(args.policy))
     t2 = time.perf_counter()
+    cpu = time.process_time() - cpu1
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     sim = t2 - t1
     total = t2 - t0
@@ -72,13 +74,14 @@ def main() -> None:
     print(f"iterations          {schedule.iterations}")
     print(f"simulated span (s)  {max(tl.finish for tl in schedule.timelines):.1f}")
     print(f"load trace+instance {t1 - t0:.3f} s")
-    print(f"simulate            {sim:.3f} s")
+    print(f"simulate            {sim:.3f} s wall, {cpu:.3f} s CPU (wall > CPU means a loaded machine)")
     print(f"end-to-end          {total:.3f} s")
     print(f"requests / wall-s   {n / sim:,.0f}")
     print(f"iterations / wall-s {schedule.iterations / sim:,.0f}")
     print(f"peak RSS            {peak_mb:.0f} MB")
-    print(f"ratio to 2.5 s target (end-to-end)  {total / TARGET_SECONDS:.2f}")
-    print(f"ratio to 300 MB target              {peak_mb / TARGET_MB:.2f}")
+    print(f"ratio to 2.5 s target (end-to-end wall)          {total / TARGET_SECONDS:.2f}")
+    print(f"ratio to 2.5 s target (load wall + simulate CPU) {(t1 - t0 + cpu) / TARGET_SECONDS:.2f}")
+    print(f"ratio to 300 MB target                           {peak_mb / TARGET_MB:.2f}")
 
 
 if __name__ == "__main__":

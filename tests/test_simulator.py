@@ -208,3 +208,25 @@ def test_progress_callback_reaches_one() -> None:
     seen: list[float] = []
     simulate(Instance(spec(), (thr("a", 0.0, 4, 2),)), FCFSPolicy(), progress=seen.append)
     assert seen[-1] == 1.0
+
+
+def test_fast_view_equals_dataclass_construction() -> None:
+    import dataclasses
+
+    class Check(Policy):
+        name = "check"
+        checked = 0
+
+        def decide(self, view: EngineView) -> Plan:
+            fields = {f.name: getattr(view, f.name) for f in dataclasses.fields(EngineView)}
+            rebuilt = EngineView(**fields)
+            assert set(vars(view)) == set(vars(rebuilt))
+            for f in dataclasses.fields(EngineView):
+                assert getattr(rebuilt, f.name) is getattr(view, f.name)
+            with pytest.raises(ValueError):
+                view.generated[:] = 0  # read-only: a policy cannot corrupt the engine
+            Check.checked += 1
+            return Plan(run=view.idx)
+
+    simulate(Instance(spec(), (thr("a", 0.0, 4, 2), thr("b", 0.5, 4, 2))), Check())
+    assert Check.checked >= 2
