@@ -1,0 +1,182 @@
+"""`slo`: our mixed-SLO policy for latency, throughput and bulk (DAG) requests.
+
+Every live request gets a *slack*: how long it can still wait before it must run every iteration
+to meet its SLO, computed from predicted lengths only (view.pred_quantiles):
+- latency: the latest delivery time of its next token that keeps the projected final QoE >= the
+  threshold (signals.latest_next_token; same closed-form QoE projection as `andes`), minus the
+  iterations its next token needs;
+- throughput: deadline - now - (conservative-quantile remaining iterations) x iteration time, so
+  its urgency rises as slack shrinks;
+- bulk: the same with a per-member deadline, the member's latest finish time along the group's
+  DAG (dag_deadlines.py); when a group's slack is small all its runnable members share the
+  group's slack, so they are served as a gang.
+Requests whose SLO is out of reach even with the optimistic quantile drop to best effort: they
+rank after every request that can still make it (they still run on spare capacity, and a
+starvation guard promotes those waiting longer than `starvation_iterations`).
+
+Batch selection: least slack first (a resident's slack is reduced by the time its preemption
+would cost: recompute of its context or a swap round trip, so preemption is only chosen when it
+pays), then a 2-D knapsack over KV blocks and the token budget (capacity max_seqs items),
+greedy in that priority order (solvers/knapsack/greedy.py) or by value density, or exact
+(`selection="exact"`, used by the gap study). Residents that lose their place are preempted only
+if the chosen batch needs their blocks, lowest priority first.
+
+Relation to the papers: the QoE gain view of streams follows Andes (arXiv 2404.16283); "just
+enough service to meet each SLO, rest best effort" and quantile upper bounds follow Tempo
+(arXiv 2504.20068). What is ours: one slack scale for all classes (least-laxity order),
+DAG latest-finish deadlines, doom detection with the optimistic quantile, and the 2-D knapsack.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from formulations.engine_spec import EngineSpec
+from formulations.online import EMPTY, EngineView, Plan, Policy
+from solvers.knapsack.greedy import greedy_knapsack
+from solvers.policies import batching, signals
+from solvers.policies.dag_deadlines import GroupDeadlines
+
+SELECTIONS = ("priority", "density", "exact")
+
+
+class SloPolicy(Policy):
+    name = "slo"
+
+    def __init__(
+        self,
+        conservative: float = 0.9,
+        optimistic: float = 0.1,
+        qoe_threshold: float = 0.95,
+        selection: str = "priority",
+        starvation_iterations: float = 2000.0,
+        gang_iterations: float = 4.0,
+    ) -> None:
+        if selection not in SELECTIONS:
+            raise ValueError(f"slo: selection={selection!r}; valid: {', '.join(SELECTIONS)}")
+        for name, q in (("conservative", conservative), ("optimistic", optimistic), ("qoe_threshold", qoe_threshold)):
+            if not 0.0 <= q <= 1.0:
+                raise ValueError(f"slo: {name}={q} must be in [0, 1]")
+        self.conservative = conservative
+        self.optimistic = optimistic
+        self.qoe_threshold = qoe_threshold
+        self.selection = selection
+        self.starvation_iterations = starvation_iterations
+        self.gang_iterations = gang_iterations
+        self._groups = GroupDeadlines()
+
+    def reset(self, engine: EngineSpec) -> None:
+        self._groups.clear()
+
+    # ---- slack -----------------------------------------------------------------------------------
+    def _bulk_deadlines(self, view: EngineView, due: np.ndarray, dur: np.ndarray) -> None:
+        """Replace bulk members' group deadline by their DAG latest finish time (in place)."""
+        bulk = np.flatnonzero(view.cls == signals.BULK)
+        if not len(bulk) or not view.groups:
+            return
+        pos_of = dict(zip(view.idx[bulk].tolist(), bulk.tolist(), strict=True))
+        budget = view.engine.token_budget
+        typical_out = float(np.median(view.predicted_output(self.conservative)[bulk]))
+        t = self._t
+        for g in np.unique(view.group[bulk]):
+            group = view.groups[int(g)]
+            durations = np.empty(len(group.members))
+            for k, member in enumerate(group.members.tolist()):
+                pos = pos_of.get(member)
+                if group.done[k]:
+                    durations[k] = 0.0
+                elif pos is not None:
+                    durations[k] = dur[pos]
+                else:  # not released yet: no prediction seen, use the group's typical one
+                    durations[k] = (-(-int(group.prompt_len[k]) // budget) + typical_out - 1.0) * t
+            lf = self._groups.member_deadlines(group, durations)
+            for k, member in enumerate(group.members.tolist()):
+                pos = pos_of.get(member)
+                if pos is not None:
+                    due[pos] = min(lf[k], group.deadline)
+
+    def slack(self, view: EngineView) -> tuple[np.ndarray, np.ndarray]:
+        """(slack in seconds, doomed) per live request."""
+        t = self._t = signals.typical_iteration(view)
+        now = view.now
+        hi = np.maximum(view.predicted_output(self.conservative), view.generated + 1.0)
+        lo = np.maximum(view.predicted_output(self.optimistic), view.generated + 1.0)
+        mid = np.maximum(view.predicted_output(0.5), view.generated + 1.0)
+        dur_hi = signals.steps_to_finish(view, hi) * t
+        dur_lo = signals.steps_to_finish(view, lo) * t
+        due = view.deadline.copy()
+        self._bulk_deadlines(view, due, dur_hi)
+        slack = due - now - dur_hi
+        doomed = due - now - dur_lo < -1e-9
+        latency = view.cls == signals.LATENCY
+        if latency.any():
+            first = np.maximum(signals.prefill_iterations(view), 1) * t
+            need = signals.latest_next_token(view, t, mid, self.qoe_threshold)
+            lat_slack = need - now - first
+            slack = np.where(latency, lat_slack, slack)
+            doomed = np.where(latency, lat_slack < -1e-9, doomed)
+        return slack, doomed
+
+    # ---- decision --------------------------------------------------------------------------------
+    def priority_key(self, view: EngineView) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(sort key: smaller runs first, slack, doomed)."""
+        slack, doomed = self.slack(view)
+        t = self._t
+        engine = view.engine
+        key = slack.copy()
+        # gang: an urgent group's runnable members share its smallest slack
+        bulk = (view.cls == signals.BULK) & ~doomed
+        if bulk.any():
+            groups = view.group[bulk]
+            group_min = np.full(int(groups.max()) + 1, np.inf)
+            np.minimum.at(group_min, groups, slack[bulk])
+            urgent = group_min[groups] < self.gang_iterations * t
+            key[np.flatnonzero(bulk)[urgent]] = group_min[groups][urgent]
+        # preempting a resident costs it the recompute (or swap round trip) of its context
+        if engine.preemption == "swap":
+            cost = 2.0 * engine.swap_time_per_block * view.kv_blocks
+        else:
+            cost = -(-view.computed // engine.token_budget) * t
+        key = np.where(view.resident, key - cost, key)
+        # best effort: after all feasible work, oldest first; starving ones promoted
+        age = view.now - view.release
+        starving = age > self.starvation_iterations * t
+        best_effort = doomed & ~starving
+        scale = max(float(np.abs(key[np.isfinite(key)]).max(initial=0.0)), 1.0)
+        key = np.where(best_effort, 4.0 * scale + 1.0 - age / (age.max() + 1.0), key)
+        key = np.where(doomed & starving, 0.0, key)
+        return key, slack, doomed
+
+    def decide(self, view: EngineView) -> Plan:
+        n = len(view)
+        if n == 0:
+            return Plan(run=EMPTY)
+        engine = view.engine
+        runnable = view.release <= view.now + 1e-12
+        key, slack, doomed = self.priority_key(view)
+        order = np.lexsort((view.arrival, key))
+        order = order[runnable[order]]
+        blocks, tokens = signals.kv_weights(view)
+        weights = np.stack([blocks, tokens], axis=1)
+        caps = np.array([engine.kv_blocks, engine.token_budget], dtype=np.float64)
+        # value: 1 per request (a bulk member carries its group), more when urgent, tiny when doomed
+        values = np.where(doomed, 1e-3, 1.0 + 1.0 / (1.0 + np.maximum(slack, 0.0) / self._t))
+        if self.selection == "priority":
+            taken = greedy_knapsack(values, weights, caps, max_items=engine.max_seqs, order=order)
+        elif self.selection == "density":
+            taken = greedy_knapsack(values[order], weights[order], caps, max_items=engine.max_seqs)
+            taken = order[taken]
+        else:
+            from solvers.knapsack.exact import exact_knapsack
+
+            taken = order[exact_knapsack(values[order], weights[order], caps, max_items=engine.max_seqs)]
+        chosen = np.zeros(n, dtype=bool)
+        chosen[taken] = True
+        run_pos = order[chosen[order]]  # chosen, in priority order
+        victims = batching.victims(view, chosen, key)
+        paused = runnable & ~chosen & ~doomed
+        recheck = None
+        if paused.any():
+            wake = view.now + float(slack[paused].min())
+            recheck = wake if wake > view.now else None
+        return Plan(run=view.idx[run_pos], preempt=view.idx[victims], recheck_at=recheck)
