@@ -30,7 +30,7 @@ def typical_iteration(view: EngineView) -> float:
     """Iteration time if every resident request decodes (the pace a served stream gets)."""
     decoding = view.resident & (view.prefill_left == 0)
     seqs = max(1, min(int(decoding.sum()), view.engine.max_seqs))
-    ctx = float(view.computed[decoding].sum()) if decoding.any() else float(view.prompt_len.mean(initial=0))
+    ctx = float(view.computed[decoding].sum()) if decoding.any() else (float(view.prompt_len.mean()) if len(view) else 0.0)
     return iteration_time(view.engine, seqs, ctx, 0.0)
 
 

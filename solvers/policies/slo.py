@@ -29,6 +29,8 @@ DAG latest-finish deadlines, doom detection with the optimistic quantile, and th
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from formulations.engine_spec import EngineSpec
@@ -38,6 +40,20 @@ from solvers.policies import batching, signals
 from solvers.policies.dag_deadlines import GroupDeadlines
 
 SELECTIONS = ("priority", "density", "exact")
+
+
+@dataclass(frozen=True)
+class StepKnapsack:
+    """One step's selection problem: items are live requests (view positions)."""
+
+    values: np.ndarray
+    weights: np.ndarray  # (n, 2): KV blocks after the step, tokens this step
+    capacities: np.ndarray  # (kv_blocks, token_budget)
+    max_items: int
+    order: np.ndarray  # runnable positions, highest priority first
+    key: np.ndarray
+    slack: np.ndarray
+    doomed: np.ndarray
 
 
 class SloPolicy(Policy):
@@ -147,36 +163,45 @@ class SloPolicy(Policy):
         key = np.where(doomed & starving, 0.0, key)
         return key, slack, doomed
 
-    def decide(self, view: EngineView) -> Plan:
-        n = len(view)
-        if n == 0:
-            return Plan(run=EMPTY)
-        engine = view.engine
+    def knapsack_inputs(self, view: EngineView) -> StepKnapsack:
+        """This step's batch-selection problem (also what the gap study hands the exact solver)."""
         runnable = view.release <= view.now + 1e-12
         key, slack, doomed = self.priority_key(view)
         order = np.lexsort((view.arrival, key))
         order = order[runnable[order]]
         blocks, tokens = signals.kv_weights(view)
-        weights = np.stack([blocks, tokens], axis=1)
-        caps = np.array([engine.kv_blocks, engine.token_budget], dtype=np.float64)
-        # value: 1 per request (a bulk member carries its group), more when urgent, tiny when doomed
+        # value: 1 per request, up to 2 when urgent, tiny once its SLO is out of reach
         values = np.where(doomed, 1e-3, 1.0 + 1.0 / (1.0 + np.maximum(slack, 0.0) / self._t))
-        if self.selection == "priority":
-            taken = greedy_knapsack(values, weights, caps, max_items=engine.max_seqs, order=order)
-        elif self.selection == "density":
-            taken = greedy_knapsack(values[order], weights[order], caps, max_items=engine.max_seqs)
-            taken = order[taken]
-        else:
-            from solvers.knapsack.exact import exact_knapsack
+        return StepKnapsack(
+            values=values, weights=np.stack([blocks, tokens], axis=1),
+            capacities=np.array([view.engine.kv_blocks, view.engine.token_budget], dtype=np.float64),
+            max_items=view.engine.max_seqs, order=order, key=key, slack=slack, doomed=doomed,
+        )
 
-            taken = order[exact_knapsack(values[order], weights[order], caps, max_items=engine.max_seqs)]
+    def decide(self, view: EngineView) -> Plan:
+        n = len(view)
+        if n == 0:
+            return Plan(run=EMPTY)
+        step = self.knapsack_inputs(view)
+        order, values, weights, caps = step.order, step.values, step.weights, step.capacities
+        if self.selection == "priority":
+            taken = greedy_knapsack(values, weights, caps, max_items=step.max_items, order=order)
+        elif self.selection == "density":
+            taken = order[greedy_knapsack(values[order], weights[order], caps, max_items=step.max_items)]
+        else:
+            from formulations.exact.knapsack import KnapsackProblem
+            from solvers.knapsack.cpsat import solve_cpsat
+
+            problem = KnapsackProblem(values[order], weights[order].astype(np.int64), caps.astype(np.int64),
+                                      max_items=step.max_items)
+            taken = order[solve_cpsat(problem).taken]
         chosen = np.zeros(n, dtype=bool)
         chosen[taken] = True
         run_pos = order[chosen[order]]  # chosen, in priority order
-        victims = batching.victims(view, chosen, key)
-        paused = runnable & ~chosen & ~doomed
+        victims = batching.victims(view, chosen, step.key)
+        paused = (view.release <= view.now + 1e-12) & ~chosen & ~step.doomed
         recheck = None
         if paused.any():
-            wake = view.now + float(slack[paused].min())
+            wake = view.now + float(step.slack[paused].min())
             recheck = wake if wake > view.now else None
         return Plan(run=view.idx[run_pos], preempt=view.idx[victims], recheck_at=recheck)
