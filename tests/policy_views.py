@@ -43,22 +43,3 @@ def make_view(rows: list[dict], engine: EngineSpec = SLOTTED, now: float = 0.0, 
         group=col("group", -1, np.int64), preemptions=col("preemptions", 0, np.int64), pred_quantiles=preds,
         quantile_levels=levels, free_blocks=free_blocks, engine=engine, groups=groups or [],
     )
-
-
-def random_view(n: int, seed: int, engine: EngineSpec) -> EngineView:
-    """A plausible busy engine state with n live requests of mixed classes (no groups)."""
-    rng = np.random.default_rng(seed)
-    cls = rng.integers(0, 2, n)
-    prompt = rng.integers(16, 2048, n)
-    generated = rng.integers(0, 400, n)
-    resident = rng.random(n) < 0.5
-    rows = []
-    for k in range(n):
-        rows.append(dict(cls=int(cls[k]), arrival=float(rng.uniform(0, 50)), prompt_len=int(prompt[k]),
-                         generated=int(generated[k]), resident=bool(resident[k]),
-                         computed=int(prompt[k] + max(generated[k] - 1, 0)) if resident[k] else 0,
-                         pred=(float(generated[k] + 5), float(generated[k] + 100), float(generated[k] + 400)),
-                         lag=float(rng.uniform(0, 2)), delay_area=float(rng.uniform(0, 50)),
-                         deadline=float(rng.uniform(50, 200)), read_rate=float(rng.uniform(3, 10))))
-    free = max(engine.kv_blocks - sum(-(-r["computed"] // engine.block_size) for r in rows), 0)
-    return make_view(rows, engine, now=60.0, free_blocks=free)
