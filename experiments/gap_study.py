@@ -13,7 +13,7 @@ raises `OptimumExceeded` naming the instance and policy (the command exits non-z
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
@@ -161,7 +161,11 @@ class RecordingPolicy(Policy):
         self.views = []
 
     def decide(self, view: EngineView) -> Plan:
-        self.views.append(view)
+        # engine views alias live engine state: keep a deep copy
+        copied = {f.name: getattr(view, f.name).copy() for f in fields(view)
+                  if isinstance(getattr(view, f.name), np.ndarray)}
+        groups = [replace(g, done=g.done.copy()) for g in view.groups]
+        self.views.append(replace(view, groups=groups, **copied))
         return self.inner.decide(view)
 
 

@@ -90,7 +90,7 @@ class AndesPolicy(Policy):
         if engine.slot_time is None:
             lat = engine.latency
             per_seq = lat.c_decode + lat.c_ctx * ctx_mean
-            lower = int((pace - lat.c0) / per_seq) if per_seq > 0 else upper
+            lower = int(min((pace - lat.c0) / per_seq, upper)) if per_seq > 0 else upper
         elif engine.slot_time <= pace:
             lower = upper
         lower = int(np.clip(lower, 1, upper))
