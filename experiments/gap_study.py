@@ -40,6 +40,7 @@ class InstanceSpec:
     prompt: tuple[int, int] = (3, 20)
     output: tuple[int, int] = (2, 10)
     load: tuple[float, float] = (0.4, 3.0)  # offered work / engine capacity over the arrival window
+    slack: tuple[float, float] = (1.2, 4.0)  # throughput and bulk slack ratios
 
 
 def random_instance(seed: int, spec: InstanceSpec = InstanceSpec()) -> Instance:
@@ -71,7 +72,7 @@ def random_instance(seed: int, spec: InstanceSpec = InstanceSpec()) -> Instance:
                 edges = ()
             gid = f"g{len(groups)}"
             groups.append(Group(id=gid, members=tuple(members), arrival=float(arrivals[k]),
-                                slack_ratio=float(rng.uniform(1.5, 4.0)), edges=edges))
+                                slack_ratio=float(rng.uniform(*spec.slack)), edges=edges))
             for j in range(size):
                 requests.append(Request(id=members[j], cls=RequestClass.BULK, arrival=float(arrivals[k]),
                                         prompt_len=int(prompts[k + j]), output_len=int(outputs[k + j]), group=gid))
@@ -85,7 +86,7 @@ def random_instance(seed: int, spec: InstanceSpec = InstanceSpec()) -> Instance:
         else:
             requests.append(Request(id=f"r{k}", cls=RequestClass.THROUGHPUT, arrival=float(arrivals[k]),
                                     prompt_len=int(prompts[k]), output_len=int(outputs[k]),
-                                    slack_ratio=float(rng.uniform(1.2, 4.0))))
+                                    slack_ratio=float(rng.uniform(*spec.slack))))
         k += 1
     return Instance(engine, tuple(requests), tuple(groups), meta={"seed": seed, "load": round(load, 3),
                                                                    "generator": "gap_study"})

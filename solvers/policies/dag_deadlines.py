@@ -22,11 +22,15 @@ from formulations.online import GroupState
 
 
 def latest_finish(order: list[int], children: list[list[int]], durations: np.ndarray, deadline: float) -> np.ndarray:
-    """LF per member position (positions index `durations`), walking `order` backwards."""
-    lf = np.full(len(durations), deadline, dtype=np.float64)
+    """LF per member position (positions index `durations`), walking `order` backwards.
+
+    `durations` may have extra columns (e.g. conservative and optimistic estimates): each column
+    gets its own latest finish times.
+    """
+    lf = np.full(np.shape(durations), deadline, dtype=np.float64)
     for pos in reversed(order):
         for child in children[pos]:
-            lf[pos] = min(lf[pos], lf[child] - durations[child])
+            lf[pos] = np.minimum(lf[pos], lf[child] - durations[child])
     return lf
 
 

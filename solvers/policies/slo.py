@@ -67,6 +67,8 @@ class SloPolicy(Policy):
         selection: str = "priority",
         starvation_iterations: float = 2000.0,
         gang_iterations: float = 4.0,
+        admission: bool = True,
+        max_rejections: int = 8,
     ) -> None:
         if selection not in SELECTIONS:
             raise ValueError(f"slo: selection={selection!r}; valid: {', '.join(SELECTIONS)}")
@@ -79,37 +81,53 @@ class SloPolicy(Policy):
         self.selection = selection
         self.starvation_iterations = starvation_iterations
         self.gang_iterations = gang_iterations
+        self.admission = admission
+        self.max_rejections = max_rejections
         self._groups = GroupDeadlines()
+        self._rejected = np.zeros(0, dtype=bool)  # per request index: given up on
+        self._rejected_group = np.zeros(0, dtype=bool)  # per group index
 
     def reset(self, engine: EngineSpec) -> None:
         self._groups.clear()
+        self._rejected = np.zeros(0, dtype=bool)
+        self._rejected_group = np.zeros(0, dtype=bool)
 
     # ---- slack -----------------------------------------------------------------------------------
-    def _bulk_deadlines(self, view: EngineView, due: np.ndarray, dur: np.ndarray) -> None:
-        """Replace bulk members' group deadline by their DAG latest finish time (in place)."""
+    def _bulk_deadlines(self, view: EngineView, dur: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[tuple]]:
+        """Bulk members' DAG latest finish times, conservative and optimistic (view positions),
+        plus the members not released yet as (group, latest finish, duration, tokens) tuples."""
+        due = np.repeat(view.deadline[:, None], 2, axis=1)
+        pending: list[tuple] = []
         bulk = np.flatnonzero(view.cls == signals.BULK)
         if not len(bulk) or not view.groups:
-            return
+            return due[:, 0], due[:, 1], pending
         pos_of = dict(zip(view.idx[bulk].tolist(), bulk.tolist(), strict=True))
         budget = view.engine.token_budget
-        typical_out = float(np.median(view.predicted_output(self.conservative)[bulk]))
+        typical = np.median(np.stack([view.predicted_output(self.conservative)[bulk],
+                                      view.predicted_output(self.optimistic)[bulk]], axis=1), axis=0)
         t = self._t
-        for g in np.unique(view.group[bulk]):
-            group = view.groups[int(g)]
-            durations = np.empty(len(group.members))
+        for g in np.unique(view.group[bulk]).tolist():
+            group = view.groups[g]
+            durations = np.zeros((len(group.members), 2))
+            unreleased = []
             for k, member in enumerate(group.members.tolist()):
                 pos = pos_of.get(member)
                 if group.done[k]:
-                    durations[k] = 0.0
-                elif pos is not None:
+                    continue
+                if pos is not None:
                     durations[k] = dur[pos]
                 else:  # not released yet: no prediction seen, use the group's typical one
-                    durations[k] = (-(-int(group.prompt_len[k]) // budget) + typical_out - 1.0) * t
+                    durations[k] = (-(-int(group.prompt_len[k]) // budget) + typical - 1.0) * t
+                    unreleased.append(k)
             lf = self._groups.member_deadlines(group, durations)
             for k, member in enumerate(group.members.tolist()):
                 pos = pos_of.get(member)
                 if pos is not None:
-                    due[pos] = min(lf[k], group.deadline)
+                    due[pos] = np.minimum(lf[k], group.deadline)
+            for k in unreleased:
+                pending.append((g, float(lf[k, 0]), float(durations[k, 0]),
+                                float(group.prompt_len[k] + typical[0])))
+        return due[:, 0], due[:, 1], pending
 
     def slack(self, view: EngineView) -> tuple[np.ndarray, np.ndarray]:
         """(slack in seconds, doomed) per live request."""
@@ -120,23 +138,97 @@ class SloPolicy(Policy):
         mid = np.maximum(view.predicted_output(0.5), view.generated + 1.0)
         dur_hi = signals.steps_to_finish(view, hi) * t
         dur_lo = signals.steps_to_finish(view, lo) * t
-        due = view.deadline.copy()
-        self._bulk_deadlines(view, due, dur_hi)
+        due, due_lo, self._pending = self._bulk_deadlines(view, np.stack([dur_hi, dur_lo], axis=1))
         slack = due - now - dur_hi
-        doomed = due - now - dur_lo < -1e-9
+        doomed = due_lo - now - dur_lo < -1e-9
+        bulk = view.cls == signals.BULK
+        if bulk.any():  # all or nothing: one member out of reach dooms its group
+            lost = np.zeros(len(view.groups) + 1, dtype=bool)
+            lost[view.group[bulk & doomed]] = True
+            doomed = np.where(bulk, lost[view.group], doomed)
         latency = view.cls == signals.LATENCY
+        self._due = due
         if latency.any():
             first = np.maximum(signals.prefill_iterations(view), 1) * t
             need = signals.latest_next_token(view, t, mid, self.qoe_threshold)
             lat_slack = need - now - first
             slack = np.where(latency, lat_slack, slack)
             doomed = np.where(latency, lat_slack < -1e-9, doomed)
+            # the stream's last token is needed about (m - 1)/r after its next one
+            self._due = np.where(latency, need + (mid - view.generated - 1.0) / view.read_rate, due)
+        self._hi = hi
         return slack, doomed
+
+    # ---- admission ------------------------------------------------------------------------------
+    def _admission(self, view: EngineView, doomed: np.ndarray) -> np.ndarray:
+        """Requests to give up on (best effort from now on) because the SLO work cannot all fit.
+
+        Moore-Hodgson on an aggregate engine: in order of due time, the cumulative demand of the
+        admitted work (sequence-iterations, KV block-iterations, tokens) must fit what the engine
+        delivers by then; at the first overflow the admitted item with the most demand per unit
+        of SLO value is rejected (a bulk group as a whole: its value is its size). Rejections are
+        remembered for the run; at most `max_rejections` per decision keeps decide() cheap.
+        """
+        engine = view.engine
+        t, now = self._t, view.now
+        self._grow(view)
+        rejected = self._rejected[view.idx] | (view.group >= 0) & self._rejected_group[np.maximum(view.group, 0)]
+        live = np.flatnonzero(~doomed & ~rejected & (view.release <= now + 1e-12))
+        if not len(live) and not self._pending:
+            return rejected
+        hi = self._hi[live]
+        steps = signals.steps_to_finish(view, self._hi)[live]
+        context = view.prompt_len[live] + view.generated[live] + (hi - view.generated[live]) / 2.0
+        held = np.where(view.cls[live] == signals.LATENCY, np.maximum(self._due[live] - now, steps * t) / t, steps)
+        demand = np.stack([steps, held * context / engine.block_size,
+                           view.prefill_left[live] + hi - view.generated[live]], axis=1)
+        due = self._due[live]
+        group = np.where(view.cls[live] == signals.BULK, view.group[live], -1)
+        pend = [p for p in self._pending if not self._rejected_group[p[0]]]
+        if pend:
+            pg, pdue, pdur, ptok = (np.array(c) for c in zip(*pend, strict=True))
+            psteps = pdur / t
+            demand = np.vstack([demand, np.stack([psteps, psteps * ptok / 2.0 / engine.block_size, ptok], axis=1)])
+            due = np.concatenate([due, pdue])
+            group = np.concatenate([group, pg.astype(np.int64)])
+        rates = np.array([engine.max_seqs, engine.kv_blocks, engine.token_budget], dtype=np.float64)
+        norm = (demand / rates).sum(axis=1)  # iterations of the whole engine it needs
+        sizes = np.array([len(g.members) for g in view.groups] + [1], dtype=np.float64)
+        gnorm = np.bincount(np.where(group >= 0, group, len(view.groups)), weights=norm, minlength=len(sizes))
+        score = np.where(group >= 0, gnorm[group] / sizes[group], norm)
+        order = np.argsort(due, kind="stable")
+        demand, due, group, score = demand[order], due[order], group[order], score[order]
+        cap = rates[None, :] * (np.maximum(due - now, 0.0)[:, None] / t + 1e-9)
+        admitted = np.ones(len(due), dtype=bool)
+        for _ in range(self.max_rejections):
+            over = admitted & np.any(np.cumsum(demand * admitted[:, None], axis=0) > cap, axis=1)
+            if not over.any():
+                break
+            first = int(np.argmax(over))
+            window = np.flatnonzero(admitted[: first + 1])
+            victim = window[np.argmax(score[window])]
+            if group[victim] >= 0:
+                self._rejected_group[group[victim]] = True
+                admitted &= group != group[victim]
+            else:
+                admitted[victim] = False
+                self._rejected[view.idx[live[order[victim]]]] = True
+        return self._rejected[view.idx] | (view.group >= 0) & self._rejected_group[np.maximum(view.group, 0)]
+
+    def _grow(self, view: EngineView) -> None:
+        size = int(view.idx.max()) + 1
+        if size > len(self._rejected):
+            self._rejected = np.concatenate([self._rejected, np.zeros(max(size, 2 * len(self._rejected)) - len(self._rejected), bool)])
+        if len(view.groups) + 1 > len(self._rejected_group):  # + 1: a never-set entry for "no group"
+            extra = len(view.groups) + 1 - len(self._rejected_group)
+            self._rejected_group = np.concatenate([self._rejected_group, np.zeros(extra, bool)])
 
     # ---- decision --------------------------------------------------------------------------------
     def priority_key(self, view: EngineView) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(sort key: smaller runs first, slack, doomed)."""
         slack, doomed = self.slack(view)
+        if self.admission:
+            doomed = doomed | self._admission(view, doomed)
         t = self._t
         engine = view.engine
         key = slack.copy()
