@@ -116,8 +116,10 @@ class SloPolicy(Policy):
                     continue
                 if pos is not None:
                     durations[k] = dur[pos]
-                else:  # not released yet: no prediction seen, use the group's typical one
-                    durations[k] = (-(-int(group.prompt_len[k]) // budget) + typical - 1.0) * t
+                else:  # not released yet, no prediction seen: the group's typical length for its
+                    # priority, the shortest possible run (prefill + 1 token) for doom and admission
+                    prefill = -(-int(group.prompt_len[k]) // budget)
+                    durations[k] = ((prefill + typical[0] - 1.0) * t, prefill * t)
                     unreleased.append(k)
             lf = self._groups.member_deadlines(group, durations)
             for k, member in enumerate(group.members.tolist()):
@@ -125,8 +127,7 @@ class SloPolicy(Policy):
                 if pos is not None:
                     due[pos] = np.minimum(lf[k], group.deadline)
             for k in unreleased:
-                pending.append((g, float(lf[k, 0]), float(durations[k, 0]),
-                                float(group.prompt_len[k] + typical[0])))
+                pending.append((g, float(lf[k, 1]), float(durations[k, 1]), float(group.prompt_len[k] + 1)))
         return due[:, 0], due[:, 1], pending
 
     def slack(self, view: EngineView) -> tuple[np.ndarray, np.ndarray]:
@@ -147,7 +148,7 @@ class SloPolicy(Policy):
             lost[view.group[bulk & doomed]] = True
             doomed = np.where(bulk, lost[view.group], doomed)
         latency = view.cls == signals.LATENCY
-        self._due = due
+        self._due = due_lo  # admission judges feasibility: optimistic DAG latest finish times
         if latency.any():
             first = np.maximum(signals.prefill_iterations(view), 1) * t
             need = signals.latest_next_token(view, t, mid, self.qoe_threshold)
@@ -155,7 +156,7 @@ class SloPolicy(Policy):
             slack = np.where(latency, lat_slack, slack)
             doomed = np.where(latency, lat_slack < -1e-9, doomed)
             # the stream's last token is needed about (m - 1)/r after its next one
-            self._due = np.where(latency, need + (mid - view.generated - 1.0) / view.read_rate, due)
+            self._due = np.where(latency, need + (mid - view.generated - 1.0) / view.read_rate, due_lo)
         self._hi = hi
         return slack, doomed
 
