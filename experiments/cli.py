@@ -7,6 +7,7 @@ import sys
 
 from formulations.online import PlanError
 from formulations.requests import ValidationError
+from experiments.commands import compare as compare_cmd
 
 COMMANDS: list = []  # sub-command modules, in the order `slosched --help` lists them
 
@@ -17,6 +18,9 @@ def build_parser() -> argparse.ArgumentParser:
     for module in COMMANDS:
         module.register(sub)
     return parser
+
+
+COMMANDS.append(compare_cmd)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -201,3 +201,78 @@ def step_gaps(slo_policy, views: list[EngineView], exact: Callable, into: StepGa
         gap = 0.0 if best <= 0 else max(0.0, 1.0 - greedy / best)
         into.gaps.append(gap)
         into.greedy_optimal += gap <= 1e-9
+
+
+# ---- the study ------------------------------------------------------------------------------------
+@dataclass
+class StudyReport:
+    instances: list[InstanceResult]
+    policies: dict[str, PolicySummary]
+    step_knapsack: StepGap
+    unproven: int  # instances where the oracle stopped before proving optimality (left out of ratios)
+
+    def to_dict(self) -> dict:
+        return {"policies": {k: v.to_dict() for k, v in self.policies.items()},
+                "step_knapsack": self.step_knapsack.to_dict(), "instances": len(self.instances),
+                "unproven": self.unproven}
+
+
+def run_study(n: int, seed: int = 0, *, policies: list[str] | None = None, time_limit: float = 60.0,
+              noise: float = 0.0, spec: InstanceSpec = InstanceSpec(),
+              progress: Callable[[int], None] | None = None) -> StudyReport:
+    """Simulate every policy and solve every instance exactly; raise `OptimumExceeded` on a bug.
+
+    Policies see the oracle predictor's lengths, or with `noise` > 0 a log-normal noisy estimate
+    (sigma = noise); the hindsight optimum always knows the true lengths.
+    """
+    from engine_adapter.simulator import simulate
+    from formulations.exact.knapsack import KnapsackProblem
+    from solvers.exact.solve import solve
+    from solvers.knapsack.dp import dp_size, solve_dp
+    from solvers.knapsack.cpsat import solve_cpsat
+    from solvers.policies.registry import POLICIES, make_policy
+    from solvers.prediction.oracle import NoisyOraclePredictor, OraclePredictor
+
+    def exact_step(values, weights, caps, max_items) -> float:
+        problem = KnapsackProblem(values, weights.astype(np.int64), caps.astype(np.int64), max_items=max_items)
+        result = solve_dp(problem) if dp_size(problem) <= 200_000 else solve_cpsat(problem)
+        return float(result.value)
+
+    names = policies or list(POLICIES)
+    results: list[InstanceResult] = []
+    steps = StepGap()
+    unproven = 0
+    for k in range(n):
+        instance = random_instance(seed * 100_003 + k, spec)
+        met: dict[str, int] = {}
+        qoes: dict[str, float | None] = {}
+        hint, hint_met = None, -1
+        for name in names:
+            policy = make_policy(name)
+            recorder = RecordingPolicy(policy) if name == "slo" else policy
+            predictor = NoisyOraclePredictor(noise, seed=k) if noise > 0 else OraclePredictor()
+            schedule = simulate(instance, recorder, predictor, record_iterations=True)
+            metrics = score(instance, schedule)
+            met[name], qoes[name] = metrics.slo_met, metrics.mean_qoe
+            if metrics.slo_met > hint_met:
+                hint, hint_met = schedule, metrics.slo_met
+            if name == "slo":
+                step_gaps(policy, recorder.views, exact_step, steps)
+        result = solve(instance, time_limit=time_limit, hint=hint)
+        if result.status != "optimal" or result.schedule is None:
+            unproven += 1
+        else:
+            optimal_metrics = score(instance, result.schedule)
+            if optimal_metrics.slo_met != result.objective:
+                raise OptimumExceeded(f"instance seed={instance.meta['seed']}: the oracle's schedule scores "
+                                      f"{optimal_metrics.slo_met}, its objective says {result.objective}")
+            entry = InstanceResult(seed=instance.meta["seed"], load=instance.meta["load"],
+                                   requests=len(instance.requests), optimum=int(result.objective),
+                                   optimal_qoe=optimal_metrics.mean_qoe, proven=True, met=met, qoe=qoes)
+            check_against_optimum(entry)
+            results.append(entry)
+        if progress is not None:
+            progress(k + 1)
+    if not results:
+        raise RuntimeError(f"the oracle proved none of the {n} instances optimal within {time_limit} s")
+    return StudyReport(results, {name: summarize(results, name) for name in names}, steps, unproven)
