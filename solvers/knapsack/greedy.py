@@ -32,6 +32,8 @@ def greedy_knapsack(
     `order` overrides the density ranking (policies pass their own priority order).
     """
     values = np.asarray(values, dtype=np.float64)
+    if len(values) == 0:
+        return np.empty(0, dtype=np.int64)
     weights = np.asarray(weights, dtype=np.float64).reshape(len(values), -1)
     capacities = np.asarray(capacities, dtype=np.float64)
     if order is None:

@@ -131,6 +131,12 @@ class AndesPolicy(Policy):
         admitted = ~view.resident & chosen
         if evicted.any() and admitted.any():
             chosen = self._throttle(view, chosen, best_values, blocks, t_now)
+            # residents fill whatever the dropped admissions left free (they need no prefill)
+            rest = np.flatnonzero(view.resident & ~chosen)
+            room = np.array([engine.kv_blocks - blocks[chosen].sum()], dtype=np.float64)
+            more = greedy_knapsack(best_values[rest], blocks[rest, None], room,
+                                   max_items=max(engine.max_seqs - int(chosen.sum()), 0))
+            chosen[rest[more]] = True
         return self._plan(view, chosen, best_values, blocks)
 
     def _throttle(self, view: EngineView, chosen: np.ndarray, values: np.ndarray, blocks: np.ndarray,
@@ -155,6 +161,9 @@ class AndesPolicy(Policy):
             if len(self._victims(view, chosen, values, blocks)) <= budget:
                 break
             chosen[req] = False
+        if len(self._victims(view, chosen, values, blocks)) > budget:
+            # no eviction allowed: the residents keep running instead of the dropped admissions
+            chosen |= view.resident
         return chosen
 
     def _victims(self, view: EngineView, chosen: np.ndarray, values: np.ndarray, blocks: np.ndarray) -> np.ndarray:

@@ -41,10 +41,8 @@ def victims(view: EngineView, chosen: np.ndarray, evict_rank: np.ndarray) -> np.
 
 
 def plan_in_order(view: EngineView, order: np.ndarray, recheck_at: float | None = None) -> Plan:
-    """Run the greedy batch of `order`; evict the lowest-priority residents it needs."""
-    chosen = select(view, order)
-    rank = np.empty(len(view))
-    rank[order] = np.arange(len(order))
-    rank[np.setdiff1d(np.arange(len(view)), order)] = len(view)  # not in order: evict first
-    run = order[chosen[order]]
-    return Plan(run=view.idx[run], preempt=view.idx[victims(view, chosen, rank)], recheck_at=recheck_at)
+    """Run `order` as the engine walks it: no explicit eviction to admit waiting requests (a
+    waiting request gets blocks only when they are free, as in vLLM), so priorities that change
+    every step cannot make residents thrash; residents growing past the free blocks evict the
+    lowest-priority ones later in the order (the engine's rule)."""
+    return Plan(run=view.idx[order], recheck_at=recheck_at)

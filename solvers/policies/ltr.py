@@ -57,7 +57,7 @@ class LtrPolicy(Policy):
         runnable = np.flatnonzero(view.release <= view.now + 1e-12)
         order = runnable[np.lexsort((view.arrival[runnable], remaining[runnable], ~promoted[runnable]))]
         plan = batching.plan_in_order(view, order)
-        served = np.isin(view.idx, plan.run)
+        served = batching.select(view, order)  # what the engine will run of that order
         self._starved[view.idx] = np.where(served, 0, starved + 1)
         self._quantum[view.idx] = np.where(served & promoted, self._quantum[view.idx] - 1, self._quantum[view.idx])
         return plan

@@ -69,6 +69,7 @@ class SloPolicy(Policy):
         gang_iterations: float = 4.0,
         admission: bool = True,
         max_rejections: int = 8,
+        preempt_margin_iterations: float = 10.0,
     ) -> None:
         if selection not in SELECTIONS:
             raise ValueError(f"slo: selection={selection!r}; valid: {', '.join(SELECTIONS)}")
@@ -83,6 +84,7 @@ class SloPolicy(Policy):
         self.gang_iterations = gang_iterations
         self.admission = admission
         self.max_rejections = max_rejections
+        self.preempt_margin_iterations = preempt_margin_iterations
         self._groups = GroupDeadlines()
         self._rejected = np.zeros(0, dtype=bool)  # per request index: given up on
         self._rejected_group = np.zeros(0, dtype=bool)  # per group index
@@ -271,6 +273,41 @@ class SloPolicy(Policy):
             max_items=view.engine.max_seqs, order=order, key=key, slack=slack, doomed=doomed,
         )
 
+    def _evictions(self, view: EngineView, step: StepKnapsack, chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Preempt only what pays: residents that are best effort or whose slack exceeds the
+        margin (after paying their recompute), and only to admit waiting requests that are
+        urgent (slack below the margin). Admissions that cannot be made that way are dropped,
+        lowest priority first, and the residents keep running in their place."""
+        t = self._t
+        margin = self.preempt_margin_iterations * t
+        admitted = np.flatnonzero(chosen & ~view.resident)
+        urgent = (step.slack[admitted] < margin) & ~step.doomed[admitted]
+        blocks = step.weights[:, 0]
+        cand = view.resident & ~chosen & (step.doomed | (step.key > margin))
+        rank = np.where(cand, step.key, -np.inf)
+        victims = batching.victims(view, chosen, rank)
+        if len(victims) == 0 or (np.all(cand[victims]) and urgent.all()):
+            return chosen, victims
+        # too costly: keep the urgent admissions only, as far as the evictable blocks allow
+        chosen = chosen.copy()
+        pos_rank = np.empty(len(view))
+        pos_rank[step.order] = np.arange(len(step.order))
+        drop = admitted[~urgent]
+        chosen[drop] = False
+        for req in admitted[urgent][np.argsort(-pos_rank[admitted[urgent]])]:
+            victims = batching.victims(view, chosen, rank)
+            if len(victims) == 0 or np.all(cand[victims]):
+                break
+            chosen[req] = False
+        # residents fill the room the dropped admissions leave
+        rest = step.order[view.resident[step.order] & ~chosen[step.order]]
+        used = np.array([blocks[chosen].sum(), step.weights[chosen, 1].sum()])
+        more = greedy_knapsack(step.values[rest], step.weights[rest], step.capacities - used,
+                               max_items=max(step.max_items - int(chosen.sum()), 0), order=np.arange(len(rest)))
+        chosen[rest[more]] = True
+        victims = batching.victims(view, chosen, rank)
+        return chosen, victims[cand[victims]]
+
     def decide(self, view: EngineView) -> Plan:
         n = len(view)
         if n == 0:
@@ -290,8 +327,8 @@ class SloPolicy(Policy):
             taken = order[solve_cpsat(problem).taken]
         chosen = np.zeros(n, dtype=bool)
         chosen[taken] = True
+        chosen, victims = self._evictions(view, step, chosen)
         run_pos = order[chosen[order]]  # chosen, in priority order
-        victims = batching.victims(view, chosen, step.key)
         paused = (view.release <= view.now + 1e-12) & ~chosen & ~step.doomed
         recheck = None
         if paused.any():
