@@ -70,9 +70,13 @@ def test_preempts_low_priority_resident_only_when_blocks_are_needed():
     # resident A (slack large) holds 4 of 6 blocks; waiting B (urgent) needs 3 blocks for its prompt
     rows = [dict(cls=1, deadline=50.0, pred=6.0, resident=True, generated=1, computed=16),
             dict(cls=1, deadline=0.45, pred=4.0, prompt_len=12, arrival=0.0)]
-    _, plan = _decide(make_view(rows, engine=engine))
+    _, plan = _decide(make_view(rows, engine=engine), preempt_margin_iterations=10.0)
     assert plan.run.tolist() == [1]
     assert plan.preempt.tolist() == [0]
+    # default (no margin is enough): the resident keeps running, the waiting request waits
+    _, plan = _decide(make_view(rows, engine=engine))
+    assert plan.run.tolist() == [0]
+    assert plan.preempt.tolist() == []
     # enough free blocks: nothing is preempted, both run
     _, plan = _decide(make_view(rows, engine=SLOTTED))
     assert plan.preempt.tolist() == []

@@ -98,17 +98,19 @@ def qoe_gain(view: EngineView, horizon: float, t_tok: float, total: np.ndarray, 
     return projected_qoe(view, start, t_tok, total) - projected_qoe(view, start + horizon, t_tok, total)
 
 
-def latest_next_token(view: EngineView, t_tok: float, total: np.ndarray, threshold: float) -> np.ndarray:
+def latest_next_token(view: EngineView, t_tok: float, total: np.ndarray, threshold: float,
+                      share: float = 1.0) -> np.ndarray:
     """Latest delivery time of the next token that still allows final QoE >= threshold.
 
     With m tokens left, later tokens every t_tok: S_delay = A + m*max(L, x0) + growth, where the
     growth term d*m(m-1)/2 (d = t_tok - 1/r > 0 only) bounds the lateness added by a slow engine.
     Returns -inf where the threshold is already out of reach (A + m*L + growth > allowed).
+    `share` < 1 plans to spend only that share of the allowed delay area (a safety margin).
     """
     m = np.maximum(total - view.generated, 1.0)
     whole = total * (total + 1.0) / (2.0 * view.read_rate)
     d = np.maximum(t_tok - 1.0 / view.read_rate, 0.0)
-    budget = (1.0 - threshold) * whole - view.delay_area - d * m * (m - 1.0) / 2.0
+    budget = share * (1.0 - threshold) * whole - view.delay_area - d * m * (m - 1.0) / 2.0
     per_token = budget / m
     latest = next_token_ideal(view) + per_token
     return np.where(per_token >= view.lag - 1e-12, latest, -np.inf)

@@ -65,11 +65,12 @@ class SloPolicy(Policy):
         optimistic: float = 0.1,
         qoe_threshold: float = 0.95,
         selection: str = "priority",
-        starvation_iterations: float = 2000.0,
+        starvation_iterations: float = 20000.0,
         gang_iterations: float = 4.0,
-        admission: bool = True,
+        admission: bool = False,
         max_rejections: int = 8,
-        preempt_margin_iterations: float = 10.0,
+        preempt_margin_iterations: float = float("inf"),
+        latency_budget_share: float = 0.5,
     ) -> None:
         if selection not in SELECTIONS:
             raise ValueError(f"slo: selection={selection!r}; valid: {', '.join(SELECTIONS)}")
@@ -85,6 +86,7 @@ class SloPolicy(Policy):
         self.admission = admission
         self.max_rejections = max_rejections
         self.preempt_margin_iterations = preempt_margin_iterations
+        self.latency_budget_share = latency_budget_share
         self._groups = GroupDeadlines()
         self._rejected = np.zeros(0, dtype=bool)  # per request index: given up on
         self._rejected_group = np.zeros(0, dtype=bool)  # per group index
@@ -153,10 +155,13 @@ class SloPolicy(Policy):
         self._due = due_lo  # admission judges feasibility: optimistic DAG latest finish times
         if latency.any():
             first = np.maximum(signals.prefill_iterations(view), 1) * t
-            need = signals.latest_next_token(view, t, mid, self.qoe_threshold)
+            # plan with a share of the delay budget of the shortest likely stream (a shorter one
+            # has a smaller budget); give up only when even the full budget of the longest fails
+            need = signals.latest_next_token(view, t, lo, self.qoe_threshold, self.latency_budget_share)
             lat_slack = need - now - first
+            hope = signals.latest_next_token(view, t, hi, self.qoe_threshold) - now - first
             slack = np.where(latency, lat_slack, slack)
-            doomed = np.where(latency, lat_slack < -1e-9, doomed)
+            doomed = np.where(latency, hope < -1e-9, doomed)
             # the stream's last token is needed about (m - 1)/r after its next one
             self._due = np.where(latency, need + (mid - view.generated - 1.0) / view.read_rate, due_lo)
         self._hi = hi
