@@ -25,7 +25,7 @@ from experiments.errors import ConfigError
 from experiments.trace_loader import Columns, Trace, load_trace
 from experiments.workload import build_instance
 from formulations.instance import Instance
-from formulations.metrics import RequestOutcome, request_outcomes, summarize
+from formulations.metrics import request_outcomes, summarize
 from solvers.policies.registry import make_policy
 from solvers.prediction.registry import PREDICTORS, make_predictor
 
@@ -110,7 +110,7 @@ def run_cell(cell: Cell, instance: Instance | None = None, progress: Progress | 
     return CellResult(
         key=cell.key, policy=cell.policy, rate_scale=cell.rate_scale, seed=cell.seed,
         metrics=summarize(outcomes, config.qoe_threshold).to_dict(),
-        outcomes=[_outcome_dict(o) for o in outcomes],
+        outcomes=[o.to_dict() for o in outcomes],
         config=config.to_dict(), predictor=config.predictor.name, iterations=schedule.iterations,
         wall_seconds=wall, versions=versions(), git_commit=git_commit(),
     )
@@ -133,14 +133,6 @@ def execute(cells: list[Cell], backend: str = "sequential",
         if progress:
             progress(k, 1.0)
     return results
-
-
-def _outcome_dict(outcome: RequestOutcome) -> dict[str, Any]:
-    """RequestOutcome.to_dict() without dataclasses.asdict's deep copy (which costs ~10 s for the
-    4 million token times of the full azure-conv trace); the token_times list is shared."""
-    data = dict(outcome.__dict__)
-    data["class"] = data.pop("cls")
-    return data
 
 
 def _predictor_params(config: ExperimentConfig, seed: int) -> dict[str, Any]:
