@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from experiments.commands import predictor
 from formulations.online import PlanError
 from formulations.requests import ValidationError
 
-COMMANDS: list = []  # sub-command modules, in the order `slosched --help` lists them
+COMMANDS: list = [predictor]  # sub-command modules, in the order `slosched --help` lists them
 
 
 def build_parser() -> argparse.ArgumentParser:

