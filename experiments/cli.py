@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from experiments.commands import predictor
+from experiments.commands import predictor, run
 from formulations.online import PlanError
 from formulations.requests import ValidationError
 
-COMMANDS: list = [predictor]  # sub-command modules, in the order `slosched --help` lists them
+COMMANDS: list = [
+    run,
+    predictor,
+]  # sub-command modules, in the order `slosched --help` lists them
 
 
 def build_parser() -> argparse.ArgumentParser:
