@@ -8,6 +8,7 @@ import sys
 from experiments.commands import predictor, run
 from formulations.online import PlanError
 from formulations.requests import ValidationError
+from experiments.commands import compare as compare_cmd
 
 COMMANDS: list = [
     run,
@@ -21,6 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     for module in COMMANDS:
         module.register(sub)
     return parser
+
+
+COMMANDS.append(compare_cmd)
 
 
 def main(argv: list[str] | None = None) -> int:
