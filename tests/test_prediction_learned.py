@@ -148,3 +148,19 @@ def test_real_sharegpt_held_out_calibration_and_ranking():
     assert kendalltau(q[:, 0], test.output_len).statistic > 0.15
     prior_median = PriorPredictor.fit(train.output_len, (0.5,)).values[0]
     assert np.abs(q[:, 0] - test.output_len).mean() < np.abs(prior_median - test.output_len).mean()
+
+
+def test_registry_builds_learned_and_none(model, tmp_path):
+    from solvers.prediction.baselines import DEFAULT_PRIOR, PriorPredictor
+    from solvers.prediction.registry import make_predictor
+
+    path = tmp_path / "m.joblib"
+    save_model(model, path)
+    learned = make_predictor("learned", artifact=str(path))
+    assert isinstance(learned, LearnedPredictor) and learned.quantile_levels == LEVELS
+    none = make_predictor("none")
+    assert isinstance(none, PriorPredictor) and tuple(none.values) == DEFAULT_PRIOR
+    from_artifact = make_predictor("none", artifact=str(path))
+    assert tuple(from_artifact.values) == model.prior_values
+    with pytest.raises(ValidationError, match="does not exist"):
+        make_predictor("learned", artifact=str(tmp_path / "nope.joblib"))

@@ -35,6 +35,14 @@ def register(subparsers) -> None:
     ev.add_argument("--json", type=Path, default=None, help="also write the report here")
     ev.set_defaults(handler=run_eval)
 
+    st = sub.add_parser("study", help="attainment of each policy under oracle, learned, noisy and no prediction")
+    st.add_argument("config", nargs="?", type=Path, default=STUDY_CONFIG, help="experiment TOML (default: prediction.toml)")
+    st.add_argument("--json", type=Path, default=None, help="also write the table here")
+    st.set_defaults(handler=run_study_cmd)
+
+
+STUDY_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "prediction.toml"
+
 
 def run_train(args: argparse.Namespace) -> int:
     from experiments.sharegpt.evaluation import train
@@ -71,4 +79,30 @@ def run_eval(args: argparse.Namespace) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=1))
         print(f"report: {args.json}")
+    return 0
+
+
+def run_study_cmd(args: argparse.Namespace) -> int:
+    from experiments.config import load_config
+    from experiments.sharegpt.study import run_study
+
+    config = load_config(args.config)
+    console = Console(width=160)
+
+    def on_cell(variant: str, policy: str, seed: int, metrics: dict) -> None:
+        console.print(f"  {variant:13s} {policy:8s} seed {seed}: attainment {metrics['attainment']:.3f}")
+
+    table = run_study(config, on_cell=on_cell)
+    policies = list(config.policies)
+    out = Table(title=f"SLO attainment by length predictor ({config.name}: mean over seeds)")
+    out.add_column("predictor")
+    for policy in policies:
+        out.add_column(policy, justify="right")
+    for variant, rows in table.items():
+        out.add_row(variant, *(f"{rows[p]['attainment']:.3f}" for p in policies))
+    console.print(out)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"config": config.to_dict(), "table": table}, indent=1))
+        print(f"table: {args.json}")
     return 0
