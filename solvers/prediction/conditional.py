@@ -26,50 +26,61 @@ def _tail_scale(levels: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.maximum((values[:, -1] - values[:, -2]) / np.log(s_prev / s_last), 1.0)
 
 
+def _with_origin(values: np.ndarray) -> np.ndarray:
+    """Grid values with the anchor point 0 (at level 0) in front: (n, K+1)."""
+    out = np.zeros((values.shape[0], values.shape[1] + 1))
+    out[:, 1:] = values
+    return out
+
+
 def cdf(levels: np.ndarray, values: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """F(x[i]) for each row i of `values` (n, K) at grid `levels` (K,)."""
+    """F(x[i]) for each row i of `values` (n, K) at grid `levels` (K,), anchored at F(0) = 0."""
     n, k = values.shape
-    pts_v = np.concatenate([np.zeros((n, 1)), values], axis=1)  # (n, K+1) anchor F(0) = 0
-    pts_p = np.concatenate([[0.0], levels])
     x = np.asarray(x, dtype=np.float64)
-    seg = (pts_v <= x[:, None]).sum(axis=1) - 1  # last point at or below x, -1 if x < 0
-    inside = (seg >= 0) & (seg < k)
+    pts_v = _with_origin(values)
+    pts_p = np.concatenate([[0.0], levels])
+    seg = np.minimum((values <= x[:, None]).sum(axis=1), k - 1)  # segment [pts seg, seg+1]
     rows = np.arange(n)
-    s = np.clip(seg, 0, k - 1)
-    v0, v1 = pts_v[rows, s], pts_v[rows, s + 1]
-    p0, p1 = pts_p[s], pts_p[s + 1]
+    v0, v1 = pts_v[rows, seg], pts_v[rows, seg + 1]
     width = np.where(v1 > v0, v1 - v0, 1.0)
-    f = np.where(inside, p0 + (x - v0) / width * (p1 - p0), 0.0)
-    tail = seg >= k
-    theta = _tail_scale(levels, values)
-    f_tail = 1.0 - (1.0 - levels[-1]) * np.exp(-(x - values[:, -1]) / theta)
-    return np.where(tail, f_tail, f)
+    f = pts_p[seg] + np.clip((x - v0) / width, 0.0, 1.0) * (pts_p[seg + 1] - pts_p[seg])
+    beyond = x >= values[:, -1]
+    excess = np.where(beyond, x - values[:, -1], 0.0)
+    f_tail = 1.0 - (1.0 - levels[-1]) * np.exp(-excess / _tail_scale(levels, values))
+    return np.where(beyond, f_tail, np.where(x <= 0, 0.0, f))
 
 
 def quantile(levels: np.ndarray, values: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """Q(p[i, j]) for row i: linear between grid points, exponential tail above the last level."""
+    """Q(p[i, j]) for row i: linear between grid points (and from (0, 0)), exponential tail
+    above the last level."""
     n, k = values.shape
-    pts_v = np.concatenate([np.zeros((n, 1)), values], axis=1)
+    p = np.asarray(p, dtype=np.float64)
+    pts_v = _with_origin(values)
     pts_p = np.concatenate([[0.0], levels])
-    seg = np.clip(np.searchsorted(pts_p, p, side="right") - 1, 0, k - 1)  # (n, J)
-    rows = np.arange(n)[:, None]
-    v0, v1 = pts_v[rows, seg], pts_v[rows, seg + 1]
-    p0, p1 = pts_p[seg], pts_p[seg + 1]
-    inner = v0 + (np.minimum(p, p1) - p0) / (p1 - p0) * (v1 - v0)
-    theta = _tail_scale(levels, values)[:, None]
-    above = p > levels[-1]
-    with np.errstate(divide="ignore"):
-        tail = values[:, -1:] + theta * np.log((1.0 - levels[-1]) / np.maximum(1.0 - p, 1e-12))
-    return np.where(above, tail, inner)
+    theta = _tail_scale(levels, values)
+    rows = np.arange(n)
+    out = np.empty_like(p)
+    for j in range(p.shape[1]):  # a few columns: vectorized over the requests
+        pj = p[:, j]
+        seg = np.clip(np.searchsorted(pts_p, pj, side="right") - 1, 0, k - 1)
+        v0, v1 = pts_v[rows, seg], pts_v[rows, seg + 1]
+        p0, p1 = pts_p[seg], pts_p[seg + 1]
+        inner = v0 + (np.minimum(pj, p1) - p0) / (p1 - p0) * (v1 - v0)
+        above = pj > levels[-1]
+        tail = values[:, -1] + theta * np.log((1.0 - levels[-1]) / np.maximum(1.0 - np.where(above, pj, 0.0), 1e-12))
+        out[:, j] = np.where(above, tail, inner)
+    return out
 
 
 def condition_on_generated(levels, quantiles: np.ndarray, generated: np.ndarray) -> np.ndarray:
     """Quantiles (same levels) of the total length given L >= generated + 1, never below it."""
     levels = np.asarray(levels, dtype=np.float64)
-    q = np.maximum.accumulate(np.asarray(quantiles, dtype=np.float64), axis=1)
+    q = np.array(quantiles, dtype=np.float64)
+    for k in range(1, q.shape[1]):  # a non-decreasing grid (columns: cheaper than accumulate)
+        np.maximum(q[:, k], q[:, k - 1], out=q[:, k])
     g = np.asarray(generated, dtype=np.float64)
     if q.shape[0] == 0:
-        return q.copy()
+        return q
     f_g = cdf(levels, q, g)
     target = f_g[:, None] + levels[None, :] * (1.0 - f_g[:, None])
     return np.maximum(quantile(levels, q, target), (g + 1.0)[:, None])
