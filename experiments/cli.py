@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from experiments.commands import run
+from experiments.commands import predictor, run
 from formulations.online import PlanError
 from formulations.requests import ValidationError
 from experiments.commands import compare as compare_cmd
 
 COMMANDS: list = [
     run,
+    predictor,
 ]  # sub-command modules, in the order `slosched --help` lists them
 
 
