@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from experiments.commands import run
 from formulations.online import PlanError
 from formulations.requests import ValidationError
+from experiments.commands import compare as compare_cmd
 
-COMMANDS: list = []  # sub-command modules, in the order `slosched --help` lists them
+COMMANDS: list = [
+    run,
+]  # sub-command modules, in the order `slosched --help` lists them
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,6 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
     for module in COMMANDS:
         module.register(sub)
     return parser
+
+
+COMMANDS.append(compare_cmd)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -93,7 +93,7 @@ def test_every_baseline_finishes_a_mixed_workload(name) -> None:
 
 def test_policy_registry_errors_list_valid_choices() -> None:
     assert {"fcfs", "edf", "sjf"} <= set(POLICIES)
-    with pytest.raises(ValidationError, match="unknown policy 'lifo'; valid: .*edf, fcfs, sjf"):
+    with pytest.raises(ValidationError, match="unknown policy .lifo.; valid: .*edf, fcfs, .*sjf"):
         make_policy("lifo")
     with pytest.raises(ValidationError, match="policy 'fcfs': unknown parameter"):
         make_policy("fcfs", alpha=1)
