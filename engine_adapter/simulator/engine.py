@@ -311,11 +311,10 @@ class _Simulator:
         run = plan_decode_run(self.spec, self.clock, comp, held, remaining.tolist(), kv.free, nxt)
         k, ends = run.k, run.ends
         start = self.clock.now
-        cols = np.arange(k)
         if k == 1:
             state.token_times[state.token_base[slots] + g] = ends[0]
         else:
-            state.token_times[(state.token_base[slots] + g)[:, None] + cols] = ends
+            state.token_times[(state.token_base[slots] + g)[:, None] + np.arange(k)] = ends
         lat = state.is_latency[slots]
         if lat.any():
             self._stream(slots[lat], g[lat], ends)
@@ -324,7 +323,7 @@ class _Simulator:
             starts = np.concatenate(([start], ends[:-1]))
             m = len(slots)
             self.log.add(starts, ends, np.zeros(k, dtype=np.int64), np.full(k, m, dtype=np.int64),
-                         used0 + blocks_after_steps(comp + 1, cols, kv.block_size), state.idx[slots].copy())
+                         used0 + blocks_after_steps(comp + 1, np.arange(k), kv.block_size), state.idx[slots].copy())
         state.generated[slots] = g + k
         new_comp = comp + k
         state.computed[slots] = new_comp
@@ -356,6 +355,12 @@ class _Simulator:
             state.delay_area[slots] += late
             state.lag[slots] = late
             state.peak[slots] = peak0
+            return
+        k = len(ends)
+        peak = np.maximum(peak0, ends[-1] - (generated + (k - 1)) * inv_rate)
+        if (peak <= ideal1).all():  # every token read on time (the common case): nothing accrues
+            state.lag[slots] = 0.0
+            state.peak[slots] = peak
             return
         # shifted_j - ideal1 = ends_j - (ideal1 + generated/r) - j/r
         excess = ends - (ideal1 + generated * inv_rate)[:, None] - np.multiply.outer(inv_rate, np.arange(len(ends)))

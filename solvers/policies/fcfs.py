@@ -40,11 +40,12 @@ class FCFSPolicy(Policy):
         # Admission sequence numbers: a request that became resident since the last decision gets
         # the next numbers (in arrival order, the order in which it was admitted); one that lost
         # its KV blocks forgets its number.
-        waiting = ~view.resident
+        resident = view.resident
+        waiting = ~resident
         seq[waiting] = -1
-        new = np.flatnonzero(seq[view.resident] < 0)
+        new = (seq[resident] < 0).nonzero()[0]
         if len(new):
-            pos = np.flatnonzero(view.resident)[new]
+            pos = resident.nonzero()[0][new]
             pos = pos[np.lexsort((idx[pos], view.arrival[pos]))]
             seq[pos] = self._counter + np.arange(len(pos))
             self._counter += len(pos)
