@@ -19,7 +19,7 @@ from formulations.instance import Instance
 
 # Rows of the integer and float slot matrices (named views are attributes of LiveState).
 INT_ROWS = ("idx", "prompt_len", "output_len", "generated", "computed", "prefill_left", "kv_blocks",
-            "preemptions", "group", "admit_seq", "token_base")
+            "preemptions", "group", "admit_seq", "token_base", "refined_at")
 FLOAT_ROWS = ("arrival", "release", "ttft_target", "read_rate", "deadline", "lag", "delay_area",
               "peak", "ideal1", "inv_rate")
 
@@ -31,6 +31,8 @@ class LiveState:
     swapped-out request); `token_base` is the request's offset in the token-time buffer; `peak`
     is the running max of delivered_j - (j-1)/r of its tokens (formulations.qoe closed form),
     `ideal1` = arrival + ttft_target, `inv_rate` = 1/read_rate (latency class only).
+    `pred_refined` caches the predictor's refined quantiles of a slot, valid while `generated`
+    equals `refined_at` (-1: never refined); see view.py.
     """
 
     idx: np.ndarray
@@ -44,6 +46,7 @@ class LiveState:
     group: np.ndarray
     admit_seq: np.ndarray
     token_base: np.ndarray
+    refined_at: np.ndarray
     arrival: np.ndarray
     release: np.ndarray
     ttft_target: np.ndarray
@@ -69,6 +72,7 @@ class LiveState:
         self.resident = np.zeros(n, dtype=bool)
         self.is_latency = np.zeros(n, dtype=bool)
         self.pred = np.zeros((n, predictions.shape[1]), dtype=np.float64)
+        self.pred_refined = np.zeros_like(self.pred)
         self.n_live = 0
         self.slot_of = np.full(n, -1, dtype=np.int64)
 
@@ -81,6 +85,7 @@ class LiveState:
         self._static_ints[INT_ROWS.index("group")] = table.group
         self.token_offsets = np.concatenate(([0], np.cumsum(table.output_len))).astype(np.int64)
         self._static_ints[INT_ROWS.index("token_base")] = self.token_offsets[:-1]
+        self._static_ints[INT_ROWS.index("refined_at")] = -1
         rate = table.read_rate
         latency = table.cls == 0
         self._static_floats = np.zeros((len(FLOAT_ROWS), n), dtype=np.float64)
@@ -129,5 +134,6 @@ class LiveState:
                 self.is_latency[s] = self.is_latency[last]
                 self.resident[s] = self.resident[last]
                 self.pred[s] = self.pred[last]
+                self.pred_refined[s] = self.pred_refined[last]
                 self.slot_of[self.idx[s]] = s
             self.n_live = last
