@@ -283,10 +283,12 @@ class _Simulator:
         delivers = left == 0
         out = slots[delivers]
         g = state.generated[out]
-        state.token_times[state.token_base[out] + g] = end
-        lat = state.is_latency[out]
-        if lat.any():
-            self._stream(out[lat], g[lat], np.array([end]))
+        if len(out):
+            ends = np.array([end])
+            state.tokens.add(state.token_base[out] + g, ends)
+            lat = state.is_latency[out]
+            if lat.any():
+                self._stream(out[lat], g[lat], ends)
         g += 1
         state.generated[out] = g
         if self.log is not None:
@@ -311,10 +313,7 @@ class _Simulator:
         run = plan_decode_run(self.spec, self.clock, comp, held, remaining.tolist(), kv.free, nxt)
         k, ends = run.k, run.ends
         start = self.clock.now
-        if k == 1:
-            state.token_times[state.token_base[slots] + g] = ends[0]
-        else:
-            state.token_times[(state.token_base[slots] + g)[:, None] + np.arange(k)] = ends
+        state.tokens.add(state.token_base[slots] + g, ends)
         lat = state.is_latency[slots]
         if lat.any():
             self._stream(slots[lat], g[lat], ends)
@@ -407,13 +406,14 @@ class _Simulator:
     def _schedule(self, wall: float) -> Schedule:
         state = self.state
         offsets = state.token_offsets
+        token_times = state.tokens.buffer()
         timelines = []
         for i, req in enumerate(self.instance.requests):
             finish = state.finish_time[i]
             timelines.append(RequestTimeline(
                 request_id=req.id,
                 release=float(state.release_time[i]),
-                token_times=state.token_times[offsets[i]:offsets[i + 1]],
+                token_times=token_times[offsets[i]:offsets[i + 1]],
                 admissions=state.admissions[i],
                 preemptions=state.preemption_times[i],
                 finish=None if np.isnan(finish) else float(finish),
