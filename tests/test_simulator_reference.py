@@ -15,7 +15,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from engine_adapter.simulator import simulate, token_times
+from engine_adapter.simulator import simulate
 from formulations.engine_spec import EngineSpec
 from formulations.instance import Instance
 from formulations.latency_model import LatencyModel
@@ -69,9 +69,7 @@ PINNED = {  # policy/timing/preemption: digest (iterations, preemptions in that 
 
 @pytest.mark.parametrize("fast_forward", [True, False])
 @pytest.mark.parametrize("key", sorted(PINNED))
-def test_schedule_matches_pinned_reference(key: str, fast_forward: bool, monkeypatch) -> None:
-    # token times are scattered in bulk: flush often so that partial flushes are exercised too
-    monkeypatch.setattr(token_times, "FLUSH_TOKENS", 997)
+def test_schedule_matches_pinned_reference(key: str, fast_forward: bool) -> None:
     policy, timing, preemption = key.split("/")
     instance = reference_instance(0.02 if timing == "slotted" else None, preemption)
     schedule = simulate(instance, make_policy(policy), fast_forward=fast_forward)

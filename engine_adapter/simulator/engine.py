@@ -107,6 +107,7 @@ class _Simulator:
         self.finished = 0
         self.pending_swap_blocks = 0  # swapped out by the plan, charged to the next iteration
         self.run_slots = np.empty(0, dtype=np.int64)
+        self.steps = np.arange(int(table.output_len.max()) if n else 0)  # 0, 1, ...: offsets within a run
         self.recheck: float | None = None
         self.views = ViewBuilder(self.state, spec, predictor, self.groups)
 
@@ -285,7 +286,7 @@ class _Simulator:
         g = state.generated[out]
         if len(out):
             ends = np.array([end])
-            state.tokens.add(state.token_base[out] + g, ends)
+            state.token_times[state.token_base[out] + g] = end
             lat = state.is_latency[out]
             if lat.any():
                 self._stream(out[lat], g[lat], ends)
@@ -313,7 +314,8 @@ class _Simulator:
         run = plan_decode_run(self.spec, self.clock, comp, held, remaining.tolist(), kv.free, nxt)
         k, ends = run.k, run.ends
         start = self.clock.now
-        state.tokens.add(state.token_base[slots] + g, ends)
+        # member j's tokens g_j+1 .. g_j+k, at the k end times
+        state.token_times[np.add.outer(state.token_base[slots] + g, self.steps[:k])] = ends
         lat = state.is_latency[slots]
         if lat.any():
             self._stream(slots[lat], g[lat], ends)
@@ -406,7 +408,7 @@ class _Simulator:
     def _schedule(self, wall: float) -> Schedule:
         state = self.state
         offsets = state.token_offsets
-        token_times = state.tokens.buffer()
+        token_times = state.token_times
         timelines = []
         for i, req in enumerate(self.instance.requests):
             finish = state.finish_time[i]

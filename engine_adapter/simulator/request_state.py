@@ -1,8 +1,8 @@
 """Per-request simulator state as numpy columns.
 
 Two layouts live side by side:
-- request-indexed arrays (index i = Instance.requests[i]): static facts, the token-time
-  buffer (token_times.py), release/finish times and the admission/preemption lists of the timelines;
+- request-indexed arrays (index i = Instance.requests[i]): static facts, the preallocated
+  token-time buffer, release/finish times and the admission/preemption lists of the timelines;
 - live-slot columns: the state of the requests that are live now (released, not finished),
   packed into slots 0..n_live-1 of a few 2-D arrays. An `EngineView` is then a set of cheap
   slices, and the hot loop works on small packed arrays instead of indexing all n requests.
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine_adapter.simulator.token_times import TokenTimes
 from formulations.instance import Instance
 
 # Rows of the integer and float slot matrices (named views are attributes of LiveState).
@@ -102,7 +101,7 @@ class LiveState:
         self._release_row = FLOAT_ROWS.index("release")
 
         # Request-indexed results.
-        self.tokens = TokenTimes(int(self.token_offsets[-1]))
+        self.token_times = np.empty(int(self.token_offsets[-1]), dtype=np.float64)
         self.release_time = np.full(n, np.nan)
         self.finish_time = np.full(n, np.nan)
         self.admissions: list[list[float]] = [[] for _ in range(n)]
