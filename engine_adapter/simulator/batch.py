@@ -39,7 +39,7 @@ class Batch:
         if self.victims or self.any_prefill:
             return False
         # a non-resident request has prefill left, except a swapped-out decoding one
-        return bool(state.resident[self.slots].all())
+        return np.count_nonzero(state.resident[self.slots]) == len(self.slots)
 
 
 def form_batch(state: LiveState, run_slots: np.ndarray, free_blocks: int, spec: EngineSpec,
@@ -54,8 +54,9 @@ def form_batch(state: LiveState, run_slots: np.ndarray, free_blocks: int, spec: 
     if n == 0:
         return Batch(_EMPTY, _EMPTY, np.empty(0, dtype=bool), False, [])
     pl = state.prefill_left[run_slots]
+    pl_list = pl.tolist()
+    total = sum(pl_list) + pl_list.count(0)  # a decoding request (prefill_left 0) takes 1 token
     want = np.maximum(pl, 1)
-    total = sum(want.tolist())
     budget = spec.token_budget
     slots = run_slots
     chunk = want

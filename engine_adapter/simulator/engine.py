@@ -287,9 +287,7 @@ class _Simulator:
         if len(out):
             ends = np.array([end])
             state.token_times[state.token_base[out] + g] = end
-            lat = state.is_latency[out]
-            if lat.any():
-                self._stream(out[lat], g[lat], ends)
+            self._stream_latency(out, g, ends)
         g += 1
         state.generated[out] = g
         if self.log is not None:
@@ -298,7 +296,7 @@ class _Simulator:
         done = out[g == state.output_len[out]]
         if len(done):
             self._complete(done)
-        return bool(batch.victims) or len(done) > 0 or (batch.any_prefill and bool((prefill & delivers).any()))
+        return bool(batch.victims) or len(done) > 0 or (batch.any_prefill and np.count_nonzero(prefill & delivers) > 0)
 
     def _decode_run(self, batch: Batch) -> bool:
         """Fast-forward the steady decode batch to the next event; returns whether one happened."""
@@ -316,9 +314,7 @@ class _Simulator:
         start = self.clock.now
         # member j's tokens g_j+1 .. g_j+k, at the k end times
         state.token_times[np.add.outer(state.token_base[slots] + g, self.steps[:k])] = ends
-        lat = state.is_latency[slots]
-        if lat.any():
-            self._stream(slots[lat], g[lat], ends)
+        self._stream_latency(slots, g, ends)
         if self.log is not None:
             used0 = kv.capacity - kv.free - sum(held.tolist())
             starts = np.concatenate(([start], ends[:-1]))
@@ -337,6 +333,15 @@ class _Simulator:
             self._complete(slots[remaining == k])
             return True
         return run.kv_stop
+
+    def _stream_latency(self, slots: np.ndarray, generated: np.ndarray, ends: np.ndarray) -> None:
+        """`_stream` for the latency-class members of `slots` (often all of them, or none)."""
+        lat = self.state.is_latency[slots]
+        n_lat = np.count_nonzero(lat)
+        if n_lat == len(slots):
+            self._stream(slots, generated, ends)
+        elif n_lat:
+            self._stream(slots[lat], generated[lat], ends)
 
     def _stream(self, slots: np.ndarray, generated: np.ndarray, ends: np.ndarray) -> None:
         """Latency streams: fold tokens delivered at `ends` into lag and delay area.
@@ -359,7 +364,7 @@ class _Simulator:
             return
         k = len(ends)
         peak = np.maximum(peak0, ends[-1] - (generated + (k - 1)) * inv_rate)
-        if (peak <= ideal1).all():  # every token read on time (the common case): nothing accrues
+        if np.count_nonzero(peak <= ideal1) == len(peak):  # every token read on time (the common case): nothing accrues
             state.lag[slots] = 0.0
             state.peak[slots] = peak
             return
@@ -373,7 +378,7 @@ class _Simulator:
     def _complete(self, slots: np.ndarray) -> None:
         """Finished requests free their blocks; DAG children whose parents are all done are released."""
         state, now = self.state, self.clock.now
-        self.kv.free += int(state.kv_blocks[slots].sum())
+        self.kv.free += sum(state.kv_blocks[slots].tolist())
         released: list[int] = []
         for s, i in zip(slots.tolist(), state.idx[slots].tolist(), strict=True):
             state.finish_time[i] = now
@@ -399,7 +404,7 @@ class _Simulator:
         pos = self.next_arrival_pos
         if pos == len(self.arrival_sorted) or self.arrival_sorted[pos] > self.clock.now:
             return False
-        hi = int(np.searchsorted(self.arrival_sorted, self.clock.now, side="right"))
+        hi = int(self.arrival_sorted.searchsorted(self.clock.now, side="right"))
         self.state.add(self.arrival_order[pos:hi], self.clock.now)
         self.next_arrival_pos = hi
         return True

@@ -12,18 +12,18 @@ import numpy as np
 from formulations.engine_spec import EngineSpec
 from formulations.online import EngineView, Plan, Policy
 
-_NONE = np.iinfo(np.int64).max  # no admission number: waiting, or resident but not yet numbered
+_WAITING = np.iinfo(np.int64).max
 
 
 class FCFSPolicy(Policy):
     name = "fcfs"
 
     def __init__(self) -> None:
-        self._admitted = np.full(0, _NONE, dtype=np.int64)
+        self._admitted = np.full(0, -1, dtype=np.int64)
         self._counter = 0
 
     def reset(self, engine: EngineSpec) -> None:
-        self._admitted = np.full(1024, _NONE, dtype=np.int64)
+        self._admitted = np.full(1024, -1, dtype=np.int64)
         self._counter = 0
 
     def decide(self, view: EngineView) -> Plan:
@@ -31,20 +31,26 @@ class FCFSPolicy(Policy):
         if len(idx) == 0:
             return Plan(run=idx)
         try:
-            admitted = self._admitted[idx]
+            seq = self._admitted[idx]
         except IndexError:
-            grown = np.full(max(2 * len(self._admitted), int(idx.max()) + 1), _NONE, dtype=np.int64)
+            grown = np.full(max(2 * len(self._admitted), int(idx.max()) + 1), -1, dtype=np.int64)
             grown[: len(self._admitted)] = self._admitted
             self._admitted = grown
-            admitted = self._admitted[idx]
+            seq = self._admitted[idx]
         # Admission sequence numbers: a request that became resident since the last decision gets
         # the next numbers (in arrival order, the order in which it was admitted); one that lost
-        # its KV blocks forgets its number. Waiting requests sort last (key _NONE), by arrival.
+        # its KV blocks forgets its number.
+        # (Positions from nonzero() and integer indexing: far cheaper than boolean masks on the
+        # small arrays of a typical decision.)
         resident = view.resident
-        seq = np.where(resident, admitted, _NONE)
-        new = np.flatnonzero(resident & (seq == _NONE))
+        waiting = (~resident).nonzero()[0]
+        seq[waiting] = -1
+        new = (seq[resident] < 0).nonzero()[0]
         if len(new):
-            seq[new[np.lexsort((idx[new], view.arrival[new]))]] = self._counter + np.arange(len(new))
-            self._counter += len(new)
+            pos = resident.nonzero()[0][new]
+            pos = pos[np.lexsort((idx[pos], view.arrival[pos]))]
+            seq[pos] = self._counter + np.arange(len(pos))
+            self._counter += len(pos)
         self._admitted[idx] = seq
+        seq[waiting] = _WAITING
         return Plan(run=idx[np.lexsort((idx, view.arrival, seq))])
