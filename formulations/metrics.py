@@ -8,6 +8,7 @@ and misses its SLO; it is counted in `unfinished`, never dropped.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -94,11 +95,12 @@ def request_outcomes(instance: Instance, schedule: Schedule, qoe_threshold: floa
     for req, tl in zip(instance.requests, schedule.timelines, strict=True):
         if tl.request_id != req.id:
             raise ValueError(f"schedule timeline {tl.request_id!r} is not aligned with request {req.id!r}")
-        finished = tl.finish is not None and len(tl.token_times) >= req.output_len
+        times = np.asarray(tl.token_times, dtype=np.float64)
+        finished = tl.finish is not None and len(times) >= req.output_len
         deadline = instance.deadline(req)
         value = None
         if req.cls is RequestClass.LATENCY:
-            value = qoe(tl.token_times, req.output_len, req.arrival, req.ttft_target, req.read_rate)
+            value = qoe(times, req.output_len, req.arrival, req.ttft_target, req.read_rate)
             met = finished and value >= qoe_threshold
         elif req.cls is RequestClass.THROUGHPUT:
             met = finished and tl.finish <= deadline + 1e-9
@@ -107,7 +109,7 @@ def request_outcomes(instance: Instance, schedule: Schedule, qoe_threshold: floa
         outcomes.append(RequestOutcome(
             id=req.id, cls=req.cls.value, group=req.group, arrival=req.arrival, release=tl.release,
             prompt_len=req.prompt_len, output_len=req.output_len, ttft_target=req.ttft_target,
-            read_rate=req.read_rate, deadline=deadline, token_times=[float(t) for t in tl.token_times],
+            read_rate=req.read_rate, deadline=deadline, token_times=times.tolist(),
             preemptions=len(tl.preemptions), finish=tl.finish if finished else None, qoe=value, slo_met=bool(met),
         ))
     return outcomes
@@ -120,16 +122,16 @@ def score(instance: Instance, schedule: Schedule, qoe_threshold: float = DEFAULT
 
 def summarize(outcomes: list[RequestOutcome], qoe_threshold: float = DEFAULT_QOE_THRESHOLD) -> Metrics:
     met = np.array([o.slo_met for o in outcomes], dtype=bool)
+    classes = np.array([o.cls for o in outcomes], dtype=object)
     by_class: dict[str, float | None] = {}
     for cls in RequestClass:
-        mask = np.array([o.cls == cls.value for o in outcomes], dtype=bool)
+        mask = classes == cls.value
         by_class[cls.value] = float(met[mask].mean()) if mask.any() else None
     qoes = np.array([o.qoe for o in outcomes if o.qoe is not None])
     done = [o for o in outcomes if o.finish is not None]
     ttft = np.array([o.token_times[0] - o.release for o in done])
     jct = np.array([o.finish - o.release for o in done])
-    gaps = [np.diff(o.token_times) for o in done if len(o.token_times) > 1]
-    tbt = np.concatenate(gaps) if gaps else np.empty(0)
+    tbt = _gaps([o.token_times for o in done])
     tokens = sum(len(o.token_times) for o in outcomes)
     start = min((o.arrival for o in outcomes), default=0.0)
     end = max((o.finish for o in done), default=start)
@@ -147,3 +149,15 @@ def summarize(outcomes: list[RequestOutcome], qoe_threshold: float = DEFAULT_QOE
         preemptions=sum(o.preemptions for o in outcomes),
         unfinished=len(outcomes) - len(done),
     )
+
+
+def _gaps(token_times: list[list[float]]) -> np.ndarray:
+    """Time between consecutive tokens of each request, all requests concatenated in order:
+    one difference over the flattened times, minus the differences across request boundaries
+    (the same subtractions as a per-request diff, without a numpy call per request)."""
+    lengths = np.fromiter(map(len, token_times), dtype=np.int64, count=len(token_times))
+    flat = np.fromiter(chain.from_iterable(token_times), dtype=np.float64, count=int(lengths.sum()))
+    within = np.ones(max(len(flat) - 1, 0), dtype=bool)
+    starts = np.cumsum(lengths)[:-1]  # index of each later request's first token
+    within[starts[(starts > 0) & (starts < len(flat))] - 1] = False
+    return np.diff(flat)[within]
