@@ -55,8 +55,10 @@ def form_batch(state: LiveState, run_slots: np.ndarray, free_blocks: int, spec: 
         return Batch(_EMPTY, _EMPTY, np.empty(0, dtype=bool), False, [])
     pl = state.prefill_left[run_slots]
     pl_list = pl.tolist()
-    total = sum(pl_list) + pl_list.count(0)  # a decoding request (prefill_left 0) takes 1 token
-    want = np.maximum(pl, 1)
+    prefill_total = sum(pl_list)
+    total = prefill_total + pl_list.count(0)  # a decoding request (prefill_left 0) takes 1 token
+    # all decoding (a steady batch): every chunk is 1, no prefill (cheaper than the general ops)
+    want = np.maximum(pl, 1) if prefill_total else np.ones(n, dtype=np.int64)
     budget = spec.token_budget
     slots = run_slots
     chunk = want
@@ -76,8 +78,8 @@ def form_batch(state: LiveState, run_slots: np.ndarray, free_blocks: int, spec: 
         chunk = chunk[: spec.max_seqs]
         pl = pl[: spec.max_seqs]
     bs = spec.block_size
-    any_prefill = sum(pl.tolist()) > 0
-    prefill = pl > 0
+    any_prefill = prefill_total > 0 and sum(pl.tolist()) > 0  # (pl may have been cut above)
+    prefill = pl > 0 if any_prefill else np.zeros(len(pl), dtype=bool)
     if not exact_kv and free_blocks > total // bs + len(slots):
         return Batch(slots, chunk, prefill, any_prefill, [])
     need = (state.computed[slots] + chunk + (bs - 1)) // bs - state.kv_blocks[slots]
