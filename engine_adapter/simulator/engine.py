@@ -426,19 +426,15 @@ class _Simulator:
     # ---- result ---------------------------------------------------------------------------
     def _schedule(self, wall: float) -> Schedule:
         state = self.state
-        offsets = state.token_offsets
         token_times = state.token_times
-        timelines = []
-        for i, req in enumerate(self.instance.requests):
-            finish = state.finish_time[i]
-            timelines.append(RequestTimeline(
-                request_id=req.id,
-                release=float(state.release_time[i]),
-                token_times=token_times[offsets[i]:offsets[i + 1]],
-                admissions=state.admissions[i],
-                preemptions=state.preemption_times[i],
-                finish=None if np.isnan(finish) else float(finish),
-            ))
+        offsets = state.token_offsets.tolist()  # Python numbers: no numpy scalar per request
+        timelines = [
+            RequestTimeline(request_id=req.id, release=release, token_times=token_times[lo:hi], admissions=admitted,
+                            preemptions=preempted, finish=None if finish != finish else finish)  # nan: unfinished
+            for req, release, lo, hi, admitted, preempted, finish in zip(
+                self.instance.requests, state.release_time.tolist(), offsets[:-1], offsets[1:], state.admissions,
+                state.preemption_times, state.finish_time.tolist(), strict=True)
+        ]
         meta: dict[str, object] = {"wall_seconds": wall, "policy": self.policy.name, "predictor": self.predictor.name}
         if self.log is not None:
             meta["iteration_log"] = self.log.as_dict()
