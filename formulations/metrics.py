@@ -84,6 +84,13 @@ class Metrics:
 
 def request_outcomes(instance: Instance, schedule: Schedule, qoe_threshold: float = DEFAULT_QOE_THRESHOLD) -> list[RequestOutcome]:
     """Score every request; bulk members share their group's all-or-nothing verdict."""
+    return _outcomes(instance, schedule, qoe_threshold, token_lists=True)
+
+
+def _outcomes(instance: Instance, schedule: Schedule, qoe_threshold: float, token_lists: bool) -> list[RequestOutcome]:
+    """request_outcomes; token_lists=False keeps each token_times as the float64 array it is
+    (only inside `score`: the millions of Python floats of a full trace cost more memory and
+    time than the rest of the scoring)."""
     if len(schedule.timelines) != len(instance.requests):
         raise ValueError(f"schedule has {len(schedule.timelines)} timelines for {len(instance.requests)} requests")
     group_met: dict[str, bool] = {}
@@ -109,15 +116,14 @@ def request_outcomes(instance: Instance, schedule: Schedule, qoe_threshold: floa
         outcomes.append(RequestOutcome(
             id=req.id, cls=req.cls.value, group=req.group, arrival=req.arrival, release=tl.release,
             prompt_len=req.prompt_len, output_len=req.output_len, ttft_target=req.ttft_target,
-            read_rate=req.read_rate, deadline=deadline, token_times=times.tolist(),
+            read_rate=req.read_rate, deadline=deadline, token_times=times.tolist() if token_lists else times,
             preemptions=len(tl.preemptions), finish=tl.finish if finished else None, qoe=value, slo_met=bool(met),
         ))
     return outcomes
 
 
 def score(instance: Instance, schedule: Schedule, qoe_threshold: float = DEFAULT_QOE_THRESHOLD) -> Metrics:
-    outcomes = request_outcomes(instance, schedule, qoe_threshold)
-    return summarize(outcomes, qoe_threshold)
+    return summarize(_outcomes(instance, schedule, qoe_threshold, token_lists=False), qoe_threshold)
 
 
 def summarize(outcomes: list[RequestOutcome], qoe_threshold: float = DEFAULT_QOE_THRESHOLD) -> Metrics:
@@ -151,12 +157,15 @@ def summarize(outcomes: list[RequestOutcome], qoe_threshold: float = DEFAULT_QOE
     )
 
 
-def _gaps(token_times: list[list[float]]) -> np.ndarray:
+def _gaps(token_times: list[list[float]] | list[np.ndarray]) -> np.ndarray:
     """Time between consecutive tokens of each request, all requests concatenated in order:
     one difference over the flattened times, minus the differences across request boundaries
     (the same subtractions as a per-request diff, without a numpy call per request)."""
     lengths = np.fromiter(map(len, token_times), dtype=np.int64, count=len(token_times))
-    flat = np.fromiter(chain.from_iterable(token_times), dtype=np.float64, count=int(lengths.sum()))
+    if token_times and isinstance(token_times[0], np.ndarray):
+        flat = np.concatenate(token_times)
+    else:
+        flat = np.fromiter(chain.from_iterable(token_times), dtype=np.float64, count=int(lengths.sum()))
     within = np.ones(max(len(flat) - 1, 0), dtype=bool)
     starts = np.cumsum(lengths)[:-1]  # index of each later request's first token
     within[starts[(starts > 0) & (starts < len(flat))] - 1] = False
