@@ -23,6 +23,7 @@ from engine_adapter.simulator.kv_cache import KVCache, blocks_after_steps
 from engine_adapter.simulator.request_state import LiveState
 from engine_adapter.simulator.view import ViewBuilder
 from formulations.instance import Instance
+from formulations.latency_model import prefill_pairs
 from formulations.online import GroupState, Plan, PlanError, Policy
 from formulations.schedule import RequestTimeline, Schedule
 from solvers.prediction.base import LengthPredictor
@@ -261,9 +262,9 @@ class _Simulator:
         comp = state.computed[slots]
         new_comp = comp + chunk
         if batch.any_prefill:
-            pc = chunk[prefill]
-            prefill_tokens = sum(pc.tolist())
-            pairs = sum((pc * comp[prefill] + pc * (pc + 1) // 2).tolist())
+            pc = chunk[prefill].tolist()  # a few chunks: Python integers beat numpy calls here
+            prefill_tokens = sum(pc)
+            pairs = sum(map(prefill_pairs, comp[prefill].tolist(), pc))
             decode_comp = new_comp[~prefill]
         else:
             prefill_tokens = pairs = 0
@@ -372,7 +373,8 @@ class _Simulator:
         peak0 = np.maximum(state.peak[slots], shifted_first)
         if len(ends) == 1:
             late = np.maximum(peak0 - ideal1, 0.0)
-            state.delay_area[slots] += late
+            if np.count_nonzero(late):  # (adding zeros changes nothing: skip the common case)
+                state.delay_area[slots] += late
             state.lag[slots] = late
             state.peak[slots] = peak0
             return
