@@ -39,18 +39,15 @@ class FCFSPolicy(Policy):
             seq = self._admitted[idx]
         # Admission sequence numbers: a request that became resident since the last decision gets
         # the next numbers (in arrival order, the order in which it was admitted); one that lost
-        # its KV blocks forgets its number.
-        # (Positions from nonzero() and integer indexing: far cheaper than boolean masks on the
-        # small arrays of a typical decision.)
-        resident = view.resident
-        waiting = (~resident).nonzero()[0]
-        seq[waiting] = -1
-        new = (seq[resident] < 0).nonzero()[0]
-        if len(new):
-            pos = resident.nonzero()[0][new]
+        # its KV blocks forgets its number (-1). Positions from nonzero() and integer indexing,
+        # and a Python min: far cheaper than boolean masks on a typical decision's small arrays.
+        waiting = (~view.resident).nonzero()[0]
+        seq[waiting] = _WAITING
+        if min(seq.tolist()) < 0:  # a resident request without a number
+            pos = (seq < 0).nonzero()[0]
             pos = pos[np.lexsort((idx[pos], view.arrival[pos]))]
             seq[pos] = self._counter + np.arange(len(pos))
             self._counter += len(pos)
         self._admitted[idx] = seq
-        seq[waiting] = _WAITING
+        self._admitted[idx[waiting]] = -1
         return Plan(run=idx[np.lexsort((idx, view.arrival, seq))])
