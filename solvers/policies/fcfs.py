@@ -39,12 +39,12 @@ class FCFSPolicy(Policy):
             seq = self._admitted[idx]
         # Admission sequence numbers: a request that became resident since the last decision gets
         # the next numbers (in arrival order, the order in which it was admitted); one that lost
-        # its KV blocks forgets its number (-1). Positions from nonzero() and integer indexing,
-        # and a Python min: far cheaper than boolean masks on a typical decision's small arrays.
+        # its KV blocks forgets its number (-1). Positions from nonzero() and integer indexing:
+        # far cheaper than boolean masks on a typical decision's small arrays.
         waiting = (~view.resident).nonzero()[0]
         seq[waiting] = _WAITING
-        if min(seq.tolist()) < 0:  # a resident request without a number
-            pos = (seq < 0).nonzero()[0]
+        pos = (seq < 0).nonzero()[0]  # resident requests without a number
+        if len(pos):
             pos = pos[np.lexsort((idx[pos], view.arrival[pos]))]
             seq[pos] = self._counter + np.arange(len(pos))
             self._counter += len(pos)
