@@ -33,15 +33,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("run", help="run an experiment (default: the demo) on the simulator",
                               description="Run an experiment config (workload x engine x policies) on the simulator.")
     p.add_argument("config", nargs="?", help=f"experiment TOML (default: the demo, {DEMO_CONFIG.name})")
-    p.add_argument("--out", help="output directory (default: results/<config name>-<timestamp>)")
+    p.add_argument("--out", metavar="DIR", help="output directory (default: results/<config name>-<timestamp>)")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON document on stdout, nothing else")
-    p.add_argument("--trace", help="trace file or registered name (azure-conv, azure-code) instead of the config's")
-    p.add_argument("--columns", help="trace column names: arrival=COL,prompt=COL,output=COL")
-    p.add_argument("--time-unit", help="unit of numeric arrival times in the trace: s or ms")
-    p.add_argument("--policies", help="comma-separated policies, e.g. fcfs,edf")
-    p.add_argument("--limit", type=int, help="use the first N requests")
-    p.add_argument("--rate-scale", type=float, help="multiply the arrival rate by X (divides arrival times)")
-    p.add_argument("--seed", type=int, help="workload and predictor seed")
+    p.add_argument("--trace", metavar="PATH|NAME", help="trace file or registered name (azure-conv, azure-code) instead of the config's")
+    p.add_argument("--columns", metavar="SPEC", help="trace column names: arrival=COL,prompt=COL,output=COL")
+    p.add_argument("--time-unit", metavar="s|ms", help="unit of numeric arrival times in the trace: s or ms")
+    p.add_argument("--policies", metavar="A,B", help="comma-separated policies, e.g. fcfs,edf")
+    p.add_argument("--limit", type=int, metavar="N", help="use the first N requests")
+    p.add_argument("--rate-scale", type=float, metavar="X", help="multiply the arrival rate by X (divides arrival times)")
+    p.add_argument("--seed", type=int, metavar="N", help="workload and predictor seed")
     p.set_defaults(handler=run)
 
 
