@@ -115,7 +115,7 @@ def test_matches_the_simulators_batch_former_on_random_states():
         state.prefill_left[:n] = prefill_left
         state.kv_blocks[:n] = blocks
         state.admit_seq[:n] = admitted
-        theirs = form_batch(state, run.astype(np.int64), free, engine)
+        theirs = form_batch(state, run.astype(np.int64), free, engine, exact_kv=True)
 
         v = view(engine, resident=resident, computed=computed, prefill_left=prefill_left, free=free,
                  generated=generated)
