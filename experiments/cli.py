@@ -5,14 +5,21 @@ from __future__ import annotations
 import argparse
 import sys
 
+from experiments.commands import predictor, run
+from experiments.commands import serve_eval
 from experiments.commands import knapsack as knapsack_cmd
 from experiments.commands import solve as solve_cmd
 from formulations.online import PlanError
 from formulations.requests import ValidationError
+from experiments.commands import compare as compare_cmd
 
-COMMANDS: list = []  # sub-command modules, in the order `slosched --help` lists them
-COMMANDS.append(knapsack_cmd)
-COMMANDS.append(solve_cmd)
+COMMANDS: list = [
+    run,
+    predictor,
+    serve_eval,
+    solve_cmd,
+    knapsack_cmd,
+]  # sub-command modules, in the order `slosched --help` lists them
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     for module in COMMANDS:
         module.register(sub)
     return parser
+
+
+COMMANDS.append(compare_cmd)
 
 
 def main(argv: list[str] | None = None) -> int:
