@@ -34,7 +34,7 @@ from formulations.exact.hindsight import (
     release_slots,
 )
 from formulations.exact.linear import LinearModel
-from formulations.exact.slots import min_slots, slot_time, time_scale
+from formulations.exact.slots import min_slots, slot_time, instance_time_scale
 from formulations.instance import Instance
 from formulations.requests import RequestClass
 
@@ -50,9 +50,7 @@ def build_compact(instance: Instance, qoe_threshold: float) -> HindsightModel:
     reqs = instance.requests
     table = instance.table
     release = release_slots(instance, tau)
-    lat_values = [tau] + [v for r in reqs if r.cls is RequestClass.LATENCY
-                          for v in (1.0 / r.read_rate, r.arrival + r.ttft_target)]
-    scale = time_scale(lat_values)
+    scale = instance_time_scale(instance, tau)
     tau_t = round(tau * scale)
     m = LinearModel()
     bs = spec.block_size

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from formulations.exact.linear import LinearModel
-from formulations.exact.slots import first_slot, last_slot_by, min_slots, slot_time, time_scale
+from formulations.exact.slots import first_slot, last_slot_by, min_slots, slot_time, instance_time_scale
 from formulations.instance import Instance
 from formulations.metrics import DEFAULT_QOE_THRESHOLD
 from formulations.requests import RequestClass, ValidationError
@@ -149,9 +149,7 @@ def build_hindsight(instance: Instance, qoe_threshold: float = DEFAULT_QOE_THRES
     if horizon < 1:
         raise ValidationError(f"horizon={horizon} must be >= 1")
     release = release_slots(instance, tau)
-    lat_values = [tau] + [v for r in reqs if r.cls is RequestClass.LATENCY
-                          for v in (1.0 / r.read_rate, r.arrival + r.ttft_target)]
-    scale = time_scale(lat_values)
+    scale = instance_time_scale(instance, tau)
     tau_t = round(tau * scale)
     m = LinearModel()
     rv: list[RequestVars] = []

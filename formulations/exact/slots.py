@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 
-from formulations.requests import ValidationError
+from formulations.instance import Instance
+from formulations.requests import RequestClass, ValidationError
 
 DEADLINE_TOL = 1e-9  # formulations.metrics accepts completion <= deadline + 1e-9
 
@@ -53,3 +54,10 @@ def time_scale(values: list[float]) -> int:
         if all(abs(v * scale - round(v * scale)) <= 1e-6 * max(1.0, abs(v * scale)) for v in values):
             return scale
     return 10**6
+
+
+def instance_time_scale(instance: Instance, tau: float) -> int:
+    """Ticks per second in which tau and every latency stream's 1/r and arrival+TTFT are integers."""
+    values = [tau] + [v for r in instance.requests if r.cls is RequestClass.LATENCY
+                      for v in (1.0 / r.read_rate, r.arrival + r.ttft_target)]
+    return time_scale(values)
