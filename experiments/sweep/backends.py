@@ -1,0 +1,160 @@
+"""Where sweep cells run: in this process, on a local process pool, or on a Ray cluster.
+
+Every backend has one method, `run(fn, items, on_done)`: it calls `fn(item)` for every item and
+hands each result to `on_done(index, result)` *in the calling process* as soon as it is ready
+(completion order, not item order). The driver therefore writes results itself, whichever
+machine computed them, and a cell whose result reached `on_done` is never lost.
+
+When a cell fails, the backend stops starting new cells and then raises `CellFailed` naming the
+failed item; the local pool still delivers the cells already running (Ray interrupts them). A
+rerun only has to compute what never reached `on_done`.
+
+`fn` and the items must be picklable: `fn` a module-level function (the process pool uses the
+"spawn" start method, which re-imports it in a fresh interpreter; Ray ships it by reference).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from typing import Any
+
+OnDone = Callable[[int, Any], None]
+
+
+class CellFailed(RuntimeError):
+    """One cell raised; `index` is its position in the items given to the backend."""
+
+    def __init__(self, index: int, item: Any, cause: BaseException) -> None:
+        super().__init__(f"cell {index} failed: {type(cause).__name__}: {cause} (cell: {item!r})")
+        self.index = index
+        self.item = item
+        self.cause = cause
+
+
+class SequentialBackend:
+    """Runs cells one after another in this process (debugging, tiny sweeps, profiling)."""
+
+    name = "sequential"
+
+    def run(self, fn: Callable[[Any], Any], items: Sequence[Any], on_done: OnDone) -> None:
+        for i, item in enumerate(items):
+            try:
+                result = fn(item)
+            except Exception as err:
+                raise CellFailed(i, item, err) from err
+            on_done(i, result)
+
+
+class LocalBackend:
+    """A pool of worker processes on this machine (the default backend)."""
+
+    name = "local"
+
+    def __init__(self, workers: int | None = None) -> None:
+        if workers is not None and workers < 1:
+            raise ValueError(f"workers={workers} must be >= 1")
+        self.workers = workers or os.cpu_count() or 1
+
+    def run(self, fn: Callable[[Any], Any], items: Sequence[Any], on_done: OnDone) -> None:
+        if not items:
+            return
+        workers = min(self.workers, len(items))
+        ctx = multiprocessing.get_context("spawn")  # safe with threads and Ray in the parent
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+        failure: CellFailed | None = None
+        try:
+            index_of: dict[Future, int] = {pool.submit(fn, item): i for i, item in enumerate(items)}
+            pending = set(index_of)
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    if fut.cancelled():
+                        continue
+                    i = index_of[fut]
+                    err = fut.exception()
+                    if err is not None:
+                        if failure is None:
+                            failure = CellFailed(i, items[i], err)
+                            for other in pending:
+                                other.cancel()  # not started yet: never runs
+                        continue
+                    on_done(i, fut.result())
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+        if failure is not None:
+            raise failure from failure.cause
+
+
+class RayBackend:
+    """Ray tasks, one per cell, on a local Ray instance or the cluster at `address`.
+
+    Ray is imported only here, so the rest of slosched works without it. If Ray is already
+    initialised (a notebook, a test) that session is used and left running; otherwise this
+    backend starts/joins one and shuts it down when the sweep ends.
+    """
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, num_cpus: int | None = None) -> None:
+        self.address = address
+        self.num_cpus = num_cpus
+
+    def run(self, fn: Callable[[Any], Any], items: Sequence[Any], on_done: OnDone) -> None:
+        if not items:
+            return
+        try:
+            import ray
+        except ImportError:
+            raise RuntimeError("the ray backend needs Ray: pip install 'slosched[sweep]'") from None
+        started = not ray.is_initialized()
+        if started:
+            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+            if self.address is not None:
+                kwargs["address"] = self.address
+            elif self.num_cpus is not None:
+                kwargs["num_cpus"] = self.num_cpus
+            ray.init(**kwargs)
+        try:
+            task = ray.remote(num_cpus=1)(fn)
+            index_of = {task.remote(item): i for i, item in enumerate(items)}
+            pending = list(index_of)
+            failure: CellFailed | None = None
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                for ref in done:
+                    i = index_of[ref]
+                    try:
+                        result = ray.get(ref)
+                    except ray.exceptions.TaskCancelledError:
+                        continue
+                    except ray.exceptions.RayTaskError as err:
+                        if failure is None:
+                            failure = CellFailed(i, items[i], err.as_instanceof_cause())
+                            for other in pending:
+                                ray.cancel(other)  # queued ones never start; running ones are interrupted
+                        continue
+                    on_done(i, result)
+            if failure is not None:
+                raise failure from failure.cause
+        finally:
+            if started:
+                ray.shutdown()
+
+
+BACKENDS = ("local", "sequential", "ray")
+
+
+def make_backend(name: str, *, workers: int | None = None, address: str | None = None) -> Any:
+    """The backend called `name`; `workers` sizes the local pool (and a fresh local Ray)."""
+    if name == "local":
+        return LocalBackend(workers)
+    if name == "sequential":
+        return SequentialBackend()
+    if name == "ray":
+        return RayBackend(address=address, num_cpus=workers)
+    raise ValueError(f"backend={name!r}; valid: {', '.join(BACKENDS)}")
