@@ -50,13 +50,16 @@ def run_sweep(
     workers: int | None = None,
     address: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    describe: Callable[[Any], dict[str, Any]] = cell_dict,
 ) -> SweepOutcome:
     """Compute `fn(cell)` for every cell not yet stored under `out_dir` and return all results.
 
     `out_dir=None` keeps results in memory only (no resume). `progress(done, total)` is called
     once at the start (counting reused cells as done) and after each finished cell.
+    `describe(cell)` is the plain data that identifies a cell: it is hashed into the key and
+    stored next to the result.
     """
-    keys = [cell_key(c) for c in cells]
+    keys = [cell_key(describe(c)) for c in cells]
     unique: dict[str, Any] = {}
     for key, cell in zip(keys, cells, strict=True):
         unique.setdefault(key, cell)
@@ -78,7 +81,7 @@ def run_sweep(
         key = todo[i]
         data = result_dict(result)
         if store is not None:
-            store.write(key, cell_dict(unique[key]), data)
+            store.write(key, describe(unique[key]), data)
         else:
             memory[key] = json.loads(json.dumps(data))  # same plain types as a stored result
         computed.append(key)
