@@ -99,8 +99,18 @@ def load_rows(results_dir: str | Path) -> list[Row]:
 
 
 def with_outcomes(results_dir: str | Path, row: Row) -> Row:
-    """The same row with its per-request outcomes loaded."""
-    return row_from_record(ResultStore(results_dir).read(row.key), with_outcomes=True)
+    """The same row with its per-request outcomes, token times included.
+
+    Sweeps store slim outcomes (no token times); then the cell is re-simulated from its stored
+    identity, which reproduces it exactly (every random choice in a cell takes its seed).
+    """
+    record = ResultStore(results_dir).read(row.key)
+    outcomes = record["result"].get("outcomes", [])
+    if outcomes and "token_times" not in outcomes[0]:
+        from experiments.sweep.cells import rerun  # the simulator loads only when needed
+
+        record["result"] = {**record["result"], "outcomes": rerun(record["cell"]).outcomes}
+    return row_from_record(record, with_outcomes=True)
 
 
 def row_from_record(record: dict[str, Any], with_outcomes: bool = False) -> Row:
