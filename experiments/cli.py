@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from experiments.commands import run
 from formulations.online import PlanError
 from formulations.requests import ValidationError
 
-COMMANDS: list = []  # sub-command modules, in the order `slosched --help` lists them
+COMMANDS: list = [
+    run,
+]  # sub-command modules, in the order `slosched --help` lists them
 
 
 def build_parser() -> argparse.ArgumentParser:

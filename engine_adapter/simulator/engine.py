@@ -1,0 +1,406 @@
+"""The simulated engine: an event loop over iterations that asks the policy only at events.
+
+Events (formulations/online.py): an arrival or DAG release, a completion, a prefill that ends,
+a preemption by the engine's KV rule, the plan's `recheck_at`, or the next iteration running out
+of KV blocks. Between events the plan is re-applied each iteration; a batch of only decode steps
+repeats unchanged, so the whole run up to the next event is computed in closed form
+(decode_run.py) instead of iteration by iteration. The engine never loops over idle time: an
+idle engine jumps to the next arrival.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from engine_adapter.simulator.batch import Batch, form_batch
+from engine_adapter.simulator.clock import Clock
+from engine_adapter.simulator.decode_run import plan_decode_run
+from engine_adapter.simulator.iteration_log import IterationLog
+from engine_adapter.simulator.kv_cache import KVCache, blocks_after_steps
+from engine_adapter.simulator.request_state import LiveState
+from engine_adapter.simulator.view import build_view
+from formulations.instance import Instance
+from formulations.online import GroupState, Plan, PlanError, Policy
+from formulations.schedule import RequestTimeline, Schedule
+from solvers.prediction.base import LengthPredictor
+from solvers.prediction.oracle import OraclePredictor
+
+# Consecutive decisions that run nothing while no arrival is pending: a policy that only keeps
+# postponing (recheck_at in the future, forever) is reported as stalled instead of looping.
+MAX_IDLE_DECISIONS = 100_000
+PROGRESS_EVERY = 4096  # loop turns between progress callbacks
+
+
+class SimulationStalled(RuntimeError):
+    """No request can ever progress: the plan runs nothing and nothing is pending."""
+
+
+def simulate(
+    instance: Instance,
+    policy: Policy,
+    predictor: LengthPredictor | None = None,
+    *,
+    record_iterations: bool = False,
+    progress: Callable[[float], None] | None = None,
+    fast_forward: bool = True,
+) -> Schedule:
+    """Run `policy` on the simulated engine over `instance`; returns the Schedule.
+
+    fast_forward=False asks the policy before every iteration and never skips ahead (slow; used
+    to cross-check that fast-forwarding changes nothing for policies whose plan only changes at
+    events).
+    """
+    sim = _Simulator(instance, policy, predictor or OraclePredictor(), record_iterations, progress, fast_forward)
+    return sim.run()
+
+
+class _Simulator:
+    def __init__(self, instance: Instance, policy: Policy, predictor: LengthPredictor, record: bool,
+                 progress: Callable[[float], None] | None, fast_forward: bool) -> None:
+        self.instance = instance
+        self.spec = spec = instance.engine
+        self.policy = policy
+        self.predictor = predictor
+        self.progress = progress
+        self.fast_forward = fast_forward
+        self.log = IterationLog() if record else None
+        table = instance.table
+        n = len(table)
+        self.n = n
+        predictions = np.asarray(predictor.predict(instance.requests), dtype=np.float64)
+        if predictions.shape != (n, len(predictor.quantile_levels)):
+            raise ValueError(f"predictor {predictor.name!r} returned shape {predictions.shape}, "
+                             f"expected ({n}, {len(predictor.quantile_levels)})")
+        self.state = LiveState(instance, predictions)
+        self.kv = KVCache(spec.kv_blocks, spec.block_size)
+        self.swap = spec.preemption == "swap"
+        self.swap_cost = spec.swap_time_per_block if self.swap and spec.slot_time is None else 0.0
+
+        # DAG: children are released when their last parent finishes; roots arrive by the clock.
+        self.parents_left = np.array([len(p) for p in table.parents], dtype=np.int64)
+        self.children: list[list[int]] = [[] for _ in range(n)]
+        for child, parents in enumerate(table.parents):
+            for p in parents.tolist():
+                self.children[p].append(child)
+        roots = np.flatnonzero(self.parents_left == 0)
+        order = np.argsort(table.arrival[roots], kind="stable")
+        self.arrival_order = roots[order]
+        self.arrival_sorted = table.arrival[self.arrival_order]
+        self.next_arrival_pos = 0
+
+        self.groups: list[GroupState] = []
+        self.group_pos = np.full(n, -1, dtype=np.int64)
+        for g, members in enumerate(table.group_members):
+            self.groups.append(GroupState(
+                id=instance.groups[g].id, members=members, parents=[table.parents[m] for m in members.tolist()],
+                deadline=float(table.deadline[members[0]]), prompt_len=table.prompt_len[members],
+                done=np.zeros(len(members), dtype=bool)))
+            self.group_pos[members] = np.arange(len(members))
+
+        start = float(self.arrival_sorted[0]) if n else 0.0
+        self.clock = Clock(spec.slot_time, start)
+        self.iterations = 0
+        self.admit_counter = 0
+        self.finished = 0
+        self.pending_swap_blocks = 0  # swapped out by the plan, charged to the next iteration
+        self.run_slots = np.empty(0, dtype=np.int64)
+        self.recheck: float | None = None
+
+    # ---- main loop ------------------------------------------------------------------------
+    def run(self) -> Schedule:
+        wall0 = time.perf_counter()
+        self.policy.reset(self.spec)
+        state, clock = self.state, self.clock
+        need_decide = True
+        idle_decisions = 0
+        turns = 0
+        self._release_arrivals()
+        while True:
+            if state.n_live == 0:
+                if self.next_arrival_pos == len(self.arrival_order):
+                    break
+                clock.jump_to(float(self.arrival_sorted[self.next_arrival_pos]))
+                self._release_arrivals()
+                need_decide = True
+                continue
+            if need_decide or not self.fast_forward:
+                self._decide()
+                need_decide = False
+            batch = form_batch(state, self.run_slots, self.kv.free, self.spec)
+            if len(batch.slots) == 0:
+                if batch.victims:
+                    self._preempt(batch.victims)
+                    need_decide = True
+                    continue
+                idle_decisions = self._idle(idle_decisions)
+                need_decide = True
+                continue
+            idle_decisions = 0
+            if self.fast_forward and batch.is_steady(state):
+                need_decide = self._decode_run(batch)
+            else:
+                need_decide = self._step(batch)
+            if self._release_arrivals():
+                need_decide = True
+            if self.recheck is not None and clock.now >= self.recheck:
+                need_decide = True
+            turns += 1
+            if self.progress is not None and turns % PROGRESS_EVERY == 0:
+                self.progress(self.finished / self.n)
+        if self.progress is not None:
+            self.progress(1.0)
+        return self._schedule(time.perf_counter() - wall0)
+
+    def _idle(self, idle_decisions: int) -> int:
+        """The plan runs nothing: wait for the next arrival or recheck time, or report a stall."""
+        nxt = self._next_arrival_time()
+        if self.recheck is not None and self.recheck > self.clock.now:
+            nxt = min(nxt, self.recheck)
+        pending_arrival = self.next_arrival_pos < len(self.arrival_order)
+        idle_decisions = 0 if pending_arrival else idle_decisions + 1
+        if nxt == np.inf or idle_decisions > MAX_IDLE_DECISIONS:
+            live = [self.instance.requests[i].id for i in self.state.idx[: self.state.n_live][:5].tolist()]
+            raise SimulationStalled(
+                f"at t={self.clock.now:.6f} policy {self.policy.name!r} runs none of the {self.state.n_live} live "
+                f"requests (e.g. {live}) and no arrival or recheck is pending: no progress is possible")
+        self.clock.jump_to(nxt)
+        self._release_arrivals()
+        return idle_decisions
+
+    # ---- decisions ------------------------------------------------------------------------
+    def _decide(self) -> None:
+        state = self.state
+        view = build_view(state, self.clock.now, self.kv.free, self.spec, self.predictor, self.groups)
+        plan = self.policy.decide(view)
+        if not isinstance(plan, Plan):
+            raise PlanError(f"policy {self.policy.name!r} returned {type(plan).__name__}, not a Plan")
+        self.run_slots = self._slots_of(plan.run, "run")
+        self.recheck = plan.recheck_at
+        if len(plan.preempt):
+            victims = self._slots_of(plan.preempt, "preempt")
+            if np.isin(victims, self.run_slots).any():
+                raise PlanError(f"policy {self.policy.name!r}: a request is both in plan.run and plan.preempt")
+            if not state.resident[victims].all():
+                bad = int(state.idx[victims[~state.resident[victims]][0]])
+                raise PlanError(f"policy {self.policy.name!r}: plan.preempt names request "
+                                f"{self.instance.requests[bad].id!r}, which holds no KV blocks")
+            self.pending_swap_blocks += self._preempt(victims.tolist())
+
+    def _slots_of(self, requests: np.ndarray, field: str) -> np.ndarray:
+        """Live slots of the request indices a plan names; PlanError for anything else."""
+        req = np.asarray(requests)
+        if len(req) == 0:
+            return np.empty(0, dtype=np.int64)
+        if req.dtype.kind not in "iu":
+            raise PlanError(f"policy {self.policy.name!r}: plan.{field} must hold request indices (integers), "
+                            f"got dtype {req.dtype}")
+        if req.min() < 0 or req.max() >= self.n:
+            bad = req[(req < 0) | (req >= self.n)][0]
+            raise PlanError(f"policy {self.policy.name!r}: plan.{field} names request index {bad}, "
+                            f"not in 0..{self.n - 1}")
+        slots = self.state.slot_of[req]
+        if slots.min() < 0:
+            bad = int(req[slots < 0][0])
+            raise PlanError(f"policy {self.policy.name!r}: plan.{field} names request "
+                            f"{self.instance.requests[bad].id!r} (index {bad}), which is not live at "
+                            f"t={self.clock.now:.6f}")
+        if len(slots) > 1 and np.bincount(slots).max() > 1:
+            raise PlanError(f"policy {self.policy.name!r}: plan.{field} names a request twice")
+        return slots
+
+    # ---- state changes --------------------------------------------------------------------
+    def _preempt(self, slots: list[int]) -> int:
+        """Evict requests from the KV cache now; returns the blocks swapped out (swap mode)."""
+        state, now = self.state, self.clock.now
+        swapped = 0
+        for s in slots:
+            held = int(state.kv_blocks[s])
+            self.kv.free += held
+            state.kv_blocks[s] = 0
+            state.resident[s] = False
+            state.preemptions[s] += 1
+            if self.swap:
+                swapped += held
+            else:
+                state.computed[s] = 0
+                state.prefill_left[s] = state.prompt_len[s] + state.generated[s]
+            self.state.preemption_times[int(state.idx[s])].append(now)
+        return swapped
+
+    def _admit(self, slots: np.ndarray) -> int:
+        """Newly scheduled non-resident requests; returns the blocks swapped in (swap mode)."""
+        state, now = self.state, self.clock.now
+        state.resident[slots] = True
+        k = len(slots)
+        state.admit_seq[slots] = self.admit_counter + np.arange(k)
+        self.admit_counter += k
+        for i in state.idx[slots].tolist():
+            state.admissions[i].append(now)
+        if self.swap:
+            return int(self.kv.blocks_for(state.computed[slots]).sum())
+        return 0
+
+    def _step(self, batch: Batch) -> bool:
+        """Run one iteration of `batch`; returns whether an event happened."""
+        state, kv, spec = self.state, self.kv, self.spec
+        start = self.clock.now
+        swap_blocks = self.pending_swap_blocks
+        self.pending_swap_blocks = 0
+        if batch.victims:
+            swap_blocks += self._preempt(batch.victims)
+        slots, chunk, prefill = batch.slots, batch.chunk, batch.prefill
+        newcomers = slots[~state.resident[slots]]
+        if len(newcomers):
+            swap_blocks += self._admit(newcomers)
+        comp = state.computed[slots]
+        decode = ~prefill
+        decode_seqs = len(slots) - int(prefill.sum())
+        if prefill.any():
+            pc = chunk[prefill]
+            prefill_tokens = int(pc.sum())
+            pairs = int((pc * comp[prefill] + pc * (pc + 1) // 2).sum())
+        else:
+            prefill_tokens = pairs = 0
+        new_comp = comp + chunk
+        duration = 0.0
+        if spec.slot_time is None:
+            ctx = int(new_comp[decode].sum())
+            duration = spec.latency.iteration_time(prefill_tokens, decode_seqs, ctx, pairs)
+            if swap_blocks and self.swap_cost:
+                duration += self.swap_cost * swap_blocks
+        state.computed[slots] = new_comp
+        left = state.prefill_left[slots] - np.where(prefill, chunk, 0)
+        state.prefill_left[slots] = left
+        new_kv = kv.blocks_for(new_comp)
+        kv.free -= int((new_kv - state.kv_blocks[slots]).sum())
+        state.kv_blocks[slots] = new_kv
+        end = self.clock.advance(duration)
+        self.iterations += 1
+        delivers = left == 0
+        out = slots[delivers]
+        g = state.generated[out]
+        state.token_times[state.token_base[out] + g] = end
+        lat = state.is_latency[out]
+        if lat.any():
+            self._stream(out[lat], g[lat], np.array([end]))
+        g += 1
+        state.generated[out] = g
+        if self.log is not None:
+            self.log.add(np.array([start]), np.array([end]), np.array([prefill_tokens]), np.array([decode_seqs]),
+                         np.array([kv.capacity - kv.free]), state.idx[slots].copy())
+        done = out[g == state.output_len[out]]
+        if len(done):
+            self._complete(done)
+        return bool(batch.victims) or len(done) > 0 or bool((prefill & delivers).any())
+
+    def _decode_run(self, batch: Batch) -> bool:
+        """Fast-forward the steady decode batch to the next event; returns whether one happened."""
+        state, kv = self.state, self.kv
+        slots = batch.slots
+        g = state.generated[slots]
+        comp = state.computed[slots]
+        remaining = state.output_len[slots] - g
+        nxt = self._next_arrival_time()
+        if self.recheck is not None:
+            nxt = min(nxt, self.recheck)
+        run = plan_decode_run(self.spec, self.clock, comp + 1, remaining, kv.free - batch.new_blocks, nxt)
+        k, ends = run.k, run.ends
+        start = self.clock.now
+        cols = np.arange(k)
+        state.token_times[(state.token_base[slots] + g)[:, None] + cols] = ends
+        lat = state.is_latency[slots]
+        if lat.any():
+            self._stream(slots[lat], g[lat], ends)
+        held_before = state.kv_blocks[slots]
+        if self.log is not None:
+            used0 = kv.capacity - kv.free - int(held_before.sum())
+            starts = np.concatenate(([start], ends[:-1]))
+            m = len(slots)
+            self.log.add(starts, ends, np.zeros(k, dtype=np.int64), np.full(k, m, dtype=np.int64),
+                         used0 + blocks_after_steps(comp + 1, cols, kv.block_size), state.idx[slots].copy())
+        g = g + k
+        state.generated[slots] = g
+        state.computed[slots] = comp + k
+        new_kv = kv.blocks_for(comp + k)
+        kv.free -= int((new_kv - held_before).sum())
+        state.kv_blocks[slots] = new_kv
+        self.clock.finish_run(ends, k)
+        self.iterations += k
+        done = slots[remaining == k]
+        if len(done):
+            self._complete(done)
+        return run.kv_stop or len(done) > 0
+
+    def _stream(self, slots: np.ndarray, generated: np.ndarray, ends: np.ndarray) -> None:
+        """Latency streams: fold tokens delivered at `ends` into lag and delay area.
+
+        Closed form of formulations/qoe.py: read_j - ideal_j = max(0, peak_j - ideal_1) with
+        peak_j = max over delivered tokens i <= j of (delivered_i - (i-1)/r).
+        """
+        state = self.state
+        number = generated[:, None] + np.arange(len(ends))  # (token index - 1) of each delivery
+        shifted = ends[None, :] - number / state.read_rate[slots][:, None]
+        if len(ends) > 1:
+            shifted = np.maximum.accumulate(shifted, axis=1)
+        peak = np.maximum(shifted, state.peak[slots][:, None])
+        late = np.maximum(peak - state.ideal1[slots][:, None], 0.0)
+        state.delay_area[slots] += late.sum(axis=1)
+        state.lag[slots] = late[:, -1]
+        state.peak[slots] = peak[:, -1]
+
+    def _complete(self, slots: np.ndarray) -> None:
+        """Finished requests free their blocks; DAG children whose parents are all done are released."""
+        state, now = self.state, self.clock.now
+        self.kv.free += int(state.kv_blocks[slots].sum())
+        released: list[int] = []
+        for s, i in zip(slots.tolist(), state.idx[slots].tolist(), strict=True):
+            state.finish_time[i] = now
+            pos = self.group_pos[i]
+            if pos >= 0:
+                self.groups[state.group[s]].done[pos] = True
+            for c in self.children[i]:
+                self.parents_left[c] -= 1
+                if self.parents_left[c] == 0:
+                    released.append(c)
+        self.finished += len(slots)
+        state.remove(slots.tolist())
+        if released:
+            state.add(np.array(released, dtype=np.int64), now)
+
+    # ---- arrivals -------------------------------------------------------------------------
+    def _next_arrival_time(self) -> float:
+        pos = self.next_arrival_pos
+        return float(self.arrival_sorted[pos]) if pos < len(self.arrival_sorted) else np.inf
+
+    def _release_arrivals(self) -> bool:
+        """Make every request that has arrived by now live; returns whether there was one."""
+        pos = self.next_arrival_pos
+        if pos == len(self.arrival_sorted) or self.arrival_sorted[pos] > self.clock.now:
+            return False
+        hi = int(np.searchsorted(self.arrival_sorted, self.clock.now, side="right"))
+        self.state.add(self.arrival_order[pos:hi], self.clock.now)
+        self.next_arrival_pos = hi
+        return True
+
+    # ---- result ---------------------------------------------------------------------------
+    def _schedule(self, wall: float) -> Schedule:
+        state = self.state
+        offsets = state.token_offsets
+        timelines = []
+        for i, req in enumerate(self.instance.requests):
+            finish = state.finish_time[i]
+            timelines.append(RequestTimeline(
+                request_id=req.id,
+                release=float(state.release_time[i]),
+                token_times=state.token_times[offsets[i]:offsets[i + 1]],
+                admissions=state.admissions[i],
+                preemptions=state.preemption_times[i],
+                finish=None if np.isnan(finish) else float(finish),
+            ))
+        meta: dict[str, object] = {"wall_seconds": wall, "policy": self.policy.name, "predictor": self.predictor.name}
+        if self.log is not None:
+            meta["iteration_log"] = self.log.as_dict()
+        return Schedule(timelines=timelines, iterations=self.iterations, meta=meta)

@@ -1,0 +1,133 @@
+"""Per-request simulator state as numpy columns.
+
+Two layouts live side by side:
+- request-indexed arrays (index i = Instance.requests[i]): static facts, the preallocated
+  token-time buffer, release/finish times and the admission/preemption lists of the timelines;
+- live-slot columns: the state of the requests that are live now (released, not finished),
+  packed into slots 0..n_live-1 of a few 2-D arrays. An `EngineView` is then a set of cheap
+  slices, and the hot loop works on small packed arrays instead of indexing all n requests.
+
+Removing a finished request moves the last live slot into its place, so slot order is arbitrary;
+`slot_of[i]` maps a request index to its slot (-1 when not live).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from formulations.instance import Instance
+
+# Rows of the integer and float slot matrices (named views are attributes of LiveState).
+INT_ROWS = ("idx", "prompt_len", "output_len", "generated", "computed", "prefill_left", "kv_blocks",
+            "preemptions", "group", "admit_seq", "token_base")
+FLOAT_ROWS = ("arrival", "release", "ttft_target", "read_rate", "deadline", "lag", "delay_area",
+              "peak", "ideal1", "inv_rate")
+
+
+class LiveState:
+    """Live requests packed in slots; every column name in INT_ROWS/FLOAT_ROWS is a row view.
+
+    `computed` counts tokens whose KV exists (on the device when `resident`, on the host for a
+    swapped-out request); `token_base` is the request's offset in the token-time buffer; `peak`
+    is the running max of delivered_j - (j-1)/r of its tokens (formulations.qoe closed form),
+    `ideal1` = arrival + ttft_target, `inv_rate` = 1/read_rate (latency class only).
+    """
+
+    idx: np.ndarray
+    prompt_len: np.ndarray
+    output_len: np.ndarray
+    generated: np.ndarray
+    computed: np.ndarray
+    prefill_left: np.ndarray
+    kv_blocks: np.ndarray
+    preemptions: np.ndarray
+    group: np.ndarray
+    admit_seq: np.ndarray
+    token_base: np.ndarray
+    arrival: np.ndarray
+    release: np.ndarray
+    ttft_target: np.ndarray
+    read_rate: np.ndarray
+    deadline: np.ndarray
+    lag: np.ndarray
+    delay_area: np.ndarray
+    peak: np.ndarray
+    ideal1: np.ndarray
+    inv_rate: np.ndarray
+
+    def __init__(self, instance: Instance, predictions: np.ndarray) -> None:
+        table = instance.table
+        n = len(table)
+        self.n_requests = n
+        self.ints = np.zeros((len(INT_ROWS), n), dtype=np.int64)
+        self.floats = np.zeros((len(FLOAT_ROWS), n), dtype=np.float64)
+        for k, name in enumerate(INT_ROWS):
+            setattr(self, name, self.ints[k])
+        for k, name in enumerate(FLOAT_ROWS):
+            setattr(self, name, self.floats[k])
+        self.cls = np.zeros(n, dtype=np.int8)
+        self.resident = np.zeros(n, dtype=bool)
+        self.is_latency = np.zeros(n, dtype=bool)
+        self.pred = np.zeros((n, predictions.shape[1]), dtype=np.float64)
+        self.n_live = 0
+        self.slot_of = np.full(n, -1, dtype=np.int64)
+
+        # Request-indexed static facts, copied into a slot on release.
+        self._static_ints = np.zeros((len(INT_ROWS), n), dtype=np.int64)
+        self._static_ints[INT_ROWS.index("idx")] = np.arange(n)
+        self._static_ints[INT_ROWS.index("prompt_len")] = table.prompt_len
+        self._static_ints[INT_ROWS.index("output_len")] = table.output_len
+        self._static_ints[INT_ROWS.index("prefill_left")] = table.prompt_len
+        self._static_ints[INT_ROWS.index("group")] = table.group
+        self.token_offsets = np.concatenate(([0], np.cumsum(table.output_len))).astype(np.int64)
+        self._static_ints[INT_ROWS.index("token_base")] = self.token_offsets[:-1]
+        rate = table.read_rate
+        latency = table.cls == 0
+        self._static_floats = np.zeros((len(FLOAT_ROWS), n), dtype=np.float64)
+        self._static_floats[FLOAT_ROWS.index("arrival")] = table.arrival
+        self._static_floats[FLOAT_ROWS.index("ttft_target")] = table.ttft_target
+        self._static_floats[FLOAT_ROWS.index("read_rate")] = rate
+        self._static_floats[FLOAT_ROWS.index("deadline")] = table.deadline
+        self._static_floats[FLOAT_ROWS.index("peak")] = -np.inf
+        self._static_floats[FLOAT_ROWS.index("ideal1")] = np.where(latency, table.arrival + table.ttft_target, 0.0)
+        self._static_floats[FLOAT_ROWS.index("inv_rate")] = np.where(latency, 1.0 / np.where(latency, rate, 1.0), 0.0)
+        self._static_cls = table.cls
+        self._predictions = predictions
+        self._release_row = FLOAT_ROWS.index("release")
+
+        # Request-indexed results.
+        self.token_times = np.empty(int(self.token_offsets[-1]), dtype=np.float64)
+        self.release_time = np.full(n, np.nan)
+        self.finish_time = np.full(n, np.nan)
+        self.admissions: list[list[float]] = [[] for _ in range(n)]
+        self.preemption_times: list[list[float]] = [[] for _ in range(n)]
+
+    def add(self, requests: np.ndarray, now: float) -> None:
+        """Make requests live (released at `now`), appended after the last live slot."""
+        k = len(requests)
+        lo, hi = self.n_live, self.n_live + k
+        self.ints[:, lo:hi] = self._static_ints[:, requests]
+        self.floats[:, lo:hi] = self._static_floats[:, requests]
+        self.floats[self._release_row, lo:hi] = now
+        self.cls[lo:hi] = self._static_cls[requests]
+        self.is_latency[lo:hi] = self._static_cls[requests] == 0
+        self.resident[lo:hi] = False
+        self.pred[lo:hi] = self._predictions[requests]
+        self.slot_of[requests] = np.arange(lo, hi)
+        self.release_time[requests] = now
+        self.n_live = hi
+
+    def remove(self, slots: list[int]) -> None:
+        """Drop finished requests; the last live slot moves into each freed one."""
+        for s in sorted(slots, reverse=True):
+            last = self.n_live - 1
+            self.slot_of[self.idx[s]] = -1
+            if s != last:
+                self.ints[:, s] = self.ints[:, last]
+                self.floats[:, s] = self.floats[:, last]
+                self.cls[s] = self.cls[last]
+                self.is_latency[s] = self.is_latency[last]
+                self.resident[s] = self.resident[last]
+                self.pred[s] = self.pred[last]
+                self.slot_of[self.idx[s]] = s
+            self.n_live = last

@@ -1,0 +1,260 @@
+"""Experiment configs: a TOML file -> ExperimentConfig (workload x engine x predictor x policies).
+
+    name = "demo"                      # optional; defaults to the file name
+    seed = 0
+    policies = ["fcfs", "edf", "sjf"]
+    [workload]   ... (experiments.workload.spec.WorkloadConfig; sub-tables mix, latency, ...)
+    [engine]     profile = "llama3-8b-h100"   plus any EngineSpec field as an override
+    [predictor]  name = "noisy"               plus the predictor's parameters
+    [policy_params.<policy>]                  parameters of one policy
+    [sweep]      rate_scales = [...]  seeds = [...]
+
+Every key is checked: an unknown key or a wrong name is a ConfigError saying what is valid,
+because a typo silently falling back to a default would measure a different experiment.
+`to_dict` writes the same shape back, so recorded results can be re-run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+import types
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+from experiments.errors import ConfigError
+from experiments.trace_loader import Columns
+from experiments.workload.spec import Dist, WorkloadConfig
+from formulations.engine_spec import EngineSpec
+from formulations.metrics import DEFAULT_QOE_THRESHOLD
+from formulations.requests import ValidationError
+from solvers.policies.registry import POLICIES, make_policy
+from solvers.prediction.registry import PREDICTORS, make_predictor
+
+DEFAULT_PROFILE = "llama3-8b-h100"
+ENGINE_KEYS = tuple(f.name for f in dataclasses.fields(EngineSpec) if f.name != "latency")
+TOP_KEYS = ("name", "description", "seed", "qoe_threshold", "policies", "policy_params",
+            "workload", "engine", "predictor", "sweep")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """A named latency/hardware profile plus EngineSpec overrides (kv_blocks, slot_time, ...)."""
+
+    profile: str = DEFAULT_PROFILE
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def build(self) -> EngineSpec:
+        try:
+            return EngineSpec.from_profile(self.profile, **self.overrides)
+        except (ValidationError, TypeError) as err:
+            raise ConfigError(f"[engine] {err}") from None
+
+
+@dataclass(frozen=True)
+class PredictorConfig:
+    name: str = "oracle"
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """Points to run besides the base one: every rate_scale x seed (empty = the base value)."""
+
+    rate_scales: tuple[float, ...] = ()
+    seeds: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str
+    policies: tuple[str, ...]
+    workload: WorkloadConfig = WorkloadConfig()
+    engine: EngineConfig = EngineConfig()
+    predictor: PredictorConfig = PredictorConfig()
+    policy_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sweep: SweepConfig = SweepConfig()
+    seed: int = 0
+    qoe_threshold: float = DEFAULT_QOE_THRESHOLD
+    description: str = ""
+
+    def validate(self) -> None:
+        """Check every name against its registry by building each part once."""
+        unknown = [p for p in self.policies if p not in POLICIES]
+        if unknown:
+            raise ConfigError(f"policies: unknown policy {unknown[0]!r}; valid: {', '.join(POLICIES)}")
+        stray = set(self.policy_params) - set(self.policies)
+        if stray:
+            raise ConfigError(f"policy_params: {sorted(stray)} not in policies {list(self.policies)}")
+        for name in self.policies:
+            try:
+                make_policy(name, **self.policy_params.get(name, {}))
+            except (ValidationError, TypeError) as err:
+                raise ConfigError(f"[policy_params.{name}] {err}") from None
+        if self.predictor.name not in PREDICTORS:
+            raise ConfigError(f"predictor: unknown name {self.predictor.name!r}; valid: {', '.join(PREDICTORS)}")
+        try:
+            make_predictor(self.predictor.name, **self.predictor.params)
+        except (ValidationError, TypeError, ValueError) as err:
+            raise ConfigError(f"[predictor] {err}") from None
+        self.engine.build()
+        if not 0 < self.qoe_threshold <= 1:
+            raise ConfigError(f"qoe_threshold={self.qoe_threshold} must be in (0, 1]")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The TOML shape (None values left out), loadable again by `config_from_dict`."""
+        return _drop_none({
+            "name": self.name, "description": self.description, "seed": self.seed,
+            "qoe_threshold": self.qoe_threshold, "policies": list(self.policies),
+            "policy_params": self.policy_params,
+            "workload": dataclasses.asdict(self.workload),
+            "engine": {"profile": self.engine.profile, **self.engine.overrides},
+            "predictor": {"name": self.predictor.name, **self.predictor.params},
+            "sweep": dataclasses.asdict(self.sweep),
+        })
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} not found")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML ({err})") from None
+    return config_from_dict(data, default_name=path.stem)
+
+
+def config_from_dict(data: dict[str, Any], default_name: str = "experiment") -> ExperimentConfig:
+    _check_keys(data, TOP_KEYS, "config")
+    policies = data.get("policies")
+    if not isinstance(policies, list) or not policies or not all(isinstance(p, str) for p in policies):
+        raise ConfigError(f"policies = {policies!r}: need a non-empty list of names; valid: {', '.join(POLICIES)}")
+    policy_params = data.get("policy_params", {})
+    if not isinstance(policy_params, dict) or not all(isinstance(v, dict) for v in policy_params.values()):
+        raise ConfigError("policy_params: need one table per policy, e.g. [policy_params.edf]")
+    engine = dict(_table(data, "engine"))
+    _check_keys(engine, ("profile", *ENGINE_KEYS), "engine")
+    predictor = dict(_table(data, "predictor"))
+    config = ExperimentConfig(
+        name=_typed(data.get("name", default_name), str, "name"),
+        description=_typed(data.get("description", ""), str, "description"),
+        seed=_typed(data.get("seed", 0), int, "seed"),
+        qoe_threshold=_convert(float, data.get("qoe_threshold", DEFAULT_QOE_THRESHOLD), "qoe_threshold"),
+        policies=tuple(policies),
+        policy_params={k: dict(v) for k, v in policy_params.items()},
+        workload=from_mapping(WorkloadConfig, _table(data, "workload"), "workload"),
+        engine=EngineConfig(profile=_typed(engine.pop("profile", DEFAULT_PROFILE), str, "engine.profile"),
+                            overrides=engine),
+        predictor=PredictorConfig(name=_typed(predictor.pop("name", "oracle"), str, "predictor.name"),
+                                  params=predictor),
+        sweep=from_mapping(SweepConfig, _table(data, "sweep"), "sweep"),
+    )
+    config.validate()
+    return config
+
+
+def with_overrides(config: ExperimentConfig, *, trace: str | None = None, columns: dict[str, str] | None = None,
+                   time_unit: str | None = None, policies: list[str] | None = None, limit: int | None = None,
+                   rate_scale: float | None = None, seed: int | None = None) -> ExperimentConfig:
+    """The command-line overrides of `slosched run`; None leaves a field as the config has it."""
+    workload = config.workload
+    changes: dict[str, Any] = {}
+    if trace is not None:
+        changes["trace"] = trace
+        changes["columns"] = None  # a new file: the registry's or the default column names
+    if columns is not None:
+        changes["columns"] = Columns(**{**Columns().as_dict(), **columns})
+    if time_unit is not None:
+        changes["time_unit"] = time_unit
+    if limit is not None:
+        changes["limit"] = limit
+    if rate_scale is not None:
+        changes["rate_scale"] = rate_scale
+    if changes:
+        workload = replace(workload, **changes)
+    updated = replace(
+        config,
+        workload=workload,
+        policies=tuple(policies) if policies is not None else config.policies,
+        policy_params={k: v for k, v in config.policy_params.items() if policies is None or k in policies},
+        seed=config.seed if seed is None else seed,
+    )
+    updated.validate()
+    return updated
+
+
+# ---- a small typed loader for the dataclasses of a config section ---------------------------
+def from_mapping(cls: type, data: dict[str, Any], where: str) -> Any:
+    """Build dataclass `cls` from a TOML table: unknown keys are errors, values are type-checked."""
+    hints = get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    _check_keys(data, names, where)
+    kwargs = {k: _convert(hints[k], v, f"{where}.{k}") for k, v in data.items() if v is not None}
+    try:
+        return cls(**kwargs)
+    except ConfigError as err:
+        if cls is Dist:
+            raise ConfigError(f"{where}: {err}") from None
+        raise
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    origin, args = get_origin(tp), get_args(tp)
+    if origin in (Union, types.UnionType):
+        (inner,) = [a for a in args if a is not type(None)]
+        return _convert(inner, value, where)
+    if tp is Dist and _is_number(value):
+        return Dist(kind="fixed", value=float(value))
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} = {value!r}: expected a table")
+        return from_mapping(tp, value, where)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where} = {value!r}: expected a list")
+        return tuple(_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} = {value!r}: expected a table")
+        return {str(k): _convert(args[1], v, f"{where}.{k}") for k, v in value.items()}
+    if tp is float:
+        if not _is_number(value) or not math.isfinite(value):
+            raise ConfigError(f"{where} = {value!r}: expected a number")
+        return float(value)
+    if tp is Any:
+        return value
+    return _typed(value, tp, where)
+
+
+def _typed(value: Any, tp: type, where: str) -> Any:
+    if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+        raise ConfigError(f"{where} = {value!r}: expected {tp.__name__}")
+    return value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _table(data: dict[str, Any], key: str) -> dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key} = {value!r}: expected a table [{key}]")
+    return value
+
+
+def _check_keys(data: dict[str, Any], valid: tuple[str, ...] | list[str], where: str) -> None:
+    unknown = [k for k in data if k not in valid]
+    if unknown:
+        raise ConfigError(f"[{where}] unknown key {unknown[0]!r}; valid: {', '.join(valid)}")
+
+
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_drop_none(v) for v in value]
+    return value

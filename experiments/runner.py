@@ -1,0 +1,175 @@
+"""Run an experiment as independent cells: one per rate_scale x seed x policy.
+
+A cell carries everything it needs (the config, its policy, rate scale and seed) and its result
+everything needed to interpret it later (metrics, per-request outcomes, the config as TOML-shaped
+data, versions, git commit), so cells can run in any order, in other processes or machines, and
+be stored one file each. Only `execute` knows about backends.
+"""
+
+from __future__ import annotations
+
+import inspect
+import platform
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from engine_adapter.simulator import simulate
+from experiments.config import ExperimentConfig, config_from_dict
+from experiments.errors import ConfigError
+from experiments.trace_loader import Columns, Trace, load_trace
+from experiments.workload import build_instance
+from formulations.instance import Instance
+from formulations.metrics import request_outcomes, summarize
+from solvers.policies.registry import make_policy
+from solvers.prediction.registry import PREDICTORS, make_predictor
+
+BACKENDS = ("sequential",)
+Progress = Callable[[float], None]
+
+
+@dataclass(frozen=True)
+class Cell:
+    config: ExperimentConfig
+    policy: str
+    rate_scale: float
+    seed: int
+
+    @property
+    def key(self) -> str:
+        """Unique within an experiment and safe as a file name."""
+        return f"{self.policy}-rs{self.rate_scale:g}-seed{self.seed}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (JSON-able): what identifies the cell, e.g. for a result store's key."""
+        return {"config": self.config.to_dict(), "policy": self.policy, "rate_scale": self.rate_scale,
+                "seed": self.seed}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Cell:
+        return cls(config_from_dict(data["config"]), data["policy"], float(data["rate_scale"]), int(data["seed"]))
+
+    @property
+    def workload_key(self) -> tuple[float, int]:
+        """Cells with equal workload keys (of one config) run on the same instance."""
+        return (self.rate_scale, self.seed)
+
+
+@dataclass
+class CellResult:
+    key: str
+    policy: str
+    rate_scale: float
+    seed: int
+    metrics: dict[str, Any]  # formulations.metrics.Metrics.to_dict()
+    outcomes: list[dict[str, Any]]  # RequestOutcome.to_dict() per request, instance order
+    config: dict[str, Any]  # ExperimentConfig.to_dict()
+    predictor: str
+    iterations: int
+    wall_seconds: float  # simulation only
+    versions: dict[str, str]
+    git_commit: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CellResult:
+        return cls(**data)
+
+
+def expand_cells(config: ExperimentConfig) -> list[Cell]:
+    """Every rate_scale x seed x policy; without a [sweep] the config's own rate_scale and seed."""
+    rates = config.sweep.rate_scales or (config.workload.rate_scale,)
+    seeds = config.sweep.seeds or (config.seed,)
+    return [Cell(config, policy, float(rate), int(seed)) for rate in rates for seed in seeds for policy in config.policies]
+
+
+def build_cell_instance(cell: Cell) -> Instance:
+    workload = replace(cell.config.workload, rate_scale=cell.rate_scale)
+    trace = _trace(workload.trace, workload.columns, workload.time_unit)
+    return build_instance(workload, cell.config.engine.build(), cell.seed, trace=trace)
+
+
+def run_cell(cell: Cell, instance: Instance | None = None, progress: Progress | None = None) -> CellResult:
+    """Simulate one policy on the cell's workload and score it. `instance` may be shared by
+    cells with the same workload key (it is never modified)."""
+    config = cell.config
+    instance = instance if instance is not None else build_cell_instance(cell)
+    policy = make_policy(cell.policy, **config.policy_params.get(cell.policy, {}))
+    predictor = make_predictor(config.predictor.name, **_predictor_params(config, cell.seed))
+    started = time.perf_counter()
+    schedule = simulate(instance, policy, predictor, progress=progress)
+    wall = time.perf_counter() - started
+    outcomes = request_outcomes(instance, schedule, config.qoe_threshold)
+    return CellResult(
+        key=cell.key, policy=cell.policy, rate_scale=cell.rate_scale, seed=cell.seed,
+        metrics=summarize(outcomes, config.qoe_threshold).to_dict(),
+        outcomes=[o.to_dict() for o in outcomes],
+        config=config.to_dict(), predictor=config.predictor.name, iterations=schedule.iterations,
+        wall_seconds=wall, versions=versions(), git_commit=git_commit(),
+    )
+
+
+def execute(cells: list[Cell], backend: str = "sequential",
+            progress: Callable[[int, float], None] | None = None) -> list[CellResult]:
+    """Run cells, results in the order of `cells`. `progress(cell_index, fraction)` is called
+    as each cell advances (fraction 1.0 when it is done)."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend {backend!r}; valid: {', '.join(BACKENDS)}")
+    instances: dict[tuple[int, tuple[float, int]], Instance] = {}
+    results = []
+    for k, cell in enumerate(cells):
+        key = (id(cell.config), cell.workload_key)
+        if key not in instances:
+            instances[key] = build_cell_instance(cell)
+        on_progress = (lambda f, k=k: progress(k, f)) if progress else None
+        results.append(run_cell(cell, instances[key], on_progress))
+        if progress:
+            progress(k, 1.0)
+    return results
+
+
+def _predictor_params(config: ExperimentConfig, seed: int) -> dict[str, Any]:
+    """The configured parameters; a predictor that draws random errors gets the cell's seed
+    unless the config fixes its own."""
+    params = dict(config.predictor.params)
+    factory = PREDICTORS[config.predictor.name]
+    if "seed" not in params and "seed" in inspect.signature(factory).parameters:
+        params["seed"] = seed
+    return params
+
+
+@lru_cache(maxsize=4)
+def _trace(name_or_path: str, columns: Columns | None, time_unit: str | None) -> Trace:
+    return load_trace(name_or_path, columns, time_unit)
+
+
+@lru_cache(maxsize=1)
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for dist in ("slosched", "numpy", "ortools"):
+        try:
+            found[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            found[dist] = "not installed"
+    return found
+
+
+@lru_cache(maxsize=1)
+def git_commit() -> str | None:
+    """HEAD of the checkout the code runs from, '+dirty' if it has uncommitted changes."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if dirty else "")

@@ -1,0 +1,234 @@
+"""Load request traces (arrival, prompt tokens, output tokens) from CSV or JSONL files.
+
+Traces come from many places with their own column names and time formats, so the columns are
+configurable and arrivals may be datetimes (`2023-11-16 18:15:46.6805900`) or numbers in seconds
+or milliseconds. Every malformed row is an error naming the file, line and column: a silently
+skipped row would change the load a policy is measured under.
+
+The shipped traces are registered by name in `TRACES` (see experiments/traces/README.md).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from experiments.errors import ConfigError
+from formulations.requests import ValidationError
+
+TIME_UNITS = {"s": 1.0, "ms": 1e-3}
+FORMATS = ("csv", "jsonl")
+
+
+class TraceError(ValidationError):
+    """A malformed trace file: the message names the file, line and column."""
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which columns of a trace file hold the arrival time, prompt tokens and output tokens."""
+
+    arrival: str = "TIMESTAMP"
+    prompt: str = "ContextTokens"
+    output: str = "GeneratedTokens"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"arrival": self.arrival, "prompt": self.prompt, "output": self.output}
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Requests of a trace sorted by arrival; arrivals in seconds relative to the first one.
+
+    `line` is each request's 1-based line in the file (the header is line 1 of a CSV), so a
+    workload can always be traced back to its source rows.
+    """
+
+    source: str
+    arrival: np.ndarray  # float64 seconds, arrival[0] == 0
+    prompt_len: np.ndarray  # int64 >= 1
+    output_len: np.ndarray  # int64 >= 1
+    line: np.ndarray = field(repr=False)  # int64
+
+    def __len__(self) -> int:
+        return len(self.arrival)
+
+    @property
+    def span(self) -> float:
+        return float(self.arrival[-1]) if len(self) else 0.0
+
+
+@dataclass(frozen=True)
+class TraceSpec:
+    """A registered trace: where its file is and how to read it."""
+
+    file: str
+    columns: Columns = Columns()
+    time_unit: str = "s"
+
+    @property
+    def path(self) -> Path:
+        return Path(str(resources.files("experiments") / "traces" / self.file))
+
+
+TRACES: dict[str, TraceSpec] = {
+    "azure-conv": TraceSpec("azure_2023_conv.csv"),
+    "azure-code": TraceSpec("azure_2023_code.csv"),
+}
+
+
+def resolve_trace(name_or_path: str) -> tuple[Path, TraceSpec | None]:
+    """A registered name -> its file and spec; an existing path -> itself; else a ConfigError."""
+    if name_or_path in TRACES:
+        spec = TRACES[name_or_path]
+        return spec.path, spec
+    path = Path(name_or_path)
+    if path.is_file():
+        return path, None
+    raise ConfigError(
+        f"trace {name_or_path!r} is neither a registered trace (valid: {', '.join(TRACES)}) nor an existing file"
+    )
+
+
+def load_trace(
+    name_or_path: str | Path,
+    columns: Columns | None = None,
+    time_unit: str | None = None,
+    fmt: str | None = None,
+) -> Trace:
+    """Read a trace by registered name or path. `fmt` defaults to the file suffix (.jsonl -> jsonl)."""
+    path, spec = resolve_trace(str(name_or_path))
+    columns = columns or (spec.columns if spec else Columns())
+    time_unit = time_unit or (spec.time_unit if spec else "s")
+    if time_unit not in TIME_UNITS:
+        raise ConfigError(f"time_unit={time_unit!r}; valid: {', '.join(TIME_UNITS)}")
+    fmt = fmt or ("jsonl" if path.suffix in (".jsonl", ".ndjson") else "csv")
+    if fmt not in FORMATS:
+        raise ConfigError(f"trace format {fmt!r}; valid: {', '.join(FORMATS)}")
+    rows = _csv_rows(path, columns) if fmt == "csv" else _jsonl_rows(path, columns)
+    return _parse(str(path), rows, columns, TIME_UNITS[time_unit])
+
+
+def _missing_column(path: Path, role: str, column: str, present: list[str], line: int | None = None) -> TraceError:
+    where = f"{path}: line {line}: " if line is not None else f"{path}: "
+    return TraceError(
+        f"{where}column {column!r} ({role}) not found; columns present: {', '.join(map(str, present)) or 'none'}"
+    )
+
+
+def _csv_rows(path: Path, columns: Columns) -> list[tuple[int, dict[str, Any]]]:
+    with path.open(newline="") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None:
+            raise TraceError(f"{path}: empty file (no header line)")
+        header = [h.strip() for h in header]
+        for role, column in columns.as_dict().items():
+            if column not in header:
+                raise _missing_column(path, role, column, header)
+        rows = []
+        for record in reader:
+            line = reader.line_num
+            if not record or all(not cell.strip() for cell in record):
+                continue  # a blank line is not a row
+            if len(record) != len(header):
+                raise TraceError(f"{path}: line {line}: {len(record)} fields, the header has {len(header)}")
+            rows.append((line, dict(zip(header, record, strict=True))))
+    return rows
+
+
+def _jsonl_rows(path: Path, columns: Columns) -> list[tuple[int, dict[str, Any]]]:
+    rows = []
+    with path.open() as fh:
+        for line, text in enumerate(fh, start=1):
+            if not text.strip():
+                continue
+            try:
+                record = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise TraceError(f"{path}: line {line}: not valid JSON ({err.msg})") from None
+            if not isinstance(record, dict):
+                raise TraceError(f"{path}: line {line}: expected a JSON object, got {type(record).__name__}")
+            for role, column in columns.as_dict().items():
+                if column not in record:
+                    raise _missing_column(path, role, column, list(record), line)
+            rows.append((line, record))
+    return rows
+
+
+def _parse(source: str, rows: list[tuple[int, dict[str, Any]]], columns: Columns, unit: float) -> Trace:
+    if not rows:
+        raise TraceError(f"{source}: no requests in the file")
+    n = len(rows)
+    arrival = np.empty(n, dtype=np.float64)
+    prompt = np.empty(n, dtype=np.int64)
+    output = np.empty(n, dtype=np.int64)
+    lines = np.array([line for line, _ in rows], dtype=np.int64)
+    datetimes = _looks_like_datetime(rows[0][1][columns.arrival])
+    for k, (line, record) in enumerate(rows):
+        where = f"{source}: line {line}, column"
+        arrival[k] = _arrival(record[columns.arrival], datetimes, unit, f"{where} {columns.arrival!r}")
+        prompt[k] = _tokens(record[columns.prompt], f"{where} {columns.prompt!r}")
+        output[k] = _tokens(record[columns.output], f"{where} {columns.output!r}")
+    order = np.argsort(arrival, kind="stable")
+    arrival = arrival[order]
+    return Trace(source=source, arrival=arrival - arrival[0], prompt_len=prompt[order],
+                 output_len=output[order], line=lines[order])
+
+
+def _looks_like_datetime(value: Any) -> bool:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return False
+    try:
+        float(str(value))
+    except ValueError:
+        return True
+    return False
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _arrival(value: Any, datetimes: bool, unit: float, where: str) -> float:
+    if datetimes:
+        if not isinstance(value, str):
+            raise TraceError(f"{where}: {value!r} is not a datetime like the first row's")
+        try:
+            stamp = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise TraceError(f"{where}: {value!r} is not a datetime (e.g. 2023-11-16 18:15:46.680)") from None
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=timezone.utc)
+        return (stamp - _EPOCH).total_seconds()
+    number = _number(value, where, "a number (arrival time)")
+    if number < 0:
+        raise TraceError(f"{where}: arrival {value!r} is negative")
+    return number * unit
+
+
+def _number(value: Any, where: str, what: str) -> float:
+    if isinstance(value, bool) or value is None:
+        raise TraceError(f"{where}: {value!r} is not {what}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise TraceError(f"{where}: {value!r} is not {what}") from None
+    if not np.isfinite(number):
+        raise TraceError(f"{where}: {value!r} is not {what}")
+    return number
+
+
+def _tokens(value: Any, where: str) -> int:
+    number = _number(value, where, "a token count")
+    if number != int(number):
+        raise TraceError(f"{where}: {value!r} is not a whole token count")
+    if number < 1:
+        raise TraceError(f"{where}: token count {value!r} must be >= 1")
+    return int(number)
