@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from experiments.commands import run
+from experiments.commands import report, run
 from formulations.online import PlanError
 from formulations.requests import ValidationError
 
 COMMANDS: list = [
     run,
+    report,
 ]  # sub-command modules, in the order `slosched --help` lists them
 
 

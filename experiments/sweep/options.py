@@ -1,23 +1,50 @@
-"""The sweep options of `slosched run`: backend, workers, Ray address, --quick.
+"""The sweep side of `slosched run`: options, when to sweep, and running cells with a progress bar.
 
-Kept here so the run command stays about experiments and this module about where cells run.
+A run is a sweep when the config has more than one cell per policy (a [sweep] grid) or a
+backend is asked for explicitly. Sweeps store each cell under OUT/cells/ and reuse stored
+cells, so their default OUT has no timestamp: running the same command again resumes.
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from experiments.runner import Cell, CellResult
 from experiments.sweep.backends import BACKENDS
+from experiments.sweep.cells import execute_cells
 
 
 def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group(
-        "sweep", "Cells (rate scale x seed x policy) are stored one file each under OUT/cells/; rerunning with "
-                 "the same --out reuses every finished cell (delete OUT to recompute after changing code).")
-    g.add_argument("--backend", choices=BACKENDS, default="local",
-                   help="where cells run: local (process pool, default), sequential (this process), ray")
+        "sweep", "A config with a [sweep] grid runs its cells (rate scale x seed x policy) in parallel and stores "
+                 "each under OUT/cells/ (default OUT: results/<name>); rerunning the same command reuses every "
+                 "finished cell (delete OUT to recompute after changing code).")
+    g.add_argument("--backend", choices=BACKENDS,
+                   help="where cells run: local (process pool, the default for sweeps), sequential, ray")
     g.add_argument("--workers", type=int, help="local worker processes (default: CPU count)")
     g.add_argument("--address", help="Ray cluster address for --backend ray (e.g. auto, ray://head:10001); "
                                      "default: start a local Ray instance")
     g.add_argument("--quick", action="store_true",
                    help="smaller preset for CI: 300 requests, 4 rate scales, one seed (experiment name gets -quick)")
+
+
+def is_sweep(args: argparse.Namespace, cells: list[Cell]) -> bool:
+    return args.backend is not None or len(cells) > len({c.policy for c in cells})
+
+
+def sweep_out(args: argparse.Namespace, name: str) -> Path:
+    return Path(args.out) if args.out else Path("results") / name
+
+
+def execute_sweep(cells: list[Cell], out: Path, args: argparse.Namespace) -> list[CellResult]:
+    console = Console(stderr=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True, disable=not console.is_terminal) as bar:
+        task = bar.add_task(f"{len(cells)} cell(s) on {args.backend or 'local'}", total=len(cells))
+        results = execute_cells(cells, out, backend=args.backend or "local", workers=args.workers,
+                                address=args.address, progress=lambda done, total: bar.update(task, completed=done))
+    return results
