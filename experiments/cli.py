@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from experiments.commands import report, run
+from experiments.sweep.backends import CellFailed
 from formulations.online import PlanError
 from formulations.requests import ValidationError
 
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(["run", *(argv or [])])
     try:
         return args.handler(args)
-    except (ValidationError, PlanError, FileNotFoundError) as err:
+    except (ValidationError, PlanError, FileNotFoundError, CellFailed) as err:
         print(f"slosched: error: {err}", file=sys.stderr)
         return 2
 

@@ -2,7 +2,7 @@
 
 It lives in its own importable module so spawned worker processes and Ray workers can load it.
 Every call appends the cell id to the file named by $SWEEP_CALL_LOG (one line per call), so
-tests can count exactly which cells were computed; $SWEEP_FAIL_ID makes that cell raise.
+tests can count exactly which cells were computed; $SWEEP_FAIL_ID (comma-separated ids) makes those cells raise.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def fake_cell(cell: dict) -> dict:
     if log:
         with open(log, "a") as fh:
             fh.write(cell["id"] + "\n")
-    if cell["id"] == os.environ.get("SWEEP_FAIL_ID"):
+    if cell["id"] in os.environ.get("SWEEP_FAIL_ID", "").split(","):
         raise ValueError(f"injected failure in {cell['id']}")
     time.sleep(cell["sleep"])
     rng = np.random.default_rng(cell["seed"])

@@ -107,6 +107,17 @@ def test_failure_keeps_finished_cells_and_rerun_computes_only_the_rest(tmp_path,
     assert ResultStore(tmp_path / "run").keys() == {cell_key(c) for c in cells}
 
 
+@pytest.mark.parametrize("backend", ["sequential", "local"])
+def test_keep_going_runs_every_other_cell_and_counts_failures(tmp_path, call_log, monkeypatch, backend):
+    cells = make_cells(6)
+    monkeypatch.setenv("SWEEP_FAIL_ID", "c1,c4")
+    with pytest.raises(CellFailed, match="and 1 more cell") as info:
+        run_sweep(cells, fake_cell, tmp_path, backend=backend, workers=2, keep_going=True)
+    assert info.value.item["id"] == "c1" and info.value.others == 1
+    assert ResultStore(tmp_path).keys() == {cell_key(c) for c in cells if c["id"] not in ("c1", "c4")}
+    assert sorted(calls(call_log)) == sorted(c["id"] for c in cells)
+
+
 KILL_SCRIPT = """
 import sys
 from experiments.sweep import run_sweep

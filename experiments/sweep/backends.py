@@ -6,8 +6,9 @@ hands each result to `on_done(index, result)` *in the calling process* as soon a
 machine computed them, and a cell whose result reached `on_done` is never lost.
 
 When a cell fails, the backend stops starting new cells and then raises `CellFailed` naming the
-failed item; the local pool still delivers the cells already running (Ray interrupts them). A
-rerun only has to compute what never reached `on_done`.
+failed item; the local pool still delivers the cells already running (Ray interrupts them). With
+`keep_going` it runs every other cell first and then raises for the first failure, counting the
+rest. Either way a rerun only has to compute what never reached `on_done`.
 
 `fn` and the items must be picklable: `fn` a module-level function (the process pool uses the
 "spawn" start method, which re-imports it in a fresh interpreter; Ray ships it by reference).
@@ -25,13 +26,23 @@ OnDone = Callable[[int, Any], None]
 
 
 class CellFailed(RuntimeError):
-    """One cell raised; `index` is its position in the items given to the backend."""
+    """A cell raised; `index` is its position in the items given to the backend, `others` the
+    number of further cells that failed (with keep_going)."""
 
-    def __init__(self, index: int, item: Any, cause: BaseException) -> None:
-        super().__init__(f"cell {index} failed: {type(cause).__name__}: {cause} (cell: {item!r})")
+    def __init__(self, index: int, item: Any, cause: BaseException, others: int = 0) -> None:
+        more = f" (and {others} more cell(s) failed)" if others else ""
+        super().__init__(f"cell {index} failed: {type(cause).__name__}: {cause}{more} (cell: {item!r})")
         self.index = index
         self.item = item
         self.cause = cause
+        self.others = others
+
+
+def _first_failure(failures: list[CellFailed]) -> CellFailed | None:
+    if not failures:
+        return None
+    first = failures[0]
+    return CellFailed(first.index, first.item, first.cause, others=len(failures) - 1)
 
 
 class SequentialBackend:
@@ -39,13 +50,20 @@ class SequentialBackend:
 
     name = "sequential"
 
-    def run(self, fn: Callable[[Any], Any], items: Sequence[Any], on_done: OnDone) -> None:
+    def run(self, fn: Callable[[Any], Any], items: Sequence[Any], on_done: OnDone, keep_going: bool = False) -> None:
+        failures: list[CellFailed] = []
         for i, item in enumerate(items):
             try:
                 result = fn(item)
             except Exception as err:
-                raise CellFailed(i, item, err) from err
+                failures.append(CellFailed(i, item, err))
+                if not keep_going:
+                    break
+                continue
             on_done(i, result)
+        failure = _first_failure(failures)
+        if failure is not None:
+            raise failure from failure.cause
 
 
 class LocalBackend:
@@ -58,26 +76,26 @@ class LocalBackend:
             raise ValueError(f"workers={workers} must be >= 1")
         self.workers = workers or os.cpu_count() or 1
 
-    def run(self, fn: Callable[[Any], Any], items: Sequence[Any], on_done: OnDone) -> None:
+    def run(self, fn: Callable[[Any], Any], items: Sequence[Any], on_done: OnDone, keep_going: bool = False) -> None:
         if not items:
             return
         workers = min(self.workers, len(items))
         ctx = multiprocessing.get_context("spawn")  # safe with threads and Ray in the parent
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
-        failure: CellFailed | None = None
+        failures: list[CellFailed] = []
         try:
             index_of: dict[Future, int] = {pool.submit(fn, item): i for i, item in enumerate(items)}
             pending = set(index_of)
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
+                for fut in sorted(done, key=index_of.__getitem__):
                     if fut.cancelled():
                         continue
                     i = index_of[fut]
                     err = fut.exception()
                     if err is not None:
-                        if failure is None:
-                            failure = CellFailed(i, items[i], err)
+                        failures.append(CellFailed(i, items[i], err))
+                        if not keep_going:
                             for other in pending:
                                 other.cancel()  # not started yet: never runs
                         continue
@@ -86,6 +104,7 @@ class LocalBackend:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
+        failure = _first_failure(sorted(failures, key=lambda f: f.index))
         if failure is not None:
             raise failure from failure.cause
 
@@ -104,7 +123,7 @@ class RayBackend:
         self.address = address
         self.num_cpus = num_cpus
 
-    def run(self, fn: Callable[[Any], Any], items: Sequence[Any], on_done: OnDone) -> None:
+    def run(self, fn: Callable[[Any], Any], items: Sequence[Any], on_done: OnDone, keep_going: bool = False) -> None:
         if not items:
             return
         try:
@@ -123,7 +142,7 @@ class RayBackend:
             task = ray.remote(num_cpus=1)(fn)
             index_of = {task.remote(item): i for i, item in enumerate(items)}
             pending = list(index_of)
-            failure: CellFailed | None = None
+            failures: list[CellFailed] = []
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)
                 for ref in done:
@@ -133,12 +152,13 @@ class RayBackend:
                     except ray.exceptions.TaskCancelledError:
                         continue
                     except ray.exceptions.RayTaskError as err:
-                        if failure is None:
-                            failure = CellFailed(i, items[i], err.as_instanceof_cause())
+                        failures.append(CellFailed(i, items[i], err.as_instanceof_cause()))
+                        if not keep_going and len(failures) == 1:
                             for other in pending:
                                 ray.cancel(other)  # queued ones never start; running ones are interrupted
                         continue
                     on_done(i, result)
+            failure = _first_failure(sorted(failures, key=lambda f: f.index))
             if failure is not None:
                 raise failure from failure.cause
         finally:

@@ -75,10 +75,11 @@ def execute_cells(
     workers: int | None = None,
     address: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    keep_going: bool = False,
 ) -> list[CellResult]:
     """Run cells on `backend`, storing each under `out_dir/cells/` and reusing stored ones.
 
     The results have slim outcomes (no token times)."""
     outcome = run_sweep(cells, run_cell_slim, out_dir, backend=backend, workers=workers, address=address,
-                        progress=progress, describe=cell_identity)
+                        progress=progress, describe=cell_identity, keep_going=keep_going)
     return [CellResult.from_dict(r) for r in outcome.results]

@@ -28,6 +28,8 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--workers", type=int, help="local worker processes (default: CPU count)")
     g.add_argument("--address", help="Ray cluster address for --backend ray (e.g. auto, ray://head:10001); "
                                      "default: start a local Ray instance")
+    g.add_argument("--keep-going", action="store_true",
+                   help="run every other cell when one fails (then exit with an error naming it)")
     g.add_argument("--quick", action="store_true",
                    help="smaller preset for CI: 300 requests, 4 rate scales, one seed (experiment name gets -quick)")
 
@@ -46,5 +48,5 @@ def execute_sweep(cells: list[Cell], out: Path, args: argparse.Namespace) -> lis
                   console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task(f"{len(cells)} cell(s) on {args.backend or 'local'}", total=len(cells))
         results = execute_cells(cells, out, backend=args.backend or "local", workers=args.workers,
-                                address=args.address, progress=lambda done, total: bar.update(task, completed=done))
+                                address=args.address, keep_going=args.keep_going, progress=lambda done, total: bar.update(task, completed=done))
     return results

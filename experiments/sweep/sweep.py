@@ -51,13 +51,15 @@ def run_sweep(
     address: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     describe: Callable[[Any], dict[str, Any]] = cell_dict,
+    keep_going: bool = False,
 ) -> SweepOutcome:
     """Compute `fn(cell)` for every cell not yet stored under `out_dir` and return all results.
 
     `out_dir=None` keeps results in memory only (no resume). `progress(done, total)` is called
     once at the start (counting reused cells as done) and after each finished cell.
     `describe(cell)` is the plain data that identifies a cell: it is hashed into the key and
-    stored next to the result.
+    stored next to the result. A failing cell raises `CellFailed` after the cells that finished
+    are stored; with `keep_going` every other cell is run first.
     """
     keys = [cell_key(describe(c)) for c in cells]
     unique: dict[str, Any] = {}
@@ -88,6 +90,6 @@ def run_sweep(
         if progress is not None:
             progress(len(reused) + len(computed), total)
 
-    make_backend(backend, workers=workers, address=address).run(fn, [unique[k] for k in todo], on_done)
+    make_backend(backend, workers=workers, address=address).run(fn, [unique[k] for k in todo], on_done, keep_going)
     by_key = {k: store.read(k)["result"] for k in unique} if store is not None else memory
     return SweepOutcome(results=[by_key[k] for k in keys], keys=keys, computed=computed, reused=reused)
