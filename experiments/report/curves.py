@@ -60,8 +60,13 @@ def plot_attainment_vs_rate(rows: list[Row], experiment: str, path: Path) -> Pat
     """SLO attainment overall and per class, plus P99 JCT, vs load; classes absent are skipped."""
     panels = [(m, t) for m, t in CLASS_PANELS if any(not np.isnan(r.metric(m)) for r in rows)]
     panels.append(("jct.p99", "P99 job completion time"))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.0 * len(panels), 3.8), squeeze=False)
-    for ax, (metric, title) in zip(axes[0], panels, strict=True):
+    ncols = min(len(panels), 3)
+    nrows = -(-len(panels) // ncols)
+    fig, grid = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.8 * nrows), squeeze=False)
+    axes = grid.ravel()
+    for ax in axes[len(panels):]:
+        ax.axis("off")
+    for ax, (metric, title) in zip(axes, panels):
         _draw(ax, rows, metric)
         if metric.startswith("attainment"):
             ax.set_ylim(-0.02, 1.02)
@@ -69,9 +74,12 @@ def plot_attainment_vs_rate(rows: list[Row], experiment: str, path: Path) -> Pat
             ax.set_title(f"attainment: {title}", fontsize=10)
         else:
             ax.set_ylabel("P99 JCT (s)")
-            ax.set_yscale("log")
+            ax.set_ylim(bottom=0)
             ax.set_title(title, fontsize=10)
-    axes[0][0].legend(title="policy", loc="lower left")
+    if len(panels) < len(axes):  # an empty grid cell: put the legend there
+        axes[-1].legend(*axes[0].get_legend_handles_labels(), title="policy", loc="center")
+    else:
+        axes[0].legend(title="policy", loc="lower left")
     fig.suptitle(f"{experiment}: SLO attainment by class vs load (mean over seeds; band = min-max)", fontsize=11)
     fig.tight_layout()
     return save(fig, path)

@@ -9,6 +9,7 @@ A request is "streaming" while consecutive tokens arrive less than `gap` seconds
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,7 +89,9 @@ def plot_timeline(rows: list[Row], experiment: str, path: Path, half_window: flo
             ax.plot(o["arrival"], y, marker="|", color="k", ms=9)
             if o["finish"] is not None and o["finish"] <= moment.end:
                 ax.plot(o["finish"], y, marker="x", color="k", ms=5)
-            label = f"QoE {o['qoe']:.2f}" if o.get("qoe") is not None else ("met" if o["slo_met"] else "missed")
+            # QoE rounded down, so a request just under the threshold never reads as meeting it
+            label = f"QoE {math.floor(o['qoe'] * 100) / 100:.2f}" if o.get("qoe") is not None else (
+                "met" if o["slo_met"] else "missed")
             ax.text(1.01, y, label, transform=ax.get_yaxis_transform(), fontsize=7, va="center",
                     color="k" if o["slo_met"] else "#d62728")
         ax.axvline(moment.time, color="k", ls=":", lw=1)
