@@ -22,6 +22,7 @@ from rich.table import Table
 from experiments.config import ExperimentConfig, load_config, with_overrides
 from experiments.errors import ConfigError
 from experiments.runner import CellResult, execute, expand_cells, git_commit, versions
+from experiments.sweep.gap import is_study_config, run_gap_command
 from experiments.sweep.options import add_sweep_arguments, execute_sweep, is_sweep, sweep_out
 from experiments.sweep.quick import quick
 
@@ -49,6 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.config and is_study_config(args.config):  # e.g. gap.toml: the compare study as a sweep
+        return run_gap_command(args)
     config = load_config(args.config or DEMO_CONFIG)
     config = with_overrides(
         config, trace=args.trace, columns=parse_columns(args.columns) if args.columns else None,

@@ -11,7 +11,8 @@ import math
 from pathlib import Path
 
 from experiments.report.curves import plot_attainment_vs_rate, plot_class_bars, plot_qoe_vs_rate
-from experiments.report.rows import Row, by_experiment, load_rows, with_outcomes
+from experiments.report.gap import gap_table, plot_gap_histograms, pooled, step_gap_lines
+from experiments.report.rows import Row, by_experiment, load_records, with_outcomes
 from experiments.report.summary import capacity_table, highest_load_table, metric_by_load_table
 from experiments.report.timeline import plot_timeline
 
@@ -38,10 +39,11 @@ def render_report(results_dir: str | Path, out_dir: str | Path | None = None,
     results_dir = Path(results_dir)
     out = Path(out_dir) if out_dir is not None else results_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
-    rows = load_rows(results_dir)
+    rows, studies = load_records(results_dir)
     written: list[Path] = []
     md = [f"# Results: `{results_dir.name}`", "",
-          f"{len(rows)} cells. Load = offered requests/s (requests over the arrival span), mean over seeds.", ""]
+          f"{len(rows) + len(studies)} cells. Load = offered requests/s (requests over the arrival span), "
+          "mean over seeds.", ""]
     for name, mine in sorted(by_experiment(rows).items()):
         order = {p: k for k, p in enumerate(("fcfs", "edf", "sjf", "andes", "slo"))}
         mine.sort(key=lambda r: (order.get(r.policy, 99), r.policy, r.rate_scale, r.seed))
@@ -70,6 +72,13 @@ def render_report(results_dir: str | Path, out_dir: str | Path | None = None,
             path = plot_timeline(timeline_rows, name, out / f"{name}-timeline.png")
             written.append(path)
             md += [f"![timeline of the busiest moment]({path.name})", ""]
+    for name in sorted({rec["cell"]["experiment"] for rec in studies}):
+        pools = pooled([rec for rec in studies if rec["cell"]["experiment"] == name])
+        path = plot_gap_histograms(pools, name, out / f"{name}-gap.png")
+        written.append(path)
+        md += [f"## {name}: heuristics vs the hindsight optimum", "", f"![gap histograms]({path.name})", "",
+               gap_table(pools), "", "Per-step knapsack (the batch choice of `slo` at each step):", "",
+               *step_gap_lines(pools), ""]
     summary = out / "summary.md"
     summary.write_text("\n".join(md))
     written.append(summary)

@@ -90,12 +90,23 @@ def by_experiment(rows: list[Row]) -> dict[str, list[Row]]:
     return dict(groups)
 
 
-def load_rows(results_dir: str | Path) -> list[Row]:
-    """Every stored cell of `results_dir` as a Row, without outcomes (they are big)."""
+def load_records(results_dir: str | Path) -> tuple[list[Row], list[dict[str, Any]]]:
+    """Every stored cell of `results_dir`: experiment cells as Rows (without outcomes: they are
+    big) and the raw records of study cells (`cell["study"]`, e.g. the gap study)."""
     store = ResultStore(results_dir)
     if not store.keys():
         raise FileNotFoundError(f"{results_dir}: no cell results (expected {store.cells_dir}/*.json)")
-    return [row_from_record(rec) for rec in store.records()]
+    rows, studies = [], []
+    for rec in store.records():
+        if "study" in rec["cell"]:
+            studies.append(rec)
+        else:
+            rows.append(row_from_record(rec))
+    return rows, studies
+
+
+def load_rows(results_dir: str | Path) -> list[Row]:
+    return load_records(results_dir)[0]
 
 
 def with_outcomes(results_dir: str | Path, row: Row) -> Row:

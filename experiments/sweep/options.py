@@ -8,6 +8,8 @@ cells, so their default OUT has no timestamp: running the same command again res
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
@@ -42,11 +44,18 @@ def sweep_out(args: argparse.Namespace, name: str) -> Path:
     return Path(args.out) if args.out else Path("results") / name
 
 
-def execute_sweep(cells: list[Cell], out: Path, args: argparse.Namespace) -> list[CellResult]:
+@contextmanager
+def progress_bar(total: int, backend: str) -> Iterator[Callable[[int, int], None]]:
+    """A cells-done bar on stderr (hidden when stderr is not a terminal); yields progress(done, total)."""
     console = Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True, disable=not console.is_terminal) as bar:
-        task = bar.add_task(f"{len(cells)} cell(s) on {args.backend or 'local'}", total=len(cells))
-        results = execute_cells(cells, out, backend=args.backend or "local", workers=args.workers,
-                                address=args.address, keep_going=args.keep_going, progress=lambda done, total: bar.update(task, completed=done))
-    return results
+        task = bar.add_task(f"{total} cell(s) on {backend}", total=total)
+        yield lambda done, _total: bar.update(task, completed=done)
+
+
+def execute_sweep(cells: list[Cell], out: Path, args: argparse.Namespace) -> list[CellResult]:
+    backend = args.backend or "local"
+    with progress_bar(len(cells), backend) as progress:
+        return execute_cells(cells, out, backend=backend, workers=args.workers, address=args.address,
+                             keep_going=args.keep_going, progress=progress)
