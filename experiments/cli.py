@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from experiments.commands import report, run
+from experiments.commands import predictor, report, run
 from experiments.sweep.backends import CellFailed
 from formulations.online import PlanError
 from formulations.requests import ValidationError
+from experiments.commands import compare as compare_cmd
 
 COMMANDS: list = [
     run,
+    predictor,
     report,
 ]  # sub-command modules, in the order `slosched --help` lists them
 
@@ -22,6 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     for module in COMMANDS:
         module.register(sub)
     return parser
+
+
+COMMANDS.append(compare_cmd)
 
 
 def main(argv: list[str] | None = None) -> int:

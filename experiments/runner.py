@@ -22,6 +22,7 @@ from typing import Any
 from engine_adapter.simulator import simulate
 from experiments.config import ExperimentConfig, config_from_dict
 from experiments.errors import ConfigError
+from experiments.sharegpt.workload import build_sharegpt_instance, is_sharegpt
 from experiments.trace_loader import Columns, Trace, load_trace
 from experiments.workload import build_instance
 from formulations.instance import Instance
@@ -92,6 +93,8 @@ def expand_cells(config: ExperimentConfig) -> list[Cell]:
 
 def build_cell_instance(cell: Cell) -> Instance:
     workload = replace(cell.config.workload, rate_scale=cell.rate_scale)
+    if is_sharegpt(workload.trace):
+        return build_sharegpt_instance(workload, cell.config.engine.build(), cell.seed)
     trace = _trace(workload.trace, workload.columns, workload.time_unit)
     return build_instance(workload, cell.config.engine.build(), cell.seed, trace=trace)
 

@@ -30,44 +30,58 @@ class Batch:
     slots: np.ndarray  # scheduled slots
     chunk: np.ndarray  # tokens each processes (prefill chunk, or 1 for a decode)
     prefill: np.ndarray  # bool: a prefill chunk (otherwise a decode step)
-    new_blocks: int  # blocks allocated for this iteration's growth
+    any_prefill: bool
     victims: list[int]  # slots the engine preempts for lack of KV (in eviction order)
 
     def is_steady(self, state: LiveState) -> bool:
         """Only decode steps of resident requests and no eviction: the same batch repeats until
         the next event, so the engine may fast-forward it."""
-        return not self.victims and not self.prefill.any() and bool(state.resident[self.slots].all())
+        if self.victims or self.any_prefill:
+            return False
+        # a non-resident request has prefill left, except a swapped-out decoding one
+        return bool(state.resident[self.slots].all())
 
 
-def form_batch(state: LiveState, run_slots: np.ndarray, free_blocks: int, spec: EngineSpec) -> Batch:
-    """The batch that `run_slots` (a plan's run, as slots) yields now, without changing state."""
-    if len(run_slots) == 0:
-        return Batch(_EMPTY, _EMPTY, np.empty(0, dtype=bool), 0, [])
-    pl = state.prefill_left[run_slots]
-    want = np.where(pl > 0, pl, 1)
-    cum = np.cumsum(want)
-    budget = spec.token_budget
+def form_batch(state: LiveState, run_slots: np.ndarray, free_blocks: int, spec: EngineSpec,
+               exact_kv: bool) -> Batch:
+    """The batch that `run_slots` (a plan's run, as slots) yields now, without changing state.
+
+    exact_kv=False allows skipping the exact KV check when the free blocks obviously suffice
+    (each request grows by at most chunk/block_size + 1 blocks); that bound needs every
+    non-resident request to hold no tokens, so swap mode passes True.
+    """
     n = len(run_slots)
-    if cum[-1] <= budget:
-        take = n
-        chunk = want
-    else:
-        full = int(np.searchsorted(cum, budget, side="right"))
+    if n == 0:
+        return Batch(_EMPTY, _EMPTY, np.empty(0, dtype=bool), False, [])
+    pl = state.prefill_left[run_slots]
+    want = np.maximum(pl, 1)
+    total = sum(want.tolist())
+    budget = spec.token_budget
+    slots = run_slots
+    chunk = want
+    if total > budget:
+        cum = want.cumsum()
+        full = int(cum.searchsorted(budget, side="right"))
         partial = budget - (int(cum[full - 1]) if full else 0)
         take = full + (partial > 0)
         chunk = want[:take].copy()
         if take > full:
             chunk[full] = partial
-    if take > spec.max_seqs:
-        take = spec.max_seqs
-    slots = run_slots[:take]
-    chunk = chunk[:take]
-    held = state.kv_blocks[slots]
+        total = budget
+        slots = run_slots[:take]
+        pl = pl[:take]
+    if len(slots) > spec.max_seqs:
+        slots = slots[: spec.max_seqs]
+        chunk = chunk[: spec.max_seqs]
+        pl = pl[: spec.max_seqs]
     bs = spec.block_size
-    need = -(-(state.computed[slots] + chunk) // bs) - held
-    total = int(need.sum())
-    if total <= free_blocks:
-        return Batch(slots, chunk, pl[:take] > 0, total, [])
+    any_prefill = sum(pl.tolist()) > 0
+    prefill = pl > 0
+    if not exact_kv and free_blocks > total // bs + len(slots):
+        return Batch(slots, chunk, prefill, any_prefill, [])
+    need = (state.computed[slots] + chunk + (bs - 1)) // bs - state.kv_blocks[slots]
+    if sum(need.tolist()) <= free_blocks:
+        return Batch(slots, chunk, prefill, any_prefill, [])
     return _walk(state, run_slots, free_blocks, spec)
 
 
@@ -93,7 +107,6 @@ def _walk(state: LiveState, run_slots: np.ndarray, free: int, spec: EngineSpec) 
     slots: list[int] = []
     chunks: list[int] = []
     prefill: list[bool] = []
-    new_blocks = 0
     blocked = False  # head-of-line: a waiting request did not fit
     for pos, s in enumerate(run):
         if budget == 0 or seqs_left == 0:
@@ -131,11 +144,10 @@ def _walk(state: LiveState, run_slots: np.ndarray, free: int, spec: EngineSpec) 
                 free += held[s]
                 continue
         free -= need
-        new_blocks += need
         budget -= chunk
         seqs_left -= 1
         slots.append(s)
         chunks.append(chunk)
         prefill.append(prefill_left[s] > 0)
     return Batch(np.array(slots, dtype=np.int64), np.array(chunks, dtype=np.int64),
-                 np.array(prefill, dtype=bool), new_blocks, victims)
+                 np.array(prefill, dtype=bool), any(prefill), victims)

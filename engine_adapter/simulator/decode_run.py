@@ -7,6 +7,10 @@ batch repeats: in latency mode iteration j of the run lasts
 mode every iteration lasts tau. The run stops at the first event: a member finishing, the next
 arrival or the plan's recheck time reached at an iteration start, or the first iteration whose
 KV growth no longer fits (kv_cache.first_shortage_step).
+
+Durations are computed with the same floating-point operations, in the same order, as the
+one-iteration path (c0 + c_decode*m + c_ctx*ctx, then a running sum from the current time), so
+a fast-forwarded run gives bit-identical times to stepping through it.
 """
 
 from __future__ import annotations
@@ -24,40 +28,50 @@ from formulations.engine_spec import EngineSpec
 class DecodeRun:
     k: int  # iterations to run
     ends: np.ndarray  # end time of each of the k iterations
-    ctx: np.ndarray  # decode context tokens of each iteration
+    k_done: int  # iterations until the first member finishes
     kv_stop: bool  # the run stops because the next iteration would not fit in KV
 
 
-def plan_decode_run(spec: EngineSpec, clock: Clock, held_after_first: np.ndarray, remaining: np.ndarray,
-                    free_after_first: int, next_event_time: float) -> DecodeRun:
-    """The longest run of decode iterations from now (the first one already fits).
+def plan_decode_run(spec: EngineSpec, clock: Clock, computed: np.ndarray, held: np.ndarray, remaining: list[int],
+                    free: int, next_event_time: float) -> DecodeRun:
+    """The longest run of decode iterations from now whose first iteration fits in KV.
 
-    held_after_first: members' tokens in cache after the first iteration; remaining: tokens each
-    still has to produce; next_event_time: earliest arrival or recheck (inf if none);
-    limit: at most this many iterations (None: no limit).
+    computed/held: members' tokens in cache and blocks held before the run; remaining: tokens
+    each still has to produce; free: free blocks now; next_event_time: earliest pending arrival
+    or recheck (inf if none).
     """
-    m = len(held_after_first)
-    k_done = int(remaining.min())
-    k_kv = first_shortage_step(held_after_first, free_after_first, spec.block_size)
-    k = min(k_done, k_kv)
-    if next_event_time <= clock.now:
+    m = len(remaining)
+    k_done = min(remaining)
+    k = k_done
+    bs = spec.block_size
+    k_kv = None
+    # Each member takes at most one new block per `bs` iterations (plus one now): only when the
+    # free blocks might not cover the whole run is the exact shortage step worth computing.
+    if free < m * (k_done // bs + 2):
+        after_first = computed + 1
+        free_after_first = free - sum(((after_first + (bs - 1)) // bs - held).tolist())
+        k_kv = first_shortage_step(after_first, free_after_first, bs)
+        k = min(k, k_kv)
+    now = clock.now
+    if next_event_time <= now:
         k = 1
-    ctx0 = int(held_after_first.sum())
     tau = spec.slot_time
     if tau is None:
         lat = spec.latency
         base = lat.c0 + lat.c_decode * m
+        ctx0 = sum(computed.tolist()) + m
         if next_event_time != np.inf and k > 1:
             first = base + lat.c_ctx * ctx0  # iterations only get longer: this bounds the count
-            k = min(k, int((next_event_time - clock.now) / first) + 2)
-        ctx = ctx0 + m * np.arange(k, dtype=np.int64)
-        ends = clock.run_ends(base + lat.c_ctx * ctx)
+            k = min(k, int((next_event_time - now) / first) + 2)
+        ends = base + lat.c_ctx * np.arange(ctx0, ctx0 + m * k, m, dtype=np.int64)
+        ends[0] = now + ends[0]
+        np.add.accumulate(ends, out=ends)
     else:
         if next_event_time != np.inf and k > 1:
-            k = min(k, int((next_event_time - clock.now) / tau) + 2)
-        ctx = ctx0 + m * np.arange(k, dtype=np.int64)
+            k = min(k, int((next_event_time - now) / tau) + 2)
         ends = clock.run_ends(k)
     if next_event_time != np.inf and k > 1:
         # iteration j >= 1 starts at ends[j-1]; stop before the first that starts at/after the event
-        k = min(k, int(np.searchsorted(ends[: k - 1], next_event_time, side="left")) + 1)
-    return DecodeRun(k, ends[:k], ctx[:k], kv_stop=(k == k_kv))
+        k = min(k, int(ends[: k - 1].searchsorted(next_event_time, side="left")) + 1)
+        ends = ends[:k]
+    return DecodeRun(k, ends, k_done, kv_stop=(k == k_kv))

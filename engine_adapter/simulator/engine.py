@@ -21,7 +21,7 @@ from engine_adapter.simulator.decode_run import plan_decode_run
 from engine_adapter.simulator.iteration_log import IterationLog
 from engine_adapter.simulator.kv_cache import KVCache, blocks_after_steps
 from engine_adapter.simulator.request_state import LiveState
-from engine_adapter.simulator.view import build_view
+from engine_adapter.simulator.view import ViewBuilder
 from formulations.instance import Instance
 from formulations.online import GroupState, Plan, PlanError, Policy
 from formulations.schedule import RequestTimeline, Schedule
@@ -108,6 +108,7 @@ class _Simulator:
         self.pending_swap_blocks = 0  # swapped out by the plan, charged to the next iteration
         self.run_slots = np.empty(0, dtype=np.int64)
         self.recheck: float | None = None
+        self.views = ViewBuilder(self.state, spec, predictor, self.groups)
 
     # ---- main loop ------------------------------------------------------------------------
     def run(self) -> Schedule:
@@ -129,7 +130,7 @@ class _Simulator:
             if need_decide or not self.fast_forward:
                 self._decide()
                 need_decide = False
-            batch = form_batch(state, self.run_slots, self.kv.free, self.spec)
+            batch = form_batch(state, self.run_slots, self.kv.free, self.spec, self.swap)
             if len(batch.slots) == 0:
                 if batch.victims:
                     self._preempt(batch.victims)
@@ -173,8 +174,7 @@ class _Simulator:
     # ---- decisions ------------------------------------------------------------------------
     def _decide(self) -> None:
         state = self.state
-        view = build_view(state, self.clock.now, self.kv.free, self.spec, self.predictor, self.groups)
-        plan = self.policy.decide(view)
+        plan = self.policy.decide(self.views.build(self.clock.now, self.kv.free))
         if not isinstance(plan, Plan):
             raise PlanError(f"policy {self.policy.name!r} returned {type(plan).__name__}, not a Plan")
         self.run_slots = self._slots_of(plan.run, "run")
@@ -197,17 +197,18 @@ class _Simulator:
         if req.dtype.kind not in "iu":
             raise PlanError(f"policy {self.policy.name!r}: plan.{field} must hold request indices (integers), "
                             f"got dtype {req.dtype}")
-        if req.min() < 0 or req.max() >= self.n:
-            bad = req[(req < 0) | (req >= self.n)][0]
+        listed = req.tolist()
+        if min(listed) < 0 or max(listed) >= self.n:
+            bad = next(i for i in listed if i < 0 or i >= self.n)
             raise PlanError(f"policy {self.policy.name!r}: plan.{field} names request index {bad}, "
                             f"not in 0..{self.n - 1}")
         slots = self.state.slot_of[req]
-        if slots.min() < 0:
+        if min(slots.tolist()) < 0:
             bad = int(req[slots < 0][0])
             raise PlanError(f"policy {self.policy.name!r}: plan.{field} names request "
                             f"{self.instance.requests[bad].id!r} (index {bad}), which is not live at "
                             f"t={self.clock.now:.6f}")
-        if len(slots) > 1 and np.bincount(slots).max() > 1:
+        if len(set(listed)) != len(listed):
             raise PlanError(f"policy {self.policy.name!r}: plan.{field} names a request twice")
         return slots
 
@@ -256,26 +257,26 @@ class _Simulator:
         if len(newcomers):
             swap_blocks += self._admit(newcomers)
         comp = state.computed[slots]
-        decode = ~prefill
-        decode_seqs = len(slots) - int(prefill.sum())
-        if prefill.any():
+        new_comp = comp + chunk
+        if batch.any_prefill:
             pc = chunk[prefill]
-            prefill_tokens = int(pc.sum())
-            pairs = int((pc * comp[prefill] + pc * (pc + 1) // 2).sum())
+            prefill_tokens = sum(pc.tolist())
+            pairs = sum((pc * comp[prefill] + pc * (pc + 1) // 2).tolist())
+            decode_comp = new_comp[~prefill]
         else:
             prefill_tokens = pairs = 0
-        new_comp = comp + chunk
+            decode_comp = new_comp
+        decode_seqs = len(decode_comp)
         duration = 0.0
         if spec.slot_time is None:
-            ctx = int(new_comp[decode].sum())
-            duration = spec.latency.iteration_time(prefill_tokens, decode_seqs, ctx, pairs)
+            duration = spec.latency.iteration_time(prefill_tokens, decode_seqs, sum(decode_comp.tolist()), pairs)
             if swap_blocks and self.swap_cost:
                 duration += self.swap_cost * swap_blocks
         state.computed[slots] = new_comp
-        left = state.prefill_left[slots] - np.where(prefill, chunk, 0)
+        left = np.maximum(state.prefill_left[slots] - chunk, 0)
         state.prefill_left[slots] = left
-        new_kv = kv.blocks_for(new_comp)
-        kv.free -= int((new_kv - state.kv_blocks[slots]).sum())
+        new_kv = (new_comp + (kv.block_size - 1)) // kv.block_size
+        kv.free -= sum((new_kv - state.kv_blocks[slots]).tolist())
         state.kv_blocks[slots] = new_kv
         end = self.clock.advance(duration)
         self.iterations += 1
@@ -294,7 +295,7 @@ class _Simulator:
         done = out[g == state.output_len[out]]
         if len(done):
             self._complete(done)
-        return bool(batch.victims) or len(done) > 0 or bool((prefill & delivers).any())
+        return bool(batch.victims) or len(done) > 0 or (batch.any_prefill and bool((prefill & delivers).any()))
 
     def _decode_run(self, batch: Batch) -> bool:
         """Fast-forward the steady decode batch to the next event; returns whether one happened."""
@@ -302,54 +303,71 @@ class _Simulator:
         slots = batch.slots
         g = state.generated[slots]
         comp = state.computed[slots]
+        held = state.kv_blocks[slots]
         remaining = state.output_len[slots] - g
         nxt = self._next_arrival_time()
-        if self.recheck is not None:
-            nxt = min(nxt, self.recheck)
-        run = plan_decode_run(self.spec, self.clock, comp + 1, remaining, kv.free - batch.new_blocks, nxt)
+        if self.recheck is not None and self.recheck < nxt:
+            nxt = self.recheck
+        run = plan_decode_run(self.spec, self.clock, comp, held, remaining.tolist(), kv.free, nxt)
         k, ends = run.k, run.ends
         start = self.clock.now
-        cols = np.arange(k)
-        state.token_times[(state.token_base[slots] + g)[:, None] + cols] = ends
+        if k == 1:
+            state.token_times[state.token_base[slots] + g] = ends[0]
+        else:
+            state.token_times[(state.token_base[slots] + g)[:, None] + np.arange(k)] = ends
         lat = state.is_latency[slots]
         if lat.any():
             self._stream(slots[lat], g[lat], ends)
-        held_before = state.kv_blocks[slots]
         if self.log is not None:
-            used0 = kv.capacity - kv.free - int(held_before.sum())
+            used0 = kv.capacity - kv.free - sum(held.tolist())
             starts = np.concatenate(([start], ends[:-1]))
             m = len(slots)
             self.log.add(starts, ends, np.zeros(k, dtype=np.int64), np.full(k, m, dtype=np.int64),
-                         used0 + blocks_after_steps(comp + 1, cols, kv.block_size), state.idx[slots].copy())
-        g = g + k
-        state.generated[slots] = g
-        state.computed[slots] = comp + k
-        new_kv = kv.blocks_for(comp + k)
-        kv.free -= int((new_kv - held_before).sum())
+                         used0 + blocks_after_steps(comp + 1, np.arange(k), kv.block_size), state.idx[slots].copy())
+        state.generated[slots] = g + k
+        new_comp = comp + k
+        state.computed[slots] = new_comp
+        new_kv = (new_comp + (kv.block_size - 1)) // kv.block_size
+        kv.free -= sum((new_kv - held).tolist())
         state.kv_blocks[slots] = new_kv
         self.clock.finish_run(ends, k)
         self.iterations += k
-        done = slots[remaining == k]
-        if len(done):
-            self._complete(done)
-        return run.kv_stop or len(done) > 0
+        if k == run.k_done:
+            self._complete(slots[remaining == k])
+            return True
+        return run.kv_stop
 
     def _stream(self, slots: np.ndarray, generated: np.ndarray, ends: np.ndarray) -> None:
         """Latency streams: fold tokens delivered at `ends` into lag and delay area.
 
         Closed form of formulations/qoe.py: read_j - ideal_j = max(0, peak_j - ideal_1) with
-        peak_j = max over delivered tokens i <= j of (delivered_i - (i-1)/r).
+        peak_j = max over delivered tokens i <= j of (delivered_i - (i-1)/r). Within one call the
+        iteration times never shrink, so delivered_j - (j-1)/r is convex in j and its running
+        max is the larger of its first and current values.
         """
         state = self.state
-        number = generated[:, None] + np.arange(len(ends))  # (token index - 1) of each delivery
-        shifted = ends[None, :] - number / state.read_rate[slots][:, None]
-        if len(ends) > 1:
-            shifted = np.maximum.accumulate(shifted, axis=1)
-        peak = np.maximum(shifted, state.peak[slots][:, None])
-        late = np.maximum(peak - state.ideal1[slots][:, None], 0.0)
+        inv_rate = state.inv_rate[slots]
+        ideal1 = state.ideal1[slots]
+        shifted_first = ends[0] - generated * inv_rate  # token number generated+1
+        peak0 = np.maximum(state.peak[slots], shifted_first)
+        if len(ends) == 1:
+            late = np.maximum(peak0 - ideal1, 0.0)
+            state.delay_area[slots] += late
+            state.lag[slots] = late
+            state.peak[slots] = peak0
+            return
+        k = len(ends)
+        peak = np.maximum(peak0, ends[-1] - (generated + (k - 1)) * inv_rate)
+        if (peak <= ideal1).all():  # every token read on time (the common case): nothing accrues
+            state.lag[slots] = 0.0
+            state.peak[slots] = peak
+            return
+        # shifted_j - ideal1 = ends_j - (ideal1 + generated/r) - j/r
+        excess = ends - (ideal1 + generated * inv_rate)[:, None] - np.multiply.outer(inv_rate, np.arange(len(ends)))
+        late = np.maximum(excess, np.maximum(peak0 - ideal1, 0.0)[:, None])
         state.delay_area[slots] += late.sum(axis=1)
         state.lag[slots] = late[:, -1]
-        state.peak[slots] = peak[:, -1]
+        state.peak[slots] = np.maximum(peak0, excess[:, -1] + ideal1)
 
     def _complete(self, slots: np.ndarray) -> None:
         """Finished requests free their blocks; DAG children whose parents are all done are released."""

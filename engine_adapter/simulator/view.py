@@ -1,7 +1,13 @@
-"""Building the `EngineView` a policy sees: slices of the live-slot columns, no copies.
+"""Building the `EngineView` a policy sees, at the cost of a few dictionary operations.
 
-The arrays of a view alias the engine's state and are valid only during that `decide()` call;
-a policy that keeps something across calls copies it (the baselines keep their own arrays).
+The columns are read-only slices of the live-slot arrays (no copies); the slices for each live
+count are made once and reused. They alias the engine's state, so they are valid only during
+that `decide()` call: a policy that keeps something across calls copies it.
+
+EngineView is a frozen dataclass; its generated __init__ assigns its 24 fields one by one
+through object.__setattr__, which costs more than the rest of a typical decision's bookkeeping,
+so the instance dictionary is filled directly (the object is the same as the one __init__
+would build; tests/test_simulator.py checks that).
 """
 
 from __future__ import annotations
@@ -11,33 +17,39 @@ from formulations.engine_spec import EngineSpec
 from formulations.online import EngineView, GroupState
 from solvers.prediction.base import LengthPredictor
 
+_COLUMNS = ("idx", "cls", "arrival", "release", "prompt_len", "generated", "computed", "prefill_left",
+            "resident", "kv_blocks", "ttft_target", "read_rate", "lag", "delay_area", "deadline", "group",
+            "preemptions")
 
-def build_view(state: LiveState, now: float, free_blocks: int, engine: EngineSpec,
-               predictor: LengthPredictor, groups: list[GroupState]) -> EngineView:
-    n = state.n_live
-    generated = state.generated[:n]
-    return EngineView(
-        now=now,
-        idx=state.idx[:n],
-        cls=state.cls[:n],
-        arrival=state.arrival[:n],
-        release=state.release[:n],
-        prompt_len=state.prompt_len[:n],
-        generated=generated,
-        computed=state.computed[:n],
-        prefill_left=state.prefill_left[:n],
-        resident=state.resident[:n],
-        kv_blocks=state.kv_blocks[:n],
-        ttft_target=state.ttft_target[:n],
-        read_rate=state.read_rate[:n],
-        lag=state.lag[:n],
-        delay_area=state.delay_area[:n],
-        deadline=state.deadline[:n],
-        group=state.group[:n],
-        preemptions=state.preemptions[:n],
-        pred_quantiles=predictor.refine(state.pred[:n], generated),
-        quantile_levels=predictor.quantile_levels,
-        free_blocks=free_blocks,
-        engine=engine,
-        groups=groups,
-    )
+
+class ViewBuilder:
+    def __init__(self, state: LiveState, engine: EngineSpec, predictor: LengthPredictor,
+                 groups: list[GroupState]) -> None:
+        self.state = state
+        self.predictor = predictor
+        self.fixed = {"quantile_levels": tuple(predictor.quantile_levels), "engine": engine, "groups": groups}
+        self._slices: dict[int, dict[str, object]] = {}
+
+    def _columns(self, n: int) -> dict[str, object]:
+        cols = self._slices.get(n)
+        if cols is None:
+            cols = {}
+            for name in _COLUMNS:
+                col = getattr(self.state, name)[:n]
+                col.flags.writeable = False
+                cols[name] = col
+            cols.update(self.fixed)
+            self._slices[n] = cols
+        return cols
+
+    def build(self, now: float, free_blocks: int) -> EngineView:
+        state = self.state
+        n = state.n_live
+        cols = self._columns(n)
+        view = EngineView.__new__(EngineView)
+        fields = view.__dict__
+        fields.update(cols)
+        fields["now"] = now
+        fields["free_blocks"] = free_blocks
+        fields["pred_quantiles"] = self.predictor.refine(state.pred[:n], cols["generated"])
+        return view

@@ -2,8 +2,9 @@
 
 Items are ranked by value per unit of *normalized* weight, sum_j w_ij / C_j (the classic
 "effective capacity" ratio for multidimensional knapsacks), then taken in that order whenever
-they still fit. A cumulative-sum fast path accepts the whole sorted prefix that fits without a
-Python loop; only items after the first misfit are examined one by one.
+they still fit. Cumulative sums accept whole runs of items
+that fit at once; items that no longer fit alone are filtered out in one vector operation, so a
+nearly full knapsack costs a few passes, not one Python step per item.
 """
 
 from __future__ import annotations
@@ -31,24 +32,31 @@ def greedy_knapsack(
     `order` overrides the density ranking (policies pass their own priority order).
     """
     values = np.asarray(values, dtype=np.float64)
+    if len(values) == 0:
+        return np.empty(0, dtype=np.int64)
     weights = np.asarray(weights, dtype=np.float64).reshape(len(values), -1)
     capacities = np.asarray(capacities, dtype=np.float64)
     if order is None:
         order = density_order(values, weights, capacities)
     order = order[values[order] > 0]
     limit = len(order) if max_items is None else min(max_items, len(order))
-    cum = np.cumsum(weights[order], axis=0)
-    fits = np.all(cum <= capacities[None, :] + 1e-9, axis=1)
-    prefix = len(order) if fits.all() else int(np.argmin(fits))
-    prefix = min(prefix, limit)
-    taken = list(order[:prefix])
-    if prefix == limit:
-        return np.asarray(taken, dtype=np.int64)
-    used = cum[prefix - 1].copy() if prefix else np.zeros_like(capacities)
-    for item in order[prefix:]:
-        if len(taken) >= limit:
+    taken: list[np.ndarray] = []
+    count = 0
+    used = np.zeros_like(capacities)
+    rest = order
+    # Each pass drops the items that no longer fit alone (they never will: room only shrinks),
+    # then takes the longest prefix that fits together; the item that broke the prefix cannot
+    # fit after it, so it is dropped too. Same result as walking the order item by item.
+    while len(rest) and count < limit:
+        room = capacities - used
+        rest = rest[np.all(weights[rest] <= room[None, :] + 1e-9, axis=1)]
+        if not len(rest):
             break
-        if np.all(used + weights[item] <= capacities + 1e-9):
-            used += weights[item]
-            taken.append(item)
-    return np.asarray(taken, dtype=np.int64)
+        cum = np.cumsum(weights[rest], axis=0)
+        fits = np.all(cum <= room[None, :] + 1e-9, axis=1)
+        prefix = min(len(rest) if fits.all() else int(np.argmin(fits)), limit - count)
+        taken.append(rest[:prefix])
+        used = used + cum[prefix - 1]
+        count += prefix
+        rest = rest[prefix + 1:]
+    return np.concatenate(taken).astype(np.int64) if taken else np.empty(0, dtype=np.int64)

@@ -30,21 +30,25 @@ class FCFSPolicy(Policy):
         idx = view.idx
         if len(idx) == 0:
             return Plan(run=idx)
-        top = int(idx.max())
-        if top >= len(self._admitted):
-            grown = np.full(max(2 * len(self._admitted), top + 1), -1, dtype=np.int64)
+        try:
+            seq = self._admitted[idx]
+        except IndexError:
+            grown = np.full(max(2 * len(self._admitted), int(idx.max()) + 1), -1, dtype=np.int64)
             grown[: len(self._admitted)] = self._admitted
             self._admitted = grown
+            seq = self._admitted[idx]
         # Admission sequence numbers: a request that became resident since the last decision gets
         # the next numbers (in arrival order, the order in which it was admitted); one that lost
         # its KV blocks forgets its number.
-        seq = np.where(view.resident, self._admitted[idx], -1)
-        new = view.resident & (seq < 0)
-        if new.any():
-            pos = np.flatnonzero(new)
+        resident = view.resident
+        waiting = ~resident
+        seq[waiting] = -1
+        new = (seq[resident] < 0).nonzero()[0]
+        if len(new):
+            pos = resident.nonzero()[0][new]
             pos = pos[np.lexsort((idx[pos], view.arrival[pos]))]
             seq[pos] = self._counter + np.arange(len(pos))
             self._counter += len(pos)
         self._admitted[idx] = seq
-        key = np.where(view.resident, seq, _WAITING)
-        return Plan(run=idx[np.lexsort((idx, view.arrival, key))])
+        seq[waiting] = _WAITING
+        return Plan(run=idx[np.lexsort((idx, view.arrival, seq))])

@@ -10,11 +10,19 @@ from formulations.requests import ValidationError
 from solvers.policies.edf import EDFPolicy
 from solvers.policies.fcfs import FCFSPolicy
 from solvers.policies.sjf import SJFPolicy
+from solvers.policies.andes import AndesPolicy
+from solvers.policies.gain_density import GainDensityPolicy
+from solvers.policies.ltr import LtrPolicy
+from solvers.policies.slo import SloPolicy
 
 POLICIES: dict[str, type[Policy]] = {
     "fcfs": FCFSPolicy,
     "edf": EDFPolicy,
     "sjf": SJFPolicy,
+    "andes": AndesPolicy,
+    "slo": SloPolicy,
+    "gain-density": GainDensityPolicy,
+    "ltr": LtrPolicy,
 }
 
 

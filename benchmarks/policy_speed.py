@@ -1,0 +1,87 @@
+"""Time of one `decide()` per policy with 64/256/1024/4096 live requests, as a ratio to the
+simulated iteration time of the default latency profile (llama3-8b-h100) for that batch.
+
+DESIGN.md target: < 1 ms at 1024 live requests for `slo` and `andes`, < 5% of an engine step.
+Views are synthetic busy states (mixed latency/throughput, half resident, KV nearly full);
+times are the median of repeated calls in one run (ratios, not absolute claims).
+
+    PYTHONPATH=. python benchmarks/policy_speed.py [--policies slo andes] [--repeat 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from formulations.engine_spec import EngineSpec
+from formulations.online import EngineView
+from solvers.policies.registry import POLICIES, make_policy
+
+SIZES = (64, 256, 1024, 4096)
+PROFILE = "llama3-8b-h100"
+
+
+def synthetic_view(n: int, seed: int, engine: EngineSpec) -> EngineView:
+    """A busy engine: n live requests, half resident, mixed classes, noisy length quantiles."""
+    rng = np.random.default_rng(seed)
+    cls = rng.integers(0, 2, n).astype(np.int8)
+    prompt = rng.integers(16, 2048, n)
+    generated = rng.integers(0, 400, n)
+    resident = rng.random(n) < 0.5
+    computed = np.where(resident, prompt + np.maximum(generated - 1, 0), 0)
+    prefill_left = np.where(resident & (generated > 0), 0, np.where(generated == 0, prompt - computed,
+                                                                    prompt + generated - 1))
+    kv = -(-computed // engine.block_size)
+    latency = cls == 0
+    preds = generated[:, None] + np.array([5.0, 100.0, 400.0])[None, :]
+    return EngineView(
+        now=60.0, idx=np.arange(n, dtype=np.int64), cls=cls, arrival=rng.uniform(0, 50, n),
+        release=rng.uniform(0, 50, n), prompt_len=prompt, generated=generated, computed=computed,
+        prefill_left=prefill_left, resident=resident, kv_blocks=kv,
+        ttft_target=np.where(latency, 1.0, np.nan), read_rate=np.where(latency, rng.uniform(3, 10, n), np.nan),
+        lag=np.where(latency, rng.uniform(0, 2, n), 0.0), delay_area=np.where(latency, rng.uniform(0, 50, n), 0.0),
+        deadline=np.where(latency, np.nan, rng.uniform(50, 200, n)), group=np.full(n, -1, dtype=np.int64),
+        preemptions=np.zeros(n, dtype=np.int64), pred_quantiles=preds, quantile_levels=(0.1, 0.5, 0.9),
+        free_blocks=int(max(engine.kv_blocks - kv.sum(), 0)), engine=engine,
+    )
+
+
+def iteration_seconds(view: EngineView) -> float:
+    """Simulated time of a decode iteration over the residents the engine could batch."""
+    engine = view.engine
+    seqs = min(int(view.resident.sum()), engine.max_seqs)
+    ctx = float(np.sort(view.computed[view.resident])[:seqs].sum())
+    return engine.latency.iteration_time(0, seqs, ctx)
+
+
+def time_decide(name: str, view: EngineView, repeat: int) -> float:
+    policy = make_policy(name)
+    policy.reset(view.engine)
+    policy.decide(view)
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        policy.decide(view)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--policies", nargs="*", default=sorted(POLICIES))
+    parser.add_argument("--repeat", type=int, default=30)
+    args = parser.parse_args()
+    engine = EngineSpec.from_profile(PROFILE)
+    print(f"{'policy':<14}{'live':>6}{'decide ms':>11}{'iter ms':>9}{'ratio':>8}")
+    for n in SIZES:
+        view = synthetic_view(n, seed=n, engine=engine)
+        step = iteration_seconds(view)
+        for name in args.policies:
+            seconds = time_decide(name, view, args.repeat)
+            print(f"{name:<14}{n:>6}{seconds * 1e3:>11.3f}{step * 1e3:>9.2f}{seconds / step:>8.3f}")
+
+
+if __name__ == "__main__":
+    main()

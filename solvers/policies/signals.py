@@ -1,0 +1,116 @@
+"""Per-request scheduling signals derived from an `EngineView` (vectorized, shared by policies).
+
+Everything here uses only what a policy may see: progress counters, QoE state (lag, delay area)
+and predicted output lengths. The QoE projections rest on one fact from formulations/qoe.py:
+the lateness of token i is a cumulative max, lateness_i = max(lateness_{i-1}, delivered_i -
+ideal_i). So if the next token (index k+1) is delivered at time s and the following ones every
+`t_tok` seconds, the lateness of the j-th remaining token (j = 0..m-1) is
+max(L, x0 + j*(t_tok - 1/r)) with L the current lag and x0 = s - ideal_{k+1}, and the final
+delay area is the current one plus the sum of those terms: a closed form, no per-token loop.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from formulations.engine_spec import EngineSpec
+from formulations.online import EngineView
+
+LATENCY, THROUGHPUT, BULK = 0, 1, 2
+
+
+def iteration_time(engine: EngineSpec, decode_seqs: float, decode_ctx: float, prefill_tokens: float = 0.0) -> float:
+    """Duration of one iteration: the slot in slotted mode, else the latency model."""
+    if engine.slot_time is not None:
+        return engine.slot_time
+    return engine.latency.iteration_time(prefill_tokens, decode_seqs, decode_ctx)
+
+
+def typical_iteration(view: EngineView) -> float:
+    """Iteration time if every resident request decodes (the pace a served stream gets)."""
+    decoding = view.resident & (view.prefill_left == 0)
+    seqs = max(1, min(int(decoding.sum()), view.engine.max_seqs))
+    ctx = float(view.computed[decoding].sum()) if decoding.any() else (float(view.prompt_len.mean()) if len(view) else 0.0)
+    return iteration_time(view.engine, seqs, ctx, 0.0)
+
+
+def prefill_iterations(view: EngineView) -> np.ndarray:
+    """Iterations needed before the next token: ceil(prefill_left / token budget), 0 if decoding."""
+    return -(-view.prefill_left // view.engine.token_budget)
+
+
+def steps_to_finish(view: EngineView, total: np.ndarray) -> np.ndarray:
+    """Iterations to finish if run every iteration, given a predicted total output length.
+
+    The last prefill chunk delivers a token, so a request with prefill left needs its prefill
+    iterations plus (total - generated - 1) decodes; a decoding one needs total - generated.
+    """
+    tokens_left = np.maximum(total - view.generated, 1.0)
+    pre = prefill_iterations(view)
+    return np.where(pre > 0, pre + tokens_left - 1.0, tokens_left)
+
+
+def kv_weights(view: EngineView) -> tuple[np.ndarray, np.ndarray]:
+    """(blocks held after this iteration if run, tokens this iteration if run) per request."""
+    budget = view.engine.token_budget
+    chunk = np.where(view.prefill_left > 0, np.minimum(view.prefill_left, budget), 1)
+    # a decode step writes the KV of the previous token: computed + 1 tokens afterwards
+    tokens_after = view.computed + chunk
+    blocks = -(-tokens_after // view.engine.block_size)
+    return blocks.astype(np.float64), chunk.astype(np.float64)
+
+
+# ---- latency streams ---------------------------------------------------------------------------
+def next_token_ideal(view: EngineView) -> np.ndarray:
+    """ideal_{k+1} = arrival + TTFT target + k/r for the next token (k = tokens delivered)."""
+    return view.arrival + view.ttft_target + view.generated / view.read_rate
+
+
+def final_delay_area(view: EngineView, start: np.ndarray, t_tok: float, total: np.ndarray) -> np.ndarray:
+    """Projected S_delay at completion if the next token comes at `start`, then one per t_tok.
+
+    Only meaningful for latency requests (nan elsewhere). `total` is the predicted output length.
+    """
+    m = np.maximum(total - view.generated, 1.0)
+    lag = view.lag
+    x0 = start - next_token_ideal(view)
+    d = t_tok - 1.0 / view.read_rate  # lateness growth per token when the engine is slower than reading
+    flat = m * np.maximum(lag, x0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # terms j < j_star stay at max(L, x0); later ones grow as x0 + j d (only when d > 0)
+        j_star = np.clip(np.floor((lag - x0) / d) + 1.0, 0.0, m)
+        j_star = np.where(x0 >= lag, 0.0, j_star)
+        tail = (m - j_star) * x0 + d * (m * (m - 1) - j_star * (j_star - 1)) / 2.0
+        growing = j_star * lag + tail
+    area = np.where(d > 0, np.maximum(growing, flat), flat)
+    return view.delay_area + area
+
+
+def projected_qoe(view: EngineView, start: np.ndarray, t_tok: float, total: np.ndarray) -> np.ndarray:
+    """QoE at completion under `final_delay_area`'s assumption (clipped to [0, 1])."""
+    whole = total * (total + 1.0) / (2.0 * view.read_rate)
+    return np.clip(1.0 - final_delay_area(view, start, t_tok, total) / whole, 0.0, 1.0)
+
+
+def qoe_gain(view: EngineView, horizon: float, t_tok: float, total: np.ndarray, t_first: np.ndarray) -> np.ndarray:
+    """Andes' value: projected QoE if served now minus if paused for `horizon` seconds first."""
+    start = view.now + t_first
+    return projected_qoe(view, start, t_tok, total) - projected_qoe(view, start + horizon, t_tok, total)
+
+
+def latest_next_token(view: EngineView, t_tok: float, total: np.ndarray, threshold: float,
+                      share: float = 1.0) -> np.ndarray:
+    """Latest delivery time of the next token that still allows final QoE >= threshold.
+
+    With m tokens left, later tokens every t_tok: S_delay = A + m*max(L, x0) + growth, where the
+    growth term d*m(m-1)/2 (d = t_tok - 1/r > 0 only) bounds the lateness added by a slow engine.
+    Returns -inf where the threshold is already out of reach (A + m*L + growth > allowed).
+    `share` < 1 plans to spend only that share of the allowed delay area (a safety margin).
+    """
+    m = np.maximum(total - view.generated, 1.0)
+    whole = total * (total + 1.0) / (2.0 * view.read_rate)
+    d = np.maximum(t_tok - 1.0 / view.read_rate, 0.0)
+    budget = share * (1.0 - threshold) * whole - view.delay_area - d * m * (m - 1.0) / 2.0
+    per_token = budget / m
+    latest = next_token_ideal(view) + per_token
+    return np.where(per_token >= view.lag - 1e-12, latest, -np.inf)

@@ -1,0 +1,69 @@
+"""The closed-form QoE projection against token-by-token scoring (formulations/qoe.py)."""
+
+import numpy as np
+import pytest
+
+from formulations.qoe import qoe, token_lateness
+from solvers.policies import signals
+from policy_views import make_view
+
+ARRIVAL, TTFT, RATE = 1.0, 0.5, 4.0
+
+
+def _state(delivered: np.ndarray) -> dict:
+    late = token_lateness(delivered, ARRIVAL, TTFT, RATE)
+    return dict(cls=0, arrival=ARRIVAL, ttft_target=TTFT, read_rate=RATE, generated=len(delivered),
+                lag=float(late[-1]) if len(late) else 0.0, delay_area=float(late.sum()), resident=True,
+                computed=8 + max(len(delivered) - 1, 0))
+
+
+@pytest.mark.parametrize("t_tok", [0.1, 0.25, 0.4, 0.9])
+@pytest.mark.parametrize("start", [1.2, 2.0, 3.7, 6.0])
+@pytest.mark.parametrize("history", [[], [1.4], [1.6, 1.7, 2.9], [1.5, 1.75, 2.0, 2.25, 2.5]])
+def test_projected_qoe_matches_token_by_token(history, start, t_tok):
+    total = 12
+    delivered = np.array(history, dtype=float)
+    start = max(start, delivered[-1] if len(delivered) else 0.0)
+    view = make_view([dict(**_state(delivered), pred=float(total))], now=start - 0.05)
+    future = start + t_tok * np.arange(total - len(delivered))
+    expected = qoe(np.concatenate([delivered, future]), total, ARRIVAL, TTFT, RATE)
+    got = signals.projected_qoe(view, np.array([start]), t_tok, np.array([float(total)]))[0]
+    assert got == pytest.approx(expected, abs=1e-9)
+
+
+def test_latest_next_token_is_the_threshold_crossing():
+    total, threshold = 20, 0.95
+    delivered = np.array([1.6, 1.8, 2.0])
+    view = make_view([dict(**_state(delivered), pred=float(total))], now=2.1)
+    t_tok = 0.2  # faster than reading (1/r = 0.25): the bound is exact
+    latest = signals.latest_next_token(view, t_tok, np.array([float(total)]), threshold)[0]
+    at = signals.projected_qoe(view, np.array([latest]), t_tok, np.array([float(total)]))[0]
+    later = signals.projected_qoe(view, np.array([latest + 0.01]), t_tok, np.array([float(total)]))[0]
+    assert at == pytest.approx(threshold, abs=1e-9)
+    assert later < threshold
+
+
+def test_latest_next_token_is_minus_inf_when_out_of_reach():
+    view = make_view([dict(cls=0, arrival=0.0, generated=5, lag=30.0, delay_area=150.0, resident=True,
+                           computed=12, pred=10.0)], now=40.0)
+    assert signals.latest_next_token(view, 0.1, np.array([10.0]), 0.95)[0] == -np.inf
+
+
+def test_qoe_gain_zero_with_full_buffer_and_positive_when_starving():
+    # A: 10 tokens delivered long before they are needed (next ideal at 1 + 0.5 + 10/4 = 4.0 s)
+    # B: waiting since 0, its first token was needed at 0.5 s
+    view = make_view([
+        dict(cls=0, arrival=1.0, generated=10, resident=True, computed=17, pred=30.0),
+        dict(cls=0, arrival=0.0, generated=0, pred=30.0),
+    ], now=1.1)
+    gain = signals.qoe_gain(view, horizon=1.0, t_tok=0.1, total=np.array([30.0, 30.0]),
+                            t_first=np.array([0.1, 0.1]))
+    assert gain[0] == pytest.approx(0.0)
+    assert gain[1] > 0.05
+
+
+def test_steps_to_finish_counts_prefill_iterations():
+    view = make_view([dict(cls=1, prompt_len=130, pred=5.0), dict(cls=1, generated=2, resident=True, computed=9,
+                                                                    pred=5.0)])
+    # 130 tokens at budget 64: 3 prefill iterations (the last yields token 1) + 4 decodes
+    assert signals.steps_to_finish(view, np.array([5.0, 5.0])).tolist() == [7.0, 3.0]

@@ -1,0 +1,88 @@
+"""`slo` on hand-built situations."""
+
+import numpy as np
+import pytest
+
+from formulations.online import GroupState
+from solvers.policies.slo import SloPolicy
+from policy_views import SLOTTED, make_view
+
+ONE_SEQ = SLOTTED.with_(max_seqs=1)  # one request per 0.1 s slot
+
+
+def _decide(view, **params):
+    policy = SloPolicy(**params)
+    policy.reset(view.engine)
+    return policy, policy.decide(view)
+
+
+def test_admits_the_request_about_to_miss_its_deadline():
+    # both need 1 prefill + 4 decodes = 5 slots = 0.5 s; A is due at 0.55 s (slack 0.05), B at 5 s
+    view = make_view([dict(cls=1, deadline=5.0, pred=5.0, arrival=0.0),
+                      dict(cls=1, deadline=0.55, pred=5.0, arrival=0.01)], engine=ONE_SEQ, now=0.01)
+    _, plan = _decide(view)
+    assert plan.run.tolist() == [1]
+
+
+def test_request_that_cannot_meet_its_slo_yields():
+    # A needs 0.5 s but is due in 0.3 s even at the optimistic quantile; B is feasible with slack
+    view = make_view([dict(cls=1, deadline=0.3, pred=5.0), dict(cls=1, deadline=3.0, pred=5.0)], engine=ONE_SEQ)
+    policy, plan = _decide(view)
+    assert plan.run.tolist() == [1]
+    _, doomed = policy.slack(view)
+    assert doomed.tolist() == [True, False]
+    # with room for both, the doomed one still runs (best effort), after the feasible one
+    _, plan = _decide(make_view([dict(cls=1, deadline=0.3, pred=5.0), dict(cls=1, deadline=3.0, pred=5.0)]))
+    assert plan.run.tolist() == [1, 0]
+
+
+def test_doom_uses_the_optimistic_quantile():
+    # median 5 tokens would miss (0.5 s > 0.35 s); the 10% quantile (2 tokens: 0.2 s) still makes it
+    view = make_view([dict(cls=1, deadline=0.35, pred=(2.0, 5.0, 8.0))], engine=ONE_SEQ)
+    policy, _ = _decide(view)
+    slack, doomed = policy.slack(view)
+    assert not doomed[0]
+    assert slack[0] == pytest.approx(0.35 - 0.8)  # conservative (90%) quantile: 8 slots
+
+
+def test_bulk_members_get_dag_latest_finish_deadlines():
+    # chain 0 -> 1 -> 2, group deadline 10 s; member 0 is live (5 tokens: 0.5 s), 1 and 2 not yet
+    # released: estimated like the live one (prompt 8 -> 1 prefill slot + 4 decodes = 0.5 s each)
+    group = GroupState(id="g", members=np.array([0, 1, 2]), parents=[np.array([], dtype=np.int64), np.array([0]),
+                       np.array([1])], deadline=10.0, prompt_len=np.array([8, 8, 8]), done=np.zeros(3, bool))
+    view = make_view([dict(cls=2, deadline=10.0, group=0, pred=5.0, idx=0)], groups=[group])
+    policy, _ = _decide(view)
+    slack, _ = policy.slack(view)
+    latest_finish = 10.0 - 0.5 - 0.5
+    assert slack[0] == pytest.approx(latest_finish - 0.0 - 0.5)
+
+
+def test_urgent_latency_stream_beats_throughput_with_slack():
+    # stream waiting since 0 with TTFT target 0.2 s: its first token must come by ~0.2 s
+    view = make_view([dict(cls=1, deadline=4.0, pred=5.0, arrival=0.0),
+                      dict(cls=0, ttft_target=0.2, read_rate=5.0, pred=20.0, arrival=0.05)], engine=ONE_SEQ, now=0.1)
+    _, plan = _decide(view)
+    assert plan.run.tolist() == [1]
+
+
+def test_preempts_low_priority_resident_only_when_blocks_are_needed():
+    engine = SLOTTED.with_(kv_blocks=6)
+    # resident A (slack large) holds 4 of 6 blocks; waiting B (urgent) needs 3 blocks for its prompt
+    rows = [dict(cls=1, deadline=50.0, pred=6.0, resident=True, generated=1, computed=16),
+            dict(cls=1, deadline=0.45, pred=4.0, prompt_len=12, arrival=0.0)]
+    _, plan = _decide(make_view(rows, engine=engine), preempt_margin_iterations=10.0)
+    assert plan.run.tolist() == [1]
+    assert plan.preempt.tolist() == [0]
+    # default (no margin is enough): the resident keeps running, the waiting request waits
+    _, plan = _decide(make_view(rows, engine=engine))
+    assert plan.run.tolist() == [0]
+    assert plan.preempt.tolist() == []
+    # enough free blocks: nothing is preempted, both run
+    _, plan = _decide(make_view(rows, engine=SLOTTED))
+    assert plan.preempt.tolist() == []
+    assert sorted(plan.run.tolist()) == [0, 1]
+
+
+def test_rejects_unknown_selection():
+    with pytest.raises(ValueError, match="selection"):
+        SloPolicy(selection="magic")
