@@ -1,7 +1,7 @@
 """A per-request timeline of one overloaded moment: who got tokens and who waited.
 
 The moment is the time at which the most requests were in the system under the reference
-policy (the first policy, normally fcfs) at the highest load; every policy is drawn on the same
+policy (the first policy, normally fcfs) at one overloaded load; every policy is drawn on the same
 requests and the same time window, one panel each, so the panels differ only by the decisions.
 A request is "streaming" while consecutive tokens arrive less than `gap` seconds apart, and
 "waiting" from its release until its finish otherwise (queued, paused or preempted).
@@ -64,12 +64,11 @@ def streaming_spans(token_times: np.ndarray, gap: float) -> list[tuple[float, fl
     return [(float(token_times[s]), float(token_times[e])) for s, e in zip(starts, ends, strict=True)]
 
 
-def plot_timeline(rows: list[Row], experiment: str, path: Path, half_window: float = 15.0) -> Path:
-    """One panel per policy (same seed, highest load), sharing requests and window."""
-    top = max(r.rate_scale for r in rows)
-    seed = min(r.seed for r in rows if r.rate_scale == top)
-    cells = [r for r in rows if r.rate_scale == top and r.seed == seed and r.outcomes]
+def plot_timeline(cells: list[Row], experiment: str, path: Path, half_window: float = 15.0) -> Path:
+    """One panel per cell (one per policy: same load and seed), sharing requests and window; the
+    first cell is the reference whose busiest moment is shown."""
     reference = cells[0]
+    seed = reference.seed
     moment = busiest_moment(reference.outcomes, half_window)
     ids = pick_requests(reference.outcomes, moment)
     fig, axes = plt.subplots(1, len(cells), figsize=(5.2 * len(cells), 0.9 + 0.26 * len(ids)), sharey=True,
