@@ -70,10 +70,10 @@ def run_sweep(
     if store is not None:
         store.remove_stale_temporaries()
         stored = store.keys()
-        reused = [k for k in unique if k in stored]
     else:
-        reused = []
-    todo = [k for k in unique if k not in set(reused)]
+        stored = set()
+    reused = [k for k in unique if k in stored]
+    todo = [k for k in unique if k not in stored]
     computed: list[str] = []
     total = len(unique)
     if progress is not None:
