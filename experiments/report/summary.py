@@ -69,14 +69,20 @@ def metric_by_load_table(rows: list[Row], metric: str, as_pct: bool) -> str:
     return table(["load (req/s)", "rate scale", *[c.policy for c in cs]], body)
 
 
+def seed_mean(rows: list[Row], metric: str) -> float:
+    """Mean of a metric over the given rows (seeds), ignoring cells where it is undefined."""
+    values = np.array([r.metric(metric) for r in rows])
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if len(values) else math.nan
+
+
 def highest_load_table(rows: list[Row]) -> str:
     """Per policy at the highest load: attainment overall and per class, QoE, JCT; vs best baseline."""
     top = max(r.rate_scale for r in rows)
     at_top = [r for r in rows if r.rate_scale == top]
     policies = list(dict.fromkeys(r.policy for r in at_top))
-    mean = {p: {m: float(np.nanmean([r.metric(m) for r in at_top if r.policy == p]) if any(
-        np.isfinite(r.metric(m)) for r in at_top if r.policy == p) else math.nan)
-        for m in [m for m, _ in CLASS_METRICS] + ["mean_qoe", "jct.mean", "jct.p99"]} for p in policies}
+    metrics = [m for m, _ in CLASS_METRICS] + ["mean_qoe", "jct.mean", "jct.p99"]
+    mean = {p: {m: seed_mean([r for r in at_top if r.policy == p], m) for m in metrics} for p in policies}
     classes = [(m, t) for m, t in CLASS_METRICS if any(math.isfinite(mean[p][m]) for p in policies)]
     baselines = [p for p in policies if p in BASELINES]
     best = max(baselines, key=lambda p: mean[p]["attainment"]) if baselines else None
