@@ -71,9 +71,13 @@ def plot_timeline(cells: list[Row], experiment: str, path: Path, half_window: fl
     seed = reference.seed
     moment = busiest_moment(reference.outcomes, half_window)
     ids = pick_requests(reference.outcomes, moment)
-    fig, axes = plt.subplots(1, len(cells), figsize=(5.2 * len(cells), 0.9 + 0.26 * len(ids)), sharey=True,
+    ncols = min(len(cells), 3)  # wider figures become unreadable when shrunk to a page
+    nrows = -(-len(cells) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, nrows * (0.9 + 0.26 * len(ids))), sharey=True,
                              squeeze=False)
-    for ax, row in zip(axes[0], cells, strict=True):
+    for ax in axes.ravel()[len(cells):]:
+        ax.axis("off")
+    for ax, row in zip(axes.ravel(), cells):
         by_id = {o["id"]: o for o in row.outcomes}
         tbt = row.metric("tbt.p50")
         gap = 3 * tbt if np.isfinite(tbt) and tbt > 0 else 0.5
@@ -98,9 +102,11 @@ def plot_timeline(cells: list[Row], experiment: str, path: Path, half_window: fl
         ax.set_title(f"{row.policy}  ({row.rate:.3g} req/s)", fontsize=10)
         ax.set_xlabel("time (s)")
         ax.grid(axis="x", alpha=0.3)
-    axes[0][0].set_yticks(range(len(ids)), ids, fontsize=7)
-    axes[0][0].set_ylabel("request (by release time)")
+    axes[0][0].set_yticks(range(len(ids)), ids, fontsize=7)  # shared by every panel
     axes[0][0].invert_yaxis()
+    for ax_row in axes:
+        ax_row[0].set_ylabel("request (by release time)")
+        ax_row[0].tick_params(axis="y", labelsize=7)
     classes = sorted({by["class"] for by in reference.outcomes if by["id"] in set(ids)})
     handles = [Patch(color=WAIT_COLOR, label="in system, no token (queued/paused/preempted)")]
     handles += [Patch(color=CLASS_COLORS[c], label=f"streaming tokens ({c})") for c in classes if c in CLASS_COLORS]
@@ -110,5 +116,5 @@ def plot_timeline(cells: list[Row], experiment: str, path: Path, half_window: fl
     fig.legend(handles=handles, loc="lower center", ncols=3, fontsize=8, bbox_to_anchor=(0.5, -0.02 - 1.2 / (3 + len(ids))))
     fig.suptitle(f"{experiment}: who ran and who waited at the busiest moment (seed {seed}; right: each request's"
                  " QoE or SLO verdict, red = missed)", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))  # leave room for the title
     return save(fig, path)
