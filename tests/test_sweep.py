@@ -46,6 +46,7 @@ def test_store_write_is_atomic_and_leaves_no_temporaries(tmp_path):
     assert store.keys() == {"k1"}
     assert store.read("k1") == {"key": "k1", "cell": {"id": "a"}, "result": {"v": 2}}
     assert [p.name for p in (tmp_path / "cells").iterdir()] == ["k1.json"]
+    assert (tmp_path / "cells" / "k1.json").stat().st_mode & 0o777 == 0o644
     (tmp_path / "cells" / ".k2.abc.tmp").write_text('{"half')  # what a kill mid-write leaves
     assert store.keys() == {"k1"}
     assert store.remove_stale_temporaries() == 1

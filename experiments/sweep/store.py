@@ -67,6 +67,7 @@ class ResultStore:
         text = json.dumps({"key": key, "cell": cell, "result": result}, allow_nan=False)
         fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=self.cells_dir)
         try:
+            os.fchmod(fd, 0o644)  # mkstemp makes 0600; results are meant to be shared
             with os.fdopen(fd, "w") as fh:
                 fh.write(text)
                 fh.flush()
