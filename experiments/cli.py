@@ -5,21 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from experiments.commands import predictor, run
-from experiments.commands import serve_eval
-from experiments.commands import knapsack as knapsack_cmd
-from experiments.commands import solve as solve_cmd
+from experiments.commands import compare, knapsack, predictor, report, run, serve_eval, solve
+from experiments.sweep.backends import CellFailed
 from formulations.online import PlanError
 from formulations.requests import ValidationError
-from experiments.commands import compare as compare_cmd
 
-COMMANDS: list = [
-    run,
-    predictor,
-    serve_eval,
-    solve_cmd,
-    knapsack_cmd,
-]  # sub-command modules, in the order `slosched --help` lists them
+# Sub-command modules, in the order `slosched --help` lists them.
+COMMANDS = [run, report, solve, knapsack, compare, predictor, serve_eval]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,9 +22,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS.append(compare_cmd)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -40,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(["run", *(argv or [])])
     try:
         return args.handler(args)
-    except (ValidationError, PlanError, FileNotFoundError) as err:
+    except (ValidationError, PlanError, FileNotFoundError, CellFailed) as err:
         print(f"slosched: error: {err}", file=sys.stderr)
         return 2
 

@@ -22,6 +22,9 @@ from rich.table import Table
 from experiments.config import ExperimentConfig, load_config, with_overrides
 from experiments.errors import ConfigError
 from experiments.runner import CellResult, execute, expand_cells, git_commit, versions
+from experiments.sweep.gap import is_study_config, run_gap_command
+from experiments.sweep.options import add_sweep_arguments, execute_sweep, is_sweep, sweep_out
+from experiments.sweep.quick import quick
 
 DEMO_CONFIG = Path(str(resources.files("experiments") / "configs" / "demo.toml"))
 COLUMN_ROLES = ("arrival", "prompt", "output")
@@ -42,21 +45,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, metavar="N", help="use the first N requests")
     p.add_argument("--rate-scale", type=float, metavar="X", help="multiply the arrival rate by X (divides arrival times)")
     p.add_argument("--seed", type=int, metavar="N", help="workload and predictor seed")
+    add_sweep_arguments(p)
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.config and is_study_config(args.config):  # e.g. gap.toml: the compare study as a sweep
+        return run_gap_command(args)
     config = load_config(args.config or DEMO_CONFIG)
     config = with_overrides(
         config, trace=args.trace, columns=parse_columns(args.columns) if args.columns else None,
         time_unit=args.time_unit, policies=_split(args.policies) if args.policies else None,
         limit=args.limit, rate_scale=args.rate_scale, seed=args.seed,
     )
+    if args.quick:
+        config = quick(config)
     cells = expand_cells(config)
-    results = _execute_with_progress(cells)
-    out = Path(args.out) if args.out else Path("results") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if is_sweep(args, cells):
+        out = sweep_out(args, config.name)
+        results = execute_sweep(cells, out, args)  # stored per cell: outcomes without token times
+    else:
+        results = _execute_with_progress(cells)
+        out = Path(args.out) if args.out else Path("results") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     document = metrics_document(results)
-    write_outputs(out, config, results, document)
+    write_outputs(out, config, results, document, schedules=not is_sweep(args, cells))
     if args.json:
         print(json.dumps(document, indent=1))
     else:
@@ -64,7 +76,11 @@ def run(args: argparse.Namespace) -> int:
         if not console.is_terminal:  # piped: do not squeeze the table into 80 columns
             console = Console(width=140)
         console.print(metrics_table(config, results))
-        console.print(f"wrote {out}/metrics.json and {len(results)} schedule file(s)")
+        if is_sweep(args, cells):
+            console.print(f"wrote {out}/metrics.json and {len(results)} cell(s) under {out}/cells "
+                          f"(plots: slosched report {out})")
+        else:
+            console.print(f"wrote {out}/metrics.json and {len(results)} schedule file(s)")
     return 0
 
 
@@ -120,7 +136,8 @@ def metrics_document(results: list[CellResult]) -> dict[str, Any]:
     return doc
 
 
-def write_outputs(out: Path, config: ExperimentConfig, results: list[CellResult], document: dict[str, Any]) -> None:
+def write_outputs(out: Path, config: ExperimentConfig, results: list[CellResult], document: dict[str, Any],
+                  schedules: bool = True) -> None:
     out.mkdir(parents=True, exist_ok=True)
     runs = {label: {"iterations": r.iterations, "wall_seconds": r.wall_seconds, "rate_scale": r.rate_scale,
                     "seed": r.seed, "metrics": r.metrics}
@@ -130,6 +147,8 @@ def write_outputs(out: Path, config: ExperimentConfig, results: list[CellResult]
         "git_commit": git_commit(), "policies": document, "runs": runs,
     }, indent=1))
     for label, r in zip(_labels(results), results, strict=True):
+        if not schedules:  # a sweep: every cell is already stored under out/cells/
+            break
         with (out / f"schedule-{label}.jsonl").open("w") as fh:
             for outcome in r.outcomes:
                 line = {"id": outcome["id"], "class": outcome["class"], **outcome}  # id, class first

@@ -1,0 +1,180 @@
+"""Where sweep cells run: in this process, on a local process pool, or on a Ray cluster.
+
+Every backend has one method, `run(fn, items, on_done)`: it calls `fn(item)` for every item and
+hands each result to `on_done(index, result)` *in the calling process* as soon as it is ready
+(completion order, not item order). The driver therefore writes results itself, whichever
+machine computed them, and a cell whose result reached `on_done` is never lost.
+
+When a cell fails, the backend stops starting new cells and then raises `CellFailed` naming the
+failed item; the local pool still delivers the cells already running (Ray interrupts them). With
+`keep_going` it runs every other cell first and then raises for the first failure, counting the
+rest. Either way a rerun only has to compute what never reached `on_done`.
+
+`fn` and the items must be picklable: `fn` a module-level function (the process pool uses the
+"spawn" start method, which re-imports it in a fresh interpreter; Ray ships it by reference).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from typing import Any
+
+OnDone = Callable[[int, Any], None]
+
+
+class CellFailed(RuntimeError):
+    """A cell raised; `index` is its position in the items given to the backend, `others` the
+    number of further cells that failed (with keep_going)."""
+
+    def __init__(self, index: int, item: Any, cause: BaseException, others: int = 0) -> None:
+        more = f" (and {others} more cell(s) failed)" if others else ""
+        super().__init__(f"cell {index} failed: {type(cause).__name__}: {cause}{more} (cell: {item!r})")
+        self.index = index
+        self.item = item
+        self.cause = cause
+        self.others = others
+
+
+def _first_failure(failures: list[CellFailed]) -> CellFailed | None:
+    if not failures:
+        return None
+    first = failures[0]
+    return CellFailed(first.index, first.item, first.cause, others=len(failures) - 1)
+
+
+class SequentialBackend:
+    """Runs cells one after another in this process (debugging, tiny sweeps, profiling)."""
+
+    name = "sequential"
+
+    def run(self, fn: Callable[[Any], Any], items: Sequence[Any], on_done: OnDone, keep_going: bool = False) -> None:
+        failures: list[CellFailed] = []
+        for i, item in enumerate(items):
+            try:
+                result = fn(item)
+            except Exception as err:
+                failures.append(CellFailed(i, item, err))
+                if not keep_going:
+                    break
+                continue
+            on_done(i, result)
+        failure = _first_failure(failures)
+        if failure is not None:
+            raise failure from failure.cause
+
+
+class LocalBackend:
+    """A pool of worker processes on this machine (the default backend)."""
+
+    name = "local"
+
+    def __init__(self, workers: int | None = None) -> None:
+        if workers is not None and workers < 1:
+            raise ValueError(f"workers={workers} must be >= 1")
+        self.workers = workers or os.cpu_count() or 1
+
+    def run(self, fn: Callable[[Any], Any], items: Sequence[Any], on_done: OnDone, keep_going: bool = False) -> None:
+        if not items:
+            return
+        workers = min(self.workers, len(items))
+        ctx = multiprocessing.get_context("spawn")  # safe with threads and Ray in the parent
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+        failures: list[CellFailed] = []
+        try:
+            index_of: dict[Future, int] = {pool.submit(fn, item): i for i, item in enumerate(items)}
+            pending = set(index_of)
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in sorted(done, key=index_of.__getitem__):
+                    if fut.cancelled():
+                        continue
+                    i = index_of[fut]
+                    err = fut.exception()
+                    if err is not None:
+                        failures.append(CellFailed(i, items[i], err))
+                        if not keep_going:
+                            for other in pending:
+                                other.cancel()  # not started yet: never runs
+                        continue
+                    on_done(i, fut.result())
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+        failure = _first_failure(sorted(failures, key=lambda f: f.index))
+        if failure is not None:
+            raise failure from failure.cause
+
+
+class RayBackend:
+    """Ray tasks, one per cell, on a local Ray instance or the cluster at `address`.
+
+    Ray is imported only here, so the rest of slosched works without it. If Ray is already
+    initialised (a notebook, a test) that session is used and left running; otherwise this
+    backend starts/joins one and shuts it down when the sweep ends.
+    """
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, num_cpus: int | None = None) -> None:
+        self.address = address
+        self.num_cpus = num_cpus
+
+    def run(self, fn: Callable[[Any], Any], items: Sequence[Any], on_done: OnDone, keep_going: bool = False) -> None:
+        if not items:
+            return
+        try:
+            import ray
+        except ImportError:
+            raise RuntimeError("the ray backend needs Ray: pip install 'slosched[sweep]'") from None
+        started = not ray.is_initialized()
+        if started:
+            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+            if self.address is not None:
+                kwargs["address"] = self.address
+            elif self.num_cpus is not None:
+                kwargs["num_cpus"] = self.num_cpus
+            ray.init(**kwargs)
+        try:
+            task = ray.remote(num_cpus=1)(fn)
+            index_of = {task.remote(item): i for i, item in enumerate(items)}
+            pending = list(index_of)
+            failures: list[CellFailed] = []
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                for ref in done:
+                    i = index_of[ref]
+                    try:
+                        result = ray.get(ref)
+                    except ray.exceptions.TaskCancelledError:
+                        continue
+                    except ray.exceptions.RayTaskError as err:
+                        failures.append(CellFailed(i, items[i], err.as_instanceof_cause()))
+                        if not keep_going and len(failures) == 1:
+                            for other in pending:
+                                ray.cancel(other)  # queued ones never start; running ones are interrupted
+                        continue
+                    on_done(i, result)
+            failure = _first_failure(sorted(failures, key=lambda f: f.index))
+            if failure is not None:
+                raise failure from failure.cause
+        finally:
+            if started:
+                ray.shutdown()
+
+
+BACKENDS = ("local", "sequential", "ray")
+
+
+def make_backend(name: str, *, workers: int | None = None, address: str | None = None) -> Any:
+    """The backend called `name`; `workers` sizes the local pool (and a fresh local Ray)."""
+    if name == "local":
+        return LocalBackend(workers)
+    if name == "sequential":
+        return SequentialBackend()
+    if name == "ray":
+        return RayBackend(address=address, num_cpus=workers)
+    raise ValueError(f"backend={name!r}; valid: {', '.join(BACKENDS)}")

@@ -1,0 +1,104 @@
+"""Per-cell result files: one JSON per finished cell, written atomically, keyed by a config hash.
+
+Why files and not one big results file: a sweep can be killed at any moment (Ctrl-C, a lost
+cluster node, a CI timeout). Each finished cell is written to a temporary file in the same
+directory and then `os.replace`d onto its final name, which is atomic on POSIX, so a reader (or
+the next run) sees either the whole cell or nothing. The key is a hash of the cell's canonical
+JSON, so the same cell always maps to the same file and a rerun skips it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+CELLS_DIR = "cells"
+KEY_LENGTH = 16  # hex digits of sha256: 64 bits, no collision in any realistic sweep
+
+
+def cell_dict(cell: Any) -> dict[str, Any]:
+    """The plain-data form of a cell: its `to_dict()`, a dataclass's fields, or a dict as is."""
+    if isinstance(cell, dict):
+        return cell
+    if hasattr(cell, "to_dict"):
+        return cell.to_dict()
+    if dataclasses.is_dataclass(cell) and not isinstance(cell, type):
+        return dataclasses.asdict(cell)
+    raise TypeError(f"cannot key a cell of type {type(cell).__name__}: give it to_dict() or make it a dataclass")
+
+
+def canonical_json(data: Any) -> str:
+    """JSON with sorted keys and no whitespace: equal data gives equal text (and equal hashes)."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def cell_key(cell: Any) -> str:
+    """A stable hash of the cell's configuration (independent of dict order and of the process)."""
+    return hashlib.sha256(canonical_json(cell_dict(cell)).encode()).hexdigest()[:KEY_LENGTH]
+
+
+class ResultStore:
+    """The cell results of one sweep under `root/cells/<key>.json`."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.cells_dir = self.root / CELLS_DIR
+
+    def path(self, key: str) -> Path:
+        return self.cells_dir / f"{key}.json"
+
+    def has(self, key: str) -> bool:
+        return self.path(key).is_file()
+
+    def keys(self) -> set[str]:
+        if not self.cells_dir.is_dir():
+            return set()
+        return {p.stem for p in self.cells_dir.glob("*.json")}
+
+    def write(self, key: str, cell: dict[str, Any], result: dict[str, Any]) -> Path:
+        """Write one finished cell atomically (temp file in the same directory + os.replace)."""
+        self.cells_dir.mkdir(parents=True, exist_ok=True)
+        text = json.dumps({"key": key, "cell": cell, "result": result}, allow_nan=False)
+        fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=self.cells_dir)
+        try:
+            os.fchmod(fd, 0o644)  # mkstemp makes 0600; results are meant to be shared
+            with os.fdopen(fd, "w") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path(key))
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return self.path(key)
+
+    def read(self, key: str) -> dict[str, Any]:
+        """The stored record {"key", "cell", "result"} of one cell."""
+        path = self.path(key)
+        try:
+            record = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: corrupt cell result ({err}); delete it to recompute the cell") from None
+        if record.get("key") != key:
+            raise ValueError(f"{path}: holds key {record.get('key')!r}, expected {key!r}")
+        return record
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        """Every stored record, in key order (stable across runs)."""
+        for key in sorted(self.keys()):
+            yield self.read(key)
+
+    def remove_stale_temporaries(self) -> int:
+        """Delete temp files left by a run killed mid-write; they never count as results."""
+        if not self.cells_dir.is_dir():
+            return 0
+        stale = list(self.cells_dir.glob(".*.tmp"))
+        for p in stale:
+            p.unlink(missing_ok=True)
+        return len(stale)

@@ -1,0 +1,48 @@
+"""The Ray backend gives exactly the local backend's results (on a local 2-CPU Ray instance)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from experiments.sweep import CellFailed, ResultStore, run_sweep
+from sweep_fakes import fake_cell, make_cells
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    # Ray workers import the cell function by name: they inherit PYTHONPATH from this process
+    # when ray.init starts the local instance (on a cluster, slosched is installed on each node).
+    here = str(Path(__file__).resolve().parent)
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([here, str(Path(here).parent), *filter(None, [old])])
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    finally:
+        if old is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = old
+    yield
+    ray.shutdown()
+
+
+def test_ray_matches_local_and_resumes(local_ray, tmp_path):
+    cells = make_cells(6)
+    local = run_sweep(cells, fake_cell, tmp_path / "local", backend="local", workers=2)
+    half = run_sweep(cells[:3], fake_cell, tmp_path / "ray", backend="ray")
+    assert half.results == local.results[:3]
+    full = run_sweep(cells, fake_cell, tmp_path / "ray", backend="ray")
+    assert full.results == local.results
+    assert sorted(full.reused) == sorted(half.keys) and len(full.computed) == 3
+    assert ResultStore(tmp_path / "ray").keys() == ResultStore(tmp_path / "local").keys()
+
+
+def test_ray_failure_names_the_cell(local_ray, tmp_path):
+    cells = [{**c, "seed": -1} if c["id"] == "c1" else c for c in make_cells(3)]  # negative seed: numpy raises
+    with pytest.raises(CellFailed, match="c1"):
+        run_sweep(cells, fake_cell, tmp_path, backend="ray")
