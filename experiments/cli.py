@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from experiments.commands import run
+from experiments.commands import knapsack as knapsack_cmd
 from formulations.online import PlanError
 from formulations.requests import ValidationError
 from experiments.commands import compare as compare_cmd
@@ -13,6 +14,7 @@ from experiments.commands import compare as compare_cmd
 COMMANDS: list = [
     run,
 ]  # sub-command modules, in the order `slosched --help` lists them
+COMMANDS.append(knapsack_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,51 @@
+"""Seeded small slotted instances for the exact oracle's tests and scaling benchmark.
+
+Requests of all three classes arrive over the first slots; KV capacity is a fraction of what
+all requests would hold at their peak together, so `kv_tightness` < 1 forces waiting or
+preemption. Every time is a multiple of the slot time or of 1/r, so the model's integer ticks
+are exact.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from formulations.engine_spec import EngineSpec
+from formulations.instance import Instance
+from formulations.requests import Group, Request, RequestClass
+
+
+def random_instance(seed: int, n_requests: int, *, prompt=(4, 24), output=(2, 8), arrival_slots: int = 6,
+                    block_size: int = 4, kv_tightness: float = 0.5, token_budget: int = 32, max_seqs: int = 8,
+                    slot_time: float = 0.05, dag_group: int = 0, classes=("latency", "throughput"),
+                    profile: str = "llama3-8b-h100") -> Instance:
+    """`dag_group` > 0 adds one bulk group of that many members with a chain-and-fork DAG."""
+    rng = np.random.default_rng(seed)
+    requests: list[Request] = []
+    n_single = n_requests - dag_group
+    for i in range(n_single):
+        cls = RequestClass(classes[i % len(classes)])
+        arrival = float(rng.integers(0, arrival_slots)) * slot_time
+        p = int(rng.integers(prompt[0], prompt[1] + 1))
+        n = int(rng.integers(output[0], output[1] + 1))
+        if cls is RequestClass.LATENCY:
+            requests.append(Request(f"r{i}", cls, arrival, p, n, ttft_target=float(rng.choice([2, 3, 4])) * slot_time,
+                                    read_rate=1.0 / (slot_time * float(rng.choice([1, 2])))))
+        else:
+            requests.append(Request(f"r{i}", RequestClass.THROUGHPUT, arrival, p, n,
+                                    slack_ratio=float(rng.choice([1.5, 2.0, 3.0]))))
+    groups = []
+    if dag_group:
+        arrival = float(rng.integers(0, arrival_slots)) * slot_time
+        members = [f"g{j}" for j in range(dag_group)]
+        for m in members:
+            requests.append(Request(m, RequestClass.BULK, arrival, int(rng.integers(prompt[0], prompt[1] + 1)),
+                                    int(rng.integers(output[0], output[1] + 1)), group="G"))
+        edges = tuple((members[0], m) for m in members[1:])  # a fork: the root feeds all others
+        groups.append(Group("G", tuple(members), arrival, slack_ratio=2.0, edges=edges))
+    peak = sum(-(-(r.prompt_len + r.output_len - 1) // block_size) for r in requests)
+    biggest = max(-(-(r.prompt_len + r.output_len - 1) // block_size) for r in requests)
+    kv = max(biggest, int(peak * kv_tightness))
+    engine = EngineSpec.from_profile(profile, kv_blocks=kv, block_size=block_size, token_budget=token_budget,
+                                     max_seqs=max_seqs, slot_time=slot_time)
+    return Instance(engine, tuple(requests), tuple(groups), meta={"seed": seed, "generator": "exact.generate"})

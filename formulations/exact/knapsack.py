@@ -1,0 +1,144 @@
+"""The per-step batch-selection problem as an m-D 0/1 knapsack, and its exact CP-SAT model.
+
+At one scheduling step a policy picks a subset of candidate requests: item i has a value (the
+policy's marginal SLO value of running it now) and integer weights (KV blocks it needs, tokens
+it uses this iteration, ...); the capacities are the free KV blocks and the token budget, and
+an optional cardinality bound is `max_seqs`. Weights and capacities are integers because they
+count blocks and tokens; values may be real. The same class carries OR-Library benchmark
+problems (`read_orlib`), whose values are integers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from ortools.sat.python import cp_model
+
+from formulations.requests import ValidationError
+
+VALUE_SCALE = 10**6  # CP-SAT needs integer objective coefficients: real values are scaled, then rounded
+
+
+@dataclass(frozen=True)
+class KnapsackProblem:
+    """maximize values @ x  s.t.  weights.T @ x <= capacities,  sum(x) <= max_items,  x binary."""
+
+    values: np.ndarray  # (n,) float
+    weights: np.ndarray  # (n, m) int64 >= 0
+    capacities: np.ndarray  # (m,) int64 >= 0
+    max_items: int | None = None
+    best_known: float | None = None  # from a benchmark file, when it states one
+    name: str = "knapsack"
+
+    def __post_init__(self) -> None:
+        values = np.asarray(self.values, dtype=np.float64)
+        weights = np.asarray(self.weights)
+        capacities = np.asarray(self.capacities)
+        if values.ndim != 1:
+            raise ValidationError(f"{self.name}: values must be 1-D, got shape {values.shape}")
+        if weights.ndim != 2 or weights.shape[0] != len(values):
+            raise ValidationError(f"{self.name}: weights shape {weights.shape} must be (n={len(values)}, m)")
+        if capacities.shape != (weights.shape[1],):
+            raise ValidationError(f"{self.name}: capacities shape {capacities.shape} must be ({weights.shape[1]},)")
+        for field_name, arr in (("weights", weights), ("capacities", capacities)):
+            if not np.all(np.equal(np.mod(arr, 1), 0)):
+                raise ValidationError(f"{self.name}: {field_name} must be integers (blocks, tokens)")
+            if np.any(arr < 0):
+                raise ValidationError(f"{self.name}: {field_name} must be >= 0, got min {arr.min()}")
+        if not np.all(np.isfinite(values)):
+            raise ValidationError(f"{self.name}: values must be finite")
+        if self.max_items is not None and self.max_items < 0:
+            raise ValidationError(f"{self.name}: max_items={self.max_items} must be >= 0")
+        object.__setattr__(self, "values", values)
+        object.__setattr__(self, "weights", weights.astype(np.int64))
+        object.__setattr__(self, "capacities", capacities.astype(np.int64))
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def m(self) -> int:
+        return self.weights.shape[1]
+
+    def is_feasible(self, taken: np.ndarray) -> bool:
+        taken = np.asarray(taken, dtype=np.int64)
+        if len(set(taken.tolist())) != len(taken):
+            return False
+        if self.max_items is not None and len(taken) > self.max_items:
+            return False
+        return bool(np.all(self.weights[taken].sum(axis=0) <= self.capacities))
+
+    def value(self, taken: np.ndarray) -> float:
+        return float(self.values[np.asarray(taken, dtype=np.int64)].sum())
+
+    def integral_values(self) -> bool:
+        return bool(np.all(np.equal(np.mod(self.values, 1), 0)))
+
+
+@dataclass
+class CpsatKnapsack:
+    """A built CP-SAT model: `x[i]` takes item i; the objective is `scale * value` (rounded)."""
+
+    model: cp_model.CpModel
+    x: list[cp_model.IntVar]
+    scale: int
+
+
+def build_cpsat(problem: KnapsackProblem) -> CpsatKnapsack:
+    """CP-SAT model of the knapsack. Integer values are kept exact; real ones are scaled by
+    VALUE_SCALE and rounded (the reported value is recomputed from the chosen items)."""
+    model = cp_model.CpModel()
+    x = [model.NewBoolVar(f"x{i}") for i in range(problem.n)]
+    for j in range(problem.m):
+        model.Add(sum(int(w) * xi for w, xi in zip(problem.weights[:, j], x, strict=True) if w) <= int(problem.capacities[j]))
+    if problem.max_items is not None:
+        model.Add(sum(x) <= problem.max_items)
+    scale = 1 if problem.integral_values() else VALUE_SCALE
+    coefs = [int(round(v * scale)) for v in problem.values]
+    for i, c in enumerate(coefs):
+        if c <= 0:
+            model.Add(x[i] == 0)  # never worth taking (as in the greedy)
+    model.Maximize(sum(c * xi for c, xi in zip(coefs, x, strict=True) if c > 0))
+    return CpsatKnapsack(model, x, scale)
+
+
+def read_orlib(path: str | Path) -> list[KnapsackProblem]:
+    """Problems of an OR-Library multidimensional knapsack file (mknap1 / mknapcb format).
+
+    The file is a stream of numbers: K, then per problem `n m best_known`, n profits, m rows of n
+    weights, m capacities. A best_known of 0 means "not stated" (mknapcb files use 0).
+    """
+    path = Path(path)
+    tokens = path.read_text().split()
+    try:
+        numbers = [float(t) for t in tokens]
+    except ValueError as err:
+        raise ValidationError(f"{path}: not an OR-Library knapsack file ({err})") from None
+    pos = 0
+
+    def take(count: int, what: str) -> list[float]:
+        nonlocal pos
+        if pos + count > len(numbers):
+            raise ValidationError(f"{path}: file ends while reading {what} (needs {count} more numbers at #{pos})")
+        chunk = numbers[pos:pos + count]
+        pos += count
+        return chunk
+
+    (k,) = take(1, "the problem count")
+    problems = []
+    for p in range(int(k)):
+        n, m, best = take(3, f"problem {p + 1} header 'n m best_known'")
+        n, m = int(n), int(m)
+        if n < 1 or m < 1:
+            raise ValidationError(f"{path}: problem {p + 1} has n={n}, m={m}; both must be >= 1")
+        profits = take(n, f"problem {p + 1} profits")
+        weights = np.array(take(n * m, f"problem {p + 1} weights")).reshape(m, n).T
+        capacities = take(m, f"problem {p + 1} capacities")
+        problems.append(KnapsackProblem(np.array(profits), weights, np.array(capacities),
+                                        best_known=best if best > 0 else None, name=f"{path.name}#{p + 1}"))
+    if pos != len(numbers):
+        raise ValidationError(f"{path}: {len(numbers) - pos} numbers left over after {int(k)} problems")
+    return problems

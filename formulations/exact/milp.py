@@ -1,0 +1,52 @@
+"""Translate a `LinearModel` into a PuLP MILP (solvable by CBC and HiGHS).
+
+An enforced constraint `lits => a.x <= b` becomes `a.x <= b + M * (len(lits) - sum(lits))` with
+M = max(a.x) - b over the variables' bounds: the smallest M that makes the constraint vacuous
+when a literal is 0, so the MILP and the CP-SAT model have the same integer solutions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulp
+
+from formulations.exact.linear import LinearModel
+
+
+@dataclass
+class MilpModel:
+    problem: pulp.LpProblem
+    vars: list[pulp.LpVariable]
+
+
+def to_milp(lm: LinearModel, name: str = "hindsight") -> MilpModel:
+    prob = pulp.LpProblem(name, pulp.LpMaximize)
+    xs = [pulp.LpVariable(f"v{k}", lowBound=lo, upBound=hi, cat=pulp.LpBinary if (lo, hi) in ((0, 1),) else pulp.LpInteger)
+          for k, (lo, hi) in enumerate(zip(lm.lb, lm.ub, strict=True))]
+    for k, c in enumerate(lm.constraints):
+        terms = [(xs[v], coef) for v, coef in c.terms.items()]
+        lo, hi = lm.activity_range(c.terms)
+        senses = ["<=", ">="] if c.sense == "==" and c.enforce else [c.sense]
+        for s, sense in enumerate(senses):
+            expr = pulp.LpAffineExpression(terms)
+            rhs = c.rhs
+            if c.enforce:
+                slack = len(c.enforce) - pulp.lpSum(xs[e] for e in c.enforce)
+                if sense == "<=":
+                    if hi <= c.rhs:
+                        continue
+                    expr = expr - (hi - c.rhs) * slack
+                else:
+                    if lo >= c.rhs:
+                        continue
+                    expr = expr + (c.rhs - lo) * slack
+            op = {"<=": expr <= rhs, ">=": expr >= rhs, "==": expr == rhs}[sense]
+            prob.addConstraint(op, name=f"c{k}_{s}")
+    prob.setObjective(pulp.LpAffineExpression([(xs[v], coef) for v, coef in lm.objective.items()]) + lm.objective_offset)
+    return MilpModel(prob, xs)
+
+
+def set_start(built: MilpModel, values: list[int]) -> None:
+    for var, value in zip(built.vars, values, strict=True):
+        var.setInitialValue(int(value))
