@@ -61,13 +61,15 @@ def _table(report: StudyReport) -> None:
 
     table = Table(title=f"attainment vs hindsight optimum ({len(report.instances)} instances proven optimal"
                         f"{f', {report.unproven} unproven left out' if report.unproven else ''})")
-    for col in ("policy", "mean ratio", "min ratio", "max ratio", "optimal share", "mean QoE ratio"):
+    for col in ("policy", "mean ratio", "min ratio", "max ratio", "optimal share", "mean QoE ratio",
+                "ratio to bound (all)"):
         table.add_column(col, justify="right" if col != "policy" else "left")
     ranked = sorted(report.policies.items(), key=lambda kv: -kv[1].mean_ratio)
     for name, s in ranked:
         qoe = "-" if s.mean_qoe_ratio is None else f"{s.mean_qoe_ratio:.3f}"
         table.add_row(name, f"{s.mean_ratio:.4f}", f"{s.min_ratio:.3f}", f"{s.max_ratio:.3f}",
-                      f"{s.optimal_share:.2%}", qoe)
+                      f"{s.optimal_share:.2%}", qoe,
+                      "-" if s.mean_bound_ratio is None else f"{s.mean_bound_ratio:.4f}")
     console = Console()
     console.print(table)
     k = report.step_knapsack.to_dict()

@@ -67,7 +67,7 @@ class SloPolicy(Policy):
         selection: str = "priority",
         starvation_iterations: float = 20000.0,
         gang_iterations: float = 4.0,
-        admission: bool = False,
+        admission: bool = True,
         max_rejections: int = 8,
         preempt_margin_iterations: float = float("inf"),
         latency_budget_share: float = 0.5,
