@@ -192,8 +192,9 @@ class StepGap:
 
 
 def step_gaps(slo_policy, views: list[EngineView], exact: Callable, into: StepGap) -> None:
-    """Greedy (value density) vs exact on each contended step's 2-D knapsack of `slo`."""
-    from solvers.knapsack.greedy import greedy_knapsack
+    """Greedy (best of the density and value orders) vs exact on each contended step's 2-D
+    knapsack of `slo`."""
+    from solvers.knapsack.greedy import best_of_greedy
 
     for view in views:
         step = slo_policy.knapsack_inputs(view)
@@ -203,7 +204,7 @@ def step_gaps(slo_policy, views: list[EngineView], exact: Callable, into: StepGa
         values, weights = step.values[items], step.weights[items]
         if len(items) <= step.max_items and np.all(weights.sum(axis=0) <= step.capacities):
             continue  # everything fits: both take all
-        greedy = float(values[greedy_knapsack(values, weights, step.capacities, max_items=step.max_items)].sum())
+        greedy = float(values[best_of_greedy(values, weights, step.capacities, max_items=step.max_items)].sum())
         best = exact(values, weights, step.capacities, step.max_items)
         into.steps += 1
         gap = 0.0 if best <= 0 else max(0.0, 1.0 - greedy / best)

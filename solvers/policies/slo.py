@@ -35,7 +35,7 @@ import numpy as np
 
 from formulations.engine_spec import EngineSpec
 from formulations.online import EMPTY, EngineView, Plan, Policy
-from solvers.knapsack.greedy import greedy_knapsack
+from solvers.knapsack.greedy import best_of_greedy, greedy_knapsack
 from solvers.policies import batching, signals
 from solvers.policies.dag_deadlines import GroupDeadlines
 
@@ -322,7 +322,7 @@ class SloPolicy(Policy):
         if self.selection == "priority":
             taken = greedy_knapsack(values, weights, caps, max_items=step.max_items, order=order)
         elif self.selection == "density":
-            taken = order[greedy_knapsack(values[order], weights[order], caps, max_items=step.max_items)]
+            taken = order[best_of_greedy(values[order], weights[order], caps, max_items=step.max_items)]
         else:
             from formulations.exact.knapsack import KnapsackProblem
             from solvers.knapsack.cpsat import solve_cpsat
