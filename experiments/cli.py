@@ -7,6 +7,7 @@ import sys
 
 from experiments.commands import run
 from experiments.commands import knapsack as knapsack_cmd
+from experiments.commands import solve as solve_cmd
 from formulations.online import PlanError
 from formulations.requests import ValidationError
 from experiments.commands import compare as compare_cmd
@@ -15,6 +16,7 @@ COMMANDS: list = [
     run,
 ]  # sub-command modules, in the order `slosched --help` lists them
 COMMANDS.append(knapsack_cmd)
+COMMANDS.append(solve_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -36,6 +36,8 @@ class Assignment:
 
 def decode(hm: HindsightModel, values: list[int]) -> Assignment:
     """The assignment of a model solution: full chunks and decodes first, the partial chunk last."""
+    if hm.kind == "compact":
+        return _decode_compact(hm, values)
     run: list[list[int]] = [[] for _ in range(hm.horizon)]
     partial: list[list[int]] = [[] for _ in range(hm.horizon)]
     preempt: list[list[int]] = [[] for _ in range(hm.horizon)]
@@ -46,6 +48,44 @@ def decode(hm: HindsightModel, values: list[int]) -> Assignment:
             if values[v.x[t]]:
                 (run if values[v.o[t]] else partial)[k].append(i)
     return Assignment(hm.tau, [r + p for r, p in zip(run, partial, strict=True)], preempt)
+
+
+def _decode_compact(hm: HindsightModel, values: list[int]) -> Assignment:
+    """Compact model: run what x says; keep paused requests resident unless the slot's KV would
+    overflow, then preempt those needed furthest in the future first (the model charges no KV
+    to paused requests, so preempting all of them always fits)."""
+    spec = hm.instance.engine
+    reqs = hm.instance.requests
+    run: list[list[int]] = [[] for _ in range(hm.horizon)]
+    for i, v in enumerate(hm.req):
+        for t, k in enumerate(v.slots()):
+            if values[v.x[t]]:
+                run[k].append(i)
+    next_runs: dict[int, list[int]] = {}
+    for k in range(hm.horizon - 1, -1, -1):
+        for i in run[k]:
+            next_runs.setdefault(i, []).append(k)  # descending; pop() gives the next one
+    preempt: list[list[int]] = [[] for _ in range(hm.horizon)]
+    held: dict[int, int] = {}  # resident request -> tokens computed
+    gen = [0] * len(reqs)
+    for k in range(hm.horizon):
+        running = run[k]
+        for i in running:
+            next_runs[i].pop()
+        paused = [i for i in held if i not in running]
+        total = sum(spec.blocks_for(reqs[i].prompt_len + gen[i]) for i in running)
+        total += sum(spec.blocks_for(held[i]) for i in paused)
+        paused.sort(key=lambda i: next_runs[i][-1] if next_runs.get(i) else hm.horizon + 1)
+        while total > spec.kv_blocks:
+            victim = paused.pop()
+            preempt[k].append(victim)
+            total -= spec.blocks_for(held.pop(victim))
+        for i in running:
+            held[i] = reqs[i].prompt_len + gen[i]
+            gen[i] += 1
+            if gen[i] == reqs[i].output_len:
+                del held[i]  # freed with its last token
+    return Assignment(hm.tau, run, preempt)
 
 
 @dataclass
@@ -85,8 +125,8 @@ def play(instance: Instance, assignment: Assignment, horizon: int) -> Played:
         runs = assignment.run[k] if k < assignment.horizon else []
         pre = assignment.preempt[k] if k < assignment.horizon else []
         for i in pre:
-            if comp[i] == 0 and not problem:
-                problem = f"slot {k}: preempts request {i}, which holds no KV"
+            if (comp[i] == 0 or i in runs) and not problem:
+                problem = f"slot {k}: preempts request {i}, which holds no KV or also runs"
             comp[i] = 0
             p[i, k] = True
         budget, seqs = spec.token_budget, spec.max_seqs
@@ -117,33 +157,74 @@ def play(instance: Instance, assignment: Assignment, horizon: int) -> Played:
 
 
 def model_values(hm: HindsightModel, played: Played) -> list[int]:
-    """Every model variable's value for a played assignment (a complete hint / model check)."""
+    """Every model variable's value for a played assignment (a complete hint / model check).
+
+    For the compact model the played run is first reduced as its dominance rules allow: only
+    SLO-met requests keep their runs, and paused requests hold no KV.
+    """
     values = list(hm.model.lb)
     inst = hm.instance
+    keep = _compact_met_requests(hm, played) if hm.kind == "compact" else None
     for i, v in enumerate(hm.req):
-        lag = 0
         r = inst.requests[i]
+        if keep is not None and i not in keep:
+            continue  # dropped: all its variables stay at 0
+        lag = 0
         for t, k in enumerate(v.slots()):
-            for arr, var in ((played.x, v.x), (played.o, v.o), (played.p, v.p), (played.u, v.u),
-                             (played.g, v.g)):
-                values[var[t]] = int(arr[i, k])
-            c = int(played.c[i, k])
-            values[v.c[t]] = c
-            values[v.b[t]] = inst.engine.blocks_for(c)
+            values[v.x[t]] = int(played.o[i, k] if hm.kind == "compact" else played.x[i, k])
+            values[v.g[t]] = int(played.g[i, k])
             done = played.g[i, k] >= r.output_len
             values[v.fin[t]] = int(done)
+            if hm.kind == "compact":
+                values[v.b[t]] = inst.engine.blocks_for(r.prompt_len + int(played.g[i, k]) - 1) if played.o[i, k] else 0
+            else:
+                for arr, var in ((played.o, v.o), (played.p, v.p), (played.u, v.u)):
+                    values[var[t]] = int(arr[i, k])
+                c = int(played.c[i, k])
+                values[v.c[t]] = c
+                values[v.b[t]] = inst.engine.blocks_for(c)
             if v.lag:
                 if played.o[i, k]:
-                    ideal1_t = round((r.arrival + r.ttft_target) * hm.scale)
-                    rinv_t = round(hm.scale / r.read_rate)
                     before = int(played.g[i, k - 1]) if k > v.start else 0
-                    lag = max(lag, (k + 1) * round(hm.tau * hm.scale) - ideal1_t - before * rinv_t)
+                    lag = max(lag, _lateness_ticks(hm, r, k, before))
                 values[v.lag[t]] = lag
                 values[v.late[t]] = lag if played.o[i, k] else 0
+    tau_t = round(hm.tau * hm.scale)
+    for v in hm.req:
+        for var, t, j_k in v.deficit:
+            values[var] = min(j_k, max(0, j_k - tau_t * values[v.g[t]]))
     for key, var in hm.met.items():
         values[var] = 0
         values[var] = int(_met(hm, values, key))
     return values
+
+
+def _lateness_ticks(hm: HindsightModel, r, k: int, before: int) -> int:
+    """(k+1) tau - ideal_1 - before / r in the model's integer ticks."""
+    ideal1_t = round((r.arrival + r.ttft_target) * hm.scale)
+    return (k + 1) * round(hm.tau * hm.scale) - ideal1_t - before * round(hm.scale / r.read_rate)
+
+
+def _compact_met_requests(hm: HindsightModel, played: Played) -> set[int]:
+    """Requests whose SLO the played run meets within their compact-model window (bulk: the
+    whole group), in the model's own arithmetic."""
+    inst = hm.instance
+    ok_key: dict[str, bool] = {}
+    key_of = []
+    for i, (r, v) in enumerate(zip(inst.requests, hm.req, strict=True)):
+        key = f"g:{r.group}" if r.group is not None else f"r:{r.id}"
+        key_of.append(key)
+        good = bool(v.x) and played.g[i, v.start + len(v.x) - 1] >= r.output_len and played.g[i, :v.start].sum() == 0
+        if good and v.lag:
+            lag, area = 0, 0
+            budget_t = int((1 - hm.qoe_threshold) * r.output_len * (r.output_len + 1) / (2 * r.read_rate) * hm.scale + 1e-6)
+            for k in v.slots():
+                if played.o[i, k]:
+                    lag = max(lag, _lateness_ticks(hm, r, k, int(played.g[i, k - 1]) if k > v.start else 0))
+                    area += lag
+            good = area <= budget_t
+        ok_key[key] = ok_key.get(key, True) and good
+    return {i for i, key in enumerate(key_of) if ok_key[key]}
 
 
 def _met(hm: HindsightModel, values: list[int], key: str) -> bool:

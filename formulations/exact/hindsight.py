@@ -15,8 +15,9 @@ Engine semantics covered exactly (formulations/online.py rules + the slotted mod
   (prefill done, or prompt + generated-before-the-step for a decode); the sum over requests
   <= kv_blocks in every slot; a request frees its blocks when its last token is delivered;
 - preemption (recompute only): a preempted request drops its KV (C = 0) and must prefill its
-  prompt plus its generated tokens again before its next token; it may be preempted and
-  restarted in the same slot (the engine allows it). Swap mode is not modelled: solvers reject it.
+  prompt plus its generated tokens again before its next token; a plan may not preempt and run
+  the same request in one slot, nor preempt one that holds no KV (the engine's PlanError rules).
+  Swap mode is not modelled: solvers reject it.
 - requests not finished within the horizon count as missing their SLO (as in the scorer).
 
 Objective: latency requests meet QoE >= q, written exactly through the lag recursion of
@@ -42,6 +43,7 @@ holding KV.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -68,6 +70,7 @@ class RequestVars:
     fin: list[int] = field(default_factory=list)  # finished by the end of the slot
     lag: list[int] = field(default_factory=list)  # latency: lateness of its last delivered token
     late: list[int] = field(default_factory=list)  # latency: lateness of the token delivered in the slot
+    deficit: list[tuple[int, int, int]] = field(default_factory=list)  # latency cut: (var, position, J_k)
 
     def slots(self) -> range:
         return range(self.start, self.start + len(self.x))
@@ -84,6 +87,7 @@ class HindsightModel:
     met: dict[str, int]  # "r:<request id>" or "g:<group id>" -> met binary
     weight: dict[str, int]  # attainment weight of each met variable
     qoe_threshold: float
+    kind: str = "general"  # "general" (this module) or "compact" (formulations/exact/compact.py)
 
     def attainment(self, values: list[int]) -> int:
         return sum(self.weight[k] * values[v] for k, v in self.met.items())
@@ -115,17 +119,20 @@ def release_slots(instance: Instance, tau: float) -> list[int]:
     return earliest
 
 
+def last_relevant_slot(instance: Instance, r, tau: float, qoe_threshold: float) -> int:
+    """The last slot in which delivering `r`'s final token can still meet its SLO: its deadline
+    slot, or for a latency request the slot where the last token alone would use up the delay
+    budget (1-q) S_whole."""
+    if r.cls is RequestClass.LATENCY:
+        budget = (1 - qoe_threshold) * r.output_len * (r.output_len + 1) / (2 * r.read_rate)
+        ideal_n = r.arrival + r.ttft_target + (r.output_len - 1) / r.read_rate
+        return last_slot_by(ideal_n + budget, tau)
+    return last_slot_by(instance.deadline(r), tau)
+
+
 def relevant_horizon(instance: Instance, tau: float, qoe_threshold: float) -> int:
     """Slots after which no request can still meet its SLO (1 + the last slot that matters)."""
-    last = 0
-    for r in instance.requests:
-        if r.cls is RequestClass.LATENCY:
-            budget = (1 - qoe_threshold) * r.output_len * (r.output_len + 1) / (2 * r.read_rate)
-            ideal_n = r.arrival + r.ttft_target + (r.output_len - 1) / r.read_rate
-            last = max(last, last_slot_by(ideal_n + budget, tau))
-        else:
-            last = max(last, last_slot_by(instance.deadline(r), tau))
-    return last + 1
+    return 1 + max((last_relevant_slot(instance, r, tau, qoe_threshold) for r in instance.requests), default=0)
 
 
 def build_hindsight(instance: Instance, qoe_threshold: float = DEFAULT_QOE_THRESHOLD,
@@ -189,8 +196,9 @@ def build_hindsight(instance: Instance, qoe_threshold: float = DEFAULT_QOE_THRES
                 m.add({x: 1, f_prev: 1}, "<=", 1)  # finished requests do not run
                 m.add({p: 1, f_prev: 1}, "<=", 1)
                 m.add({p: 1, c_prev: -1}, "<=", 0)  # preempt only while holding KV
+                m.add({p: 1, x: 1}, "<=", 1)  # never preempt and run in one plan
                 m.add({c: 1, f_prev: cmax}, "<=", cmax)  # blocks freed after the last token
-                m.add({c: 1, u: -1}, "==", 0, enforce=(p,))  # recompute: restart from 0
+                m.add({c: 1}, "<=", 0, enforce=(p,))  # recompute: the KV is gone
                 # otherwise C_k = C_{k-1} + u_k (while not finished)
                 m.add({c: 1, c_prev: -1, u: -1, p: -cmax, f_prev: -cmax}, "<=", 0)
                 m.add({c: 1, c_prev: -1, u: -1, p: cmax, f_prev: cmax}, ">=", 0)
@@ -301,6 +309,38 @@ def _add_latency(m: LinearModel, v: RequestVars, r, met: int, tau_t: int, scale:
         m.add({late: 1, lag: -1}, ">=", 0, enforce=(v.o[t],))
     m.add({late: 1 for late in v.late}, "<=", budget_t, enforce=(met,))
     m.add({met: 1, v.fin[-1]: -1}, "<=", 0)  # a request not completed scores QoE 0
+    _add_deficit_cut(m, v, r, met, tau_t, scale, budget_t)
+
+
+def _ideal_area(r, a: float, b: float) -> float:
+    """Integral over [a, b) of I(t), the number of tokens ideally read by time t."""
+    first = r.arrival + r.ttft_target
+    return sum(max(0.0, b - max(a, first + j / r.read_rate)) for j in range(r.output_len))
+
+
+def _add_deficit_cut(m: LinearModel, v: RequestVars, r, met: int, tau_t: int, scale: int, budget_t: int) -> None:
+    """A valid inequality that gives the LP relaxation a real lower bound on the delay area.
+
+    S_delay = integral of (I(t) - R(t)) dt with R(t) the tokens read by t; since R <= D (tokens
+    delivered) and R <= I, S_delay >= integral of max(0, I - D). During slot k+1, D = G_k, so that
+    slot contributes at least J_k - tau G_k with J_k = integral of I over [(k+1) tau, (k+2) tau);
+    before the first possible delivery D = 0. Rounded down to ticks, so it never cuts a schedule.
+    """
+    tau = tau_t / scale
+    before = math.floor(_ideal_area(r, 0.0, (v.start + 1) * tau) * scale + 1e-9)
+    terms: dict[int, int] = {}
+    for t, k in enumerate(v.slots()):
+        j_k = math.floor(_ideal_area(r, (k + 1) * tau, (k + 2) * tau) * scale + 1e-9)
+        if j_k <= 0:
+            continue
+        deficit = m.var(f"deficit{r.id}_{k}", 0, j_k)
+        m.add({deficit: 1, v.g[t]: tau_t}, ">=", j_k)
+        v.deficit.append((deficit, t, j_k))
+        terms[deficit] = 1
+    if before > budget_t:
+        m.fix(met, 0)
+    elif terms:
+        m.add(terms, "<=", budget_t - before, enforce=(met,))
 
 
 def _break_symmetry(m: LinearModel, instance: Instance, rv: list[RequestVars]) -> None:

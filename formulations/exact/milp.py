@@ -7,6 +7,7 @@ when a literal is 0, so the MILP and the CP-SAT model have the same integer solu
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import pulp
@@ -22,8 +23,9 @@ class MilpModel:
 
 def to_milp(lm: LinearModel, name: str = "hindsight") -> MilpModel:
     prob = pulp.LpProblem(name, pulp.LpMaximize)
-    xs = [pulp.LpVariable(f"v{k}", lowBound=lo, upBound=hi, cat=pulp.LpBinary if (lo, hi) in ((0, 1),) else pulp.LpInteger)
-          for k, (lo, hi) in enumerate(zip(lm.lb, lm.ub, strict=True))]
+    with warnings.catch_warnings():  # PuLP 3 deprecates LpVariable(...) for 4.0; we pin pulp < 4
+        warnings.simplefilter("ignore", DeprecationWarning)
+        xs = _variables(lm)
     for k, c in enumerate(lm.constraints):
         terms = [(xs[v], coef) for v, coef in c.terms.items()]
         lo, hi = lm.activity_range(c.terms)
@@ -45,6 +47,11 @@ def to_milp(lm: LinearModel, name: str = "hindsight") -> MilpModel:
             prob.addConstraint(op, name=f"c{k}_{s}")
     prob.setObjective(pulp.LpAffineExpression([(xs[v], coef) for v, coef in lm.objective.items()]) + lm.objective_offset)
     return MilpModel(prob, xs)
+
+
+def _variables(lm: LinearModel) -> list[pulp.LpVariable]:
+    return [pulp.LpVariable(f"v{k}", lowBound=lo, upBound=hi, cat=pulp.LpBinary if (lo, hi) == (0, 1) else pulp.LpInteger)
+            for k, (lo, hi) in enumerate(zip(lm.lb, lm.ub, strict=True))]
 
 
 def set_start(built: MilpModel, values: list[int]) -> None:

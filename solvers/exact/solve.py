@@ -9,10 +9,14 @@ result carries the best schedule found (if any) and the proven bound.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import re
+import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +25,8 @@ from ortools.sat.python import cp_model
 
 from formulations.exact.assignment import Assignment, assignment_from_schedule, decode, model_values, play, to_schedule
 from formulations.exact.cpsat import add_hint, to_cpsat
-from formulations.exact.hindsight import HindsightModel, build_hindsight
+from formulations.exact.build import build_model
+from formulations.exact.hindsight import HindsightModel
 from formulations.exact.milp import set_start, to_milp
 from formulations.instance import Instance
 from formulations.metrics import DEFAULT_QOE_THRESHOLD
@@ -61,7 +66,8 @@ class SolveResult:
 
 def solve(instance: Instance, backend: str = "cpsat", time_limit: float = 60.0,
           hint: Schedule | Assignment | None = None, *, qoe_threshold: float = DEFAULT_QOE_THRESHOLD,
-          secondary: bool = True, min_attainment: int | None = None, workers: int = 2) -> SolveResult:
+          secondary: bool = True, min_attainment: int | None = None, workers: int = 2,
+          model: str = "auto") -> SolveResult:
     """Solve the hindsight problem exactly (see formulations/exact/hindsight.py for the semantics).
 
     Lexicographic: first maximize attainment within `time_limit`; if time is left, minimize the
@@ -75,7 +81,7 @@ def solve(instance: Instance, backend: str = "cpsat", time_limit: float = 60.0,
                               "recompute preemption only (swap is not modelled)")
     start = time.perf_counter()
     deadline = start + time_limit
-    hm = build_hindsight(instance, qoe_threshold=qoe_threshold)
+    hm = build_model(instance, qoe_threshold=qoe_threshold, kind=model)
     lm = hm.model
     start_values = None
     if hint is not None:
@@ -91,7 +97,7 @@ def solve(instance: Instance, backend: str = "cpsat", time_limit: float = 60.0,
         lm.add(hm.attainment_terms(), ">=", int(min_attainment))
     stats = {"variables": lm.num_vars, "constraints": len(lm.constraints),
              "build_seconds": time.perf_counter() - start, "hint_used": start_values is not None,
-             "time_scale": hm.scale}
+             "time_scale": hm.scale, "model": hm.kind}
     run = _solve_cpsat if backend == "cpsat" else _solve_milp
     status, values, raw_bound = run(hm, backend, max(0.1, deadline - time.perf_counter()), start_values, workers)
     total = sum(hm.weight.values())
@@ -158,15 +164,18 @@ def _solve_milp(hm: HindsightModel, backend: str, time_limit: float, start_value
     if backend == "cbc":
         with tempfile.TemporaryDirectory() as tmp:
             log = Path(tmp) / "cbc.log"
-            solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit, gapRel=0, gapAbs=0.5, threads=workers,
-                                       warmStart=warm, logPath=str(log))
+            with warnings.catch_warnings():  # deprecated for PuLP 4; we pin pulp < 4, which bundles CBC
+                warnings.simplefilter("ignore", DeprecationWarning)
+                solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit, gapRel=0, gapAbs=0.5, threads=workers,
+                                           warmStart=warm, logPath=str(log))
             prob.solve(solver)
             text = log.read_text() if log.exists() else ""
         status, bound = _cbc_outcome(prob, text)
     else:
         solver = _Highs(msg=False, timeLimit=time_limit, gapRel=0, gapAbs=0.5, threads=workers,
                         start=start_values)
-        prob.solve(solver)
+        with _quiet_stdout():  # HiGHS prints its banner from C++ even with output off
+            prob.solve(solver)
         status, bound = _highs_outcome(prob)
     if status == "infeasible":
         return status, None, None
@@ -193,6 +202,19 @@ def _cbc_outcome(prob: pulp.LpProblem, log: str) -> tuple[str, float | None]:
     if prob.sol_status == pulp.LpSolutionOptimal and not stopped_on_time:
         return "optimal", pulp.value(prob.objective)
     return ("timeout" if stopped_on_time else "feasible"), bound
+
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 class _Highs(pulp.HiGHS):
