@@ -12,7 +12,12 @@ to meet its SLO, computed from predicted lengths only (view.pred_quantiles):
   group's slack, so they are served as a gang.
 Requests whose SLO is out of reach even with the optimistic quantile drop to best effort: they
 rank after every request that can still make it (they still run on spare capacity, and a
-starvation guard promotes those waiting longer than `starvation_iterations`).
+starvation guard promotes those waiting longer than `starvation_iterations`). Under overload,
+admission control (on by default, `admission=True`) also gives up on requests that are still
+feasible alone but not together: Moore-Hodgson over an aggregate engine (in due-time order the
+cumulative sequence-, KV- and token-demand must fit what the engine delivers by then; at the
+first overflow the admitted request or bulk group with the most demand per unit of SLO value is
+dropped to best effort). This is what keeps least-slack order from EDF's domino effect.
 
 Batch selection: least slack first (a resident's slack is reduced by the time its preemption
 would cost: recompute of its context or a swap round trip, so preemption is only chosen when it
