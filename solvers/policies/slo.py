@@ -75,7 +75,7 @@ class SloPolicy(Policy):
         admission: bool = True,
         max_rejections: int = 8,
         preempt_margin_iterations: float = float("inf"),
-        latency_budget_share: float = 0.5,
+        latency_budget_share: float = 0.2,
     ) -> None:
         if selection not in SELECTIONS:
             raise ValueError(f"slo: selection={selection!r}; valid: {', '.join(SELECTIONS)}")
