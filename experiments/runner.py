@@ -22,10 +22,11 @@ from typing import Any
 from engine_adapter.simulator import simulate
 from experiments.config import ExperimentConfig, config_from_dict
 from experiments.errors import ConfigError
+from experiments.sharegpt.workload import build_sharegpt_instance, is_sharegpt
 from experiments.trace_loader import Columns, Trace, load_trace
 from experiments.workload import build_instance
 from formulations.instance import Instance
-from formulations.metrics import RequestOutcome, request_outcomes, summarize
+from formulations.metrics import request_outcomes, summarize
 from solvers.policies.registry import make_policy
 from solvers.prediction.registry import PREDICTORS, make_predictor
 
@@ -92,6 +93,8 @@ def expand_cells(config: ExperimentConfig) -> list[Cell]:
 
 def build_cell_instance(cell: Cell) -> Instance:
     workload = replace(cell.config.workload, rate_scale=cell.rate_scale)
+    if is_sharegpt(workload.trace):
+        return build_sharegpt_instance(workload, cell.config.engine.build(), cell.seed)
     trace = _trace(workload.trace, workload.columns, workload.time_unit)
     return build_instance(workload, cell.config.engine.build(), cell.seed, trace=trace)
 
@@ -110,7 +113,7 @@ def run_cell(cell: Cell, instance: Instance | None = None, progress: Progress | 
     return CellResult(
         key=cell.key, policy=cell.policy, rate_scale=cell.rate_scale, seed=cell.seed,
         metrics=summarize(outcomes, config.qoe_threshold).to_dict(),
-        outcomes=[_outcome_dict(o) for o in outcomes],
+        outcomes=[o.to_dict() for o in outcomes],
         config=config.to_dict(), predictor=config.predictor.name, iterations=schedule.iterations,
         wall_seconds=wall, versions=versions(), git_commit=git_commit(),
     )
@@ -133,14 +136,6 @@ def execute(cells: list[Cell], backend: str = "sequential",
         if progress:
             progress(k, 1.0)
     return results
-
-
-def _outcome_dict(outcome: RequestOutcome) -> dict[str, Any]:
-    """RequestOutcome.to_dict() without dataclasses.asdict's deep copy (which costs ~10 s for the
-    4 million token times of the full azure-conv trace); the token_times list is shared."""
-    data = dict(outcome.__dict__)
-    data["class"] = data.pop("cls")
-    return data
 
 
 def _predictor_params(config: ExperimentConfig, seed: int) -> dict[str, Any]:

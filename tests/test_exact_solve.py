@@ -6,7 +6,7 @@ import pytest
 from brute_force_hindsight import brute_force_attainment
 from engine_adapter.simulator import simulate
 from formulations.exact.assignment import assignment_from_schedule, decode, model_values, play, to_schedule
-from formulations.exact.generate import random_instance
+from formulations.exact.generate import random_instance, scale_instance
 from formulations.exact.hindsight import build_hindsight
 from formulations.metrics import score
 from formulations.requests import ValidationError
@@ -46,6 +46,37 @@ def test_cpsat_matches_brute_force_and_replay(seed, n, dag):
     # One slot beyond the model's horizon: checks that the horizon loses no schedule too.
     assert brute_force_attainment(inst, res.horizon + 1) == res.objective
     assert_replay_matches(inst, res)
+
+
+COMPACT_CASES = [(s, 3, 0) for s in range(0, 12, 2)] + [(s, 4, 2) for s in (0, 1, 4)]
+
+
+@pytest.mark.parametrize(("seed", "n", "dag"), COMPACT_CASES)
+def test_compact_models_match_brute_force(seed, n, dag):
+    """Budget 64 > kv_blocks * block_size: the compact model (and its token-indexed CP-SAT form)
+    applies; its dominance rules are checked against the brute force over all engine schedules,
+    and against the general model on the same instance."""
+    inst = tiny(seed, n, dag, token_budget=64)
+    tokens = solve(inst, "cpsat", time_limit=30, secondary=False)
+    assert tokens.stats["model"] == "tokens" and tokens.status == "optimal"
+    slots = solve(inst, "cpsat", time_limit=30, secondary=False, cpsat_formulation="slots")
+    general = solve(inst, "cpsat", time_limit=30, secondary=False, model="general")
+    assert slots.stats["model"] == "compact" and general.stats["model"] == "general"
+    assert tokens.objective == slots.objective == general.objective
+    assert brute_force_attainment(inst, general.horizon + 1) == tokens.objective
+    assert_replay_matches(inst, tokens)
+
+
+def test_compact_backends_agree_on_scaled_instance():
+    inst = scale_instance(3, 10, 40, kv_tightness=0.15)
+    results = {b: solve(inst, b, time_limit=60) for b in ("cpsat", "cbc", "highs")}
+    assert {r.status for r in results.values()} == {"optimal"}
+    assert len({r.objective for r in results.values()}) == 1
+    assert results["cpsat"].objective < len(inst.requests)  # KV pressure makes some SLO unreachable
+    proven = [r.secondary for r in results.values() if r.secondary_status == "optimal"]
+    assert len(set(proven)) <= 1
+    for res in results.values():
+        assert_replay_matches(inst, res)
 
 
 MIXED = [

@@ -92,3 +92,31 @@ def test_cpsat_timeout_reports_bound():
 def test_non_integer_weights_rejected():
     with pytest.raises(ValidationError, match="weights must be integers"):
         KnapsackProblem(np.ones(2), np.array([[1.5], [1.0]]), np.array([2]))
+
+
+def test_step_knapsack_from_engine_view():
+    from dataclasses import dataclass
+
+    from formulations.exact.generate import random_instance
+    from formulations.exact.knapsack import step_knapsack
+
+    @dataclass
+    class View:  # the EngineView fields step_knapsack reads
+        engine: object
+        free_blocks: int
+        prefill_left: np.ndarray
+        computed: np.ndarray
+        kv_blocks: np.ndarray
+
+        def __len__(self):
+            return len(self.computed)
+
+    engine = random_instance(0, 3, block_size=4, token_budget=10, max_seqs=2).engine
+    # request 0: fresh 9-token prompt (3 blocks); request 1: decoding, 8 tokens cached in 2 blocks,
+    # so token 9 needs a third; request 2: decoding, 6 cached in 2 blocks, the 7th still fits
+    view = View(engine, 3, np.array([9, 0, 0]), np.array([0, 8, 6]), np.array([0, 2, 2]))
+    p = step_knapsack(view, np.array([5.0, 2.0, 1.0]))
+    assert p.weights.tolist() == [[3, 9], [1, 1], [0, 1]]
+    assert p.capacities.tolist() == [3, 10] and p.max_items == 2
+    # 0 + 1 needs 4 blocks > 3; 0 + 2 uses 3 blocks and 10 tokens: value 6, the optimum
+    assert solve_dp(p).value == solve_cpsat(p).value == brute_force(p) == 6.0

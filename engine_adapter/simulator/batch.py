@@ -39,7 +39,7 @@ class Batch:
         if self.victims or self.any_prefill:
             return False
         # a non-resident request has prefill left, except a swapped-out decoding one
-        return bool(state.resident[self.slots].all())
+        return np.count_nonzero(state.resident[self.slots]) == len(self.slots)
 
 
 def form_batch(state: LiveState, run_slots: np.ndarray, free_blocks: int, spec: EngineSpec,
@@ -54,8 +54,11 @@ def form_batch(state: LiveState, run_slots: np.ndarray, free_blocks: int, spec: 
     if n == 0:
         return Batch(_EMPTY, _EMPTY, np.empty(0, dtype=bool), False, [])
     pl = state.prefill_left[run_slots]
-    want = np.maximum(pl, 1)
-    total = sum(want.tolist())
+    pl_list = pl.tolist()
+    prefill_total = sum(pl_list)
+    total = prefill_total + pl_list.count(0)  # a decoding request (prefill_left 0) takes 1 token
+    # all decoding (a steady batch): every chunk is 1, no prefill (cheaper than the general ops)
+    want = np.maximum(pl, 1) if prefill_total else np.ones(n, dtype=np.int64)
     budget = spec.token_budget
     slots = run_slots
     chunk = want
@@ -75,8 +78,8 @@ def form_batch(state: LiveState, run_slots: np.ndarray, free_blocks: int, spec: 
         chunk = chunk[: spec.max_seqs]
         pl = pl[: spec.max_seqs]
     bs = spec.block_size
-    any_prefill = sum(pl.tolist()) > 0
-    prefill = pl > 0
+    any_prefill = prefill_total > 0 and sum(pl.tolist()) > 0  # (pl may have been cut above)
+    prefill = pl > 0 if any_prefill else np.zeros(len(pl), dtype=bool)
     if not exact_kv and free_blocks > total // bs + len(slots):
         return Batch(slots, chunk, prefill, any_prefill, [])
     need = (state.computed[slots] + chunk + (bs - 1)) // bs - state.kv_blocks[slots]

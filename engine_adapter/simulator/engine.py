@@ -23,6 +23,7 @@ from engine_adapter.simulator.kv_cache import KVCache, blocks_after_steps
 from engine_adapter.simulator.request_state import LiveState
 from engine_adapter.simulator.view import ViewBuilder
 from formulations.instance import Instance
+from formulations.latency_model import prefill_pairs
 from formulations.online import GroupState, Plan, PlanError, Policy
 from formulations.schedule import RequestTimeline, Schedule
 from solvers.prediction.base import LengthPredictor
@@ -32,6 +33,7 @@ from solvers.prediction.oracle import OraclePredictor
 # postponing (recheck_at in the future, forever) is reported as stalled instead of looping.
 MAX_IDLE_DECISIONS = 100_000
 PROGRESS_EVERY = 4096  # loop turns between progress callbacks
+SMALL_BATCH = 32  # batches up to this size take plain-Python paths where numpy's per-call cost dominates
 
 
 class SimulationStalled(RuntimeError):
@@ -107,6 +109,7 @@ class _Simulator:
         self.finished = 0
         self.pending_swap_blocks = 0  # swapped out by the plan, charged to the next iteration
         self.run_slots = np.empty(0, dtype=np.int64)
+        self.steps = np.arange(int(table.output_len.max()) if n else 0)  # 0, 1, ...: offsets within a run
         self.recheck: float | None = None
         self.views = ViewBuilder(self.state, spec, predictor, self.groups)
 
@@ -259,9 +262,9 @@ class _Simulator:
         comp = state.computed[slots]
         new_comp = comp + chunk
         if batch.any_prefill:
-            pc = chunk[prefill]
-            prefill_tokens = sum(pc.tolist())
-            pairs = sum((pc * comp[prefill] + pc * (pc + 1) // 2).tolist())
+            pc = chunk[prefill].tolist()  # a few chunks: Python integers beat numpy calls here
+            prefill_tokens = sum(pc)
+            pairs = sum(map(prefill_pairs, comp[prefill].tolist(), pc))
             decode_comp = new_comp[~prefill]
         else:
             prefill_tokens = pairs = 0
@@ -283,10 +286,10 @@ class _Simulator:
         delivers = left == 0
         out = slots[delivers]
         g = state.generated[out]
-        state.token_times[state.token_base[out] + g] = end
-        lat = state.is_latency[out]
-        if lat.any():
-            self._stream(out[lat], g[lat], np.array([end]))
+        if len(out):
+            ends = np.array([end])
+            state.token_times[state.token_base[out] + g] = end
+            self._stream_latency(out, g, ends)
         g += 1
         state.generated[out] = g
         if self.log is not None:
@@ -295,7 +298,7 @@ class _Simulator:
         done = out[g == state.output_len[out]]
         if len(done):
             self._complete(done)
-        return bool(batch.victims) or len(done) > 0 or (batch.any_prefill and bool((prefill & delivers).any()))
+        return bool(batch.victims) or len(done) > 0 or (batch.any_prefill and np.count_nonzero(prefill & delivers) > 0)
 
     def _decode_run(self, batch: Batch) -> bool:
         """Fast-forward the steady decode batch to the next event; returns whether one happened."""
@@ -311,20 +314,14 @@ class _Simulator:
         run = plan_decode_run(self.spec, self.clock, comp, held, remaining.tolist(), kv.free, nxt)
         k, ends = run.k, run.ends
         start = self.clock.now
-        cols = np.arange(k)
-        if k == 1:
-            state.token_times[state.token_base[slots] + g] = ends[0]
-        else:
-            state.token_times[(state.token_base[slots] + g)[:, None] + cols] = ends
-        lat = state.is_latency[slots]
-        if lat.any():
-            self._stream(slots[lat], g[lat], ends)
+        self._write_tokens(state.token_base[slots] + g, ends)
+        self._stream_latency(slots, g, ends)
         if self.log is not None:
             used0 = kv.capacity - kv.free - sum(held.tolist())
             starts = np.concatenate(([start], ends[:-1]))
             m = len(slots)
             self.log.add(starts, ends, np.zeros(k, dtype=np.int64), np.full(k, m, dtype=np.int64),
-                         used0 + blocks_after_steps(comp + 1, cols, kv.block_size), state.idx[slots].copy())
+                         used0 + blocks_after_steps(comp + 1, np.arange(k), kv.block_size), state.idx[slots].copy())
         state.generated[slots] = g + k
         new_comp = comp + k
         state.computed[slots] = new_comp
@@ -337,6 +334,29 @@ class _Simulator:
             self._complete(slots[remaining == k])
             return True
         return run.kv_stop
+
+    def _write_tokens(self, first: np.ndarray, ends: np.ndarray) -> None:
+        """Member j's next tokens (buffer positions first[j], first[j]+1, ...) delivered at `ends`.
+
+        Up to SMALL_BATCH members, one slice assignment per member is about twice as fast as
+        building the (members x iterations) index array; beyond, the index array wins.
+        """
+        k = len(ends)
+        if len(first) <= SMALL_BATCH:
+            token_times = self.state.token_times
+            for f in first.tolist():
+                token_times[f:f + k] = ends
+        else:
+            self.state.token_times[np.add.outer(first, self.steps[:k])] = ends
+
+    def _stream_latency(self, slots: np.ndarray, generated: np.ndarray, ends: np.ndarray) -> None:
+        """`_stream` for the latency-class members of `slots` (often all of them, or none)."""
+        lat = self.state.is_latency[slots]
+        n_lat = np.count_nonzero(lat)
+        if n_lat == len(slots):
+            self._stream(slots, generated, ends)
+        elif n_lat:
+            self._stream(slots[lat], generated[lat], ends)
 
     def _stream(self, slots: np.ndarray, generated: np.ndarray, ends: np.ndarray) -> None:
         """Latency streams: fold tokens delivered at `ends` into lag and delay area.
@@ -353,9 +373,16 @@ class _Simulator:
         peak0 = np.maximum(state.peak[slots], shifted_first)
         if len(ends) == 1:
             late = np.maximum(peak0 - ideal1, 0.0)
-            state.delay_area[slots] += late
+            if np.count_nonzero(late):  # (adding zeros changes nothing: skip the common case)
+                state.delay_area[slots] += late
             state.lag[slots] = late
             state.peak[slots] = peak0
+            return
+        k = len(ends)
+        peak = np.maximum(peak0, ends[-1] - (generated + (k - 1)) * inv_rate)
+        if np.count_nonzero(peak <= ideal1) == len(peak):  # every token read on time (the common case): nothing accrues
+            state.lag[slots] = 0.0
+            state.peak[slots] = peak
             return
         # shifted_j - ideal1 = ends_j - (ideal1 + generated/r) - j/r
         excess = ends - (ideal1 + generated * inv_rate)[:, None] - np.multiply.outer(inv_rate, np.arange(len(ends)))
@@ -367,7 +394,7 @@ class _Simulator:
     def _complete(self, slots: np.ndarray) -> None:
         """Finished requests free their blocks; DAG children whose parents are all done are released."""
         state, now = self.state, self.clock.now
-        self.kv.free += int(state.kv_blocks[slots].sum())
+        self.kv.free += sum(state.kv_blocks[slots].tolist())
         released: list[int] = []
         for s, i in zip(slots.tolist(), state.idx[slots].tolist(), strict=True):
             state.finish_time[i] = now
@@ -393,7 +420,7 @@ class _Simulator:
         pos = self.next_arrival_pos
         if pos == len(self.arrival_sorted) or self.arrival_sorted[pos] > self.clock.now:
             return False
-        hi = int(np.searchsorted(self.arrival_sorted, self.clock.now, side="right"))
+        hi = int(self.arrival_sorted.searchsorted(self.clock.now, side="right"))
         self.state.add(self.arrival_order[pos:hi], self.clock.now)
         self.next_arrival_pos = hi
         return True
@@ -401,18 +428,15 @@ class _Simulator:
     # ---- result ---------------------------------------------------------------------------
     def _schedule(self, wall: float) -> Schedule:
         state = self.state
-        offsets = state.token_offsets
-        timelines = []
-        for i, req in enumerate(self.instance.requests):
-            finish = state.finish_time[i]
-            timelines.append(RequestTimeline(
-                request_id=req.id,
-                release=float(state.release_time[i]),
-                token_times=state.token_times[offsets[i]:offsets[i + 1]],
-                admissions=state.admissions[i],
-                preemptions=state.preemption_times[i],
-                finish=None if np.isnan(finish) else float(finish),
-            ))
+        token_times = state.token_times
+        offsets = state.token_offsets.tolist()  # Python numbers: no numpy scalar per request
+        timelines = [
+            RequestTimeline(request_id=req.id, release=release, token_times=token_times[lo:hi], admissions=admitted,
+                            preemptions=preempted, finish=None if finish != finish else finish)  # nan: unfinished
+            for req, release, lo, hi, admitted, preempted, finish in zip(
+                self.instance.requests, state.release_time.tolist(), offsets[:-1], offsets[1:], state.admissions,
+                state.preemption_times, state.finish_time.tolist(), strict=True)
+        ]
         meta: dict[str, object] = {"wall_seconds": wall, "policy": self.policy.name, "predictor": self.predictor.name}
         if self.log is not None:
             meta["iteration_log"] = self.log.as_dict()

@@ -19,7 +19,7 @@ from formulations.instance import Instance
 
 # Rows of the integer and float slot matrices (named views are attributes of LiveState).
 INT_ROWS = ("idx", "prompt_len", "output_len", "generated", "computed", "prefill_left", "kv_blocks",
-            "preemptions", "group", "admit_seq", "token_base")
+            "preemptions", "group", "admit_seq", "token_base", "refined_at")
 FLOAT_ROWS = ("arrival", "release", "ttft_target", "read_rate", "deadline", "lag", "delay_area",
               "peak", "ideal1", "inv_rate")
 
@@ -31,6 +31,8 @@ class LiveState:
     swapped-out request); `token_base` is the request's offset in the token-time buffer; `peak`
     is the running max of delivered_j - (j-1)/r of its tokens (formulations.qoe closed form),
     `ideal1` = arrival + ttft_target, `inv_rate` = 1/read_rate (latency class only).
+    `pred_refined` caches the predictor's refined quantiles of a slot, valid while `generated`
+    equals `refined_at` (-1: never refined); see view.py.
     """
 
     idx: np.ndarray
@@ -44,6 +46,7 @@ class LiveState:
     group: np.ndarray
     admit_seq: np.ndarray
     token_base: np.ndarray
+    refined_at: np.ndarray
     arrival: np.ndarray
     release: np.ndarray
     ttft_target: np.ndarray
@@ -69,29 +72,35 @@ class LiveState:
         self.resident = np.zeros(n, dtype=bool)
         self.is_latency = np.zeros(n, dtype=bool)
         self.pred = np.zeros((n, predictions.shape[1]), dtype=np.float64)
+        self.pred_refined = np.zeros_like(self.pred)
         self.n_live = 0
         self.slot_of = np.full(n, -1, dtype=np.int64)
 
-        # Request-indexed static facts, copied into a slot on release.
-        self._static_ints = np.zeros((len(INT_ROWS), n), dtype=np.int64)
-        self._static_ints[INT_ROWS.index("idx")] = np.arange(n)
-        self._static_ints[INT_ROWS.index("prompt_len")] = table.prompt_len
-        self._static_ints[INT_ROWS.index("output_len")] = table.output_len
-        self._static_ints[INT_ROWS.index("prefill_left")] = table.prompt_len
-        self._static_ints[INT_ROWS.index("group")] = table.group
+        # Request-indexed static facts, copied into a slot on release. Built column-wise, stored
+        # request-major so that releasing a few requests gathers whole rows (cheap).
+        static_ints = np.zeros((len(INT_ROWS), n), dtype=np.int64)
+        static_ints[INT_ROWS.index("idx")] = np.arange(n)
+        static_ints[INT_ROWS.index("prompt_len")] = table.prompt_len
+        static_ints[INT_ROWS.index("output_len")] = table.output_len
+        static_ints[INT_ROWS.index("prefill_left")] = table.prompt_len
+        static_ints[INT_ROWS.index("group")] = table.group
         self.token_offsets = np.concatenate(([0], np.cumsum(table.output_len))).astype(np.int64)
-        self._static_ints[INT_ROWS.index("token_base")] = self.token_offsets[:-1]
+        static_ints[INT_ROWS.index("token_base")] = self.token_offsets[:-1]
+        static_ints[INT_ROWS.index("refined_at")] = -1
         rate = table.read_rate
         latency = table.cls == 0
-        self._static_floats = np.zeros((len(FLOAT_ROWS), n), dtype=np.float64)
-        self._static_floats[FLOAT_ROWS.index("arrival")] = table.arrival
-        self._static_floats[FLOAT_ROWS.index("ttft_target")] = table.ttft_target
-        self._static_floats[FLOAT_ROWS.index("read_rate")] = rate
-        self._static_floats[FLOAT_ROWS.index("deadline")] = table.deadline
-        self._static_floats[FLOAT_ROWS.index("peak")] = -np.inf
-        self._static_floats[FLOAT_ROWS.index("ideal1")] = np.where(latency, table.arrival + table.ttft_target, 0.0)
-        self._static_floats[FLOAT_ROWS.index("inv_rate")] = np.where(latency, 1.0 / np.where(latency, rate, 1.0), 0.0)
+        static_floats = np.zeros((len(FLOAT_ROWS), n), dtype=np.float64)
+        static_floats[FLOAT_ROWS.index("arrival")] = table.arrival
+        static_floats[FLOAT_ROWS.index("ttft_target")] = table.ttft_target
+        static_floats[FLOAT_ROWS.index("read_rate")] = rate
+        static_floats[FLOAT_ROWS.index("deadline")] = table.deadline
+        static_floats[FLOAT_ROWS.index("peak")] = -np.inf
+        static_floats[FLOAT_ROWS.index("ideal1")] = np.where(latency, table.arrival + table.ttft_target, 0.0)
+        static_floats[FLOAT_ROWS.index("inv_rate")] = np.where(latency, 1.0 / np.where(latency, rate, 1.0), 0.0)
+        self._static_ints = np.ascontiguousarray(static_ints.T)
+        self._static_floats = np.ascontiguousarray(static_floats.T)
         self._static_cls = table.cls
+        self._static_latency = latency
         self._predictions = predictions
         self._release_row = FLOAT_ROWS.index("release")
 
@@ -106,11 +115,11 @@ class LiveState:
         """Make requests live (released at `now`), appended after the last live slot."""
         k = len(requests)
         lo, hi = self.n_live, self.n_live + k
-        self.ints[:, lo:hi] = self._static_ints[:, requests]
-        self.floats[:, lo:hi] = self._static_floats[:, requests]
+        self.ints[:, lo:hi] = self._static_ints[requests].T
+        self.floats[:, lo:hi] = self._static_floats[requests].T
         self.floats[self._release_row, lo:hi] = now
         self.cls[lo:hi] = self._static_cls[requests]
-        self.is_latency[lo:hi] = self._static_cls[requests] == 0
+        self.is_latency[lo:hi] = self._static_latency[requests]
         self.resident[lo:hi] = False
         self.pred[lo:hi] = self._predictions[requests]
         self.slot_of[requests] = np.arange(lo, hi)
@@ -129,5 +138,6 @@ class LiveState:
                 self.is_latency[s] = self.is_latency[last]
                 self.resident[s] = self.resident[last]
                 self.pred[s] = self.pred[last]
+                self.pred_refined[s] = self.pred_refined[last]
                 self.slot_of[self.idx[s]] = s
             self.n_live = last

@@ -8,9 +8,17 @@ EngineView is a frozen dataclass; its generated __init__ assigns its 24 fields o
 through object.__setattr__, which costs more than the rest of a typical decision's bookkeeping,
 so the instance dictionary is filled directly (the object is the same as the one __init__
 would build; tests/test_simulator.py checks that).
+
+`pred_quantiles` is computed only when a policy reads it (fcfs never does), and then only for
+the requests whose `generated` changed since their last refinement: a learned predictor's
+refine costs milliseconds for a thousand requests, and waiting requests do not change between
+decisions. That relies on `LengthPredictor.refine` working row by row (each row's result
+depends only on that row's quantiles and generated count), which is what it means.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from engine_adapter.simulator.request_state import LiveState
 from formulations.engine_spec import EngineSpec
@@ -20,6 +28,19 @@ from solvers.prediction.base import LengthPredictor
 _COLUMNS = ("idx", "cls", "arrival", "release", "prompt_len", "generated", "computed", "prefill_left",
             "resident", "kv_blocks", "ttft_target", "read_rate", "lag", "delay_area", "deadline", "group",
             "preemptions")
+
+
+class _View(EngineView):
+    """An EngineView whose `pred_quantiles` is filled in on first access (then a plain field)."""
+
+    __slots__ = ("_refine",)  # outside __dict__, so vars(view) holds exactly the dataclass fields
+
+    def __getattr__(self, name: str) -> object:
+        if name != "pred_quantiles":
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        value = self._refine()
+        self.__dict__[name] = value
+        return value
 
 
 class ViewBuilder:
@@ -46,10 +67,24 @@ class ViewBuilder:
         state = self.state
         n = state.n_live
         cols = self._columns(n)
-        view = EngineView.__new__(EngineView)
+        view = _View.__new__(_View)
         fields = view.__dict__
         fields.update(cols)
         fields["now"] = now
         fields["free_blocks"] = free_blocks
-        fields["pred_quantiles"] = self.predictor.refine(state.pred[:n], cols["generated"])
+        object.__setattr__(view, "_refine", self._refined)
         return view
+
+    def _refined(self) -> np.ndarray:
+        """Refined quantiles of the live requests (read-only), refreshing only stale rows."""
+        state = self.state
+        n = state.n_live
+        generated = state.generated[:n]
+        stale = np.flatnonzero(state.refined_at[:n] != generated)
+        if len(stale):
+            g = generated[stale]
+            state.pred_refined[stale] = self.predictor.refine(state.pred[stale], g)
+            state.refined_at[stale] = g
+        out = state.pred_refined[:n]
+        out.flags.writeable = False
+        return out

@@ -232,7 +232,10 @@ def _met(hm: HindsightModel, values: list[int], key: str) -> bool:
     values = list(values)
     values[hm.met[key]] = 1
     var = hm.met[key]
+    met_vars = set(hm.met.values())
     for c in hm.model.constraints:
+        if c.sense == ">=" and set(c.terms) <= met_vars and all(a > 0 for a in c.terms.values()):
+            continue  # an attainment floor: raising a met flag only helps it
         if var in c.terms or var in c.enforce:
             if c.enforce and not all(values[e] for e in c.enforce):
                 continue

@@ -78,6 +78,24 @@ class KnapsackProblem:
         return bool(np.all(np.equal(np.mod(self.values, 1), 0)))
 
 
+def step_knapsack(view, values: np.ndarray, candidates: np.ndarray | None = None) -> KnapsackProblem:
+    """The per-step batch-selection knapsack of one `EngineView` (formulations.online).
+
+    Item k = live request `view.idx[candidates[k]]` (all live requests by default) with the
+    policy's marginal SLO value `values[k]`; weight 1 = the KV blocks it must newly allocate to
+    run now (its whole remaining prefill, or one decode token: blocks_for(computed + chunk) -
+    held), weight 2 = the tokens it processes; capacities = free blocks and the token budget;
+    cardinality = max_seqs. Taking items whole (no cut chunk) is the knapsack view of a step.
+    """
+    spec = view.engine
+    cand = np.arange(len(view)) if candidates is None else np.asarray(candidates, dtype=np.int64)
+    chunk = np.where(view.prefill_left[cand] > 0, view.prefill_left[cand], 1)
+    need = -(-(view.computed[cand] + chunk) // spec.block_size) - view.kv_blocks[cand]
+    weights = np.stack([np.maximum(need, 0), chunk], axis=1)
+    return KnapsackProblem(np.asarray(values, dtype=np.float64), weights,
+                           np.array([view.free_blocks, spec.token_budget]), max_items=spec.max_seqs, name="step")
+
+
 @dataclass
 class CpsatKnapsack:
     """A built CP-SAT model: `x[i]` takes item i; the objective is `scale * value` (rounded)."""

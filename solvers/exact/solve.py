@@ -28,6 +28,7 @@ from formulations.exact.cpsat import add_hint, to_cpsat
 from formulations.exact.build import build_model
 from formulations.exact.hindsight import HindsightModel
 from formulations.exact.milp import set_start, to_milp
+from formulations.exact.tokens import build_tokens
 from formulations.instance import Instance
 from formulations.metrics import DEFAULT_QOE_THRESHOLD
 from formulations.requests import ValidationError
@@ -67,15 +68,20 @@ class SolveResult:
 def solve(instance: Instance, backend: str = "cpsat", time_limit: float = 60.0,
           hint: Schedule | Assignment | None = None, *, qoe_threshold: float = DEFAULT_QOE_THRESHOLD,
           secondary: bool = True, min_attainment: int | None = None, workers: int = 2,
-          model: str = "auto") -> SolveResult:
+          model: str = "auto", cpsat_formulation: str = "tokens") -> SolveResult:
     """Solve the hindsight problem exactly (see formulations/exact/hindsight.py for the semantics).
 
+    `model`: "auto" (compact when the token budget can never bind, else general), "general",
+    "compact". `cpsat_formulation`: "tokens" (CP-SAT on the compact model uses the token-indexed
+    scheduling formulation, formulations/exact/tokens.py) or "slots" (the shared slot-indexed one).
     Lexicographic: first maximize attainment within `time_limit`; if time is left, minimize the
     secondary objective with attainment >= the value found. `min_attainment` adds attainment >=
     value (then "infeasible" says that value is unreachable).
     """
     if backend not in BACKENDS:
         raise ValidationError(f"backend={backend!r}; valid: {', '.join(BACKENDS)}")
+    if cpsat_formulation not in ("tokens", "slots"):
+        raise ValidationError(f"cpsat_formulation={cpsat_formulation!r}; valid: tokens, slots")
     if instance.engine.preemption != "recompute":
         raise ValidationError(f"engine: preemption={instance.engine.preemption!r}: the exact model covers "
                               "recompute preemption only (swap is not modelled)")
@@ -91,17 +97,28 @@ def solve(instance: Instance, backend: str = "cpsat", time_limit: float = 60.0,
             start_values = model_values(hm, played)
             if lm.check(start_values):
                 start_values = None
-    if start_values is not None:
-        lm.add(hm.attainment_terms(), ">=", hm.attainment(start_values))
-    if min_attainment is not None:
-        lm.add(hm.attainment_terms(), ">=", int(min_attainment))
+    floor = max(hm.attainment(start_values) if start_values is not None else 0, min_attainment or 0)
+    if floor:
+        lm.add(hm.attainment_terms(), ">=", int(floor))
+    use_tokens = backend == "cpsat" and hm.kind == "compact" and cpsat_formulation == "tokens"
     stats = {"variables": lm.num_vars, "constraints": len(lm.constraints),
              "build_seconds": time.perf_counter() - start, "hint_used": start_values is not None,
-             "time_scale": hm.scale, "model": hm.kind}
-    run = _solve_cpsat if backend == "cpsat" else _solve_milp
-    status, values, raw_bound = run(hm, backend, max(0.1, deadline - time.perf_counter()), start_values, workers)
+             "time_scale": hm.scale, "model": "tokens" if use_tokens else hm.kind}
+
+    def run(time_left: float, start_vals, floor_value: int, phase: str):
+        if use_tokens:
+            return _solve_tokens(hm, time_left, start_vals, workers, floor_value, phase)
+        if phase == "secondary":
+            lm.add(hm.attainment_terms(), ">=", floor_value)
+            lm.objective = hm.secondary_terms()
+        solver = _solve_cpsat if backend == "cpsat" else _solve_milp
+        return solver(hm, backend, time_left, start_vals, workers)
+
+    status, values, raw_bound = run(max(0.1, deadline - time.perf_counter()), start_values, floor, "attainment")
     total = sum(hm.weight.values())
     stats["attainment_seconds"] = time.perf_counter() - start
+    if values is None and status == "timeout" and start_values is not None:
+        values = start_values  # nothing better found in time: the warm start is the best schedule known
     if values is None:
         bound = 0 if status == "infeasible" else total if raw_bound is None else min(total, _floor(raw_bound))
         return SolveResult(status, None, bound, None, time.perf_counter() - start, backend, None, None,
@@ -112,9 +129,7 @@ def solve(instance: Instance, backend: str = "cpsat", time_limit: float = 60.0,
     secondary_status = None
     left = deadline - time.perf_counter()
     if secondary and left > 0.2:
-        lm.add(hm.attainment_terms(), ">=", objective)
-        lm.objective = hm.secondary_terms()
-        sec_status, sec_values, _ = run(hm, backend, left, values, workers)
+        sec_status, sec_values, _ = run(left, values, objective, "secondary")
         secondary_status = sec_status
         if sec_values is not None and hm.attainment(sec_values) >= objective:
             values = sec_values
@@ -153,6 +168,50 @@ def _solve_cpsat(hm: HindsightModel, backend: str, time_limit: float, start_valu
     if code == cp_model.MODEL_INVALID:
         raise AssertionError(f"CP-SAT rejects the model: {built.model.Validate()}")
     return "timeout", None, bound
+
+
+def _solve_tokens(hm: HindsightModel, time_limit: float, start_values, workers: int, floor: int, phase: str):
+    """CP-SAT on the token-indexed formulation; the solution is mapped back to a full point of the
+    slot-indexed compact model (and checked against it)."""
+    tm = build_tokens(hm)
+    model = tm.model
+    if floor:
+        model.Add(tm.attainment >= floor)
+    if phase == "secondary":
+        model.Minimize(tm.secondary)
+    else:
+        model.Maximize(tm.attainment)
+    if start_values is not None:
+        for key, var in hm.met.items():
+            model.AddHint(tm.met[key], start_values[var])
+        for i, v in enumerate(hm.req):
+            ran = [k for t, k in enumerate(v.slots()) if start_values[v.x[t]]]
+            if len(ran) == len(tm.slots[i]):
+                for var, k in zip(tm.slots[i], ran, strict=True):
+                    model.AddHint(var, k)
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = float(time_limit)
+    solver.parameters.num_workers = workers
+    code = solver.Solve(model)
+    if code == cp_model.INFEASIBLE:
+        return "infeasible", None, None
+    if code == cp_model.MODEL_INVALID:
+        raise AssertionError(f"CP-SAT rejects the token model: {model.Validate()}")
+    if code not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return "timeout", None, solver.BestObjectiveBound() if phase == "attainment" else None
+    x_values = list(hm.model.lb)
+    for i, v in enumerate(hm.req):
+        key = f"g:{hm.instance.requests[i].group}" if hm.instance.requests[i].group is not None else f"r:{hm.instance.requests[i].id}"
+        if solver.Value(tm.met[key]):
+            for var in tm.slots[i]:
+                x_values[v.x[solver.Value(var) - v.start]] = 1
+    played = play(hm.instance, decode(hm, x_values), hm.horizon)
+    values = model_values(hm, played)
+    problems = hm.model.check(values)
+    if not played.feasible or problems:
+        raise AssertionError(f"token-model solution is not a compact-model point: {played.problem or problems[:3]}")
+    bound = solver.BestObjectiveBound() if phase == "attainment" else None
+    return ("optimal" if code == cp_model.OPTIMAL else "timeout"), values, bound
 
 
 def _solve_milp(hm: HindsightModel, backend: str, time_limit: float, start_values, workers: int):

@@ -39,15 +39,15 @@ class FCFSPolicy(Policy):
             seq = self._admitted[idx]
         # Admission sequence numbers: a request that became resident since the last decision gets
         # the next numbers (in arrival order, the order in which it was admitted); one that lost
-        # its KV blocks forgets its number.
-        waiting = ~view.resident
-        seq[waiting] = -1
-        new = np.flatnonzero(seq[view.resident] < 0)
-        if len(new):
-            pos = np.flatnonzero(view.resident)[new]
+        # its KV blocks forgets its number (-1). Positions from nonzero() and integer indexing:
+        # far cheaper than boolean masks on a typical decision's small arrays.
+        waiting = (~view.resident).nonzero()[0]
+        seq[waiting] = _WAITING
+        pos = (seq < 0).nonzero()[0]  # resident requests without a number
+        if len(pos):
             pos = pos[np.lexsort((idx[pos], view.arrival[pos]))]
             seq[pos] = self._counter + np.arange(len(pos))
             self._counter += len(pos)
         self._admitted[idx] = seq
-        seq[waiting] = _WAITING
+        self._admitted[idx[waiting]] = -1
         return Plan(run=idx[np.lexsort((idx, view.arrival, seq))])

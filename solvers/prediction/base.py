@@ -26,5 +26,9 @@ class LengthPredictor(ABC):
         """(n, Q) array of output-length quantiles, one row per request."""
 
     def refine(self, quantiles: np.ndarray, generated: np.ndarray) -> np.ndarray:
-        """Condition on the request still running: no quantile below generated + 1."""
+        """Condition on the request still running: no quantile below generated + 1.
+
+        Row by row: row i of the result depends only on quantiles[i] and generated[i] (the
+        simulator refines only the rows whose generated count changed since the last time).
+        """
         return np.maximum(quantiles, (generated + 1)[:, None])

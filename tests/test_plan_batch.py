@@ -1,0 +1,126 @@
+"""The bridge's plan -> batch rules: hand-worked cases and a randomized cross-check against the
+simulator's own batch former (both implement formulations/online.py; they must agree)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine_adapter.plan_batch import decide_batch
+from engine_adapter.simulator.batch import form_batch
+from engine_adapter.simulator.request_state import LiveState
+from formulations.engine_spec import EngineSpec
+from formulations.instance import Instance
+from formulations.latency_model import load_profile
+from formulations.online import EngineView, Plan, PlanError
+from formulations.requests import Request, RequestClass
+
+LAT = load_profile("llama3-8b-h100").latency
+
+
+def spec(kv_blocks=10, budget=100, max_seqs=8, block_size=16) -> EngineSpec:
+    return EngineSpec(kv_blocks=kv_blocks, latency=LAT, block_size=block_size, token_budget=budget, max_seqs=max_seqs)
+
+
+def view(engine, *, resident, computed, prefill_left, free, generated=None) -> EngineView:
+    n = len(resident)
+    resident = np.array(resident, dtype=bool)
+    computed = np.array(computed, dtype=np.int64)
+    z = np.zeros(n)
+    return EngineView(
+        now=0.0, idx=np.arange(n, dtype=np.int64), cls=np.ones(n, dtype=np.int8), arrival=z, release=z,
+        prompt_len=np.full(n, 50), generated=np.zeros(n, dtype=np.int64) if generated is None else np.array(generated),
+        computed=computed, prefill_left=np.array(prefill_left, dtype=np.int64), resident=resident,
+        kv_blocks=np.where(resident, -(-computed // engine.block_size), 0), ttft_target=z, read_rate=z, lag=z,
+        delay_area=z, deadline=z + 10, group=np.full(n, -1), preemptions=np.zeros(n, dtype=np.int64),
+        pred_quantiles=np.ones((n, 1)), quantile_levels=(0.5,), free_blocks=free, engine=engine,
+    )
+
+
+def test_chunked_prefill_takes_what_the_budget_leaves():
+    v = view(spec(budget=100), resident=[True, False, False], computed=[40, 0, 0], prefill_left=[0, 70, 70], free=10)
+    d = decide_batch(v, Plan(run=np.array([0, 1, 2])), np.zeros(3))
+    assert d.run == [(0, 1), (1, 70), (2, 29)] and d.preempt == []
+
+
+def test_waiting_request_that_does_not_fit_blocks_later_waiting_ones_only():
+    # free 2 blocks of 16: request 1 (40 tokens -> 3 blocks) does not fit; 2 (16 tokens) would, but
+    # head-of-line blocking keeps it out; resident 3 still decodes (33 -> 34 tokens: a 3rd block).
+    v = view(spec(), resident=[False, False, False, True], computed=[0, 0, 0, 33],
+             prefill_left=[16, 40, 16, 0], free=2, generated=[0, 0, 0, 5])
+    d = decide_batch(v, Plan(run=np.array([0, 1, 2, 3])), np.zeros(4))
+    assert d.run == [(0, 16), (3, 1)] and d.blocked == 1
+
+
+def test_resident_short_of_kv_evicts_idle_then_lowest_priority_then_itself():
+    # every resident holds exactly full blocks, so each decode step needs one new block; free 0
+    v = view(spec(), resident=[True] * 4, computed=[32, 32, 32, 32], prefill_left=[0] * 4, free=0,
+             generated=[1] * 4)
+    admitted = np.array([1.0, 2.0, 3.0, 4.0])
+    # 3 is absent from the plan: evicted first (its 2 blocks serve 0 and 1); 2 then finds no
+    # resident below it in the plan and is evicted itself
+    d = decide_batch(v, Plan(run=np.array([0, 1, 2])), admitted)
+    assert d.run == [(0, 1), (1, 1)] and d.preempt == [3, 2]
+    # all in the plan: the lowest priority (3) is the victim first, then 2 evicts itself
+    d = decide_batch(v, Plan(run=np.array([0, 1, 2, 3])), admitted)
+    assert d.preempt == [3, 2] and d.run == [(0, 1), (1, 1)]
+    lone = view(spec(), resident=[True], computed=[32], prefill_left=[0], free=0, generated=[1])
+    assert decide_batch(lone, Plan(run=np.array([0])), np.zeros(1)).preempt == [0]
+
+
+def test_bad_plans_raise():
+    v = view(spec(), resident=[True, False], computed=[20, 0], prefill_left=[0, 10], free=5, generated=[1, 0])
+    with pytest.raises(PlanError, match="not live"):
+        decide_batch(v, Plan(run=np.array([5])), np.zeros(2))
+    with pytest.raises(PlanError, match="holds no KV"):
+        decide_batch(v, Plan(run=np.array([0]), preempt=np.array([1])), np.zeros(2))
+    with pytest.raises(PlanError, match="twice"):
+        decide_batch(v, Plan(run=np.array([1, 1])), np.zeros(2))
+    with pytest.raises(PlanError, match="both"):
+        decide_batch(v, Plan(run=np.array([0]), preempt=np.array([0])), np.zeros(2))
+
+
+def _random_case(rng, n, engine):
+    prompt = rng.integers(1, 120, n)
+    generated = rng.integers(0, 40, n)
+    resident = rng.random(n) < 0.6
+    total = prompt + generated  # tokens to (re)compute from scratch
+    computed = np.where(resident, rng.integers(1, total + 1), 0)
+    decoding = resident & (generated > 0) & (computed == total)
+    computed = np.where(decoding, total - 1, computed)
+    prefill_left = np.where(decoding, 0, total - computed)
+    resident &= computed > 0
+    blocks = np.where(resident, -(-computed // engine.block_size), 0)
+    return prompt, generated, resident, computed, prefill_left, blocks
+
+
+def test_matches_the_simulators_batch_former_on_random_states():
+    rng = np.random.default_rng(0)
+    checked_victims = 0
+    for _ in range(300):
+        n = int(rng.integers(1, 12))
+        engine = spec(kv_blocks=60, budget=int(rng.integers(1, 200)), max_seqs=int(rng.integers(1, 8)))
+        prompt, generated, resident, computed, prefill_left, blocks = _random_case(rng, n, engine)
+        free = int(rng.integers(0, 8))
+        run = rng.permutation(n)[: int(rng.integers(0, n + 1))]
+        admitted = rng.permutation(n).astype(float)
+
+        reqs = tuple(Request(id=f"r{i}", cls=RequestClass.THROUGHPUT, arrival=0.0, prompt_len=int(prompt[i]),
+                             output_len=int(generated[i]) + 2, slack_ratio=2.0) for i in range(n))
+        state = LiveState(Instance(engine, reqs), np.ones((n, 1)))
+        state.n_live = n
+        state.idx[:n] = np.arange(n)
+        state.resident[:n] = resident
+        state.computed[:n] = computed
+        state.prefill_left[:n] = prefill_left
+        state.kv_blocks[:n] = blocks
+        state.admit_seq[:n] = admitted
+        theirs = form_batch(state, run.astype(np.int64), free, engine, exact_kv=True)
+
+        v = view(engine, resident=resident, computed=computed, prefill_left=prefill_left, free=free,
+                 generated=generated)
+        mine = decide_batch(v, Plan(run=run), admitted)
+        assert mine.run == list(zip(theirs.slots.tolist(), theirs.chunk.tolist(), strict=True))
+        assert mine.preempt == list(theirs.victims)
+        checked_victims += bool(mine.preempt)
+    assert checked_victims > 20  # the KV-shortage path was exercised

@@ -1,0 +1,64 @@
+"""The bridge's per-request book: QoE state from token times, and timelines back out."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine_adapter.request_book import RequestBook
+from engine_adapter.slo_args import GroupSpec, SloArgs
+from formulations.engine_spec import EngineSpec
+from formulations.qoe import token_lateness
+
+
+def args(index, cls=0, arrival=0.0, group=None):
+    return SloArgs(index=index, id=f"r{index}", cls=cls, arrival=arrival, release=arrival, ttft_target=0.3,
+                   read_rate=10.0, deadline=np.nan if cls == 0 else 5.0, group=group, parents=(), pred=None,
+                   levels=None)
+
+
+def test_lag_and_delay_area_match_the_closed_form_qoe():
+    rng = np.random.default_rng(1)
+    book = RequestBook((0.5,))
+    row = book.row(book.register(args(3, arrival=1.0), prompt_len=20, pred=np.array([40.0])))
+    times = np.sort(rng.uniform(1.0, 5.0, 40))
+    chunks = np.split(times, [5, 6, 20, 33])  # tokens arrive in groups with equal times
+    expected_lag = token_lateness(times, 1.0, 0.3, 10.0)
+    for chunk in chunks:
+        for t in chunk:
+            book.tokens(row, 1, float(t))
+    assert book.lag[row] == expected_lag[-1]
+    np.testing.assert_allclose(book.delay_area[row], expected_lag.sum())
+    # the vectorized one-token-per-request path agrees with the scalar one
+    twin = book.row(book.register(args(5, arrival=1.0), prompt_len=20, pred=np.array([40.0])))
+    thr = book.row(book.register(args(6, cls=1), prompt_len=20, pred=np.array([40.0])))
+    for t in times:
+        book.one_token_each(np.array([twin, thr]), float(t))
+    assert book.delay_area[twin] == book.delay_area[row] and book.lag[twin] == book.lag[row]
+    assert book.token_times[thr] == list(times) and book.delay_area[thr] == 0 and book.delivered[thr] == 40
+    # a burst of k tokens at one time equals k single deliveries
+    other = book.row(book.register(args(4, arrival=1.0), prompt_len=20, pred=np.array([40.0])))
+    book.tokens(other, 3, 2.0)
+    np.testing.assert_allclose(book.delay_area[other], token_lateness(np.full(3, 2.0), 1.0, 0.3, 10.0).sum())
+
+
+def test_groups_fresh_indices_view_and_schedule():
+    book = RequestBook((0.1, 0.9))
+    spec = GroupSpec(id="g", members=(0, 1), parents=((), (0,)), prompt_len=(5, 6), deadline=9.0)
+    a = book.register(args(0, cls=2, group=spec), 5, np.array([3.0, 8.0]))
+    b = book.register(args(1, cls=2, group=spec), 6, np.array([3.0, 8.0]))
+    c = book.register(args(None, cls=1), 7, np.array([2.0, 4.0]))
+    assert (a, b, c) == (0, 1, 2) and len(book.groups) == 1
+    book.admitted(book.row(a), 0.1)
+    book.tokens(book.row(a), 2, 0.5)
+    book.finished(book.row(a), 0.5)
+    assert book.groups[0].done.tolist() == [True, False]
+    rows = np.array([book.row(b), book.row(c)])
+    v = book.view(now=1.0, rows=rows, generated=np.array([0, 1]), computed=np.array([0, 7]),
+                  prefill_left=np.array([6, 0]), resident=np.array([False, True]), kv_blocks=np.array([0, 1]),
+                  preemptions=np.zeros(2, dtype=np.int64), pred_quantiles=book.pred[rows], free_blocks=3,
+                  engine=EngineSpec.from_profile("llama3-8b-h100"))
+    assert v.idx.tolist() == [1, 2] and v.group.tolist() == [0, -1] and v.prompt_len.tolist() == [6, 7]
+    assert v.deadline.tolist() == [5.0, 5.0]
+    s = book.schedule(["r0", "r1"], iterations=4, meta={})
+    assert s.timelines[0].token_times.tolist() == [0.5, 0.5] and s.timelines[0].finish == 0.5
+    assert s.timelines[1].finish is None and s.iterations == 4
