@@ -7,7 +7,7 @@ from solvers.policies.andes import AndesPolicy
 from policy_views import make_view
 
 # latency mode, tiny KV: 8 blocks of 4 tokens
-ENGINE = EngineSpec.from_profile("llama3-8b-h100", kv_blocks=8, block_size=4, max_seqs=4)
+ENGINE = EngineSpec.from_profile("llama3-8b-h100", kv_blocks=10, block_size=4, max_seqs=4)
 
 
 def _decide(view, **params):
@@ -17,23 +17,36 @@ def _decide(view, **params):
 
 
 def test_preempts_full_buffer_stream_for_a_starving_one():
-    # A: resident, 40 tokens delivered ahead of its reader (next ideal at 0 + 0.5 + 40/4 = 10.5 s), holds all 8 blocks
-    # B: waiting since t=0, its first token was due at 0.5 s; now = 2 s
-    rows = [dict(cls=0, arrival=0.0, read_rate=4.0, ttft_target=0.5, generated=25, resident=True, computed=32,
+    # A: resident, 25 tokens delivered to a slow reader (0.5 tok/s): its next token is due at
+    # 0 + 0.5 + 25/0.5 = 50.5 s, a 48.5 s buffer at now = 2 s; it holds 8 of the 10 blocks (9 after a step)
+    # B: waiting since t=0, its first token was due at 0.5 s; it needs 3 blocks (2 are free)
+    rows = [dict(cls=0, arrival=0.0, read_rate=0.5, ttft_target=0.5, generated=25, resident=True, computed=32,
                  pred=60.0),
-            dict(cls=0, arrival=0.0, read_rate=4.0, ttft_target=0.5, prompt_len=8, pred=60.0)]
-    # A's buffer: 25 tokens delivered, the reader is at token ~7 (0.5 s + 1.5 s * 4 tok/s)
-    plan = _decide(make_view(rows, engine=ENGINE, now=2.0))
+            dict(cls=0, arrival=0.0, read_rate=4.0, ttft_target=0.5, prompt_len=12, pred=60.0)]
+    plan = _decide(make_view(rows, engine=ENGINE, now=2.0), evict_buffer=40.0, horizon=0.5)
     assert plan.run.tolist() == [1]
     assert plan.preempt.tolist() == [0]
 
 
 def test_no_preemption_once_the_cap_is_spent():
-    rows = [dict(cls=0, arrival=0.0, read_rate=4.0, ttft_target=0.5, generated=25, resident=True, computed=32,
+    rows = [dict(cls=0, arrival=0.0, read_rate=0.5, ttft_target=0.5, generated=25, resident=True, computed=32,
                  pred=60.0),
-            dict(cls=0, arrival=0.0, read_rate=4.0, ttft_target=0.5, prompt_len=8, pred=60.0)]
+            dict(cls=0, arrival=0.0, read_rate=4.0, ttft_target=0.5, prompt_len=12, pred=60.0)]
     plan = _decide(make_view(rows, engine=ENGINE, now=2.0), preemption_cap=0.0)
     assert plan.preempt.tolist() == []
+    assert plan.run.tolist() == [0]  # the resident keeps running
+
+
+def test_no_preemption_of_a_stream_whose_buffer_is_short():
+    # same, but A's reader is fast (4 tok/s): next token due at 0.5 + 25/4 = 6.75 s, a 4.75 s buffer:
+    # evicting it would cost a recompute soon after; B waits
+    rows = [dict(cls=0, arrival=0.0, read_rate=4.0, ttft_target=0.5, generated=25, resident=True, computed=32,
+                 pred=60.0),
+            dict(cls=0, arrival=0.0, read_rate=4.0, ttft_target=0.5, prompt_len=12, pred=60.0)]
+    plan = _decide(make_view(rows, engine=ENGINE, now=2.0), evict_buffer=40.0, horizon=0.5)
+    assert plan.preempt.tolist() == []
+    assert plan.run.tolist() == [0]
+    assert plan.recheck_at is not None and plan.recheck_at > 2.0
 
 
 def test_fcfs_when_no_trigger():
@@ -56,4 +69,6 @@ def test_batch_size_bounds_within_limits():
 
 def test_rejects_bad_parameters():
     with pytest.raises(ValueError, match="horizon"):
-        AndesPolicy(horizon_iterations=0)
+        AndesPolicy(horizon=0)
+    with pytest.raises(ValueError, match="evict_buffer"):
+        AndesPolicy(evict_buffer=-1.0)

@@ -60,3 +60,34 @@ def greedy_knapsack(
         count += prefix
         rest = rest[prefix + 1:]
     return np.concatenate(taken).astype(np.int64) if taken else np.empty(0, dtype=np.int64)
+
+
+def best_of_greedy(
+    values: np.ndarray,
+    weights: np.ndarray,
+    capacities: np.ndarray,
+    max_items: int | None = None,
+) -> np.ndarray:
+    """The best of several greedy passes (a classic cheap improvement for m-D knapsacks).
+
+    Orders tried: value per sum-normalized weight (as greedy_knapsack), value per the largest
+    normalized weight (the binding dimension), and value alone (right when max_items binds and
+    weights are slack). Each pass costs one greedy_knapsack; the largest total value wins (ties:
+    the earlier order).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) == 0:
+        return np.empty(0, dtype=np.int64)
+    weights = np.asarray(weights, dtype=np.float64).reshape(len(values), -1)
+    capacities = np.asarray(capacities, dtype=np.float64)
+    norm_max = (weights / np.maximum(capacities, 1e-12)[None, :]).max(axis=1)
+    by_max = np.where(norm_max > 0, values / np.maximum(norm_max, 1e-300), np.inf)
+    index = np.arange(len(values))
+    orders = (None, np.lexsort((index, -by_max)), np.lexsort((index, -values)))
+    best, best_value = np.empty(0, dtype=np.int64), -np.inf
+    for order in orders:
+        taken = greedy_knapsack(values, weights, capacities, max_items=max_items, order=order)
+        total = float(values[taken].sum())
+        if total > best_value + 1e-12:
+            best, best_value = taken, total
+    return best

@@ -1,24 +1,33 @@
 """`andes`: the QoE-aware knapsack scheduler of Andes (Liu et al., arXiv 2404.16283).
 
 Taken from the paper:
-- every request is a text stream; the scheduler maximizes the total QoE gain over a short
+- every request is a text stream, and a stream decoding far faster than its user reads builds a
+  buffer of unread tokens: pausing it costs no QoE until the buffer drains, while a waiting
+  stream loses QoE every second. So the scheduler maximizes the total QoE gain over a short
   horizon dt: value_i = QoE_i(served now) - QoE_i(paused for dt), weight_i = its KV context,
   capacity = the KV cache, solved greedily by value/weight;
 - the token delivery speed depends on the batch size B, so the knapsack is solved for several B
   between a lower bound (below it every served stream already gets tokens at least as fast as the
   fastest reader reads: smaller batches cannot raise QoE) and an upper bound (the most requests
   that fit in KV, smallest contexts first, capped by max_seqs), keeping the best total gain;
-- the knapsack runs only when it can matter: KV nearly full (or waiting work does not fit) or the
-  iteration time exceeds the strictest reading pace 1/max(r); otherwise FCFS admission as vLLM;
-- preemption throttling: a cap on preemptions per request seen, and the overhead-aware
-  refinement (an admit/evict swap is kept only if the admitted request's QoE gain beats the QoE
-  lost by every running stream while its prefill stalls the iteration).
+- the knapsack runs only when it can matter: when not everything fits in KV (or the iteration
+  time exceeds the strictest reading pace 1/max(r)); otherwise every request runs, FCFS as vLLM;
+- streams with a full buffer are PREEMPTED (their KV freed, recomputed later) so that starving
+  streams can be admitted, and re-admitted before their buffer runs dry: the engine is asked
+  again (`recheck_at`) when the next paused stream's buffer would drain within dt;
+- preemption throttling: a cap on the average number of preemptions per request seen, and the
+  overhead-aware refinement (an admission that evicts someone is kept only if its QoE gain beats
+  the QoE its prefill stall costs every running stream).
 
 What differs: QoE is DESIGN.md's definition (delay area over the ideal area), projected in
 closed form from (lag, delay area) instead of the paper's sampled token timeline; the QoE after
 dt is projected to completion (with the predicted median output length) rather than truncated at
-dt; B is searched on a geometric grid of at most `batch_grid` values rather than every integer;
-paused requests keep their KV unless their blocks are needed (the engine's pause semantics).
+dt; B is searched on a geometric grid of at most `batch_grid` values rather than every integer.
+Ours: a hysteresis against thrashing under recompute preemption (a resident is evicted only if
+its buffer still covers `evict_buffer` seconds of reading beyond dt, largest buffer first, since
+every eviction costs a recompute of its whole context), and the zero-gain requests fill the room
+the knapsack leaves (residents with the least buffer first, then waiting ones by first-token due
+time), so the KV cache stays full and no work is idle.
 """
 
 from __future__ import annotations
@@ -36,23 +45,25 @@ class AndesPolicy(Policy):
 
     def __init__(
         self,
-        horizon_iterations: float = 50.0,
-        kv_trigger: float = 0.95,
-        preemption_cap: float = 1.0,
+        horizon: float = 0.5,
+        evict_buffer: float = 40.0,
+        preemption_cap: float = 3.0,
         refine: bool = True,
         batch_grid: int = 4,
         quantile: float = 0.5,
     ) -> None:
-        if horizon_iterations <= 0:
-            raise ValueError(f"andes: horizon_iterations={horizon_iterations} must be > 0")
-        if not 0 < kv_trigger <= 1:
-            raise ValueError(f"andes: kv_trigger={kv_trigger} must be in (0, 1]")
+        if horizon <= 0:
+            raise ValueError(f"andes: horizon={horizon} must be > 0 (seconds)")
+        if evict_buffer < 0:
+            raise ValueError(f"andes: evict_buffer={evict_buffer} must be >= 0 (seconds)")
         if preemption_cap < 0:
             raise ValueError(f"andes: preemption_cap={preemption_cap} must be >= 0")
         if batch_grid < 1:
             raise ValueError(f"andes: batch_grid={batch_grid} must be >= 1")
-        self.horizon_iterations = horizon_iterations
-        self.kv_trigger = kv_trigger
+        if not 0 < quantile < 1:
+            raise ValueError(f"andes: quantile={quantile} must be in (0, 1)")
+        self.horizon = horizon
+        self.evict_buffer = evict_buffer
         self.preemption_cap = preemption_cap
         self.refine = refine
         self.batch_grid = batch_grid
@@ -65,17 +76,15 @@ class AndesPolicy(Policy):
         self._preempted = 0
 
     # ---- helpers -------------------------------------------------------------------------------
-    def _fcfs(self, view: EngineView) -> Plan:
+    @staticmethod
+    def _fcfs(view: EngineView) -> Plan:
         order = np.lexsort((view.idx, view.arrival, ~view.resident))
         return Plan(run=view.idx[order])
 
-    def _triggered(self, view: EngineView, blocks: np.ndarray, t_iter: float) -> bool:
-        used = view.engine.kv_blocks - view.free_blocks
-        if used >= self.kv_trigger * view.engine.kv_blocks:
-            return True
-        waiting = ~view.resident
+    @staticmethod
+    def _triggered(view: EngineView, blocks: np.ndarray, t_iter: float) -> bool:
         growth = np.where(view.resident, blocks - view.kv_blocks, blocks)
-        if growth.sum() > view.free_blocks and waiting.any():
+        if growth.sum() > view.free_blocks or len(view) > view.engine.max_seqs:
             return True
         rates = view.read_rate[np.isfinite(view.read_rate)]
         return bool(len(rates)) and t_iter > 1.0 / rates.max()
@@ -96,6 +105,14 @@ class AndesPolicy(Policy):
         lower = int(np.clip(lower, 1, upper))
         return np.unique(np.geomspace(lower, upper, self.batch_grid).round().astype(np.int64))
 
+    @staticmethod
+    def buffer(view: EngineView) -> np.ndarray:
+        """Seconds until a stream's reader needs its next token (negative: already starving).
+
+        The next token is read at ideal_{k+1} + lag at the earliest (read times are paced by
+        1/r); a request that is not a stream has an infinite buffer."""
+        return signals.next_token_ideal(view) + view.lag - view.now
+
     # ---- decision ------------------------------------------------------------------------------
     def decide(self, view: EngineView) -> Plan:
         n = len(view)
@@ -110,47 +127,52 @@ class AndesPolicy(Policy):
 
         total = np.maximum(view.predicted_output(self.quantile), view.generated + 1.0)
         ctx_mean = float(view.computed.mean()) + 1.0
-        horizon = self.horizon_iterations * t_now
         streaming = np.isfinite(view.read_rate)
         pre_iters = np.maximum(signals.prefill_iterations(view), 1)
-        best_gain, best_taken, best_values = -1.0, EMPTY, np.zeros(n)
+        best_gain, best_taken, best_values, best_t = -1.0, EMPTY, np.zeros(n), t_now
         for batch in self._batch_sizes(view, blocks, ctx_mean):
             t_tok = signals.iteration_time(engine, batch, batch * ctx_mean)
-            gain = signals.qoe_gain(view, horizon, t_tok, total, pre_iters * t_tok)
+            gain = signals.qoe_gain(view, self.horizon, t_tok, total, pre_iters * t_tok)
             values = np.where(streaming, np.nan_to_num(gain), 0.0)
-            # zero-gain streams (full buffers) still fill leftover room, oldest first
-            values = values + 1e-9 / (1.0 + view.arrival - view.arrival.min())
             taken = greedy_knapsack(values, blocks[:, None], np.array([engine.kv_blocks], float), max_items=int(batch))
             total_gain = float(values[taken].sum())
             if total_gain > best_gain:
-                best_gain, best_taken, best_values = total_gain, taken, values
+                best_gain, best_taken, best_values, best_t = total_gain, taken, values, t_tok
 
         chosen = np.zeros(n, dtype=bool)
         chosen[best_taken] = True
-        evicted = view.resident & ~chosen
-        admitted = ~view.resident & chosen
-        if evicted.any() and admitted.any():
-            chosen = self._throttle(view, chosen, best_values, blocks, t_now)
-            # residents fill whatever the dropped admissions left free (they need no prefill)
-            rest = np.flatnonzero(view.resident & ~chosen)
-            room = np.array([engine.kv_blocks - blocks[chosen].sum()], dtype=np.float64)
-            more = greedy_knapsack(best_values[rest], blocks[rest, None], room,
-                                   max_items=max(engine.max_seqs - int(chosen.sum()), 0))
-            chosen[rest[more]] = True
-        return self._plan(view, chosen, best_values, blocks)
+        buffer = np.where(streaming, self.buffer(view), np.inf)
+        evictable = view.resident & ~chosen & (buffer - pre_iters * best_t > self.horizon + self.evict_buffer)
+        chosen = self._affordable(view, chosen, evictable, buffer, best_values, blocks, best_t)
+        chosen = self._fill(view, chosen, evictable, buffer, blocks)
+        victims = self._victims(view, chosen, evictable, buffer, blocks)
+        self._preempted += len(victims)
+        density = best_values / np.maximum(blocks, 1.0)
+        run_pos = np.flatnonzero(chosen)
+        run_pos = run_pos[np.lexsort((buffer[run_pos], -density[run_pos]))]
+        # ask again before the next stream left out starts losing QoE (it needs dt of notice)
+        out = streaming & ~chosen & (view.release <= view.now + 1e-12)
+        recheck = None
+        if out.any():
+            recheck = view.now + max(float(buffer[out].min()) - self.horizon, self.horizon / 4.0)
+        return Plan(run=view.idx[run_pos], preempt=view.idx[victims], recheck_at=recheck)
 
-    def _throttle(self, view: EngineView, chosen: np.ndarray, values: np.ndarray, blocks: np.ndarray,
-                  t_now: float) -> np.ndarray:
-        """Drop admissions that do not pay for their stall or would exceed the preemption cap."""
+    def _affordable(self, view: EngineView, chosen: np.ndarray, evictable: np.ndarray, buffer: np.ndarray,
+                    values: np.ndarray, blocks: np.ndarray, t_tok: float) -> np.ndarray:
+        """Drop chosen admissions (lowest value density first) until the blocks they need can be
+        freed from evictable residents within the preemption cap; with `refine`, also those whose
+        QoE gain does not pay for the stall their prefill causes every running stream."""
         chosen = chosen.copy()
         admitted = np.flatnonzero(~view.resident & chosen)
-        admitted = admitted[np.argsort(values[admitted], kind="stable")]  # lowest value first
+        if not len(admitted):
+            return chosen
+        admitted = admitted[np.argsort(values[admitted] / np.maximum(blocks[admitted], 1.0), kind="stable")]
         if self.refine and view.engine.slot_time is None:
             running = view.resident & chosen
             total = np.maximum(view.predicted_output(self.quantile), view.generated + 1.0)
             step = 1e-3  # QoE the running streams lose per second of stall (finite difference)
-            base = signals.projected_qoe(view, view.now + t_now, t_now, total)
-            later = signals.projected_qoe(view, view.now + t_now + step, t_now, total)
+            base = signals.projected_qoe(view, view.now + t_tok, t_tok, total)
+            later = signals.projected_qoe(view, view.now + t_tok + step, t_tok, total)
             loss_per_s = float(np.nan_to_num(base - later)[running].sum()) / step
             stall = view.engine.latency.c_prefill * view.prefill_left[admitted]
             pays = values[admitted] > loss_per_s * stall
@@ -158,30 +180,42 @@ class AndesPolicy(Policy):
             admitted = admitted[pays]
         budget = self.preemption_cap * self._seen - self._preempted
         for req in admitted:
-            if len(self._victims(view, chosen, values, blocks)) <= budget:
+            victims = self._victims(view, chosen, evictable, buffer, blocks)
+            if len(victims) <= budget and np.all(evictable[victims]):
                 break
             chosen[req] = False
-        if len(self._victims(view, chosen, values, blocks)) > budget:
-            # no eviction allowed: the residents keep running instead of the dropped admissions
-            chosen |= view.resident
         return chosen
 
-    def _victims(self, view: EngineView, chosen: np.ndarray, values: np.ndarray, blocks: np.ndarray) -> np.ndarray:
-        """Unchosen residents to evict so the chosen fit (lowest value density first)."""
+    @staticmethod
+    def _fill(view: EngineView, chosen: np.ndarray, evictable: np.ndarray, buffer: np.ndarray,
+              blocks: np.ndarray) -> np.ndarray:
+        """Zero-gain work fills what the knapsack leaves: residents first (least buffer first;
+        evictable ones last, they may have to make room), then waiting requests by due time,
+        in room that needs no eviction (a stream that can still wait dt is not worth one)."""
+        chosen = chosen.copy()
+        engine = view.engine
+        runnable = view.release <= view.now + 1e-12
+        for waiting in (False, True):
+            rest = np.flatnonzero(~chosen & runnable & (view.resident != waiting))
+            if not len(rest):
+                continue
+            rest = rest[np.lexsort((view.arrival[rest], buffer[rest], evictable[rest]))]
+            held = view.kv_blocks[view.resident & ~chosen].sum() if waiting else 0.0
+            room = np.array([engine.kv_blocks - blocks[chosen].sum() - held], dtype=np.float64)
+            more = greedy_knapsack(np.ones(len(rest)), blocks[rest, None], room,
+                                   max_items=max(engine.max_seqs - int(chosen.sum()), 0), order=np.arange(len(rest)))
+            chosen[rest[more]] = True
+        return chosen
+
+    @staticmethod
+    def _victims(view: EngineView, chosen: np.ndarray, evictable: np.ndarray, buffer: np.ndarray,
+                 blocks: np.ndarray) -> np.ndarray:
+        """Unchosen residents to evict so the chosen fit: evictable ones first, largest buffer
+        first (they can wait longest before they must be recomputed)."""
         need = float(np.where(view.resident, blocks - view.kv_blocks, blocks)[chosen].sum()) - view.free_blocks
         if need <= 0:
             return EMPTY
-        victims = np.flatnonzero(view.resident & ~chosen)
-        density = values / np.maximum(blocks, 1.0)
-        victims = victims[np.argsort(density[victims], kind="stable")]
-        k = int(np.searchsorted(np.cumsum(view.kv_blocks[victims]), need, side="left")) + 1
-        return victims[:k]
-
-    def _plan(self, view: EngineView, chosen: np.ndarray, values: np.ndarray, blocks: np.ndarray) -> Plan:
-        """Run the chosen requests (highest value density first), evicting only what they need."""
-        density = values / np.maximum(blocks, 1.0)
-        run_pos = np.flatnonzero(chosen)
-        run_pos = run_pos[np.argsort(-density[run_pos], kind="stable")]
-        victims = self._victims(view, chosen, values, blocks)
-        self._preempted += len(victims)
-        return Plan(run=view.idx[run_pos], preempt=view.idx[victims])
+        cand = np.flatnonzero(view.resident & ~chosen)
+        cand = cand[np.lexsort((-buffer[cand], ~evictable[cand]))]
+        k = int(np.searchsorted(np.cumsum(view.kv_blocks[cand]), need, side="left")) + 1
+        return cand[:k]

@@ -12,7 +12,12 @@ to meet its SLO, computed from predicted lengths only (view.pred_quantiles):
   group's slack, so they are served as a gang.
 Requests whose SLO is out of reach even with the optimistic quantile drop to best effort: they
 rank after every request that can still make it (they still run on spare capacity, and a
-starvation guard promotes those waiting longer than `starvation_iterations`).
+starvation guard promotes those waiting longer than `starvation_iterations`). Under overload,
+admission control (on by default, `admission=True`) also gives up on requests that are still
+feasible alone but not together: Moore-Hodgson over an aggregate engine (in due-time order the
+cumulative sequence-, KV- and token-demand must fit what the engine delivers by then; at the
+first overflow the admitted request or bulk group with the most demand per unit of SLO value is
+dropped to best effort). This is what keeps least-slack order from EDF's domino effect.
 
 Batch selection: least slack first (a resident's slack is reduced by the time its preemption
 would cost: recompute of its context or a swap round trip, so preemption is only chosen when it
@@ -35,7 +40,7 @@ import numpy as np
 
 from formulations.engine_spec import EngineSpec
 from formulations.online import EMPTY, EngineView, Plan, Policy
-from solvers.knapsack.greedy import greedy_knapsack
+from solvers.knapsack.greedy import best_of_greedy, greedy_knapsack
 from solvers.policies import batching, signals
 from solvers.policies.dag_deadlines import GroupDeadlines
 
@@ -67,10 +72,10 @@ class SloPolicy(Policy):
         selection: str = "priority",
         starvation_iterations: float = 20000.0,
         gang_iterations: float = 4.0,
-        admission: bool = False,
+        admission: bool = True,
         max_rejections: int = 8,
         preempt_margin_iterations: float = float("inf"),
-        latency_budget_share: float = 0.5,
+        latency_budget_share: float = 0.2,
     ) -> None:
         if selection not in SELECTIONS:
             raise ValueError(f"slo: selection={selection!r}; valid: {', '.join(SELECTIONS)}")
@@ -322,7 +327,7 @@ class SloPolicy(Policy):
         if self.selection == "priority":
             taken = greedy_knapsack(values, weights, caps, max_items=step.max_items, order=order)
         elif self.selection == "density":
-            taken = order[greedy_knapsack(values[order], weights[order], caps, max_items=step.max_items)]
+            taken = order[best_of_greedy(values[order], weights[order], caps, max_items=step.max_items)]
         else:
             from formulations.exact.knapsack import KnapsackProblem
             from solvers.knapsack.cpsat import solve_cpsat
