@@ -8,6 +8,9 @@ the proof (or the limit), attainment found, bound, gap, model size; and the rati
 backend's time to CP-SAT's.
 
     PYTHONPATH=. python benchmarks/oracle_scale.py --sizes 10x50 20x100 40x200 --tightness 0.2
+
+CP-SAT on the token model searches top-down (probes "attainment >= ub", see solvers/exact/solve.py);
+the JSON rows list its probes (target, outcome, seconds).
 """
 
 from __future__ import annotations
@@ -57,7 +60,8 @@ def main() -> None:
             base = secs if base is None else base
             row = dict(size=size, requests=n, horizon=res.horizon, kv_blocks=inst.engine.kv_blocks, variant=name,
                        status=res.status, seconds=round(secs, 2), found=res.objective, bound=res.bound, gap=res.gap,
-                       hint=hint_met, variables=res.stats["variables"], model=res.stats["model"])
+                       hint=hint_met, variables=res.stats["variables"], model=res.stats["model"],
+                       probes=res.stats.get("probes"))
             rows.append(row)
             gap = "-" if res.gap is None else f"{res.gap:.1%}"
             print(f"{size:>8} {name:>14} {res.status:>8} {secs:>8.2f} {str(res.objective):>6} {res.bound:>6} {gap:>7} "
