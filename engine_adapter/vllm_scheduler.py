@@ -128,6 +128,7 @@ class SloScheduler(Scheduler):
         self._planned = np.empty(0, dtype=np.int64)
         self._live: list[Request] = []  # the last step's live requests and their book rows
         self._live_rows = np.empty(0, dtype=np.int64)
+        self._live_static: dict[str, np.ndarray] = {}
 
     def now(self) -> float:
         if self.bridge.slot_time is not None:
@@ -220,14 +221,15 @@ class SloScheduler(Scheduler):
         counts (equal to vLLM's: the integration tests check it), prompt lengths never change."""
         n = len(live)
         if live == self._live:  # (identity comparisons) the live set and order rarely change
-            rows = self._live_rows
+            rows, static = self._live_rows, self._live_static
         else:
             rows = np.fromiter(map(self.row_of.__getitem__, map(_REQUEST_ID, live)), dtype=np.int64, count=n)
-            self._live, self._live_rows = live, rows
+            static = self.book.static_columns(rows)
+            self._live, self._live_rows, self._live_static = live, rows, static
         computed = np.fromiter(map(_COMPUTED, live), dtype=np.int64, count=n)
         generated = self.book.delivered[rows]
         preemptions = self.book.preemption_count[rows]
-        total = self.book.prompt_len[rows] + generated  # = num_tokens (no speculative tokens)
+        total = static["prompt_len"] + generated  # = num_tokens (no speculative tokens)
         resident = np.arange(n) < n_running
         decoding = (generated > 0) & (computed >= total - 1)
         prefill_left = np.where(decoding, 0, total - computed)
@@ -236,7 +238,7 @@ class SloScheduler(Scheduler):
         view = self.book.view(
             now=now, rows=rows, generated=generated, computed=computed, prefill_left=prefill_left,
             resident=resident, kv_blocks=kv_blocks, preemptions=preemptions, pred_quantiles=pred,
-            free_blocks=self.kv_cache_manager.block_pool.get_num_free_blocks(), engine=self.engine_spec,
+            free_blocks=self.kv_cache_manager.block_pool.get_num_free_blocks(), engine=self.engine_spec, static=static,
         )
         return view, rows
 
