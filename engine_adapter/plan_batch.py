@@ -96,10 +96,12 @@ def _walk(view: EngineView, run: list[int], preempt: list[int], admitted_at: np.
     for k in preempt:
         evict(k)
     tail = len(run) - 1
+    # past the last resident request, a blocked waiting request blocks all the rest
+    last_resident = max((pos for pos, k in enumerate(run) if resident[k]), default=-1)
     budget, seqs = engine.token_budget, 0
     bs = engine.block_size
     for pos, k in enumerate(run):
-        if budget == 0 or seqs == engine.max_seqs:
+        if budget == 0 or seqs == engine.max_seqs or (decision.blocked is not None and pos > last_resident):
             break
         if k in gone or (decision.blocked is not None and not resident[k]):
             continue  # lost its KV in this iteration / behind a waiting request that did not fit

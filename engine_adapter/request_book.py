@@ -153,19 +153,36 @@ class RequestBook:
             state.done[state.members == self.index[row]] = True
 
     # ---- outputs -----------------------------------------------------------------------------
+    def static_columns(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """The view columns of `rows` that never change while a request lives (read-only: a
+        caller may reuse them across steps while the live rows stay the same)."""
+        cols = dict(idx=self.index[rows], cls=self.cls[rows], arrival=self.arrival[rows], release=self.release[rows],
+                    prompt_len=self.prompt_len[rows], ttft_target=self.ttft_target[rows],
+                    read_rate=self.read_rate[rows], deadline=self.deadline[rows], group=self.group[rows])
+        for col in cols.values():
+            col.flags.writeable = False
+        return cols
+
     def view(self, *, now: float, rows: np.ndarray, generated: np.ndarray, computed: np.ndarray,
              prefill_left: np.ndarray, resident: np.ndarray, kv_blocks: np.ndarray, preemptions: np.ndarray,
-             pred_quantiles: np.ndarray, free_blocks: int, engine: EngineSpec) -> EngineView:
-        """The EngineView of the live requests at `rows` (engine progress given per row)."""
-        return EngineView(
-            now=now, idx=self.index[rows], cls=self.cls[rows], arrival=self.arrival[rows],
-            release=self.release[rows], prompt_len=self.prompt_len[rows], generated=generated, computed=computed,
-            prefill_left=prefill_left, resident=resident, kv_blocks=kv_blocks, ttft_target=self.ttft_target[rows],
-            read_rate=self.read_rate[rows], lag=self.lag[rows], delay_area=self.delay_area[rows],
-            deadline=self.deadline[rows], group=self.group[rows], preemptions=preemptions,
+             pred_quantiles: np.ndarray, free_blocks: int, engine: EngineSpec,
+             static: dict[str, np.ndarray] | None = None) -> EngineView:
+        """The EngineView of the live requests at `rows` (engine progress given per row);
+        `static`: `static_columns(rows)` kept from an earlier step with the same rows.
+
+        Built by filling the instance dictionary directly: the frozen dataclass's __init__
+        assigns its 24 fields one by one through object.__setattr__, a sizeable part of the
+        bridge's per-step time (the object is the same; tests/test_request_book.py checks it)."""
+        view = EngineView.__new__(EngineView)
+        fields = view.__dict__
+        fields.update(static if static is not None else self.static_columns(rows))
+        fields.update(
+            now=now, generated=generated, computed=computed, prefill_left=prefill_left, resident=resident,
+            kv_blocks=kv_blocks, lag=self.lag[rows], delay_area=self.delay_area[rows], preemptions=preemptions,
             pred_quantiles=pred_quantiles, quantile_levels=self.levels, free_blocks=free_blocks, engine=engine,
             groups=self.groups,
         )
+        return view
 
     def schedule(self, ids: list[str], *, iterations: int, meta: dict) -> Schedule:
         """Timelines of the requests named `ids` (in that order: an Instance's order)."""

@@ -126,6 +126,9 @@ class SloScheduler(Scheduler):
         self._policy_seconds = 0.0
         self._decide_seconds = 0.0
         self._planned = np.empty(0, dtype=np.int64)
+        self._live: list[Request] = []  # the last step's live requests and their book rows
+        self._live_rows = np.empty(0, dtype=np.int64)
+        self._live_static: dict[str, np.ndarray] = {}
 
     def now(self) -> float:
         if self.bridge.slot_time is not None:
@@ -165,7 +168,8 @@ class SloScheduler(Scheduler):
         live = [*self.running, *self.waiting]
         if not live or self.kv_holding_waiting:
             return super().schedule(*args, **kwargs)
-        view, rows = self._view(now, live, len(self.running))
+        n_running = len(self.running)
+        view, rows = self._view(now, live, n_running)
         asked = time.perf_counter()
         plan = self.slo_policy.decide(view)
         self._decide_seconds = time.perf_counter() - asked
@@ -176,9 +180,10 @@ class SloScheduler(Scheduler):
             self.running.remove(request)
             self._preempt_request(request, time.monotonic())
             self.book.preempted(int(rows[k]), now)
-        chosen = [live[k] for k, _ in decision.run]
-        run_resident = [r for r in chosen if r.status == RequestStatus.RUNNING]
-        admit = [r for r in chosen if r.status != RequestStatus.RUNNING]
+        # live[:n_running] were running; a request the batch rules preempted is not in decision.run
+        run_resident = [live[k] for k, _ in decision.run if k < n_running]
+        admit = [live[k] for k, _ in decision.run if k >= n_running]
+        planned = {live[k].request_id: tokens for k, tokens in decision.run}
         keep = set(run_resident)
         paused = [r for r in self.running if r not in keep]
         admit_set = set(admit)
@@ -203,9 +208,7 @@ class SloScheduler(Scheduler):
         for request in admit:
             if request.status == RequestStatus.RUNNING:
                 self.book.admitted(self.row_of[request.request_id], now)
-        scheduled = output.num_scheduled_tokens
-        if len(scheduled) != len(decision.run) or any(
-                scheduled.get(live[k].request_id) != tokens for k, tokens in decision.run):
+        if output.num_scheduled_tokens != planned:
             self.plan_deviations += 1
         self._step_start = started
         self._step_now = now
@@ -217,11 +220,16 @@ class SloScheduler(Scheduler):
         computed-token count is read from vLLM; generated tokens and preemptions are the book's own
         counts (equal to vLLM's: the integration tests check it), prompt lengths never change."""
         n = len(live)
-        rows = np.fromiter(map(self.row_of.__getitem__, map(_REQUEST_ID, live)), dtype=np.int64, count=n)
+        if live == self._live:  # (identity comparisons) the live set and order rarely change
+            rows, static = self._live_rows, self._live_static
+        else:
+            rows = np.fromiter(map(self.row_of.__getitem__, map(_REQUEST_ID, live)), dtype=np.int64, count=n)
+            static = self.book.static_columns(rows)
+            self._live, self._live_rows, self._live_static = live, rows, static
         computed = np.fromiter(map(_COMPUTED, live), dtype=np.int64, count=n)
         generated = self.book.delivered[rows]
         preemptions = self.book.preemption_count[rows]
-        total = self.book.prompt_len[rows] + generated  # = num_tokens (no speculative tokens)
+        total = static["prompt_len"] + generated  # = num_tokens (no speculative tokens)
         resident = np.arange(n) < n_running
         decoding = (generated > 0) & (computed >= total - 1)
         prefill_left = np.where(decoding, 0, total - computed)
@@ -230,7 +238,7 @@ class SloScheduler(Scheduler):
         view = self.book.view(
             now=now, rows=rows, generated=generated, computed=computed, prefill_left=prefill_left,
             resident=resident, kv_blocks=kv_blocks, preemptions=preemptions, pred_quantiles=pred,
-            free_blocks=self.kv_cache_manager.block_pool.get_num_free_blocks(), engine=self.engine_spec,
+            free_blocks=self.kv_cache_manager.block_pool.get_num_free_blocks(), engine=self.engine_spec, static=static,
         )
         return view, rows
 
@@ -240,8 +248,8 @@ class SloScheduler(Scheduler):
         else:
             t = self.now()
         entered = time.perf_counter()
-        ran = [(self.requests[rid], n) for rid, n in scheduler_output.num_scheduled_tokens.items()
-               if rid in self.requests]
+        requests = self.requests
+        ran = [(requests[rid], n) for rid, n in scheduler_output.num_scheduled_tokens.items() if rid in requests]
         before = [r.num_output_tokens for r, _ in ran]
         own = time.perf_counter() - entered
         outputs = super().update_from_output(scheduler_output, model_runner_output)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from engine_adapter.request_book import RequestBook
 from engine_adapter.slo_args import GroupSpec, SloArgs
 from formulations.engine_spec import EngineSpec
+from formulations.online import EngineView
 from formulations.qoe import token_lateness
 
 
@@ -59,6 +62,8 @@ def test_groups_fresh_indices_view_and_schedule():
                   engine=EngineSpec.from_profile("llama3-8b-h100"))
     assert v.idx.tolist() == [1, 2] and v.group.tolist() == [0, -1] and v.prompt_len.tolist() == [6, 7]
     assert v.deadline.tolist() == [5.0, 5.0]
+    rebuilt = EngineView(**{f.name: getattr(v, f.name) for f in dataclasses.fields(EngineView)})
+    assert type(v) is EngineView and vars(v).keys() == vars(rebuilt).keys()  # the fast build is a full view
     s = book.schedule(["r0", "r1"], iterations=4, meta={})
     assert s.timelines[0].token_times.tolist() == [0.5, 0.5] and s.timelines[0].finish == 0.5
     assert s.timelines[1].finish is None and s.iterations == 4

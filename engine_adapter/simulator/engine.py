@@ -286,10 +286,7 @@ class _Simulator:
         delivers = left == 0
         out = slots[delivers]
         g = state.generated[out]
-        if len(out):
-            ends = np.array([end])
-            state.token_times[state.token_base[out] + g] = end
-            self._stream_latency(out, g, ends)
+        state.token_times[state.token_base[out] + g] = end
         g += 1
         state.generated[out] = g
         if self.log is not None:
@@ -315,7 +312,6 @@ class _Simulator:
         k, ends = run.k, run.ends
         start = self.clock.now
         self._write_tokens(state.token_base[slots] + g, ends)
-        self._stream_latency(slots, g, ends)
         if self.log is not None:
             used0 = kv.capacity - kv.free - sum(held.tolist())
             starts = np.concatenate(([start], ends[:-1]))
@@ -348,48 +344,6 @@ class _Simulator:
                 token_times[f:f + k] = ends
         else:
             self.state.token_times[np.add.outer(first, self.steps[:k])] = ends
-
-    def _stream_latency(self, slots: np.ndarray, generated: np.ndarray, ends: np.ndarray) -> None:
-        """`_stream` for the latency-class members of `slots` (often all of them, or none)."""
-        lat = self.state.is_latency[slots]
-        n_lat = np.count_nonzero(lat)
-        if n_lat == len(slots):
-            self._stream(slots, generated, ends)
-        elif n_lat:
-            self._stream(slots[lat], generated[lat], ends)
-
-    def _stream(self, slots: np.ndarray, generated: np.ndarray, ends: np.ndarray) -> None:
-        """Latency streams: fold tokens delivered at `ends` into lag and delay area.
-
-        Closed form of formulations/qoe.py: read_j - ideal_j = max(0, peak_j - ideal_1) with
-        peak_j = max over delivered tokens i <= j of (delivered_i - (i-1)/r). Within one call the
-        iteration times never shrink, so delivered_j - (j-1)/r is convex in j and its running
-        max is the larger of its first and current values.
-        """
-        state = self.state
-        inv_rate = state.inv_rate[slots]
-        ideal1 = state.ideal1[slots]
-        shifted_first = ends[0] - generated * inv_rate  # token number generated+1
-        peak0 = np.maximum(state.peak[slots], shifted_first)
-        if len(ends) == 1:
-            late = np.maximum(peak0 - ideal1, 0.0)
-            if np.count_nonzero(late):  # (adding zeros changes nothing: skip the common case)
-                state.delay_area[slots] += late
-            state.lag[slots] = late
-            state.peak[slots] = peak0
-            return
-        k = len(ends)
-        peak = np.maximum(peak0, ends[-1] - (generated + (k - 1)) * inv_rate)
-        if np.count_nonzero(peak <= ideal1) == len(peak):  # every token read on time (the common case): nothing accrues
-            state.lag[slots] = 0.0
-            state.peak[slots] = peak
-            return
-        # shifted_j - ideal1 = ends_j - (ideal1 + generated/r) - j/r
-        excess = ends - (ideal1 + generated * inv_rate)[:, None] - np.multiply.outer(inv_rate, np.arange(len(ends)))
-        late = np.maximum(excess, np.maximum(peak0 - ideal1, 0.0)[:, None])
-        state.delay_area[slots] += late.sum(axis=1)
-        state.lag[slots] = late[:, -1]
-        state.peak[slots] = np.maximum(peak0, excess[:, -1] + ideal1)
 
     def _complete(self, slots: np.ndarray) -> None:
         """Finished requests free their blocks; DAG children whose parents are all done are released."""

@@ -19,7 +19,7 @@ from formulations.instance import Instance
 
 # Rows of the integer and float slot matrices (named views are attributes of LiveState).
 INT_ROWS = ("idx", "prompt_len", "output_len", "generated", "computed", "prefill_left", "kv_blocks",
-            "preemptions", "group", "admit_seq", "token_base", "refined_at")
+            "preemptions", "group", "admit_seq", "token_base", "refined_at", "folded")
 FLOAT_ROWS = ("arrival", "release", "ttft_target", "read_rate", "deadline", "lag", "delay_area",
               "peak", "ideal1", "inv_rate")
 
@@ -30,7 +30,9 @@ class LiveState:
     `computed` counts tokens whose KV exists (on the device when `resident`, on the host for a
     swapped-out request); `token_base` is the request's offset in the token-time buffer; `peak`
     is the running max of delivered_j - (j-1)/r of its tokens (formulations.qoe closed form),
-    `ideal1` = arrival + ttft_target, `inv_rate` = 1/read_rate (latency class only).
+    `ideal1` = arrival + ttft_target, `inv_rate` = 1/read_rate (latency class only). `lag`,
+    `delay_area` and `peak` include the first `folded` tokens only (stream_qoe.py brings them up
+    to date when a policy reads them).
     `pred_refined` caches the predictor's refined quantiles of a slot, valid while `generated`
     equals `refined_at` (-1: never refined); see view.py.
     """
@@ -47,6 +49,7 @@ class LiveState:
     admit_seq: np.ndarray
     token_base: np.ndarray
     refined_at: np.ndarray
+    folded: np.ndarray
     arrival: np.ndarray
     release: np.ndarray
     ttft_target: np.ndarray

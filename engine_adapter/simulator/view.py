@@ -9,7 +9,8 @@ through object.__setattr__, which costs more than the rest of a typical decision
 so the instance dictionary is filled directly (the object is the same as the one __init__
 would build; tests/test_simulator.py checks that).
 
-`pred_quantiles` is computed only when a policy reads it (fcfs never does), and then only for
+`lag` and `delay_area` are brought up to date (stream_qoe.fold) only when a policy reads one of
+them. `pred_quantiles` is computed only when a policy reads it (fcfs never does), and then only for
 the requests whose `generated` changed since their last refinement: a learned predictor's
 refine costs milliseconds for a thousand requests, and waiting requests do not change between
 decisions. That relies on `LengthPredictor.refine` working row by row (each row's result
@@ -21,26 +22,31 @@ from __future__ import annotations
 import numpy as np
 
 from engine_adapter.simulator.request_state import LiveState
+from engine_adapter.simulator.stream_qoe import fold
 from formulations.engine_spec import EngineSpec
 from formulations.online import EngineView, GroupState
 from solvers.prediction.base import LengthPredictor
 
 _COLUMNS = ("idx", "cls", "arrival", "release", "prompt_len", "generated", "computed", "prefill_left",
-            "resident", "kv_blocks", "ttft_target", "read_rate", "lag", "delay_area", "deadline", "group",
-            "preemptions")
+            "resident", "kv_blocks", "ttft_target", "read_rate", "deadline", "group", "preemptions")
+_QOE_COLUMNS = ("lag", "delay_area")  # filled in on first access
 
 
 class _View(EngineView):
-    """An EngineView whose `pred_quantiles` is filled in on first access (then a plain field)."""
+    """An EngineView whose `pred_quantiles`, `lag` and `delay_area` are filled in on first
+    access (then plain fields)."""
 
-    __slots__ = ("_refine",)  # outside __dict__, so vars(view) holds exactly the dataclass fields
+    __slots__ = ("_builder",)  # outside __dict__, so vars(view) holds exactly the dataclass fields
 
-    def __getattr__(self, name: str) -> object:
-        if name != "pred_quantiles":
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        value = self._refine()
-        self.__dict__[name] = value
-        return value
+    def __getattr__(self, name: str) -> object:  # called only for fields not in __dict__ yet
+        if name == "pred_quantiles":
+            value = self._builder.refined()
+            self.__dict__[name] = value
+            return value
+        if name in _QOE_COLUMNS:
+            self.__dict__.update(self._builder.qoe_columns())
+            return self.__dict__[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
 
 class ViewBuilder:
@@ -50,6 +56,7 @@ class ViewBuilder:
         self.predictor = predictor
         self.fixed = {"quantile_levels": tuple(predictor.quantile_levels), "engine": engine, "groups": groups}
         self._slices: dict[int, dict[str, object]] = {}
+        self._qoe_slices: dict[int, dict[str, np.ndarray]] = {}
 
     def _columns(self, n: int) -> dict[str, object]:
         cols = self._slices.get(n)
@@ -63,6 +70,20 @@ class ViewBuilder:
             self._slices[n] = cols
         return cols
 
+    def qoe_columns(self) -> dict[str, np.ndarray]:
+        """`lag` and `delay_area` of the live requests (read-only), folded up to date."""
+        fold(self.state)
+        n = self.state.n_live
+        cols = self._qoe_slices.get(n)
+        if cols is None:
+            cols = {}
+            for name in _QOE_COLUMNS:
+                col = getattr(self.state, name)[:n]
+                col.flags.writeable = False
+                cols[name] = col
+            self._qoe_slices[n] = cols
+        return cols
+
     def build(self, now: float, free_blocks: int) -> EngineView:
         state = self.state
         n = state.n_live
@@ -72,10 +93,10 @@ class ViewBuilder:
         fields.update(cols)
         fields["now"] = now
         fields["free_blocks"] = free_blocks
-        object.__setattr__(view, "_refine", self._refined)
+        object.__setattr__(view, "_builder", self)
         return view
 
-    def _refined(self) -> np.ndarray:
+    def refined(self) -> np.ndarray:
         """Refined quantiles of the live requests (read-only), refreshing only stale rows."""
         state = self.state
         n = state.n_live
