@@ -342,9 +342,9 @@ class SloPolicy(Policy):
         step = self.knapsack_inputs(view)
         order, values, weights, caps = step.order, step.values, step.weights, step.capacities
         selection = self.selection
-        if selection == "auto":
-            selection = "density" if self._overloaded(view, step.doomed) else "priority"
-        if selection == "priority":
+        if selection == "auto" and self._overloaded(view, step.doomed):  # one density pass: cheap
+            taken = order[greedy_knapsack(values[order], weights[order], caps, max_items=step.max_items)]
+        elif selection in ("auto", "priority"):
             taken = greedy_knapsack(values, weights, caps, max_items=step.max_items, order=order)
         elif selection == "density":
             taken = order[best_of_greedy(values[order], weights[order], caps, max_items=step.max_items)]
