@@ -86,3 +86,15 @@ def test_preempts_low_priority_resident_only_when_blocks_are_needed():
 def test_rejects_unknown_selection():
     with pytest.raises(ValueError, match="selection"):
         SloPolicy(selection="magic")
+
+
+def test_overload_counts_requests_ever_given_up_on():
+    # 5 requests seen; overload = more than 20% of them ever doomed or rejected (remembered)
+    view = make_view([dict(cls=1, deadline=5.0, pred=5.0) for _ in range(5)])
+    policy = SloPolicy(overload_share=0.2)
+    policy.reset(view.engine)
+    assert not policy._overloaded(view, np.array([True, False, False, False, False]))  # 1/5 = 20%
+    assert not policy._overloaded(view, np.array([True, False, False, False, False]))  # same one again
+    assert policy._overloaded(view, np.array([False, False, True, False, False]))  # 2/5, #0 remembered
+    policy.reset(view.engine)
+    assert not policy._overloaded(view, np.zeros(5, dtype=bool))
