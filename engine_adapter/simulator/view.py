@@ -58,31 +58,29 @@ class ViewBuilder:
         self._slices: dict[int, dict[str, object]] = {}
         self._qoe_slices: dict[int, dict[str, np.ndarray]] = {}
 
-    def _columns(self, n: int) -> dict[str, object]:
-        cols = self._slices.get(n)
+    def _read_only_slices(self, cache: dict, names: tuple[str, ...], n: int) -> dict:
+        """Read-only views of the first n rows of state columns, cached per n (the state arrays
+        are preallocated, so a slice of a given length stays valid for the whole run)."""
+        cols = cache.get(n)
         if cols is None:
             cols = {}
-            for name in _COLUMNS:
+            for name in names:
                 col = getattr(self.state, name)[:n]
                 col.flags.writeable = False
                 cols[name] = col
+            cache[n] = cols
+        return cols
+
+    def _columns(self, n: int) -> dict[str, object]:
+        cols = self._read_only_slices(self._slices, _COLUMNS, n)
+        if "engine" not in cols:
             cols.update(self.fixed)
-            self._slices[n] = cols
         return cols
 
     def qoe_columns(self) -> dict[str, np.ndarray]:
         """`lag` and `delay_area` of the live requests (read-only), folded up to date."""
         fold(self.state)
-        n = self.state.n_live
-        cols = self._qoe_slices.get(n)
-        if cols is None:
-            cols = {}
-            for name in _QOE_COLUMNS:
-                col = getattr(self.state, name)[:n]
-                col.flags.writeable = False
-                cols[name] = col
-            self._qoe_slices[n] = cols
-        return cols
+        return self._read_only_slices(self._qoe_slices, _QOE_COLUMNS, self.state.n_live)
 
     def build(self, now: float, free_blocks: int) -> EngineView:
         state = self.state
