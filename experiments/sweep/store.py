@@ -22,15 +22,21 @@ CELLS_DIR = "cells"
 KEY_LENGTH = 16  # hex digits of sha256: 64 bits, no collision in any realistic sweep
 
 
+def plain_dict(obj: Any, what: str) -> dict[str, Any]:
+    """The plain-data form of a cell or a cell's result: a dict as is, its `to_dict()`, or a
+    dataclass's fields; `what` names the object in the error."""
+    if isinstance(obj, dict):
+        return obj
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    raise TypeError(f"{what} is a {type(obj).__name__}; expected a dict, a dataclass or an object with to_dict()")
+
+
 def cell_dict(cell: Any) -> dict[str, Any]:
-    """The plain-data form of a cell: its `to_dict()`, a dataclass's fields, or a dict as is."""
-    if isinstance(cell, dict):
-        return cell
-    if hasattr(cell, "to_dict"):
-        return cell.to_dict()
-    if dataclasses.is_dataclass(cell) and not isinstance(cell, type):
-        return dataclasses.asdict(cell)
-    raise TypeError(f"cannot key a cell of type {type(cell).__name__}: give it to_dict() or make it a dataclass")
+    """The plain-data form of a cell (what its key is computed from)."""
+    return plain_dict(cell, "a cell")
 
 
 def canonical_json(data: Any) -> str:

@@ -9,7 +9,6 @@ uninterrupted run (cells are deterministic: every random choice in a cell takes 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.sweep.backends import make_backend
-from experiments.sweep.store import ResultStore, cell_dict, cell_key
+from experiments.sweep.store import ResultStore, cell_dict, cell_key, plain_dict
 
 
 @dataclass
@@ -31,14 +30,8 @@ class SweepOutcome:
 
 
 def result_dict(result: Any) -> dict[str, Any]:
-    """The plain-data form of a cell result (its `to_dict()`, a dataclass, or a dict)."""
-    if isinstance(result, dict):
-        return result
-    if hasattr(result, "to_dict"):
-        return result.to_dict()
-    if dataclasses.is_dataclass(result) and not isinstance(result, type):
-        return dataclasses.asdict(result)
-    raise TypeError(f"a cell returned {type(result).__name__}; expected a dict, a dataclass or an object with to_dict()")
+    """The plain-data form of a cell result."""
+    return plain_dict(result, "a cell's result")
 
 
 def run_sweep(
