@@ -67,3 +67,25 @@ def test_steps_to_finish_counts_prefill_iterations():
                                                                     pred=5.0)])
     # 130 tokens at budget 64: 3 prefill iterations (the last yields token 1) + 4 decodes
     assert signals.steps_to_finish(view, np.array([5.0, 5.0])).tolist() == [7.0, 3.0]
+
+
+def test_tightest_total_is_the_brute_force_minimum_of_the_latest_next_token():
+    # over random stream states, the latest next-token time at tightest_total equals the minimum
+    # over a fine grid of totals in [lo, hi] (engine faster than the reader: no growth term)
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        gen = int(rng.integers(0, 400))
+        lo = gen + 1.0 + rng.integers(0, 50)
+        hi = lo + rng.integers(0, 800)
+        row = dict(cls=0, ttft_target=1.0, read_rate=float(rng.choice([3.3, 4.8])), generated=gen,
+                   delay_area=float(rng.uniform(0, 5)), pred=(lo, lo, hi), arrival=0.0)
+        view = make_view([row], now=5.0)
+        share = float(rng.choice([0.2, 1.0]))
+        tight = signals.tightest_total(view, np.array([lo]), np.array([hi]), 0.95, share)[0]
+        assert lo - 1e-9 <= tight <= hi + 1e-9
+        at = signals.latest_next_token(view, 0.01, np.array([tight]), 0.95, share)[0]
+        grid = np.linspace(lo, hi, 2001)
+        views = make_view([dict(row, pred=(t, t, t)) for t in grid], now=5.0)
+        brute = signals.latest_next_token(views, 0.01, grid, 0.95, share)
+        assert at <= brute.min() + 1e-9 or (at == -np.inf)
+        assert at >= brute.min() - 1e-3 * max(1.0, abs(brute.min())) or brute.min() == -np.inf

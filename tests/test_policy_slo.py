@@ -88,13 +88,39 @@ def test_rejects_unknown_selection():
         SloPolicy(selection="magic")
 
 
-def test_overload_counts_requests_ever_given_up_on():
-    # 5 requests seen; overload = more than 20% of them ever doomed or rejected (remembered)
-    view = make_view([dict(cls=1, deadline=5.0, pred=5.0) for _ in range(5)])
-    policy = SloPolicy(overload_share=0.2)
-    policy.reset(view.engine)
-    assert not policy._overloaded(view, np.array([True, False, False, False, False]))  # 1/5 = 20%
-    assert not policy._overloaded(view, np.array([True, False, False, False, False]))  # same one again
-    assert policy._overloaded(view, np.array([False, False, True, False, False]))  # 2/5, #0 remembered
-    policy.reset(view.engine)
-    assert not policy._overloaded(view, np.zeros(5, dtype=bool))
+def test_admission_gives_up_on_the_most_expensive_when_all_cannot_fit():
+    # one request per 0.1 s slot; all due at 1 s; 0.5 + 0.6 + 0.5 s of engine time: one must go,
+    # and Moore-Hodgson drops the one with the most engine seconds (each is feasible alone)
+    rows = [dict(cls=1, deadline=1.0, pred=5.0), dict(cls=1, deadline=1.0, pred=6.0), dict(cls=1, deadline=1.0, pred=5.0)]
+    view = make_view(rows, engine=ONE_SEQ)
+    policy = SloPolicy()
+    policy.reset(ONE_SEQ)
+    _, doomed_alone = policy.slack(view)
+    assert not doomed_alone.any()
+    _, _, given_up = policy.priority_key(view)
+    assert given_up.tolist() == [False, True, False]
+    # without admission control nobody is given up on
+    policy = SloPolicy(admission=False)
+    policy.reset(ONE_SEQ)
+    assert not policy.priority_key(view)[2].any()
+
+
+def test_paused_stream_that_may_be_long_is_not_planned_as_nearly_done():
+    # 100 tokens delivered at 5 tok/s, next one read at 21 s, now 15 s: 6 s of buffer. Predicted
+    # total 101..300 tokens. Planning with the shortest length (one token left) would let it wait
+    # ~10 s past its buffer; the tightest likely length brings it back within its buffer.
+    row = dict(cls=0, ttft_target=1.0, read_rate=5.0, generated=100, pred=(101.0, 150.0, 300.0), arrival=0.0)
+    policy, _ = _decide(make_view([row], now=15.0))
+    slack, doomed = policy.slack(make_view([row], now=15.0))
+    assert not doomed[0]
+    assert 0.0 < slack[0] < 6.0 + 1.0
+
+
+def test_auto_selection_switches_to_density_packing_above_the_offered_load():
+    # A is long (40 slots, slack 0.5 s), B short (2 slots, slack 1.8 s); one request per slot.
+    # Least slack runs A; density packing (offered load above overload_at) runs the short B.
+    rows = [dict(cls=1, deadline=4.5, pred=40.0), dict(cls=1, deadline=2.0, pred=2.0)]
+    view = make_view(rows, engine=ONE_SEQ)
+    assert _decide(view, overload_at=float("inf"))[1].run.tolist() == [0]
+    assert _decide(view, overload_at=0.0)[1].run.tolist() == [1]
+    assert _decide(view, selection="priority", overload_at=0.0)[1].run.tolist() == [0]

@@ -34,6 +34,28 @@ def typical_iteration(view: EngineView) -> float:
     return iteration_time(view.engine, seqs, ctx, 0.0)
 
 
+
+def engine_seconds(engine: EngineSpec, prefill: np.ndarray, decode: np.ndarray, context: np.ndarray,
+                   steps: np.ndarray) -> np.ndarray:
+    """Engine time a piece of work takes from a shared engine, when it is batched with others.
+
+    `prefill` tokens to prefill, `decode` tokens to decode at a mean `context`, over `steps`
+    iterations. The per-token costs add up whatever the batch; the fixed cost of an iteration is
+    shared by the requests in it, and how many share it is bounded by whichever of max_seqs, the
+    KV cache (context / block_size blocks each) and the token budget binds first. In slotted
+    mode every iteration costs one slot, so the share of the slots is the whole cost. Used by
+    admission control: a fixed decode-only iteration time ignores prefill and recompute, which
+    under load is a third of the engine's time or more.
+    """
+    blocks = context / engine.block_size
+    share = np.maximum.reduce([np.full_like(steps, 1.0 / engine.max_seqs), blocks / engine.kv_blocks,
+                               (prefill + decode) / np.maximum(steps, 1.0) / engine.token_budget])
+    if engine.slot_time is not None:
+        return steps * share * engine.slot_time
+    lat = engine.latency
+    return (steps * share * lat.c0 + lat.c_prefill * prefill + lat.c_decode * decode
+            + lat.c_ctx * context * decode)
+
 def prefill_iterations(view: EngineView) -> np.ndarray:
     """Iterations needed before the next token: ceil(prefill_left / token budget), 0 if decoding."""
     return -(-view.prefill_left // view.engine.token_budget)
@@ -114,3 +136,22 @@ def latest_next_token(view: EngineView, t_tok: float, total: np.ndarray, thresho
     per_token = budget / m
     latest = next_token_ideal(view) + per_token
     return np.where(per_token >= view.lag - 1e-12, latest, -np.inf)
+
+
+def tightest_total(view: EngineView, lo: np.ndarray, hi: np.ndarray, threshold: float, share: float = 1.0) -> np.ndarray:
+    """The total output length in [lo, hi] that leaves a stream the least room to wait.
+
+    The per-token budget of `latest_next_token` is (c T(T+1) - A) / (T - g) for a total T, with g
+    tokens delivered, A the delay area and c = share (1 - threshold) / (2r): it explodes when T is
+    just above g (one token left: being late costs little) and grows again for long streams (a
+    larger allowed area), so its minimum is inside the range at T* = g + sqrt(g^2 + g - A/c)
+    (zero derivative). Planning with the shortest likely length alone would be wrong for a
+    stream that is predicted to be nearly done but is not: it would look almost free to pause.
+    The engine-speed growth term is left out of this choice (it only matters when the engine is
+    slower than the reader).
+    """
+    g = view.generated
+    c = share * (1.0 - threshold) / (2.0 * view.read_rate)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        star = g + np.sqrt(np.maximum(g * g + g - view.delay_area / c, 0.0))
+    return np.clip(np.nan_to_num(star, nan=0.0), lo, np.maximum(hi, lo))
