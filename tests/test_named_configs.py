@@ -13,7 +13,7 @@ from experiments.sweep.gap import is_study_config, load_gap_cells
 from experiments.sweep.quick import QUICK_RATE_POINTS, QUICK_REQUESTS, quick
 
 CONFIGS = Path(str(resources.files("experiments") / "configs"))
-SWEEPS = ["qoe-vs-rate", "qoe-vs-rate-gamma", "qoe-vs-rate-bursts", "mixed-slo"]
+SWEEPS = ["qoe-vs-rate", "qoe-vs-rate-gamma", "qoe-vs-rate-bursts", "mixed-slo", "mixed-slo-small-kv"]
 
 
 @pytest.mark.parametrize("name", SWEEPS)

@@ -83,9 +83,13 @@ def test_preempts_low_priority_resident_only_when_blocks_are_needed():
     assert sorted(plan.run.tolist()) == [0, 1]
 
 
-def test_rejects_unknown_selection():
+def test_rejects_unknown_selection_and_bad_parameters():
     with pytest.raises(ValueError, match="selection"):
         SloPolicy(selection="magic")
+    with pytest.raises(ValueError, match="urgency_horizon"):
+        SloPolicy(urgency_horizon=0.0)
+    with pytest.raises(ValueError, match="overload_at"):
+        SloPolicy(overload_at=-1.0)
 
 
 def test_admission_gives_up_on_the_most_expensive_when_all_cannot_fit():
