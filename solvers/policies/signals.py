@@ -150,8 +150,10 @@ def tightest_total(view: EngineView, lo: np.ndarray, hi: np.ndarray, threshold: 
     The engine-speed growth term is left out of this choice (it only matters when the engine is
     slower than the reader).
     """
+    scale = share * (1.0 - threshold)
+    if scale <= 0:  # no delay allowed at any length
+        return np.asarray(lo, dtype=np.float64)
     g = view.generated
-    c = share * (1.0 - threshold) / (2.0 * view.read_rate)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        star = g + np.sqrt(np.maximum(g * g + g - view.delay_area / c, 0.0))
-    return np.clip(np.nan_to_num(star, nan=0.0), lo, np.maximum(hi, lo))
+    area_per_c = view.delay_area * (2.0 * view.read_rate / scale)  # A / c
+    star = g + np.sqrt(np.maximum(g * g + g - area_per_c, 0.0))  # nan where read_rate is (not a stream)
+    return np.clip(np.where(star == star, star, 0.0), lo, np.maximum(hi, lo))
