@@ -65,22 +65,37 @@ def test_urgent_latency_stream_beats_throughput_with_slack():
     assert plan.run.tolist() == [1]
 
 
-def test_preempts_low_priority_resident_only_when_blocks_are_needed():
+def test_preempts_low_priority_resident_only_when_blocks_are_needed_and_overloaded():
     engine = SLOTTED.with_(kv_blocks=6)
     # resident A (slack large) holds 4 of 6 blocks; waiting B (urgent) needs 3 blocks for its prompt
     rows = [dict(cls=1, deadline=50.0, pred=6.0, resident=True, generated=1, computed=16),
             dict(cls=1, deadline=0.45, pred=4.0, prompt_len=12, arrival=0.0)]
-    _, plan = _decide(make_view(rows, engine=engine), preempt_margin_iterations=10.0)
+    # overloaded (offered load above overload_at): A's slack is far above the margin, it yields
+    _, plan = _decide(make_view(rows, engine=engine), overload_at=0.0)
     assert plan.run.tolist() == [1]
     assert plan.preempt.tolist() == [0]
-    # default (no margin is enough): the resident keeps running, the waiting request waits
-    _, plan = _decide(make_view(rows, engine=engine))
+    # not overloaded: only doomed residents are preempted, the waiting request waits
+    _, plan = _decide(make_view(rows, engine=engine), overload_at=float("inf"))
     assert plan.run.tolist() == [0]
     assert plan.preempt.tolist() == []
+    # overloaded but A's slack is within the margin: A keeps its blocks
+    _, plan = _decide(make_view(rows, engine=engine), overload_at=0.0, preempt_margin_iterations=1e6)
+    assert plan.preempt.tolist() == []
     # enough free blocks: nothing is preempted, both run
-    _, plan = _decide(make_view(rows, engine=SLOTTED))
+    _, plan = _decide(make_view(rows, engine=SLOTTED), overload_at=0.0)
     assert plan.preempt.tolist() == []
     assert sorted(plan.run.tolist()) == [0, 1]
+
+
+def test_short_first_factor_is_capped():
+    # three equally urgent requests; the nearly finished one's factor median/own = 20 is capped
+    rows = [dict(cls=1, deadline=30.0, pred=p) for p in (1.0, 20.0, 40.0)]
+    view = make_view(rows)
+    for cap, expected in ((1.5, 1.5), (100.0, 20.0)):
+        policy = SloPolicy(short_first_cap=cap)
+        policy.reset(view.engine)
+        values = policy.knapsack_inputs(view).values
+        assert values[0] / values[1] == pytest.approx(expected, rel=0.05)
 
 
 def test_rejects_unknown_selection_and_bad_parameters():
@@ -90,6 +105,10 @@ def test_rejects_unknown_selection_and_bad_parameters():
         SloPolicy(urgency_horizon=0.0)
     with pytest.raises(ValueError, match="overload_at"):
         SloPolicy(overload_at=-1.0)
+    with pytest.raises(ValueError, match="short_first_cap"):
+        SloPolicy(short_first_cap=0.0)
+    with pytest.raises(ValueError, match="preempt_margin_iterations"):
+        SloPolicy(preempt_margin_iterations=-1.0)
 
 
 def test_admission_gives_up_on_the_most_expensive_when_all_cannot_fit():
