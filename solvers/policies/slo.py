@@ -34,6 +34,8 @@ slack outrank urgent ones. The default `selection="auto"` picks the order by the
 - above it, value per unit of normalized weight (density): once the engine cannot finish
   everything, packing the most urgent SLO value per KV block and token meets more SLOs than
   least-slack order, which spends the engine on long requests that are about to be late.
+  (Demo workload, seeds 0/1: least slack 0.979/0.985 vs density 0.936/0.957 at 2x the trace
+  rate, 0.564/0.610 vs 0.750/0.805 at 3x; measured before the cap and margin below.)
 `selection` can force "priority", "density" or "exact" (the exact per-step knapsack, used by the
 gap study). Residents that lose their place are preempted only if the chosen batch needs their
 blocks, lowest priority first: below `overload_at` only doomed ones; above it also those whose
