@@ -11,6 +11,7 @@ import numpy as np
 
 from formulations.engine_spec import EngineSpec
 from formulations.online import EngineView, Plan, Policy
+from solvers.policies.per_request import grown
 
 _WAITING = np.iinfo(np.int64).max
 
@@ -33,9 +34,7 @@ class FCFSPolicy(Policy):
         try:
             seq = self._admitted[idx]
         except IndexError:
-            grown = np.full(max(2 * len(self._admitted), int(idx.max()) + 1), -1, dtype=np.int64)
-            grown[: len(self._admitted)] = self._admitted
-            self._admitted = grown
+            self._admitted = grown(self._admitted, int(idx.max()) + 1, fill=-1)
             seq = self._admitted[idx]
         # Admission sequence numbers: a request that became resident since the last decision gets
         # the next numbers (in arrival order, the order in which it was admitted); one that lost

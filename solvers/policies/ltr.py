@@ -19,6 +19,7 @@ import numpy as np
 from formulations.engine_spec import EngineSpec
 from formulations.online import EMPTY, EngineView, Plan, Policy
 from solvers.policies import batching, signals
+from solvers.policies.per_request import grown
 
 
 class LtrPolicy(Policy):
@@ -39,10 +40,8 @@ class LtrPolicy(Policy):
         self._quantum = np.zeros(0, dtype=np.int64)
 
     def _grow(self, size: int) -> None:
-        if size > len(self._starved):
-            extra = max(size, 2 * len(self._starved)) - len(self._starved)
-            self._starved = np.concatenate([self._starved, np.zeros(extra, dtype=np.int64)])
-            self._quantum = np.concatenate([self._quantum, np.zeros(extra, dtype=np.int64)])
+        self._starved = grown(self._starved, size)
+        self._quantum = grown(self._quantum, size)
 
     def decide(self, view: EngineView) -> Plan:
         if len(view) == 0:

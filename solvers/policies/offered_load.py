@@ -14,6 +14,7 @@ import numpy as np
 
 from formulations.online import EngineView
 from solvers.policies import signals
+from solvers.policies.per_request import grown
 
 
 class OfferedLoad:
@@ -31,8 +32,7 @@ class OfferedLoad:
     def update(self, view: EngineView) -> float:
         """Record the requests seen for the first time; the load over the window."""
         size = int(view.idx.max()) + 1 if len(view) else 0
-        if size > len(self._seen):
-            self._seen = np.concatenate([self._seen, np.zeros(max(size, 2 * len(self._seen)) - len(self._seen), bool)])
+        self._seen = grown(self._seen, size, fill=False)
         new = np.flatnonzero(~self._seen[view.idx])
         now = view.now
         if self._start is None:

@@ -34,7 +34,6 @@ def typical_iteration(view: EngineView) -> float:
     return iteration_time(view.engine, seqs, ctx, 0.0)
 
 
-
 def engine_seconds(engine: EngineSpec, prefill: np.ndarray, decode: np.ndarray, context: np.ndarray,
                    steps: np.ndarray) -> np.ndarray:
     """Engine time a piece of work takes from a shared engine, when it is batched with others.
@@ -55,6 +54,7 @@ def engine_seconds(engine: EngineSpec, prefill: np.ndarray, decode: np.ndarray, 
     lat = engine.latency
     return (steps * share * lat.c0 + lat.c_prefill * prefill + lat.c_decode * decode
             + lat.c_ctx * context * decode)
+
 
 def prefill_iterations(view: EngineView) -> np.ndarray:
     """Iterations needed before the next token: ceil(prefill_left / token budget), 0 if decoding."""

@@ -67,6 +67,7 @@ from solvers.knapsack.greedy import best_of_greedy, greedy_knapsack
 from solvers.policies import batching, signals
 from solvers.policies.dag_deadlines import GroupDeadlines
 from solvers.policies.offered_load import OfferedLoad
+from solvers.policies.per_request import grown
 
 SELECTIONS = ("auto", "priority", "density", "exact")
 
@@ -190,7 +191,8 @@ class SloPolicy(Policy):
         hi = np.maximum(view.predicted_output(self.conservative), view.generated + 1.0)
         lo = np.maximum(view.predicted_output(self.optimistic), view.generated + 1.0)
         mid = np.maximum(view.predicted_output(0.5), view.generated + 1.0)
-        dur_hi = signals.steps_to_finish(view, hi) * t
+        self._steps_hi = signals.steps_to_finish(view, hi)
+        dur_hi = self._steps_hi * t
         dur_lo = signals.steps_to_finish(view, lo) * t
         due, due_lo, self._pending = self._bulk_deadlines(view, np.stack([dur_hi, dur_lo], axis=1))
         slack = due - now - dur_hi
@@ -204,8 +206,8 @@ class SloPolicy(Policy):
         self._due = due_lo  # admission judges feasibility: optimistic DAG latest finish times
         if latency.any():
             first = np.maximum(signals.prefill_iterations(view), 1) * t
-            # plan with a share of the delay budget of the shortest likely stream (a shorter one
-            # has a smaller budget); give up only when even the full budget of the longest fails
+            # plan with a share of the delay budget at the tightest likely length; give up only
+            # when even the full budget of the longest likely stream fails
             share = self.latency_budget_share
             planned = signals.latest_next_token(
                 view, t, signals.tightest_total(view, lo, hi, self.qoe_threshold, share), self.qoe_threshold, share)
@@ -219,7 +221,7 @@ class SloPolicy(Policy):
             doomed = np.where(latency, hope - now - first < -1e-9, doomed)
             # admission judges the full budget; the last token is needed about (m - 1)/r after the next
             self._due = np.where(latency, latest + (mid - view.generated - 1.0) / view.read_rate, due_lo)
-        self._hi = hi
+        self._hi, self._mid = hi, mid
         return slack, doomed
 
     # ---- admission ------------------------------------------------------------------------------
@@ -240,7 +242,7 @@ class SloPolicy(Policy):
         if not len(live) and not self._pending:
             return rejected
         hi = self._hi[live]
-        steps = signals.steps_to_finish(view, self._hi)[live]
+        steps = self._steps_hi[live]
         decode = hi - view.generated[live]
         context = view.prompt_len[live] + view.generated[live] + decode / 2.0
         demand = signals.engine_seconds(engine, view.prefill_left[live].astype(np.float64), decode, context, steps)
@@ -276,12 +278,9 @@ class SloPolicy(Policy):
         return self._rejected[view.idx] | (view.group >= 0) & self._rejected_group[np.maximum(view.group, 0)]
 
     def _grow(self, view: EngineView) -> None:
-        size = int(view.idx.max()) + 1
-        if size > len(self._rejected):
-            self._rejected = np.concatenate([self._rejected, np.zeros(max(size, 2 * len(self._rejected)) - len(self._rejected), bool)])
-        if len(view.groups) + 1 > len(self._rejected_group):  # + 1: a never-set entry for "no group"
-            extra = len(view.groups) + 1 - len(self._rejected_group)
-            self._rejected_group = np.concatenate([self._rejected_group, np.zeros(extra, bool)])
+        self._rejected = grown(self._rejected, int(view.idx.max()) + 1, fill=False)
+        # + 1: a never-set entry for "no group"
+        self._rejected_group = grown(self._rejected_group, len(view.groups) + 1, fill=False)
 
     # ---- decision --------------------------------------------------------------------------------
     def priority_key(self, view: EngineView) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -324,7 +323,7 @@ class SloPolicy(Policy):
         blocks, tokens = signals.kv_weights(view)
         # value: the SLO lost by not running now (about 1 within urgency_horizon of its slack,
         # falling with slack, tiny once doomed), times (median / own remaining iterations)^short_first
-        left = signals.steps_to_finish(view, np.maximum(view.predicted_output(0.5), view.generated + 1.0))
+        left = signals.steps_to_finish(view, self._mid)
         short = np.minimum((float(np.median(left)) / left) ** self.short_first, self.short_first_cap)
         values = np.where(doomed, 1e-3, self.idle_value + 1.0 / (1.0 + np.maximum(slack, 0.0) / self.urgency_horizon)) * short
         return StepKnapsack(
