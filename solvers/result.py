@@ -28,6 +28,21 @@ class Status(StrEnum):
     def stopped_early(self) -> bool:
         return self in (Status.TIMEOUT, Status.INTERRUPTED)
 
+    @property
+    def meaning(self) -> str:
+        """One line for people reading a CLI report."""
+        return _MEANINGS[self]
+
+
+_MEANINGS = {
+    Status.OPTIMAL: "proven optimal",
+    Status.FEASIBLE: "stopped before a proof: best found, proven bound",
+    Status.TIMEOUT: "time limit reached: best found, proven bound",
+    Status.INTERRUPTED: "interrupted: best found, proven bound",
+    Status.INFEASIBLE: "proven infeasible",
+    Status.SKIPPED: "not optimized: no time left",
+}
+
 
 def check_time_limit(time_limit: float, what: str = "time_limit") -> float:
     """A solver time limit must be a finite number of seconds > 0 (one-line error otherwise)."""

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from experiments.cli.arguments import time_limit
 from experiments.studies.optimality_gap import OptimumExceeded, StudyReport, run_study
 
 
@@ -15,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--instances", type=int, default=100, help="number of random instances (default 100)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the instance generator")
     parser.add_argument("--policies", nargs="*", default=None, help="policy names (default: all registered)")
-    parser.add_argument("--time-limit", type=float, default=5.0,
+    parser.add_argument("--time-limit", type=time_limit, default=5.0,
                         help="oracle seconds per instance (default 5: 100 instances in ~6-9 min on 2 cores)")
     parser.add_argument("--noise", type=float, default=0.0,
                         help="sigma of log-normal length-prediction noise the policies see (0: exact lengths)")

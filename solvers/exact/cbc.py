@@ -1,16 +1,20 @@
 """The CBC backend (PuLP's bundled CBC, a child process).
 
 CBC reports its dual bound only in its log ("Lower bound:" of the negated objective), so the log
-is read back. An interrupt sends SIGINT to the CBC child: CBC stops as on its time limit and
-writes its incumbent, which PuLP then reads.
+is read back. An interrupt sends SIGINT to the CBC child: in branch and bound CBC stops as on
+its time limit and writes its incumbent, which PuLP then reads. Before that (presolve, root cuts)
+CBC can ignore SIGINT for tens of seconds, so a child still alive `KILL_AFTER_SECONDS` later is
+killed: the solve then reports no MILP solution and no bound (the warm start stays the incumbent).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -35,7 +39,12 @@ def solve_cbc(hm: HindsightModel, time_limit: float, start_values: list[int] | N
             warnings.simplefilter("ignore", DeprecationWarning)
             solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit, gapRel=0, gapAbs=0.5, threads=workers,
                                        warmStart=warm, logPath=str(log))
-        stop.run(lambda: built.problem.solve(solver), _ChildInterrupter())
+        try:
+            stop.run(lambda: built.problem.solve(solver), _ChildInterrupter())
+        except pulp.PulpSolverError:
+            if not stop.requested:
+                raise
+            return Phase(stopped_status(stop), None, None)  # killed: nothing to read back
         text = log.read_text() if log.exists() else ""
     status, bound = _outcome(built.problem, text, stop)
     if status == Status.INFEASIBLE:
@@ -59,19 +68,23 @@ def _outcome(prob: pulp.LpProblem, log: str, stop: StopToken) -> tuple[Status, f
     return (stopped_status(stop) if stopped else Status.FEASIBLE), bound
 
 
+KILL_AFTER_SECONDS = 1.0
+
+
 class _ChildInterrupter:
-    """Sends SIGINT once to each child process of this process (the CBC that PuLP started)."""
+    """SIGINT to each child process of this process (the CBC that PuLP started), SIGKILL to one
+    still alive KILL_AFTER_SECONDS later. Called repeatedly while the stop is pending."""
 
     def __init__(self) -> None:
-        self.sent: set[int] = set()
+        self.interrupted_at: dict[int, float] = {}
 
     def __call__(self) -> None:
-        for pid in _child_pids() - self.sent:
-            try:
-                os.kill(pid, signal.SIGINT)
-            except ProcessLookupError:
-                continue
-            self.sent.add(pid)
+        now = time.monotonic()
+        for pid in _child_pids():
+            first = self.interrupted_at.setdefault(pid, now)
+            if first == now or now - first > KILL_AFTER_SECONDS:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGINT if first == now else signal.SIGKILL)
 
 
 def _child_pids() -> set[int]:

@@ -83,8 +83,11 @@ def solve(instance: Instance, backend: str = "cpsat", time_limit: float = 60.0,
         raise ValidationError(f"engine: preemption={instance.engine.preemption!r}: the exact model covers "
                               "recompute preemption only (swap is not modelled)")
     with interruptible() as stop:
-        return _solve(instance, backend, time_limit, hint, qoe_threshold, secondary, min_attainment, workers,
-                      model, cpsat_formulation, stop)
+        result = _solve(instance, backend, time_limit, hint, qoe_threshold, secondary, min_attainment, workers,
+                        model, cpsat_formulation, stop)
+    if stop.requested:
+        result.stats["signal"] = stop.signal_name
+    return result
 
 
 def _solve(instance: Instance, backend: str, time_limit: float, hint, qoe_threshold: float, secondary: bool,
