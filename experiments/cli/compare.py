@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from experiments.cli.arguments import time_limit
+from experiments.cli.arguments import interrupted_exit_code, time_limit
 from experiments.studies.optimality_gap import OptimumExceeded, StudyReport, run_study
 
 
@@ -34,6 +34,9 @@ def run(args: argparse.Namespace) -> int:
     except OptimumExceeded as err:
         print(f"slosched compare: FAILED: {err}", file=sys.stderr)
         return 3
+    except RuntimeError as err:  # no instance proven (time limit too short, or interrupted at once)
+        print(f"slosched compare: error: {err}", file=sys.stderr)
+        return 2
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "compare.json").write_text(json.dumps(report.to_dict(), indent=1))
     plot = _plot(report, args.out / "compare.png")
@@ -42,6 +45,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         _table(report)
         print(f"plot: {plot}  data: {args.out / 'compare.json'}")
+    if report.interrupted_by:
+        print(f"slosched compare: interrupted by {report.interrupted_by} after {len(report.instances) + report.unproven}"
+              f" of {args.instances} instances (those are reported)", file=sys.stderr)
+        return interrupted_exit_code(report.interrupted_by)
     return 0
 
 

@@ -43,7 +43,8 @@ def solve_cbc(hm: HindsightModel, time_limit: float, start_values: list[int] | N
             stop.run(lambda: built.problem.solve(solver), _ChildInterrupter())
         except pulp.PulpSolverError:
             if not stop.requested:
-                raise
+                raise CbcFailed(f"CBC exited with an error after {time_limit:g} s (seen with a MIP start and a "
+                                "time limit under ~1 s): give it more time or use --backend highs") from None
             return Phase(stopped_status(stop), None, None)  # killed: nothing to read back
         text = log.read_text() if log.exists() else ""
     status, bound = _outcome(built.problem, text, stop)
@@ -55,17 +56,24 @@ def solve_cbc(hm: HindsightModel, time_limit: float, start_values: list[int] | N
     return Phase(status, values, bound)
 
 
+class CbcFailed(RuntimeError):
+    """The CBC process died without a result (not a time limit, not an interrupt)."""
+
+
 def _outcome(prob: pulp.LpProblem, log: str, stop: StopToken) -> tuple[Status, float | None]:
     if prob.status == pulp.LpStatusInfeasible or "Problem is infeasible" in log:
         return Status.INFEASIBLE, None
     stopped = stop.requested or "Stopped on time" in log or "time limit" in log.lower() or "ctrl-c" in log.lower()
-    bound = None
-    match = re.search(r"Lower bound:\s*(-?[\d.eE+-]+)", log)
-    if match:
-        bound = -float(match.group(1))  # CBC minimizes the negated objective
     if prob.sol_status == pulp.LpSolutionOptimal and not stopped:
-        return Status.OPTIMAL, pulp.value(prob.objective)
-    return (stopped_status(stop) if stopped else Status.FEASIBLE), bound
+        return Status.OPTIMAL, None
+    return (stopped_status(stop) if stopped else Status.FEASIBLE), _bound(log)
+
+
+def _bound(log: str) -> float | None:
+    """CBC's dual bound from its log: PuLP runs CBC with -max, and CBC then reports the bound of
+    the maximization as "Upper bound:" (none in the log: no bound proven)."""
+    upper = re.findall(r"Upper bound:\s*(-?[\d.eE+-]+)", log)
+    return float(upper[-1]) if upper else None
 
 
 KILL_AFTER_SECONDS = 1.0
