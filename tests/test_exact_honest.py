@@ -35,10 +35,11 @@ def proven():
     return inst, hint, best.objective
 
 
-@pytest.mark.parametrize("backend", ["cpsat", "highs", "cbc"])
-def test_timed_out_bound_is_at_least_the_proven_optimum(proven, backend):
+# CBC gets more time: the bundled CBC segfaults when its limit expires while it reads the MIP start
+@pytest.mark.parametrize("backend, seconds", [("cpsat", 1.5), ("highs", 1.5), ("cbc", 5.0)])
+def test_timed_out_bound_is_at_least_the_proven_optimum(proven, backend, seconds):
     inst, hint, optimum = proven
-    res = solve(inst, backend, time_limit=1.5, hint=hint, secondary=False)
+    res = solve(inst, backend, time_limit=seconds, hint=hint, secondary=False)
     assert res.status in (Status.TIMEOUT, Status.OPTIMAL)
     assert res.objective is not None and res.objective <= optimum <= res.bound <= len(inst.requests)
     if res.status == Status.OPTIMAL:

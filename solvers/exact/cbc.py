@@ -22,7 +22,7 @@ import pulp
 
 from formulations.exact.hindsight import HindsightModel
 from solvers.exact.phase import Phase, stopped_status
-from solvers.exact.milp import set_start, solution_values, to_milp
+from solvers.exact.milp import milp_phase, set_start, to_milp
 from solvers.interrupt import StopToken
 from solvers.result import Status
 
@@ -43,17 +43,11 @@ def solve_cbc(hm: HindsightModel, time_limit: float, start_values: list[int] | N
             stop.run(lambda: built.problem.solve(solver), _ChildInterrupter())
         except pulp.PulpSolverError:
             if not stop.requested:
-                raise CbcFailed(f"CBC exited with an error after {time_limit:g} s (seen with a MIP start and a "
-                                "time limit under ~1 s): give it more time or use --backend highs") from None
+                raise CbcFailed(f"CBC crashed (time limit {time_limit:g} s; the bundled CBC segfaults when its time "
+                                "limit expires while it reads a MIP start): give it more time or use --backend highs") from None
             return Phase(stopped_status(stop), None, None)  # killed: nothing to read back
         text = log.read_text() if log.exists() else ""
-    status, bound = _outcome(built.problem, text, stop)
-    if status == Status.INFEASIBLE:
-        return Phase(status, None, None)
-    values = solution_values(built, hm)
-    if status == Status.OPTIMAL and values is None:
-        status = stopped_status(stop)
-    return Phase(status, values, bound)
+    return milp_phase(built, hm, *_outcome(built.problem, text, stop), stop)
 
 
 class CbcFailed(RuntimeError):

@@ -11,7 +11,7 @@ import pulp
 
 from formulations.exact.hindsight import HindsightModel
 from solvers.exact.phase import Phase, stopped_status
-from solvers.exact.milp import set_start, solution_values, to_milp
+from solvers.exact.milp import milp_phase, set_start, to_milp
 from solvers.interrupt import StopToken
 from solvers.result import Status
 
@@ -24,13 +24,7 @@ def solve_highs(hm: HindsightModel, time_limit: float, start_values: list[int] |
     solver = _Highs(msg=False, timeLimit=time_limit, gapRel=0, gapAbs=0.5, threads=workers, start=start_values)
     with _quiet_stdout():  # HiGHS prints its banner from C++ even with output off
         stop.run(lambda: built.problem.solve(solver), solver.cancel)
-    status, bound = _outcome(built.problem, stop)
-    if status == Status.INFEASIBLE:
-        return Phase(status, None, None)
-    values = solution_values(built, hm)
-    if status == Status.OPTIMAL and values is None:
-        status = stopped_status(stop)
-    return Phase(status, values, bound)
+    return milp_phase(built, hm, *_outcome(built.problem, stop), stop)
 
 
 def _outcome(prob: pulp.LpProblem, stop: StopToken) -> tuple[Status, float | None]:

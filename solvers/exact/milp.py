@@ -14,6 +14,9 @@ import pulp
 
 from formulations.exact.hindsight import HindsightModel
 from formulations.exact.linear import LinearModel
+from solvers.exact.phase import Phase, stopped_status
+from solvers.interrupt import StopToken
+from solvers.result import Status
 
 
 @dataclass
@@ -58,6 +61,16 @@ def _variables(lm: LinearModel) -> list[pulp.LpVariable]:
 def set_start(built: MilpModel, values: list[int]) -> None:
     for var, value in zip(built.vars, values, strict=True):
         var.setInitialValue(int(value))
+
+
+def milp_phase(built: MilpModel, hm: HindsightModel, status: Status, bound: float | None, stop: StopToken) -> Phase:
+    """A solved MILP as a `Phase`: "optimal" needs a solution that is a model point."""
+    if status == Status.INFEASIBLE:
+        return Phase(status, None, None)
+    values = solution_values(built, hm)
+    if status == Status.OPTIMAL and values is None:
+        status = stopped_status(stop)
+    return Phase(status, values, bound)
 
 
 def solution_values(built: MilpModel, hm: HindsightModel) -> list[int] | None:
