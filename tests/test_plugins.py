@@ -11,7 +11,7 @@ import pytest
 
 from engine_adapter.simulator import simulate
 from experiments.cli import main
-from experiments.config import load_config, with_overrides
+from experiments.config import load_config
 from experiments.runner import build_cell_instance, expand_cells
 from formulations.metrics import score
 from formulations.requests import ValidationError
