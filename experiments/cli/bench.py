@@ -77,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(document["metrics"], indent=1))
     else:
         console = Console()
+        if not console.is_terminal:  # piped: do not squeeze the table into 80 columns, as `run`
+            console = Console(width=140)
         cell = CellResult(key=args.label, policy=args.label, rate_scale=config.workload.rate_scale, seed=config.seed,
                           metrics=document["metrics"], outcomes=[], config=config.to_dict(), predictor="server",
                           iterations=0, wall_seconds=result.wall_seconds, versions=versions(), git_commit=git_commit())
