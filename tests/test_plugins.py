@@ -165,3 +165,15 @@ def test_entry_points_of_an_installed_package(installed_plugin, tmp_path, capsys
 def test_unknown_plain_name_lists_installed_plugins(installed_plugin):
     with pytest.raises(ValidationError, match="valid: fcfs, .*spf or package.module:Class"):
         make_policy("lifo")
+
+
+def test_the_vllm_bridge_resolves_the_same_names(installed_plugin):
+    from engine_adapter.bridge_config import BridgeConfig
+
+    by_path = BridgeConfig(policy=POLICY, params={"longest_first": True}, predictor=f"{MODULE}:DoubleOracle")
+    assert type(by_path.make_policy()).__name__ == "ShortestPromptFirst" and by_path.make_policy().longest_first
+    assert type(by_path.make_predictor()).__name__ == "DoubleOracle"
+    by_entry_point = BridgeConfig(policy="spf", predictor="double")
+    assert type(by_entry_point.make_policy()) is type(by_path.make_policy())
+    with pytest.raises(ValidationError, match="cannot import 'nosuch:X'"):
+        BridgeConfig(policy="nosuch:X").make_policy()

@@ -3,15 +3,14 @@ and gives exactly the sequential backend's results."""
 
 from __future__ import annotations
 
-import os
 import sys
-from pathlib import Path
 
 import pytest
 
 from experiments.config import load_config, with_overrides
 from experiments.runner import expand_cells
 from experiments.sweep.cells import execute_cells
+from ray_local import init_local_ray
 from test_plugins import CONFIG, MODULE, PLUGIN, POLICY
 
 ray = pytest.importorskip("ray")
@@ -19,19 +18,10 @@ ray = pytest.importorskip("ray")
 
 @pytest.fixture(scope="module")
 def plugin_on_ray(tmp_path_factory):
-    """The plugin module in a folder that this process and the Ray workers find (PYTHONPATH at ray.init)."""
+    """The plugin module in a folder that this process and the Ray workers find."""
     folder = tmp_path_factory.mktemp("site")
     (folder / f"{MODULE}.py").write_text(PLUGIN)
-    repo = str(Path(__file__).resolve().parent.parent)
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(folder), repo, *filter(None, [old])])
-    try:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    finally:
-        if old is None:
-            del os.environ["PYTHONPATH"]
-        else:
-            os.environ["PYTHONPATH"] = old
+    init_local_ray(str(folder))
     sys.path.insert(0, str(folder))
     yield folder
     sys.path.remove(str(folder))
