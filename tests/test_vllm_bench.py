@@ -136,6 +136,7 @@ def test_bench_scores_match_the_schedulers_own_record(server, tmp_path, capsys):
     metrics = json.loads(capsys.readouterr().out)
     document = json.loads((out / "bench.json").read_text())
     assert document["statuses"] == {"finished": 20} and metrics["requests"] == 20 and metrics["unfinished"] == 0
+    assert document["goodput"] == pytest.approx(metrics["slo_met"] / document["wall_seconds"])
     lines = read_jsonl(out / "schedule-bench.jsonl")
     on_server = server_records(record)
     shift = document["clock_origin"]  # bench clock -> perf_counter

@@ -4,7 +4,8 @@ server and score it exactly as the simulator is scored (QoE, attainment per clas
 The workload is the config's (trace, classes, SLOs, DAG groups); with a `[vllm]` table it is
 the very workload `serve-eval` runs (lengths clipped to its max_model_len, arrivals x its
 time_scale). Deadlines are slack x T_alone under the config's engine profile. Writes
-OUT/bench.json (config, settings, metrics, per-status counts) and OUT/schedule-bench.jsonl (one
+OUT/bench.json (config, settings, metrics, goodput = SLO-met requests per second of the run,
+per-status counts) and OUT/schedule-bench.jsonl (one
 scored request per line, with the client's status). Ctrl-C stops the replay and still writes
 both files, unfinished requests scored as unfinished (exit code 130).
 """
@@ -83,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
                           metrics=document["metrics"], outcomes=[], config=config.to_dict(), predictor="server",
                           iterations=0, wall_seconds=result.wall_seconds, versions=versions(), git_commit=git_commit())
         console.print(metrics_table(replace(config, name=f"bench {config.name}"), [cell]))
-        console.print(f"statuses: {document['statuses']}; wrote {args.out}/bench.json and schedule-bench.jsonl")
+        console.print(f"goodput {document['goodput']:.2f} SLO-met requests/s over {result.wall_seconds:.1f} s; "
+                      f"statuses: {document['statuses']}; wrote {args.out}/bench.json and schedule-bench.jsonl")
     if result.interrupted:
         print("slosched bench: interrupted; partial results written", file=sys.stderr)
         return INTERRUPTED
@@ -136,7 +138,9 @@ def write_outputs(out: Path, config: ExperimentConfig, instance: Instance, setti
     statuses = dict(Counter(r.status for r in result.records))
     document = {"experiment": config.name, "config": config.to_dict(), "settings": asdict(settings),
                 "time_scale": instance.meta.get("time_scale", 1.0), "interrupted": result.interrupted,
-                "wall_seconds": result.wall_seconds, "clock_origin": result.clock_origin, "statuses": statuses, "metrics": metrics,
+                "wall_seconds": result.wall_seconds, "clock_origin": result.clock_origin, "statuses": statuses,
+                "goodput": metrics["slo_met"] / result.wall_seconds if result.wall_seconds > 0 else 0.0,
+                "metrics": metrics,
                 "versions": versions(), "git_commit": git_commit()}
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.json").write_text(json.dumps(document, indent=1))
