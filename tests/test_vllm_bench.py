@@ -32,6 +32,7 @@ from experiments.cli.bench import bench_instance  # noqa: E402
 from formulations.metrics import score  # noqa: E402
 from formulations.schedule import RequestTimeline, Schedule  # noqa: E402
 
+pytestmark = pytest.mark.timeout(1500)  # the first test includes the server's start (START_TIMEOUT)
 REPO = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 900.0  # s: the server starts in ~20 s alone, ~8 min on a loaded 2-core box
 # Client receipt minus server stamp of one token: HTTP framing, detokenizer-free output
