@@ -1,4 +1,4 @@
-"""`slosched bench CONFIG.toml --url URL`: replay a workload against a running OpenAI-compatible
+"""`slosched bench [CONFIG.toml] --url URL`: replay a workload against a running OpenAI-compatible
 server and score it exactly as the simulator is scored (QoE, attainment per class, TTFT/TBT/JCT).
 
 The workload is the config's (trace, classes, SLOs, DAG groups); with a `[vllm]` table it is
@@ -26,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from engine_adapter.http_replay import PROMPT_KINDS, ReplayResult, ReplaySettings, replay
 from engine_adapter.realized import realize
-from experiments.cli.run import metrics_table
+from experiments.cli.run import DEMO_CONFIG, metrics_table
 from experiments.cli.serve_eval import read_config
 from experiments.config import ExperimentConfig, from_mapping, with_overrides
 from experiments.errors import ConfigError
@@ -42,7 +42,8 @@ INTERRUPTED = 130
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("bench", help="replay a workload against an OpenAI-compatible server and score it",
                               description=__doc__.split("\n\n")[0])
-    p.add_argument("config", help="experiment TOML (a [vllm] table, as serve-eval's, sets lengths and time scale)")
+    p.add_argument("config", nargs="?", default=str(DEMO_CONFIG),
+                   help="experiment TOML (default: the demo; a [vllm] table, as serve-eval's, sets lengths and time scale)")
     p.add_argument("--url", default="http://127.0.0.1:8000/v1", help="API root (default http://127.0.0.1:8000/v1)")
     p.add_argument("--model", help="model name to request (default: the server's first model)")
     p.add_argument("--concurrency", type=int, default=64, help="streams open at once (default 64)")
