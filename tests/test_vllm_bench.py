@@ -157,7 +157,7 @@ def test_bench_scores_match_the_schedulers_own_record(server, tmp_path, capsys):
     assert children >= 1
     # Scored on the server's own token times (moved to the bench clock), the run scores the same
     # up to the receipt lag.
-    instance = bench_instance(argparse.Namespace(config=str(config), trace=None, limit=None, seed=None, time_scale=None))
+    _, instance = bench_instance(argparse.Namespace(config=str(config), trace=None, limit=None, seed=None, time_scale=None))
     timelines = [RequestTimeline(r.id, line["release"],
                                  np.array(on_server[r.id]["token_times"]) + on_server[r.id]["clock_origin"] - shift,
                                  finish=on_server[r.id]["finish"] + on_server[r.id]["clock_origin"] - shift)
