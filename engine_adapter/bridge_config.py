@@ -6,14 +6,13 @@
 `latency` is what policies read as `view.engine.latency` to estimate times (a profile name, or
 coefficients, e.g. fitted to this engine); `slot_time` switches the scheduler's clock to
 iteration counting (iteration k starts at k * slot_time), which makes a vLLM run comparable
-step for step with the simulator's slotted mode. A policy named "package.module:Class" is
-imported from there (a user's own policy); other names come from the policy registry.
+step for step with the simulator's slotted mode. Policy and predictor names resolve as everywhere
+(solvers.named): a registry name, an installed plugin's name, or "package.module:Class".
 No vLLM import here.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,13 +67,6 @@ class BridgeConfig:
         return load_profile(self.latency).latency
 
     def make_policy(self) -> Policy:
-        if ":" in self.policy:
-            module, _, name = self.policy.partition(":")
-            try:
-                policy_cls = getattr(importlib.import_module(module), name)
-            except (ImportError, AttributeError) as err:
-                raise ValidationError(f"additional_config.{KEY}.policy={self.policy!r}: {err}") from None
-            return policy_cls(**self.params)
         from solvers.policies.registry import make_policy
 
         return make_policy(self.policy, **self.params)

@@ -30,8 +30,8 @@ from experiments.workloads.spec import Dist, WorkloadConfig
 from formulations.engine_spec import EngineSpec
 from formulations.metrics import DEFAULT_QOE_THRESHOLD
 from formulations.requests import ValidationError
-from solvers.policies.registry import POLICIES, make_policy
-from solvers.prediction.registry import PREDICTORS, make_predictor
+from solvers.policies.registry import make_policy, policy_class, policy_names
+from solvers.prediction.registry import make_predictor, predictor_class
 
 DEFAULT_PROFILE = "llama3-8b-h100"
 ENGINE_KEYS = tuple(f.name for f in dataclasses.fields(EngineSpec) if f.name != "latency")
@@ -82,9 +82,11 @@ class ExperimentConfig:
 
     def validate(self) -> None:
         """Check every name against its registry by building each part once."""
-        unknown = [p for p in self.policies if p not in POLICIES]
-        if unknown:
-            raise ConfigError(f"policies: unknown policy {unknown[0]!r}; valid: {', '.join(POLICIES)}")
+        for name in self.policies:
+            try:
+                policy_class(name)
+            except ValidationError as err:
+                raise ConfigError(f"policies: {err}") from None
         stray = set(self.policy_params) - set(self.policies)
         if stray:
             raise ConfigError(f"policy_params: {sorted(stray)} not in policies {list(self.policies)}")
@@ -93,8 +95,10 @@ class ExperimentConfig:
                 make_policy(name, **self.policy_params.get(name, {}))
             except (ValidationError, TypeError) as err:
                 raise ConfigError(f"[policy_params.{name}] {err}") from None
-        if self.predictor.name not in PREDICTORS:
-            raise ConfigError(f"predictor: unknown name {self.predictor.name!r}; valid: {', '.join(PREDICTORS)}")
+        try:
+            predictor_class(self.predictor.name)
+        except ValidationError as err:
+            raise ConfigError(f"predictor: {err}") from None
         try:
             make_predictor(self.predictor.name, **self.predictor.params)
         except (ValidationError, TypeError, ValueError) as err:
@@ -136,7 +140,7 @@ def config_from_dict(data: dict[str, Any], default_name: str = "experiment") -> 
     _check_keys(data, TOP_KEYS, "config")
     policies = data.get("policies")
     if not isinstance(policies, list) or not policies or not all(isinstance(p, str) for p in policies):
-        raise ConfigError(f"policies = {policies!r}: need a non-empty list of names; valid: {', '.join(POLICIES)}")
+        raise ConfigError(f"policies = {policies!r}: need a non-empty list of names; valid: {', '.join(policy_names())}")
     policy_params = data.get("policy_params", {})
     if not isinstance(policy_params, dict) or not all(isinstance(v, dict) for v in policy_params.values()):
         raise ConfigError("policy_params: need one table per policy, e.g. [policy_params.edf]")

@@ -28,7 +28,7 @@ from experiments.workloads import build_instance
 from formulations.instance import Instance
 from formulations.metrics import request_outcomes, summarize
 from solvers.policies.registry import make_policy
-from solvers.prediction.registry import PREDICTORS, make_predictor
+from solvers.prediction.registry import make_predictor, predictor_class
 
 BACKENDS = ("sequential",)
 Progress = Callable[[float], None]
@@ -142,7 +142,7 @@ def _predictor_params(config: ExperimentConfig, seed: int) -> dict[str, Any]:
     """The configured parameters; a predictor that draws random errors gets the cell's seed
     unless the config fixes its own."""
     params = dict(config.predictor.params)
-    factory = PREDICTORS[config.predictor.name]
+    factory = predictor_class(config.predictor.name)
     if "seed" not in params and "seed" in inspect.signature(factory).parameters:
         params["seed"] = seed
     return params

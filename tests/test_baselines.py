@@ -93,7 +93,7 @@ def test_every_baseline_finishes_a_mixed_workload(name) -> None:
 
 def test_policy_registry_errors_list_valid_choices() -> None:
     assert {"fcfs", "edf", "sjf"} <= set(POLICIES)
-    with pytest.raises(ValidationError, match="unknown policy .lifo.; valid: .*edf, fcfs, .*sjf"):
+    with pytest.raises(ValidationError, match="unknown policy .lifo.; valid: fcfs, edf, sjf, .* or package.module:Class"):
         make_policy("lifo")
     with pytest.raises(ValidationError, match="policy 'fcfs': unknown parameter"):
         make_policy("fcfs", alpha=1)
@@ -104,7 +104,7 @@ def test_predictor_registry() -> None:
     noisy = make_predictor("noisy", sigma=0.3, seed=4)
     assert isinstance(noisy, NoisyOraclePredictor) and noisy.sigma == 0.3 and noisy.seed == 4
     assert {"oracle", "noisy"} <= set(PREDICTORS)
-    with pytest.raises(ValidationError, match="unknown predictor 'magic'; valid: .*noisy, .*oracle"):
+    with pytest.raises(ValidationError, match="unknown predictor .magic.; valid: oracle, noisy"):
         make_predictor("magic")
     with pytest.raises(ValidationError, match="predictor 'noisy': unknown parameter"):
         make_predictor("noisy", sigma=0.1, mu=2)

@@ -180,7 +180,7 @@ def test_no_config_runs_the_demo_and_prints_a_table(tmp_path, capsys):
     (["CONFIG:[workload]\nlimt = 3"], "[workload] unknown key 'limt'; valid: trace, columns"),
     (["CONFIG:[engine]\nprofile = 'a10'"], "unknown latency profile 'a10'; valid: llama3-8b-a100, llama3-8b-h100"),
     (["CONFIG:[engine]\nkv = 3"], "[engine] unknown key 'kv'; valid: profile, kv_blocks"),
-    (["CONFIG:[predictor]\nname = 'magic'"], "unknown name 'magic'; valid: oracle, noisy"),
+    (["CONFIG:[predictor]\nname = 'magic'"], "unknown predictor 'magic'; valid: oracle, noisy"),
     (["CONFIG:colour = 'red'"], "[config] unknown key 'colour'; valid: name"),
     (["CONFIG:[workload.bulk]\nshapes = {star = 1.0}"], "unknown shape(s) ['star']; valid: independent"),
     (["missing.toml"], "config file 'missing.toml' not found"),

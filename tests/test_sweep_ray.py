@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import pytest
 
 from experiments.sweep import CellFailed, ResultStore, run_sweep
+from ray_local import init_local_ray
 from sweep_fakes import fake_cell, make_cells
 
 ray = pytest.importorskip("ray")
@@ -15,18 +14,7 @@ ray = pytest.importorskip("ray")
 
 @pytest.fixture(scope="module")
 def local_ray():
-    # Ray workers import the cell function by name: they inherit PYTHONPATH from this process
-    # when ray.init starts the local instance (on a cluster, slosched is installed on each node).
-    here = str(Path(__file__).resolve().parent)
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join([here, str(Path(here).parent), *filter(None, [old])])
-    try:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    finally:
-        if old is None:
-            del os.environ["PYTHONPATH"]
-        else:
-            os.environ["PYTHONPATH"] = old
+    init_local_ray()
     yield
     ray.shutdown()
 

@@ -19,7 +19,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from experiments.config import config_from_dict, from_mapping, read_toml, with_overrides
+from experiments.config import ExperimentConfig, config_from_dict, from_mapping, read_toml, with_overrides
 from experiments.studies.serve_eval import ServeSettings, serve_eval, summary_rows
 
 
@@ -34,11 +34,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def load(path: str) -> tuple:
+    config, vllm_table = read_config(path)
+    return config, from_mapping(ServeSettings, vllm_table or {}, "vllm")
+
+
+def read_config(path: str) -> tuple[ExperimentConfig, dict | None]:
+    """The experiment config of a serve-eval TOML, and its [vllm] table (None if it has none)."""
     data = read_toml(path)
-    serve = from_mapping(ServeSettings, data.pop("vllm", {}), "vllm")
+    vllm_table = data.pop("vllm", None)
     config = config_from_dict(data, default_name=Path(path).stem)
     config.validate()
-    return config, serve
+    return config, vllm_table
 
 
 def run(args: argparse.Namespace) -> int:

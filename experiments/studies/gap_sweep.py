@@ -26,6 +26,7 @@ from typing import Any
 
 from experiments.config import read_toml
 from experiments.errors import ConfigError
+from formulations.requests import ValidationError
 
 STUDY = "gap"
 TOP_KEYS = ("name", "description", "study", "gap")
@@ -98,13 +99,15 @@ def run_gap_cell(cell: GapCell) -> dict[str, Any]:
 
 
 def _check_policies(policies: Any) -> None:
-    from solvers.policies.registry import POLICIES
+    from solvers.policies.registry import policy_class, policy_names
 
     if not isinstance(policies, list) or not all(isinstance(p, str) for p in policies):
-        raise ConfigError(f"gap.policies = {policies!r}: need a list of names; valid: {', '.join(POLICIES)}")
-    unknown = [p for p in policies if p not in POLICIES]
-    if unknown:
-        raise ConfigError(f"gap.policies: unknown policy {unknown[0]!r}; valid: {', '.join(POLICIES)}")
+        raise ConfigError(f"gap.policies = {policies!r}: need a list of names; valid: {', '.join(policy_names())}")
+    for name in policies:
+        try:
+            policy_class(name)
+        except ValidationError as err:
+            raise ConfigError(f"gap.policies: {err}") from None
 
 
 def _check_keys(data: dict[str, Any], valid: tuple[str, ...], where: str) -> None:

@@ -243,7 +243,7 @@ def run_study(n: int, seed: int = 0, *, policies: list[str] | None = None, time_
     from solvers.interrupt import interruptible
     from solvers.knapsack.dp import dp_size, solve_dp
     from solvers.knapsack.cpsat import solve_cpsat
-    from solvers.policies.registry import POLICIES, make_policy
+    from solvers.policies.registry import make_policy, policy_names
     from solvers.prediction.oracle import NoisyOraclePredictor, OraclePredictor
 
     def exact_step(values, weights, caps, max_items) -> float:
@@ -251,7 +251,7 @@ def run_study(n: int, seed: int = 0, *, policies: list[str] | None = None, time_
         result = solve_dp(problem) if dp_size(problem) <= 200_000 else solve_cpsat(problem)
         return float(result.value)
 
-    names = policies or list(POLICIES)
+    names = policies or policy_names()
     results: list[InstanceResult] = []
     steps = StepGap()
     unproven = 0

@@ -1,4 +1,5 @@
-"""Policies by name: the registry experiment configs and the CLI resolve names through."""
+"""Policies by name: the registry experiment configs, the CLI and the vLLM bridge resolve names
+through (built-ins here, plugins via solvers.named)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from solvers.policies.andes import AndesPolicy
 from solvers.policies.gain_density import GainDensityPolicy
 from solvers.policies.ltr import LtrPolicy
 from solvers.policies.slo import SloPolicy
-from solvers.named import build_named
+from solvers.named import Kind, available, build_named, resolve
 
 POLICIES: dict[str, type[Policy]] = {
     "fcfs": FCFSPolicy,
@@ -25,6 +26,19 @@ POLICIES: dict[str, type[Policy]] = {
 }
 
 
+POLICY_KIND = Kind("policy", POLICIES, "slosched.policies")
+
+
+def policy_class(name: str) -> type[Policy]:
+    """The class of a built-in name, an installed plugin's name, or `package.module:Class`."""
+    return resolve(POLICY_KIND, name)
+
+
+def policy_names() -> list[str]:
+    """Built-in and installed policy names (what `module:Class` adds is open-ended)."""
+    return available(POLICY_KIND)
+
+
 def make_policy(name: str, **params: Any) -> Policy:
     """A fresh policy object; unknown names or parameters list what is valid."""
-    return build_named("policy", POLICIES, name, params)
+    return build_named(POLICY_KIND, name, params)
