@@ -5,6 +5,10 @@ A policy never touches engine objects: the simulator and the vLLM bridge both bu
 same rules, so one policy object runs unchanged in both. The rules (engine_adapter implements
 them, the exact models encode them):
 
+0. `plan.reject` requests are finished at once, unserved: they free their KV blocks, score as
+   SLO missed (counted as rejected, not as served late) and the client is told now (the vLLM
+   bridge aborts them). A rejected bulk member's descendants are rejected with it. Rejection is
+   a policy's choice, so the exact models never reject (a request they do not serve is late).
 1. `plan.preempt` requests lose their KV blocks first (recompute: their prompt and generated
    tokens are prefilled again on resume; swap: a transfer time is charged instead).
 2. `plan.run` is walked in order. A request with prefill left gets a chunk of
@@ -19,7 +23,8 @@ them, the exact models encode them):
 4. The engine asks again at the next event (arrival, release, completion, prefill end, KV
    exhaustion) or at `plan.recheck_at`, whichever comes first; between events it may
    fast-forward several identical decode iterations.
-A plan naming a request that is not live is a bug and raises `PlanError`.
+A plan naming a request that is not live, or one request in two of run / preempt / reject, is a
+bug and raises `PlanError`.
 """
 
 from __future__ import annotations
@@ -91,6 +96,7 @@ class EngineView:
 class Plan:
     run: np.ndarray  # request indices in priority order
     preempt: np.ndarray = field(default_factory=lambda: EMPTY)
+    reject: np.ndarray = field(default_factory=lambda: EMPTY)  # request indices told now they will not be served
     recheck_at: float | None = None  # absolute time by which to decide again
 
 
@@ -104,4 +110,4 @@ class Policy(ABC):
 
     @abstractmethod
     def decide(self, view: EngineView) -> Plan:
-        """Which live requests run this iteration (in priority order) and which to preempt."""
+        """Which live requests run this iteration (in priority order), which to preempt and which to reject."""

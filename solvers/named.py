@@ -7,6 +7,7 @@ through `build_named` so a wrong name or parameter reads the same everywhere.
 from __future__ import annotations
 
 import inspect
+from dataclasses import fields
 from typing import Any, TypeVar
 
 from formulations.requests import ValidationError
@@ -19,7 +20,11 @@ def build_named(kind: str, registry: dict[str, type[T]], name: str, params: dict
     cls = registry.get(name)
     if cls is None:
         raise ValidationError(f"unknown {kind} {name!r}; valid: {', '.join(sorted(registry))}")
-    accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    params_type = getattr(cls, "Params", None)  # a parameter dataclass, passed as keywords
+    if params_type is not None:
+        accepted = [f.name for f in fields(params_type)]
+    else:
+        accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         raise ValidationError(f"{kind} {name!r}: unknown parameter(s) {unknown}; valid: {accepted or 'none'}")

