@@ -31,12 +31,19 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
 from formulations.engine_spec import EngineSpec
 
 EMPTY = np.empty(0, dtype=np.int64)
+
+
+@lru_cache(maxsize=64)
+def quantile_column(levels: tuple[float, ...], level: float) -> int:
+    """Index of the quantile level nearest `level` (cached: policies ask for the same few)."""
+    return int(np.argmin(np.abs(np.asarray(levels) - level)))
 
 
 class PlanError(ValueError):
@@ -88,8 +95,7 @@ class EngineView:
 
     def predicted_output(self, level: float = 0.5) -> np.ndarray:
         """The predicted total output length at one quantile level (nearest level available)."""
-        col = int(np.argmin(np.abs(np.asarray(self.quantile_levels) - level)))
-        return self.pred_quantiles[:, col]
+        return self.pred_quantiles[:, quantile_column(tuple(self.quantile_levels), level)]
 
 
 @dataclass(frozen=True)

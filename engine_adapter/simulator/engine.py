@@ -133,6 +133,8 @@ class _Simulator:
             if need_decide or not self.fast_forward:
                 self._decide()
                 need_decide = False
+                if state.n_live == 0:  # the plan rejected every live request
+                    continue
             batch = form_batch(state, self.run_slots, self.kv.free, self.spec, self.swap)
             if len(batch.slots) == 0:
                 if batch.victims:

@@ -51,14 +51,16 @@ def plan_in_order(view: EngineView, order: np.ndarray, recheck_at: float | None 
 def all_fit(view: EngineView) -> np.ndarray | None:
     """Every live request in run order (residents first, then by arrival) when all of them fit
     this iteration at once (seats, whole prefill chunks in the token budget, KV growth in the
-    free blocks); None when a choice has to be made."""
+    free blocks); None when a choice has to be made. A handful of numpy calls: it runs at every
+    decision of a policy that skips its ranking when there is nothing to choose."""
     engine = view.engine
-    if len(view) > engine.max_seqs or (view.release > view.now + 1e-12).any():
+    if len(view) > engine.max_seqs or float(view.release.max()) > view.now + 1e-12:
         return None
-    blocks, tokens = signals.kv_weights(view)
-    if tokens.sum() > engine.token_budget:
+    step = np.maximum(np.minimum(view.prefill_left, engine.token_budget), 1)  # tokens if run
+    if int(step.sum()) > engine.token_budget:
         return None
-    if np.where(view.resident, blocks - view.kv_blocks, blocks).sum() > view.free_blocks:
+    growth = -(-(view.computed + step) // engine.block_size) - view.kv_blocks  # waiting ones hold 0
+    if int(growth.sum()) > view.free_blocks:
         return None
     return np.lexsort((view.arrival, ~view.resident))
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from formulations.online import EngineView
+from formulations.online import EngineView, quantile_column
 from solvers.policies import signals
 from solvers.policies.dag_deadlines import GroupDeadlines
 from solvers.policies.slo_params import SloParams
@@ -49,18 +49,14 @@ class SlackEstimate:
     pending: tuple[PendingMember, ...]
 
 
-def quantile_column(view: EngineView, level: float) -> int:
-    return int(np.argmin(np.abs(np.asarray(view.quantile_levels) - level)))
-
-
 def estimate(view: EngineView, params: SloParams, groups: GroupDeadlines) -> SlackEstimate:
     t = signals.typical_iteration(view)
     now = view.now
     pred = view.pred_quantiles
     floor = view.generated + 1.0
-    hi = np.maximum(pred[:, quantile_column(view, params.conservative)], floor)
-    lo = np.maximum(pred[:, quantile_column(view, params.optimistic)], floor)
-    mid = np.maximum(pred[:, quantile_column(view, 0.5)], floor)
+    hi = np.maximum(pred[:, quantile_column(view.quantile_levels, params.conservative)], floor)
+    lo = np.maximum(pred[:, quantile_column(view.quantile_levels, params.optimistic)], floor)
+    mid = np.maximum(pred[:, quantile_column(view.quantile_levels, 0.5)], floor)
     pre = signals.prefill_iterations(view)
     steps_hi = signals.steps_to_finish(view, hi, pre)
     dur_hi = steps_hi * t
@@ -108,8 +104,8 @@ def _bulk_deadlines(view: EngineView, params: SloParams, groups: GroupDeadlines,
     pos_of = dict(zip(view.idx[bulk].tolist(), bulk.tolist(), strict=True))
     budget = view.engine.token_budget
     pred = view.pred_quantiles[bulk]
-    typical = np.median(np.stack([pred[:, quantile_column(view, params.conservative)],
-                                  pred[:, quantile_column(view, params.optimistic)]], axis=1), axis=0)
+    typical = np.median(np.stack([pred[:, quantile_column(view.quantile_levels, params.conservative)],
+                                  pred[:, quantile_column(view.quantile_levels, params.optimistic)]], axis=1), axis=0)
     for g in np.unique(view.group[bulk]).tolist():
         group = view.groups[g]
         durations = np.zeros((len(group.members), 2))
