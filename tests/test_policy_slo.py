@@ -3,7 +3,10 @@
 import numpy as np
 import pytest
 
+from engine_adapter.simulator import simulate
+from formulations.instance import Instance
 from formulations.online import GroupState
+from formulations.requests import Request, RequestClass
 from solvers.policies.slo import SloPolicy
 from policy_views import SLOTTED, make_view
 
@@ -144,3 +147,29 @@ def test_auto_selection_switches_to_density_packing_above_the_offered_load():
     assert _decide(view, overload_at=float("inf"))[1].run.tolist() == [0]
     assert _decide(view, overload_at=0.0)[1].run.tolist() == [1]
     assert _decide(view, selection="priority", overload_at=0.0)[1].run.tolist() == [0]
+
+
+BUDGET_50 = SLOTTED.with_(token_budget=50, max_seqs=16)
+
+
+def test_waiting_prefill_shares_the_step_with_a_running_decode():
+    # one decode running, a 50-token prompt waiting, budget 50: the prompt takes the 49 tokens
+    # the decode leaves (a partial chunk) instead of waiting for a step with the whole budget
+    rows = [dict(cls=1, deadline=30.0, pred=20.0, resident=True, generated=1, computed=8),
+            dict(cls=1, deadline=30.0, pred=5.0, prompt_len=50, arrival=0.1)]
+    _, plan = _decide(make_view(rows, engine=BUDGET_50, now=0.1))
+    assert plan.run.tolist() == [0, 1]  # the decode first: the engine gives the prompt the rest
+    # the other way round too: an urgent prompt selected first still lets the decode in
+    rows[1]["deadline"] = 0.6
+    _, plan = _decide(make_view(rows, engine=BUDGET_50, now=0.1))
+    assert plan.run.tolist() == [0, 1]
+
+
+def test_simulated_steps_use_the_whole_budget_while_a_prompt_waits():
+    requests = (Request(id="a", cls=RequestClass.THROUGHPUT, arrival=0.0, prompt_len=8, output_len=30, slack_ratio=5.0),
+                Request(id="b", cls=RequestClass.THROUGHPUT, arrival=0.3, prompt_len=50, output_len=3, slack_ratio=5.0))
+    schedule = simulate(Instance(BUDGET_50, requests), SloPolicy(), record_iterations=True)
+    log = schedule.meta["iteration_log"]
+    step = int(np.searchsorted(log["start"], 0.3 - 1e-9))  # the first step after b arrives
+    assert log["tokens"][step] == 50 and log["seqs"][step] == 2
+    assert log["tokens"][step + 1] == 2  # b's last prompt token (it delivers b's first token) and a's decode

@@ -65,31 +65,50 @@ def all_fit(view: EngineView) -> np.ndarray | None:
     return np.lexsort((view.arrival, ~view.resident))
 
 
-def partial_chunks(view: EngineView, chosen: np.ndarray, candidates: np.ndarray, victims: np.ndarray) -> np.ndarray:
-    """Prefills among `candidates` (positions, in priority order) not chosen that can take a
-    partial chunk of the token budget the chosen batch leaves, in blocks that are free once the
-    batch has grown and `victims` are evicted. Appended after the batch, the engine gives each
-    min(prefill left, budget left) tokens, so no budget is idle while a prompt waits."""
+def fill_budget(view: EngineView, chosen: np.ndarray, order: np.ndarray, victims: np.ndarray) -> np.ndarray:
+    """The run order of a chosen batch, with the token budget it leaves put to use.
+
+    `order`: the runnable positions a policy may run, in priority order. Decodes run first (one
+    token each, as vLLM runs its running requests before its waiting ones), then prefills, each
+    taking min(prefill left, budget left): so a prefill shrinks to make room for a decode, and a
+    prefill that does not fit whole takes a partial chunk. Requests left out by the batch
+    selection are added, in priority order, while a seat is free, their blocks fit in what is
+    free once the batch has grown and `victims` are evicted, and (a decode) every chosen prefill
+    keeps at least one token or (a prefill) at least one token is left.
+    """
     engine = view.engine
+    decoding = view.prefill_left[order] == 0
+    chosen_in_order = chosen[order]
+    decodes = order[chosen_in_order & decoding].tolist()
+    prefills = order[chosen_in_order & ~decoding].tolist()
     blocks, tokens = signals.kv_weights(view)
-    left = engine.token_budget - float(tokens[chosen].sum())
-    seats = engine.max_seqs - int(chosen.sum())
-    cand = candidates[~chosen[candidates] & (view.prefill_left[candidates] > 0)]
-    if left < 1 or seats < 1 or not len(cand):
-        return np.empty(0, dtype=np.int64)
-    growth = np.where(view.resident, blocks - view.kv_blocks, blocks)
+    growth = blocks - view.kv_blocks  # waiting requests hold none
     room = view.free_blocks + float(view.kv_blocks[victims].sum()) - float(growth[chosen].sum())
-    taken: list[int] = []
-    while len(cand) and left >= 1 and seats >= 1:
-        chunk = np.minimum(view.prefill_left[cand], left)
-        need = -(-(view.computed[cand] + chunk) // engine.block_size) - view.kv_blocks[cand]
-        fits = np.flatnonzero(need <= room)
-        if not len(fits):
-            break
-        k = int(fits[0])
-        taken.append(int(cand[k]))
-        left -= float(chunk[k])
-        room -= float(need[k])
+    seats = engine.max_seqs - len(decodes) - len(prefills)
+    prefill_tokens = float(tokens[prefills].sum()) if prefills else 0.0
+    left_out = ~chosen
+    left_out[victims] = False
+    rest = order[left_out[order]]
+    rest = rest[-(-(view.computed[rest] + 1) // engine.block_size) - view.kv_blocks[rest] <= room]  # fit with 1 token
+    budget = engine.token_budget
+    k = 0
+    while k < len(rest) and seats >= 1 and len(decodes) + len(prefills) < budget:
+        pos = int(rest[k])
+        k += 1
+        left = int(view.prefill_left[pos])
+        chunk = 1 if left == 0 else min(left, budget - len(decodes) - int(prefill_tokens))
+        if chunk < 1:  # no budget left for prefills: only decodes can still join
+            rest = rest[k:][view.prefill_left[rest[k:]] == 0]
+            k = 0
+            continue
+        need = -(-(int(view.computed[pos]) + chunk) // engine.block_size) - int(view.kv_blocks[pos])
+        if need > room:
+            continue
+        room -= need
         seats -= 1
-        cand = cand[k + 1:]
-    return np.array(taken, dtype=np.int64)
+        if left == 0:
+            decodes.append(pos)
+        else:
+            prefills.append(pos)
+            prefill_tokens += chunk
+    return np.array(decodes + prefills, dtype=np.int64)

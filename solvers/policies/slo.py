@@ -267,16 +267,15 @@ class SloPolicy(Policy):
         if len(reject):  # rejected requests free their blocks themselves
             chosen[reject] = False
             victims = victims[~step.given_up[victims]]
-        run_pos = step.order[chosen[step.order]]  # chosen, in priority order
-        eligible = ~step.given_up if self.params.reject else np.ones(n, dtype=bool)
-        partial = batching.partial_chunks(view, chosen, step.order[eligible[step.order]], victims)
-        paused = (view.release <= view.now + 1e-12) & ~chosen & ~step.doomed
-        paused[partial] = False
+        eligible = step.order[~step.given_up[step.order]] if self.params.reject else step.order
+        run_pos = batching.fill_budget(view, chosen, eligible, victims)
+        paused = (view.release <= view.now + 1e-12) & ~step.doomed
+        paused[run_pos] = False
         recheck = None
         if paused.any():
             wake = view.now + float(step.estimate.slack[paused].min())
             recheck = wake if wake > view.now else None
-        return Plan(run=view.idx[np.concatenate([run_pos, partial])], preempt=view.idx[victims],
+        return Plan(run=view.idx[run_pos], preempt=view.idx[victims],
                     reject=view.idx[reject], recheck_at=recheck)
 
     def _holds_given_up(self, view: EngineView) -> bool:
