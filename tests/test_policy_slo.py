@@ -67,7 +67,7 @@ def test_urgent_latency_stream_beats_throughput_with_slack():
     assert plan.run.tolist() == [1]
 
 
-def test_preempts_low_priority_resident_only_when_blocks_are_needed_and_overloaded():
+def test_preempts_a_resident_only_when_blocks_are_needed_and_it_can_afford_it():
     engine = SLOTTED.with_(kv_blocks=6)
     # resident A (slack large) holds 4 of 6 blocks; waiting B (urgent) needs 3 blocks for its prompt
     rows = [dict(cls=1, deadline=50.0, pred=6.0, resident=True, generated=1, computed=16),
@@ -76,8 +76,12 @@ def test_preempts_low_priority_resident_only_when_blocks_are_needed_and_overload
     _, plan = _decide(make_view(rows, engine=engine), overload_at=0.0)
     assert plan.run.tolist() == [1]
     assert plan.preempt.tolist() == [0]
-    # not overloaded: only doomed residents are preempted, the waiting request waits
+    # not overloaded: A yields only because it can wait out B's whole run (0.4 s) after paying
+    # its recompute; with a deadline that leaves it less, A keeps its blocks and B waits
     _, plan = _decide(make_view(rows, engine=engine), overload_at=float("inf"))
+    assert (plan.run.tolist(), plan.preempt.tolist()) == ([1], [0])
+    tight = [dict(rows[0], deadline=0.9), rows[1]]  # A: 0.5 s of work, 0.1 s recompute: 0.3 s to spare
+    _, plan = _decide(make_view(tight, engine=engine), overload_at=float("inf"))
     assert plan.run.tolist() == [0]
     assert plan.preempt.tolist() == []
     # overloaded but A's slack is within the margin: A keeps its blocks

@@ -202,15 +202,17 @@ class SloPolicy(Policy):
 
     def _evictions(self, view: EngineView, step: StepKnapsack, chosen: np.ndarray,
                    overloaded: bool) -> tuple[np.ndarray, np.ndarray]:
-        """Preempt only what pays: residents that are best effort or, when the engine is
-        overloaded, whose slack exceeds the margin (after paying their recompute), and only to
-        admit waiting requests that are urgent (slack below the margin). Admissions that cannot
-        be made that way are dropped, lowest priority first, and the residents keep running."""
-        slack = step.estimate.slack
-        margin = self.params.preempt_margin_iterations * step.estimate.iteration if overloaded else np.inf
+        """Preempt only what pays, and only to admit waiting requests that are urgent (slack below
+        `preempt_margin_iterations`): residents that are best effort, or whose slack after paying
+        their recompute still covers the longest urgent newcomer's whole run (they can wait it
+        out), or, when the engine is overloaded, exceeds the margin. Admissions that cannot be
+        made that way are dropped, lowest priority first, and the residents keep running."""
+        est = step.estimate
+        margin = self.params.preempt_margin_iterations * est.iteration
         admitted = np.flatnonzero(chosen & ~view.resident)
-        urgent = (slack[admitted] < margin) & ~step.doomed[admitted]
-        cand = view.resident & ~chosen & (step.doomed | (step.key > margin))
+        urgent = (est.slack[admitted] < margin) & ~step.doomed[admitted]
+        wait_out = float(est.steps_hi[admitted[urgent]].max(initial=np.inf if not urgent.any() else 0.0)) * est.iteration
+        cand = view.resident & ~chosen & (step.doomed | (step.key > (margin if overloaded else wait_out)))
         rank = np.where(cand, step.key, -np.inf)
         victims = batching.victims(view, chosen, rank)
         if len(victims) == 0 or (np.all(cand[victims]) and urgent.all()):
