@@ -72,8 +72,9 @@ def fill_budget(view: EngineView, chosen: np.ndarray, order: np.ndarray, victims
     token each, as vLLM runs its running requests before its waiting ones), then prefills, each
     taking min(prefill left, budget left): so a prefill shrinks to make room for a decode, and a
     prefill that does not fit whole takes a partial chunk. Requests left out by the batch
-    selection are added, in priority order, while a seat is free, their blocks fit in what is
-    free once the batch has grown and `victims` are evicted, and (a decode) every chosen prefill
+    selection are added, in priority order, while a seat is free, their blocks (a waiting one's
+    admission blocks: its whole prompt under the full-prompt gate) fit in what is free once the
+    batch has grown and `victims` are evicted, and (a decode) every chosen prefill
     keeps at least one token or (a prefill) at least one token is left.
     """
     engine = view.engine
@@ -101,8 +102,11 @@ def fill_budget(view: EngineView, chosen: np.ndarray, order: np.ndarray, victims
             rest = rest[k:][view.prefill_left[rest[k:]] == 0]
             k = 0
             continue
-        need = -(-(int(view.computed[pos]) + chunk) // engine.block_size) - int(view.kv_blocks[pos])
-        if need > room:
+        waiting = not view.resident[pos]
+        # vLLM's admission gate: a waiting request needs blocks for its whole prompt, and the watermark left free
+        reserve = left if waiting and engine.reserve_full_prompt else chunk
+        need = -(-(int(view.computed[pos]) + reserve) // engine.block_size) - int(view.kv_blocks[pos])
+        if need + (engine.watermark_blocks if waiting else 0) > room:
             continue
         room -= need
         seats -= 1
