@@ -7,7 +7,10 @@ from engine_adapter.simulator import simulate
 from formulations.instance import Instance
 from formulations.online import GroupState
 from formulations.requests import Request, RequestClass
+from formulations.requests import ValidationError
+from solvers.policies.registry import make_policy
 from solvers.policies.slo import SloPolicy
+from solvers.policies.slo_params import SloParams
 from policy_views import SLOTTED, make_view
 
 ONE_SEQ = SLOTTED.with_(max_seqs=1)  # one request per 0.1 s slot
@@ -177,3 +180,18 @@ def test_simulated_steps_use_the_whole_budget_while_a_prompt_waits():
     step = int(np.searchsorted(log["start"], 0.3 - 1e-9))  # the first step after b arrives
     assert log["tokens"][step] == 50 and log["seqs"][step] == 2
     assert log["tokens"][step + 1] == 2  # b's last prompt token (it delivers b's first token) and a's decode
+
+
+def test_admission_give_ups_are_rejected_unless_reject_is_off():
+    rows = [dict(cls=1, deadline=1.0, pred=5.0), dict(cls=1, deadline=1.0, pred=6.0), dict(cls=1, deadline=1.0, pred=5.0)]
+    view = make_view(rows, engine=ONE_SEQ)
+    _, plan = _decide(view)
+    assert plan.reject.tolist() == [1] and 1 not in plan.run.tolist()
+    _, plan = _decide(view, reject=False)
+    assert plan.reject.tolist() == [] and len(plan.run) == 1
+
+
+def test_parameters_by_name_go_through_the_dataclass():
+    assert make_policy("slo", reject=False, urgency_horizon=2.0).params == SloParams(reject=False, urgency_horizon=2.0)
+    with pytest.raises(ValidationError, match="nope"):
+        make_policy("slo", nope=1)
