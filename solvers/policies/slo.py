@@ -211,7 +211,7 @@ class SloPolicy(Policy):
         margin = self.params.preempt_margin_iterations * est.iteration
         admitted = np.flatnonzero(chosen & ~view.resident)
         urgent = (est.slack[admitted] < margin) & ~step.doomed[admitted]
-        wait_out = float(est.steps_hi[admitted[urgent]].max(initial=np.inf if not urgent.any() else 0.0)) * est.iteration
+        wait_out = float(est.steps_hi[admitted[urgent]].max()) * est.iteration if urgent.any() else np.inf
         cand = view.resident & ~chosen & (step.doomed | (step.key > (margin if overloaded else wait_out)))
         rank = np.where(cand, step.key, -np.inf)
         victims = batching.victims(view, chosen, rank)
