@@ -1,6 +1,7 @@
 """Simulator speed on the full azure-conv trace with fcfs (DESIGN target: <= 2.5 s, <= 300 MB).
 
 Usage: python benchmarks/sim_speed.py [--class latency|throughput] [--limit N] [--profile NAME] [--policy NAME]
+       [--against fcfs]
 Prints each phase (trace load, instance build, simulate, score) in wall and CPU seconds, the
 peak memory, and the ratios to the targets (ratio <= 1 meets the target). The machines these
 run on are shared: wall > CPU means the process waited for a core, so the CPU ratios are the
@@ -55,6 +56,9 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--profile", default="llama3-8b-h100")
     parser.add_argument("--policy", default="fcfs")
+    parser.add_argument("--against", nargs="*", default=[], metavar="POLICY",
+                        help="also simulate these policies on the same instance and print --policy's simulate "
+                             "CPU time as a ratio to each (issue 15: slo <= 2x fcfs, andes <= 1.5x)")
     args = parser.parse_args()
     trace, load_wall, load_cpu = timed(lambda: load_trace("azure-conv"))
     instance, build_wall, build_cpu = timed(lambda: build_instance(RequestClass(args.cls), args.limit, args.profile, trace))
@@ -80,6 +84,9 @@ def main() -> None:
     print(f"ratio to 2.5 s target: simulate CPU {sim_cpu / TARGET_SECONDS:.2f}, wall {sim_wall / TARGET_SECONDS:.2f}")
     print(f"ratio to 2.5 s target: end-to-end CPU {e2e_cpu / TARGET_SECONDS:.2f}, wall {e2e_wall / TARGET_SECONDS:.2f}")
     print(f"ratio to 300 MB target (after simulate)          {peak_sim_mb / TARGET_MB:.2f}")
+    for other in args.against:
+        _, _, other_cpu = timed(lambda: simulate(instance, make_policy(other)))  # noqa: B023 (called at once)
+        print(f"simulate CPU {args.policy} / {other}: {sim_cpu:.3f} / {other_cpu:.3f} s = {sim_cpu / other_cpu:.2f}x")
 
 
 if __name__ == "__main__":

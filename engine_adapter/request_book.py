@@ -48,6 +48,7 @@ class RequestBook:
         self.admissions: list[list[float]] = []
         self.preemptions: list[list[float]] = []
         self.finish: list[float | None] = []
+        self.rejected: dict[int, float] = {}  # row -> when the policy rejected it (Plan.reject)
         self.groups: list[GroupState] = []
         self.group_of: dict[str, int] = {}
         self._next_index = 0
@@ -145,6 +146,9 @@ class RequestBook:
             self.delay_area[lat] += lag
         self.delivered[rows] += 1
 
+    def reject(self, row: int, t: float) -> None:
+        self.rejected[row] = t
+
     def finished(self, row: int, t: float) -> None:
         self.finish[row] = t
         g = self.group[row]
@@ -196,5 +200,6 @@ class RequestBook:
             timelines.append(RequestTimeline(
                 request_id=rid, release=float(self.release[row]), token_times=np.array(self.token_times[row]),
                 admissions=list(self.admissions[row]), preemptions=list(self.preemptions[row]), finish=self.finish[row],
+                rejected=self.rejected.get(row),
             ))
         return Schedule(timelines=timelines, iterations=iterations, meta=meta)

@@ -116,6 +116,7 @@ class VllmEngine:
         self.start_seconds = time.perf_counter() - started
         self.scheduler = self.llm.engine_core.engine_core.scheduler
         self.output_tokens: dict[str, int] = {}  # request id -> tokens vLLM returned, once finished
+        self.finish_reasons: dict[str, str | None] = {}  # request id -> vLLM's finish reason ("length", "abort", ...)
         self._vocab = json.loads((model_dir / "config.json").read_text())["vocab_size"]
 
     @property
@@ -140,6 +141,7 @@ class VllmEngine:
         for out in self.llm.step():
             if out.finished:
                 self.output_tokens[out.request_id] = len(out.outputs[0].token_ids)
+                self.finish_reasons[out.request_id] = out.outputs[0].finish_reason
 
     def busy(self) -> bool:
         return self.llm.has_unfinished_requests()
@@ -226,5 +228,6 @@ def replay(engine: VllmEngine, instance: Instance, predictor: LengthPredictor | 
     }
     schedule = sched.book.schedule([r.id for r in instance.requests], iterations=len(sched.log), meta=meta)
     returned = {r.id: engine.output_tokens.pop(r.id, None) for r in instance.requests}
+    reasons = {r.id: engine.finish_reasons.pop(r.id, None) for r in instance.requests}
     return VllmRun(instance, schedule, {"steps": len(sched.log), "start_seconds": engine.start_seconds,
-                                        "output_tokens": returned})
+                                        "output_tokens": returned, "finish_reasons": reasons})

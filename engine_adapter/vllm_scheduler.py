@@ -25,6 +25,7 @@ import numpy as np
 from vllm.v1.core.sched.output import SchedulerOutput
 from vllm.v1.core.sched.request_queue import SchedulingPolicy
 from vllm.v1.core.sched.scheduler import Scheduler
+from vllm.v1.engine import EngineCoreOutput, EngineCoreOutputs, FinishReason
 from vllm.v1.request import Request, RequestStatus
 
 from engine_adapter.bridge_config import BridgeConfig
@@ -117,6 +118,7 @@ class SloScheduler(Scheduler):
         self.row_of: dict[str, int] = {}  # vLLM request_id -> book row
         self.log = StepLog()
         self.newly_finished: list[tuple[int, float]] = []  # (request index, finish) since last taken
+        self._rejected: list[Request] = []  # aborted by Plan.reject, not yet reported to their clients
         self.plan_deviations = 0  # steps where vLLM ran a different batch than the plan's
         self.engine_preemptions = 0  # preemptions vLLM made on its own (should stay 0)
         self.vllm_preemptions: dict[int, int] = {}  # request index -> vLLM's own counter, at finish
@@ -173,6 +175,11 @@ class SloScheduler(Scheduler):
         asked = time.perf_counter()
         plan = self.slo_policy.decide(view)
         self._decide_seconds = time.perf_counter() - asked
+        if len(plan.reject):  # rule 0: rejected requests leave first; the rest of the plan applies as is
+            live, n_running = self._reject(plan.reject, live, rows, now)
+            if not live:
+                return super().schedule(*args, **kwargs)
+            view, rows = self._view(now, live, n_running)
         decision = decide_batch(view, plan, self.book.admitted_at[rows])
 
         for k in decision.preempt:
@@ -215,6 +222,25 @@ class SloScheduler(Scheduler):
         self._policy_seconds += time.perf_counter() - resumed
         return output
 
+    def _reject(self, indices: np.ndarray, live: list[Request], rows: np.ndarray,
+                now: float) -> tuple[list[Request], int]:
+        """Abort the requests a plan rejects (vLLM frees their blocks); their clients get finish
+        reason "abort" with the next step's outputs. Returns the live requests left."""
+        named = set(indices.tolist())
+        gone = [r for r, i in zip(live, self.book.index[rows].tolist(), strict=True) if i in named]
+        self.finish_requests([r.request_id for r in gone], RequestStatus.FINISHED_ABORTED)
+        for request in gone:
+            self.book.reject(self.row_of[request.request_id], now)
+        self._rejected.extend(gone)
+        return [*self.running, *self.waiting], len(self.running)
+
+    def _report_rejected(self, outputs: dict[int, EngineCoreOutputs]) -> None:
+        """Tell the clients of rejected requests, as vLLM tells those it finishes with an error."""
+        for request in self._rejected:
+            outputs.setdefault(request.client_index, EngineCoreOutputs()).outputs.append(EngineCoreOutput(
+                request_id=request.request_id, new_token_ids=[], finish_reason=FinishReason.ABORT))
+        self._rejected.clear()
+
     def _view(self, now: float, live: list[Request], n_running: int):
         """live = running requests (resident: they hold KV) followed by waiting ones. Only the
         computed-token count is read from vLLM; generated tokens and preemptions are the book's own
@@ -254,6 +280,8 @@ class SloScheduler(Scheduler):
         own = time.perf_counter() - entered
         outputs = super().update_from_output(scheduler_output, model_runner_output)
         resumed = time.perf_counter()
+        if self._rejected:
+            self._report_rejected(outputs)
         single = []
         for (request, _), count in zip(ran, before, strict=True):
             row = self.row_of[request.request_id]

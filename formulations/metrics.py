@@ -2,7 +2,9 @@
 
 SLO attainment counts each latency or throughput request once and a bulk group as its number of
 members, all or nothing (DESIGN.md, "Objective"). A request that did not complete scores QoE 0
-and misses its SLO; it is counted in `unfinished`, never dropped.
+and misses its SLO; it is counted in `unfinished`, never dropped. A request the policy rejected
+(Plan.reject) misses its SLO too, but is counted in `rejected` with how long its client waited
+for the answer (`time_to_reject`, from arrival), apart from requests served late.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class RequestOutcome:
     finish: float | None
     qoe: float | None
     slo_met: bool
+    rejected_at: float | None = None  # when the policy rejected it (unserved)
 
     def to_dict(self) -> dict[str, Any]:
         """Field dict with `class` for `cls`. Shallow: `asdict` would deep-copy every token time
@@ -76,7 +79,10 @@ class Metrics:
     jct: Percentiles
     throughput: float  # output tokens per second over the run's span
     preemptions: int
-    unfinished: int
+    unfinished: int  # neither completed nor rejected
+    rejected: int = 0  # rejected by the policy (SLO missed, client told at once)
+    served_late: int = 0  # completed, SLO missed
+    time_to_reject: Percentiles = Percentiles(None, None, None)  # s from arrival to rejection
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -118,6 +124,7 @@ def _outcomes(instance: Instance, schedule: Schedule, qoe_threshold: float, toke
             prompt_len=req.prompt_len, output_len=req.output_len, ttft_target=req.ttft_target,
             read_rate=req.read_rate, deadline=deadline, token_times=times.tolist() if token_lists else times,
             preemptions=len(tl.preemptions), finish=tl.finish if finished else None, qoe=value, slo_met=bool(met),
+            rejected_at=tl.rejected,
         ))
     return outcomes
 
@@ -135,6 +142,7 @@ def summarize(outcomes: list[RequestOutcome], qoe_threshold: float = DEFAULT_QOE
         by_class[cls.value] = float(met[mask].mean()) if mask.any() else None
     qoes = np.array([o.qoe for o in outcomes if o.qoe is not None])
     done = [o for o in outcomes if o.finish is not None]
+    rejected = np.array([o.rejected_at - o.arrival for o in outcomes if o.rejected_at is not None])
     ttft = np.array([o.token_times[0] - o.release for o in done])
     jct = np.array([o.finish - o.release for o in done])
     tbt = _gaps([o.token_times for o in done])
@@ -153,7 +161,10 @@ def summarize(outcomes: list[RequestOutcome], qoe_threshold: float = DEFAULT_QOE
         jct=Percentiles.of(jct),
         throughput=tokens / (end - start) if end > start else 0.0,
         preemptions=sum(o.preemptions for o in outcomes),
-        unfinished=len(outcomes) - len(done),
+        unfinished=len(outcomes) - len(done) - len(rejected),
+        rejected=len(rejected),
+        served_late=sum(not o.slo_met for o in done),
+        time_to_reject=Percentiles.of(rejected),
     )
 
 

@@ -5,6 +5,10 @@ A policy never touches engine objects: the simulator and the vLLM bridge both bu
 same rules, so one policy object runs unchanged in both. The rules (engine_adapter implements
 them, the exact models encode them):
 
+0. `plan.reject` requests are finished at once, unserved: they free their KV blocks, score as
+   SLO missed (counted as rejected, not as served late) and the client is told now (the vLLM
+   bridge aborts them). A rejected bulk member's descendants are rejected with it. Rejection is
+   a policy's choice, so the exact models never reject (a request they do not serve is late).
 1. `plan.preempt` requests lose their KV blocks first (recompute: their prompt and generated
    tokens are prefilled again on resume; swap: a transfer time is charged instead).
 2. `plan.run` is walked in order. A request with prefill left gets a chunk of
@@ -15,23 +19,40 @@ them, the exact models encode them):
      if none is left it is preempted itself;
    - if it is waiting, it is skipped and no further waiting request is admitted this iteration
      (head-of-line blocking, as vLLM does).
+   A waiting request is admitted only if it passes vLLM 0.32's admission check
+   (allocate_slots): with `engine.reserve_full_prompt` (vLLM's scheduler_reserve_full_isl, the
+   default) the blocks for its whole known sequence (prompt + generated tokens: a preempted
+   request recomputes its outputs too) must be free, not just its first chunk's; while any
+   request holds KV, `engine.watermark_blocks` more must stay free. Its chunk still takes only
+   its chunk's blocks. (vLLM also caps that sequence at max_model_len; a live request never
+   exceeds it, since vLLM rejects longer prompts and stops generation there.)
+   Once the engine has evicted a victim for lack of KV in an iteration, no waiting request is
+   admitted in it (vLLM admits nothing in a step that preempted).
 3. Resident requests absent from `run` keep their KV blocks and pause for this iteration.
 4. The engine asks again at the next event (arrival, release, completion, prefill end, KV
    exhaustion) or at `plan.recheck_at`, whichever comes first; between events it may
    fast-forward several identical decode iterations.
-A plan naming a request that is not live is a bug and raises `PlanError`.
+A plan naming a request that is not live, or one request in two of run / preempt / reject, is a
+bug and raises `PlanError`.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
 from formulations.engine_spec import EngineSpec
 
 EMPTY = np.empty(0, dtype=np.int64)
+
+
+@lru_cache(maxsize=64)
+def quantile_column(levels: tuple[float, ...], level: float) -> int:
+    """Index of the quantile level nearest `level` (cached: policies ask for the same few)."""
+    return int(np.argmin(np.abs(np.asarray(levels) - level)))
 
 
 class PlanError(ValueError):
@@ -83,14 +104,14 @@ class EngineView:
 
     def predicted_output(self, level: float = 0.5) -> np.ndarray:
         """The predicted total output length at one quantile level (nearest level available)."""
-        col = int(np.argmin(np.abs(np.asarray(self.quantile_levels) - level)))
-        return self.pred_quantiles[:, col]
+        return self.pred_quantiles[:, quantile_column(tuple(self.quantile_levels), level)]
 
 
 @dataclass(frozen=True)
 class Plan:
     run: np.ndarray  # request indices in priority order
     preempt: np.ndarray = field(default_factory=lambda: EMPTY)
+    reject: np.ndarray = field(default_factory=lambda: EMPTY)  # request indices told now they will not be served
     recheck_at: float | None = None  # absolute time by which to decide again
 
 
@@ -104,4 +125,4 @@ class Policy(ABC):
 
     @abstractmethod
     def decide(self, view: EngineView) -> Plan:
-        """Which live requests run this iteration (in priority order) and which to preempt."""
+        """Which live requests run this iteration (in priority order), which to preempt and which to reject."""

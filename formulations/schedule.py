@@ -14,7 +14,8 @@ class RequestTimeline:
 
     `release` is when the request could first run (its arrival, or for a DAG child the finish of
     its last parent). `admissions` are the times it (re)started holding KV; `preemptions` the
-    times it lost them. `token_times[i]` is when output token i+1 was delivered.
+    times it lost them. `token_times[i]` is when output token i+1 was delivered. `rejected` is
+    when the policy rejected it (Plan.reject: finished unserved, the client told at once).
     """
 
     request_id: str
@@ -23,6 +24,7 @@ class RequestTimeline:
     admissions: list[float] = field(default_factory=list)
     preemptions: list[float] = field(default_factory=list)
     finish: float | None = None
+    rejected: float | None = None
 
     @property
     def first_token(self) -> float | None:

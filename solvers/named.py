@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from importlib import metadata
 from typing import Any, TypeVar
 
@@ -70,7 +70,13 @@ def _import(kind: Kind, name: str, target: str) -> type:
 
 
 def parameters(cls: type) -> dict[str, Any]:
-    """The constructor's parameters and their defaults (`inspect.Parameter.empty` if required)."""
+    """The constructor's parameters and their defaults (`inspect.Parameter.empty` if required).
+    A class with a `Params` dataclass (e.g. slo) takes that dataclass's fields as keywords."""
+    params_type = getattr(cls, "Params", None)
+    if params_type is not None:
+        return {f.name: f.default if f.default is not MISSING else (
+                f.default_factory() if f.default_factory is not MISSING else inspect.Parameter.empty)
+                for f in fields(params_type)}
     return {p.name: p.default for p in inspect.signature(cls.__init__).parameters.values()
             if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
 

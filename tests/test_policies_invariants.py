@@ -21,8 +21,12 @@ def _check(instance: Instance, schedule) -> None:
     assert np.all(log["tokens"] <= engine.token_budget)
     assert np.all(log["seqs"] <= engine.max_seqs)
     for req, tl in zip(instance.requests, schedule.timelines, strict=True):
-        assert len(tl.token_times) == req.output_len, req.id  # every request completes
         assert np.all(np.diff(tl.token_times) > 0)
+        if tl.rejected is not None:  # rejected (Plan.reject): unserved, the rest of its tokens never come
+            assert tl.finish is None and len(tl.token_times) < req.output_len, req.id
+            assert np.all(tl.token_times <= tl.rejected)
+            continue
+        assert len(tl.token_times) == req.output_len, req.id  # every other request completes
         assert tl.token_times[0] > tl.release >= req.arrival
         assert tl.finish == pytest.approx(tl.token_times[-1])
 

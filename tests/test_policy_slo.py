@@ -3,8 +3,14 @@
 import numpy as np
 import pytest
 
+from engine_adapter.simulator import simulate
+from formulations.instance import Instance
 from formulations.online import GroupState
+from formulations.requests import Request, RequestClass
+from formulations.requests import ValidationError
+from solvers.policies.registry import make_policy
 from solvers.policies.slo import SloPolicy
+from solvers.policies.slo_params import SloParams
 from policy_views import SLOTTED, make_view
 
 ONE_SEQ = SLOTTED.with_(max_seqs=1)  # one request per 0.1 s slot
@@ -29,20 +35,19 @@ def test_request_that_cannot_meet_its_slo_yields():
     view = make_view([dict(cls=1, deadline=0.3, pred=5.0), dict(cls=1, deadline=3.0, pred=5.0)], engine=ONE_SEQ)
     policy, plan = _decide(view)
     assert plan.run.tolist() == [1]
-    _, doomed = policy.slack(view)
-    assert doomed.tolist() == [True, False]
-    # with room for both, the doomed one still runs (best effort), after the feasible one
+    assert policy.slack(view).doomed.tolist() == [True, False]
+    # with room for both, the doomed one still runs (best effort)
     _, plan = _decide(make_view([dict(cls=1, deadline=0.3, pred=5.0), dict(cls=1, deadline=3.0, pred=5.0)]))
-    assert plan.run.tolist() == [1, 0]
+    assert sorted(plan.run.tolist()) == [0, 1]
 
 
 def test_doom_uses_the_optimistic_quantile():
     # median 5 tokens would miss (0.5 s > 0.35 s); the 10% quantile (2 tokens: 0.2 s) still makes it
     view = make_view([dict(cls=1, deadline=0.35, pred=(2.0, 5.0, 8.0))], engine=ONE_SEQ)
     policy, _ = _decide(view)
-    slack, doomed = policy.slack(view)
-    assert not doomed[0]
-    assert slack[0] == pytest.approx(0.35 - 0.8)  # conservative (90%) quantile: 8 slots
+    est = policy.slack(view)
+    assert not est.doomed[0]
+    assert est.slack[0] == pytest.approx(0.35 - 0.8)  # conservative (90%) quantile: 8 slots
 
 
 def test_bulk_members_get_dag_latest_finish_deadlines():
@@ -52,7 +57,7 @@ def test_bulk_members_get_dag_latest_finish_deadlines():
                        np.array([1])], deadline=10.0, prompt_len=np.array([8, 8, 8]), done=np.zeros(3, bool))
     view = make_view([dict(cls=2, deadline=10.0, group=0, pred=5.0, idx=0)], groups=[group])
     policy, _ = _decide(view)
-    slack, _ = policy.slack(view)
+    slack = policy.slack(view).slack
     latest_finish = 10.0 - 0.5 - 0.5
     assert slack[0] == pytest.approx(latest_finish - 0.0 - 0.5)
 
@@ -65,7 +70,7 @@ def test_urgent_latency_stream_beats_throughput_with_slack():
     assert plan.run.tolist() == [1]
 
 
-def test_preempts_low_priority_resident_only_when_blocks_are_needed_and_overloaded():
+def test_preempts_a_resident_only_when_blocks_are_needed_and_it_can_afford_it():
     engine = SLOTTED.with_(kv_blocks=6)
     # resident A (slack large) holds 4 of 6 blocks; waiting B (urgent) needs 3 blocks for its prompt
     rows = [dict(cls=1, deadline=50.0, pred=6.0, resident=True, generated=1, computed=16),
@@ -74,8 +79,12 @@ def test_preempts_low_priority_resident_only_when_blocks_are_needed_and_overload
     _, plan = _decide(make_view(rows, engine=engine), overload_at=0.0)
     assert plan.run.tolist() == [1]
     assert plan.preempt.tolist() == [0]
-    # not overloaded: only doomed residents are preempted, the waiting request waits
+    # not overloaded: A yields only because it can wait out B's whole run (0.4 s) after paying
+    # its recompute; with a deadline that leaves it less, A keeps its blocks and B waits
     _, plan = _decide(make_view(rows, engine=engine), overload_at=float("inf"))
+    assert (plan.run.tolist(), plan.preempt.tolist()) == ([1], [0])
+    tight = [dict(rows[0], deadline=0.9), rows[1]]  # A: 0.5 s of work, 0.1 s recompute: 0.3 s to spare
+    _, plan = _decide(make_view(tight, engine=engine), overload_at=float("inf"))
     assert plan.run.tolist() == [0]
     assert plan.preempt.tolist() == []
     # overloaded but A's slack is within the margin: A keeps its blocks
@@ -118,14 +127,12 @@ def test_admission_gives_up_on_the_most_expensive_when_all_cannot_fit():
     view = make_view(rows, engine=ONE_SEQ)
     policy = SloPolicy()
     policy.reset(ONE_SEQ)
-    _, doomed_alone = policy.slack(view)
-    assert not doomed_alone.any()
-    _, _, given_up = policy.priority_key(view)
-    assert given_up.tolist() == [False, True, False]
+    assert not policy.slack(view).doomed.any()
+    assert policy.knapsack_inputs(view).given_up.tolist() == [False, True, False]
     # without admission control nobody is given up on
     policy = SloPolicy(admission=False)
     policy.reset(ONE_SEQ)
-    assert not policy.priority_key(view)[2].any()
+    assert not policy.knapsack_inputs(view).given_up.any()
 
 
 def test_paused_stream_that_may_be_long_is_not_planned_as_nearly_done():
@@ -134,9 +141,9 @@ def test_paused_stream_that_may_be_long_is_not_planned_as_nearly_done():
     # ~10 s past its buffer; the tightest likely length brings it back within its buffer.
     row = dict(cls=0, ttft_target=1.0, read_rate=5.0, generated=100, pred=(101.0, 150.0, 300.0), arrival=0.0)
     policy, _ = _decide(make_view([row], now=15.0))
-    slack, doomed = policy.slack(make_view([row], now=15.0))
-    assert not doomed[0]
-    assert 0.0 < slack[0] < 6.0 + 1.0
+    est = policy.slack(make_view([row], now=15.0))
+    assert not est.doomed[0]
+    assert 0.0 < est.slack[0] < 6.0 + 1.0
 
 
 def test_auto_selection_switches_to_density_packing_above_the_offered_load():
@@ -147,3 +154,44 @@ def test_auto_selection_switches_to_density_packing_above_the_offered_load():
     assert _decide(view, overload_at=float("inf"))[1].run.tolist() == [0]
     assert _decide(view, overload_at=0.0)[1].run.tolist() == [1]
     assert _decide(view, selection="priority", overload_at=0.0)[1].run.tolist() == [0]
+
+
+BUDGET_50 = SLOTTED.with_(token_budget=50, max_seqs=16)
+
+
+def test_waiting_prefill_shares_the_step_with_a_running_decode():
+    # one decode running, a 50-token prompt waiting, budget 50: the prompt takes the 49 tokens
+    # the decode leaves (a partial chunk) instead of waiting for a step with the whole budget
+    rows = [dict(cls=1, deadline=30.0, pred=20.0, resident=True, generated=1, computed=8),
+            dict(cls=1, deadline=30.0, pred=5.0, prompt_len=50, arrival=0.1)]
+    _, plan = _decide(make_view(rows, engine=BUDGET_50, now=0.1))
+    assert plan.run.tolist() == [0, 1]  # the decode first: the engine gives the prompt the rest
+    # the other way round too: an urgent prompt selected first still lets the decode in
+    rows[1]["deadline"] = 0.6
+    _, plan = _decide(make_view(rows, engine=BUDGET_50, now=0.1))
+    assert plan.run.tolist() == [0, 1]
+
+
+def test_simulated_steps_use_the_whole_budget_while_a_prompt_waits():
+    requests = (Request(id="a", cls=RequestClass.THROUGHPUT, arrival=0.0, prompt_len=8, output_len=30, slack_ratio=5.0),
+                Request(id="b", cls=RequestClass.THROUGHPUT, arrival=0.3, prompt_len=50, output_len=3, slack_ratio=5.0))
+    schedule = simulate(Instance(BUDGET_50, requests), SloPolicy(), record_iterations=True)
+    log = schedule.meta["iteration_log"]
+    step = int(np.searchsorted(log["start"], 0.3 - 1e-9))  # the first step after b arrives
+    assert log["tokens"][step] == 50 and log["seqs"][step] == 2
+    assert log["tokens"][step + 1] == 2  # b's last prompt token (it delivers b's first token) and a's decode
+
+
+def test_admission_give_ups_are_rejected_unless_reject_is_off():
+    rows = [dict(cls=1, deadline=1.0, pred=5.0), dict(cls=1, deadline=1.0, pred=6.0), dict(cls=1, deadline=1.0, pred=5.0)]
+    view = make_view(rows, engine=ONE_SEQ)
+    _, plan = _decide(view)
+    assert plan.reject.tolist() == [1] and 1 not in plan.run.tolist()
+    _, plan = _decide(view, reject=False)
+    assert plan.reject.tolist() == [] and len(plan.run) == 1
+
+
+def test_parameters_by_name_go_through_the_dataclass():
+    assert make_policy("slo", reject=False, urgency_horizon=2.0).params == SloParams(reject=False, urgency_horizon=2.0)
+    with pytest.raises(ValidationError, match="nope"):
+        make_policy("slo", nope=1)

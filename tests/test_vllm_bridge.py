@@ -170,3 +170,35 @@ def test_wall_clock_run_is_scored_like_the_simulator(engine):
     metrics = score(inst, result.schedule)
     assert metrics.unfinished == 0 and metrics.requests == 6
     assert_exact_lengths(inst, result)
+
+
+class RejectAt(Policy):
+    """FCFS by index, except that it rejects `target` (Plan.reject) at time `at`."""
+
+    name = "reject-at"
+
+    def __init__(self, target: int, at: float) -> None:
+        self.target, self.at = target, at
+
+    def decide(self, view: EngineView) -> Plan:
+        order = view.idx[np.argsort(view.idx)]
+        if self.target in view.idx and view.now >= self.at - 1e-9:
+            return Plan(run=order[order != self.target], reject=np.array([self.target]))
+        return Plan(run=order, recheck_at=self.at if view.now < self.at else None)  # the simulator asks then
+
+
+def test_e_rejected_request_is_aborted_with_a_clear_finish_reason(engine):
+    requests = [thr(f"r{i}", 0.0, 50, 20) for i in range(3)]
+    inst, result = run(engine, requests, policy=RejectAt(target=1, at=6 * TAU))
+    reasons = result.stats["finish_reasons"]
+    assert reasons == {"r0": "length", "r1": "abort", "r2": "length"}
+    rejected = result.schedule.timelines[1]
+    assert rejected.finish is None and rejected.rejected == pytest.approx(6 * TAU)
+    assert 0 < len(rejected.token_times) < 20 and np.all(rejected.token_times <= rejected.rejected)
+    metrics = score(inst, result.schedule)
+    assert (metrics.rejected, metrics.slo_met, metrics.unfinished) == (1, 2, 0)
+    # the simulator applies the same plan the same way
+    sim = simulate(inst, RejectAt(target=1, at=6 * TAU))
+    assert sim.timelines[1].rejected == pytest.approx(rejected.rejected)
+    for mine, theirs in zip(result.schedule.timelines, sim.timelines, strict=True):
+        np.testing.assert_allclose(mine.token_times, theirs.token_times, err_msg=mine.request_id)

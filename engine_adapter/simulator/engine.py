@@ -15,7 +15,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from engine_adapter.simulator.batch import Batch, form_batch
+from engine_adapter.plan_rules import Batch
+from engine_adapter.simulator.batch import form_batch, is_steady
 from engine_adapter.simulator.clock import Clock
 from engine_adapter.simulator.decode_run import plan_decode_run
 from engine_adapter.simulator.iteration_log import IterationLog
@@ -133,6 +134,8 @@ class _Simulator:
             if need_decide or not self.fast_forward:
                 self._decide()
                 need_decide = False
+                if state.n_live == 0:  # the plan rejected every live request
+                    continue
             batch = form_batch(state, self.run_slots, self.kv.free, self.spec, self.swap)
             if len(batch.slots) == 0:
                 if batch.victims:
@@ -143,7 +146,7 @@ class _Simulator:
                 need_decide = True
                 continue
             idle_decisions = 0
-            if self.fast_forward and batch.is_steady(state):
+            if self.fast_forward and is_steady(batch, state):
                 need_decide = self._decode_run(batch)
             else:
                 need_decide = self._step(batch)
@@ -180,6 +183,12 @@ class _Simulator:
         plan = self.policy.decide(self.views.build(self.clock.now, self.kv.free))
         if not isinstance(plan, Plan):
             raise PlanError(f"policy {self.policy.name!r} returned {type(plan).__name__}, not a Plan")
+        if len(plan.reject):
+            rejected = self._slots_of(plan.reject, "reject")
+            named = np.concatenate([np.asarray(plan.run), np.asarray(plan.preempt)])
+            if np.isin(np.asarray(plan.reject), named).any():
+                raise PlanError(f"policy {self.policy.name!r}: a request is both in plan.reject and plan.run/preempt")
+            self._reject(rejected)
         self.run_slots = self._slots_of(plan.run, "run")
         self.recheck = plan.recheck_at
         if len(plan.preempt):
@@ -233,6 +242,22 @@ class _Simulator:
                 state.prefill_left[s] = state.prompt_len[s] + state.generated[s]
             self.state.preemption_times[int(state.idx[s])].append(now)
         return swapped
+
+    def _reject(self, slots: np.ndarray) -> None:
+        """Finish rejected requests now, unserved: their blocks are freed, and a DAG descendant is
+        rejected with them (it could only be released by their completion)."""
+        state, now = self.state, self.clock.now
+        self.kv.free += sum(state.kv_blocks[slots].tolist())
+        stack = state.idx[slots].tolist()
+        state.delivered_at_reject[stack] = state.generated[slots]
+        while stack:
+            i = stack.pop()
+            if state.reject_time[i] == state.reject_time[i]:  # reached twice through the DAG
+                continue
+            state.reject_time[i] = now
+            stack.extend(self.children[i])
+        self.finished += len(slots)
+        state.remove(slots.tolist())
 
     def _admit(self, slots: np.ndarray) -> int:
         """Newly scheduled non-resident requests; returns the blocks swapped in (swap mode)."""
@@ -384,12 +409,15 @@ class _Simulator:
         state = self.state
         token_times = state.token_times
         offsets = state.token_offsets.tolist()  # Python numbers: no numpy scalar per request
+        rejected = np.isfinite(state.reject_time)
+        ends = np.where(rejected, state.token_offsets[:-1] + state.delivered_at_reject, state.token_offsets[1:])
         timelines = [
             RequestTimeline(request_id=req.id, release=release, token_times=token_times[lo:hi], admissions=admitted,
-                            preemptions=preempted, finish=None if finish != finish else finish)  # nan: unfinished
-            for req, release, lo, hi, admitted, preempted, finish in zip(
-                self.instance.requests, state.release_time.tolist(), offsets[:-1], offsets[1:], state.admissions,
-                state.preemption_times, state.finish_time.tolist(), strict=True)
+                            preemptions=preempted, finish=None if finish != finish else finish,  # nan: unfinished
+                            rejected=None if reject != reject else reject)
+            for req, release, lo, hi, admitted, preempted, finish, reject in zip(
+                self.instance.requests, state.release_time.tolist(), offsets[:-1], ends.tolist(), state.admissions,
+                state.preemption_times, state.finish_time.tolist(), state.reject_time.tolist(), strict=True)
         ]
         meta: dict[str, object] = {"wall_seconds": wall, "policy": self.policy.name, "predictor": self.predictor.name}
         if self.log is not None:

@@ -111,6 +111,8 @@ class LiveState:
         self.token_times = np.empty(int(self.token_offsets[-1]), dtype=np.float64)
         self.release_time = np.full(n, np.nan)
         self.finish_time = np.full(n, np.nan)
+        self.reject_time = np.full(n, np.nan)  # rejected by the policy (Plan.reject), unserved
+        self.delivered_at_reject = np.zeros(n, dtype=np.int64)
         self.admissions: list[list[float]] = [[] for _ in range(n)]
         self.preemption_times: list[list[float]] = [[] for _ in range(n)]
 

@@ -46,3 +46,73 @@ def plan_in_order(view: EngineView, order: np.ndarray, recheck_at: float | None 
     every step cannot make residents thrash; residents growing past the free blocks evict the
     lowest-priority ones later in the order (the engine's rule)."""
     return Plan(run=view.idx[order], recheck_at=recheck_at)
+
+
+def all_fit(view: EngineView) -> np.ndarray | None:
+    """Every live request in run order (residents first, then by arrival) when all of them fit
+    this iteration at once (seats, whole prefill chunks in the token budget, KV growth in the
+    free blocks); None when a choice has to be made. A handful of numpy calls: it runs at every
+    decision of a policy that skips its ranking when there is nothing to choose."""
+    engine = view.engine
+    if len(view) > engine.max_seqs or float(view.release.max()) > view.now + 1e-12:
+        return None
+    step = np.maximum(np.minimum(view.prefill_left, engine.token_budget), 1)  # tokens if run
+    if int(step.sum()) > engine.token_budget:
+        return None
+    growth = -(-(view.computed + step) // engine.block_size) - view.kv_blocks  # waiting ones hold 0
+    if int(growth.sum()) > view.free_blocks:
+        return None
+    return np.lexsort((view.arrival, ~view.resident))
+
+
+def fill_budget(view: EngineView, chosen: np.ndarray, order: np.ndarray, victims: np.ndarray) -> np.ndarray:
+    """The run order of a chosen batch, with the token budget it leaves put to use.
+
+    `order`: the runnable positions a policy may run, in priority order. Decodes run first (one
+    token each, as vLLM runs its running requests before its waiting ones), then prefills, each
+    taking min(prefill left, budget left): so a prefill shrinks to make room for a decode, and a
+    prefill that does not fit whole takes a partial chunk. Requests left out by the batch
+    selection are added, in priority order, while a seat is free, their blocks (a waiting one's
+    admission blocks: its whole prompt under the full-prompt gate) fit in what is free once the
+    batch has grown and `victims` are evicted, and (a decode) every chosen prefill
+    keeps at least one token or (a prefill) at least one token is left.
+    """
+    engine = view.engine
+    decoding = view.prefill_left[order] == 0
+    chosen_in_order = chosen[order]
+    decodes = order[chosen_in_order & decoding].tolist()
+    prefills = order[chosen_in_order & ~decoding].tolist()
+    blocks, tokens = signals.kv_weights(view)
+    growth = blocks - view.kv_blocks  # waiting requests hold none
+    room = view.free_blocks + float(view.kv_blocks[victims].sum()) - float(growth[chosen].sum())
+    seats = engine.max_seqs - len(decodes) - len(prefills)
+    prefill_tokens = float(tokens[prefills].sum()) if prefills else 0.0
+    left_out = ~chosen
+    left_out[victims] = False
+    rest = order[left_out[order]]
+    rest = rest[-(-(view.computed[rest] + 1) // engine.block_size) - view.kv_blocks[rest] <= room]  # fit with 1 token
+    budget = engine.token_budget
+    k = 0
+    while k < len(rest) and seats >= 1 and len(decodes) + len(prefills) < budget:
+        pos = int(rest[k])
+        k += 1
+        left = int(view.prefill_left[pos])
+        chunk = 1 if left == 0 else min(left, budget - len(decodes) - int(prefill_tokens))
+        if chunk < 1:  # no budget left for prefills: only decodes can still join
+            rest = rest[k:][view.prefill_left[rest[k:]] == 0]
+            k = 0
+            continue
+        waiting = not view.resident[pos]
+        # vLLM's admission gate: a waiting request needs blocks for its whole prompt, and the watermark left free
+        reserve = left if waiting and engine.reserve_full_prompt else chunk
+        need = -(-(int(view.computed[pos]) + reserve) // engine.block_size) - int(view.kv_blocks[pos])
+        if need + (engine.watermark_blocks if waiting else 0) > room:
+            continue
+        room -= need
+        seats -= 1
+        if left == 0:
+            decodes.append(pos)
+        else:
+            prefills.append(pos)
+            prefill_tokens += chunk
+    return np.array(decodes + prefills, dtype=np.int64)

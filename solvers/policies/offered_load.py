@@ -10,6 +10,8 @@ the engine cannot finish everything whatever the order.
 
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
 
 from formulations.online import EngineView
@@ -19,33 +21,42 @@ from solvers.policies.per_request import grown
 
 class OfferedLoad:
     def __init__(self, window: float = 20.0, min_span: float = 5.0) -> None:
-        self.window = window
-        self.min_span = min_span  # early on, divide by at least this (few arrivals seen: noisy)
+        self.window = window  # s
+        self.min_span = min_span  # s: early on, divide by at least this (few arrivals seen: noisy)
         self.clear()
 
     def clear(self) -> None:
         self._seen = np.zeros(0, dtype=bool)  # per request index
-        self._times = np.zeros(0)
-        self._work = np.zeros(0)
+        self._arrivals: deque[tuple[float, float]] = deque()  # (time first seen, engine seconds)
+        self._total = 0.0  # engine seconds of `_arrivals`
         self._start: float | None = None
 
     def update(self, view: EngineView) -> float:
-        """Record the requests seen for the first time; the load over the window."""
-        size = int(view.idx.max()) + 1 if len(view) else 0
-        self._seen = grown(self._seen, size, fill=False)
-        new = np.flatnonzero(~self._seen[view.idx])
+        """Record the requests seen for the first time; the load over the window.
+
+        Work is added when a request is first seen and dropped when it leaves the window, so a
+        decision costs the new arrivals, not the whole window."""
         now = view.now
         if self._start is None:
             self._start = now
-        if len(new):
-            self._seen[view.idx[new]] = True
-            out = np.maximum(view.predicted_output(0.5)[new], 1.0)
-            prompt = view.prompt_len[new].astype(np.float64)
-            steps = -(-prompt // view.engine.token_budget) + out - 1.0
-            work = signals.engine_seconds(view.engine, prompt, out, prompt + out / 2.0, steps)
-            self._times = np.concatenate([self._times, np.full(len(new), now)])
-            self._work = np.concatenate([self._work, work])
-        keep = self._times > now - self.window
-        self._times, self._work = self._times[keep], self._work[keep]
+        if len(view):
+            self._seen = grown(self._seen, int(view.idx.max()) + 1, fill=False)
+            new = np.flatnonzero(~self._seen[view.idx])
+            if len(new):
+                self._record(view, new)
+        arrivals, horizon = self._arrivals, now - self.window
+        while arrivals and arrivals[0][0] <= horizon:
+            self._total -= arrivals.popleft()[1]
+        if not arrivals:
+            self._total = 0.0  # no rounding drift survives an empty window
         span = max(min(self.window, now - self._start), self.min_span)
-        return float(self._work.sum()) / span
+        return self._total / span
+
+    def _record(self, view: EngineView, new: np.ndarray) -> None:
+        self._seen[view.idx[new]] = True
+        out = np.maximum(view.predicted_output(0.5)[new], 1.0)
+        prompt = view.prompt_len[new].astype(np.float64)
+        steps = -(-prompt // view.engine.token_budget) + out - 1.0
+        work = signals.engine_seconds(view.engine, prompt, out, prompt + out / 2.0, steps).tolist()
+        self._arrivals.extend((view.now, w) for w in work)
+        self._total += sum(work)

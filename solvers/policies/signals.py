@@ -61,14 +61,16 @@ def prefill_iterations(view: EngineView) -> np.ndarray:
     return -(-view.prefill_left // view.engine.token_budget)
 
 
-def steps_to_finish(view: EngineView, total: np.ndarray) -> np.ndarray:
+def steps_to_finish(view: EngineView, total: np.ndarray, pre: np.ndarray | None = None) -> np.ndarray:
     """Iterations to finish if run every iteration, given a predicted total output length.
 
     The last prefill chunk delivers a token, so a request with prefill left needs its prefill
     iterations plus (total - generated - 1) decodes; a decoding one needs total - generated.
+    `pre`: prefill_iterations(view), when the caller has it already.
     """
     tokens_left = np.maximum(total - view.generated, 1.0)
-    pre = prefill_iterations(view)
+    if pre is None:
+        pre = prefill_iterations(view)
     return np.where(pre > 0, pre + tokens_left - 1.0, tokens_left)
 
 
