@@ -102,8 +102,10 @@ class VllmEngine:
         kv_bytes = 2 * blocks * settings.block_size * _kv_bytes_per_token(model_dir, settings.dtype)
         extra: dict[str, Any] = {}
         if bridge is not None:
+            from engine_adapter.vllm_checks import VALIDATOR
+
             extra = {"scheduler_cls": SCHEDULER_CLS, "additional_config": bridge.to_additional_config(),
-                     "scheduler_reserve_full_isl": False}
+                     "scheduler_reserve_full_isl": False, "logits_processors": [VALIDATOR]}
         args = EngineArgs(
             model=str(model_dir), load_format=load_format, skip_tokenizer_init=True, enforce_eager=True,
             dtype=settings.dtype, block_size=settings.block_size, num_gpu_blocks_override=blocks,
