@@ -336,7 +336,7 @@ class SloScheduler(Scheduler):
         if single:
             self.book.one_token_each(np.array(single, dtype=np.int64), t)
         record = self._pending.pop(id(scheduler_output), None)
-        if ran and record is not None:
+        if record is not None:  # the step ran tokens (their requests may have finished since)
             record.policy_seconds += own + time.perf_counter() - resumed
             self._log_step(record, t)
         if self.bridge.slot_time is not None:
