@@ -37,7 +37,7 @@ def readme_recipe(model_dir: Path, port: int) -> list[str]:
     """The server command exactly as the README's CPU recipe gives it, with this test's model
     directory and port (a test that runs something else would not prove the recipe)."""
     text = (ROOT / "README.md").read_text()
-    start = text.index("```\n# recipe: openai-server-cpu\n") + len("```\n")
+    start = text.index("```\n# recipe: openai-server-cpu") + len("```\n")
     block = text[start:text.index("```", start)]
     lines = [line for line in block.splitlines() if line and not line.startswith("#")]
     build, serve = lines[0], " ".join(line.rstrip("\\").strip() for line in lines[1:])
