@@ -145,6 +145,7 @@ class SloScheduler(Scheduler):
         self.slot = 0
         self.book = RequestBook(self.predictor.quantile_levels)
         self.row_of: dict[str, int] = {}  # vLLM request_id -> book row
+        self._request_of: dict[str, Request] = {}
         self.log = StepLog()
         self.newly_finished: list[tuple[int, float]] = []  # (request index, finish) since last taken
         self.plan_deviations = 0  # steps where vLLM ran a different batch than the plan's
@@ -184,6 +185,7 @@ class SloScheduler(Scheduler):
         super().add_request(request)
         index = self.book.register(args, request.num_prompt_tokens, pred)
         self.row_of[request.request_id] = self.book.row(index)
+        self._request_of[request.request_id] = request  # until it finishes (vLLM forgets it then)
 
     @staticmethod
     def _as_slo_request(request: Request, args) -> SloRequest:
@@ -306,42 +308,42 @@ class SloScheduler(Scheduler):
         return view, rows
 
     def update_from_output(self, scheduler_output: SchedulerOutput, model_runner_output):
+        """Stamp the tokens vLLM delivered (its EngineCoreOutputs: new tokens and finish per request)."""
         if self.bridge.slot_time is not None:
             t = (self.slot + 1) * self.bridge.slot_time
         else:
             t = self.now()
-        entered = time.perf_counter()
-        requests = self.requests
-        ran = [(requests[rid], n) for rid, n in scheduler_output.num_scheduled_tokens.items() if rid in requests]
-        before = [r.num_output_tokens for r, _ in ran]
-        own = time.perf_counter() - entered
         outputs = super().update_from_output(scheduler_output, model_runner_output)
         resumed = time.perf_counter()
         single = []
         row_of = self.row_of
-        for (request, _), count in zip(ran, before, strict=True):
-            row = row_of.get(request.request_id)
-            if row is None:  # not added through add_request: nothing of the bridge's to update
-                continue
-            delivered = request.num_output_tokens - count
-            if delivered == 1:
-                single.append(row)
-            elif delivered > 1:
-                self.book.tokens(row, delivered, t)
-            if request.is_finished():
-                self.book.finished(row, t)
-                index = int(self.book.index[row])
-                self.newly_finished.append((index, t))
-                self.vllm_preemptions[index] = request.num_preemptions
+        for engine_outputs in outputs.values():
+            for out in engine_outputs.outputs:
+                row = row_of.get(out.request_id)
+                if row is None:  # not added through add_request: nothing of the bridge's to update
+                    continue
+                delivered = len(out.new_token_ids)
+                if delivered == 1:
+                    single.append(row)
+                elif delivered > 1:
+                    self.book.tokens(row, delivered, t)
+                if out.finish_reason is not None:
+                    self._finished(row, out.request_id, t)
         if single:
             self.book.one_token_each(np.array(single, dtype=np.int64), t)
         record = self._pending.pop(id(scheduler_output), None)
         if record is not None:  # the step ran tokens (their requests may have finished since)
-            record.policy_seconds += own + time.perf_counter() - resumed
+            record.policy_seconds += time.perf_counter() - resumed
             self._log_step(record, t)
         if self.bridge.slot_time is not None:
             self.slot += 1
         return outputs
+
+    def _finished(self, row: int, request_id: str, t: float) -> None:
+        self.book.finished(row, t)
+        index = int(self.book.index[row])
+        self.newly_finished.append((index, t))
+        self.vllm_preemptions[index] = self._request_of.pop(request_id).num_preemptions
 
     def _log_step(self, record: _StepRecord, t: float) -> None:
         log = self.log.rows
