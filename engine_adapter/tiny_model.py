@@ -38,3 +38,11 @@ def write_tiny_llama(directory: str | Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     (path / "config.json").write_text(json.dumps(TINY_LLAMA_CONFIG, indent=1))
     return path
+
+
+if __name__ == "__main__":  # python -m engine_adapter.tiny_model DIR (the README's server recipe)
+    import sys
+
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: python -m engine_adapter.tiny_model DIRECTORY")
+    print(write_tiny_llama(sys.argv[1]))

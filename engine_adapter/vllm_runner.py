@@ -21,6 +21,8 @@ import os
 import tempfile
 import time
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +69,8 @@ class VllmSettings:
     max_model_len: int = 1024
     dtype: str = "float32"
     seed: int = 0
+    reserve_full_isl: bool = True  # vLLM's scheduler_reserve_full_isl (its default)
+    watermark: float = 0.0  # vLLM's watermark (its default)
 
     def __post_init__(self) -> None:
         if self.kv_blocks * self.block_size < self.max_model_len:
@@ -102,14 +106,17 @@ class VllmEngine:
         kv_bytes = 2 * blocks * settings.block_size * _kv_bytes_per_token(model_dir, settings.dtype)
         extra: dict[str, Any] = {}
         if bridge is not None:
+            from engine_adapter.vllm_checks import VALIDATOR
+
             extra = {"scheduler_cls": SCHEDULER_CLS, "additional_config": bridge.to_additional_config(),
-                     "scheduler_reserve_full_isl": False}
+                     "logits_processors": [VALIDATOR]}
         args = EngineArgs(
             model=str(model_dir), load_format=load_format, skip_tokenizer_init=True, enforce_eager=True,
             dtype=settings.dtype, block_size=settings.block_size, num_gpu_blocks_override=blocks,
             kv_cache_memory_bytes=kv_bytes, max_model_len=settings.max_model_len,
             max_num_batched_tokens=settings.max_num_batched_tokens, max_num_seqs=settings.max_num_seqs,
-            enable_prefix_caching=False, disable_log_stats=True, seed=settings.seed, **extra,
+            enable_prefix_caching=False, disable_log_stats=True, seed=settings.seed,
+            scheduler_reserve_full_isl=settings.reserve_full_isl, watermark=settings.watermark, **extra,
         )
         started = time.perf_counter()
         self.llm = LLMEngine.from_engine_args(args)
@@ -231,3 +238,81 @@ def replay(engine: VllmEngine, instance: Instance, predictor: LengthPredictor | 
     reasons = {r.id: engine.finish_reasons.pop(r.id, None) for r in instance.requests}
     return VllmRun(instance, schedule, {"steps": len(sched.log), "start_seconds": engine.start_seconds,
                                         "output_tokens": returned, "finish_reasons": reasons})
+
+
+@dataclass
+class OwnSchedulerRun:
+    """vLLM's own scheduler on a slotted clock: what it scheduled each step, and the outcome."""
+
+    steps: list[tuple[int, dict[str, int]]]  # (slot, tokens scheduled per request id), steps that ran tokens
+    finish_order: list[str]  # request ids in completion order (ties: by id)
+    preemptions: dict[str, int]  # request id -> times vLLM preempted it
+
+
+def external_id(request_id: str) -> str:
+    """The id a request was submitted under (vLLM appends "-" and 8 random characters)."""
+    return request_id.rsplit("-", 1)[0]
+
+
+def scheduled_tokens(output) -> dict[str, int]:
+    """Tokens a SchedulerOutput schedules per request, by submitted id."""
+    return {external_id(rid): n for rid, n in output.num_scheduled_tokens.items()}
+
+
+@contextmanager
+def recorded_schedules(scheduler) -> Iterator[list]:
+    """Every SchedulerOutput `scheduler.schedule()` returns while inside (the object is wrapped
+    for the duration, its behaviour unchanged)."""
+    schedule = scheduler.schedule
+    outputs: list = []
+
+    def recording(*args, **kwargs):
+        out = schedule(*args, **kwargs)
+        outputs.append(out)
+        return out
+
+    scheduler.schedule = recording
+    try:
+        yield outputs
+    finally:
+        del scheduler.schedule  # the instance attribute; the class's method is back
+
+
+def run_own_scheduler(engine: VllmEngine, instance: Instance, slot_time: float) -> OwnSchedulerRun:
+    """Drive an engine built with bridge=None (vLLM's unmodified scheduler) one step per slot.
+
+    Requests are submitted at the first slot boundary at or after their arrival, as `replay` does;
+    an idle engine jumps to the next arrival. No DAG groups: children need finish-time releases.
+    """
+    if engine.bridge is not None:
+        raise RuntimeError("run_own_scheduler needs an engine with vLLM's own scheduler (bridge=None)")
+    if instance.groups:
+        raise ValueError("run_own_scheduler: bulk groups (DAG releases) are not supported")
+    requests = instance.requests
+    pending = sorted(range(len(requests)), key=lambda i: (requests[i].arrival, i))
+    steps: list[tuple[int, dict[str, int]]] = []
+    preemptions = {r.id: 0 for r in requests}
+    finish: dict[str, int] = {}
+    slot = submitted = 0
+    with recorded_schedules(engine.scheduler) as outputs:
+        while submitted < len(pending) or engine.busy():
+            while submitted < len(pending) and requests[pending[submitted]].arrival <= slot * slot_time + 1e-12:
+                req = requests[pending[submitted]]
+                engine.submit(req.id, req.prompt_len, req.output_len)
+                submitted += 1
+            if not engine.busy():
+                slot = int(np.ceil(requests[pending[submitted]].arrival / slot_time - 1e-9))
+                continue
+            before = len(outputs)
+            engine.step()
+            for out in outputs[before:]:
+                for rid in out.preempted_req_ids or ():
+                    preemptions[external_id(rid)] += 1
+                if out.num_scheduled_tokens:
+                    steps.append((slot, scheduled_tokens(out)))
+            for rid in engine.output_tokens:
+                finish.setdefault(rid, slot)
+            slot += 1
+    for r in requests:
+        engine.output_tokens.pop(r.id, None)
+    return OwnSchedulerRun(steps, sorted(finish, key=lambda rid: (finish[rid], rid)), preemptions)

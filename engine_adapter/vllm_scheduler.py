@@ -32,6 +32,7 @@ from engine_adapter.bridge_config import BridgeConfig
 from engine_adapter.plan_batch import decide_batch
 from engine_adapter.request_book import RequestBook
 from engine_adapter.slo_args import parse_slo_args
+from engine_adapter.vllm_checks import unsupported_settings
 from formulations.engine_spec import EngineSpec
 from formulations.latency_model import prefill_pairs
 from formulations.online import Policy
@@ -65,8 +66,36 @@ class StepLog:
         return len(self.rows["start"])
 
 
+@dataclass
+class _StepRecord:
+    """What a step's log row knows when it is scheduled; completed when its output comes back
+    (under async scheduling the next step is scheduled before that)."""
+
+    start: float
+    began: float  # perf_counter() at schedule()
+    prefill: int
+    pairs: int
+    decodes: int
+    ctx: int
+    seqs: int
+    planned: np.ndarray
+    policy_seconds: float
+    decide_seconds: float
+
+
 class SloScheduler(Scheduler):
-    """vLLM's scheduler with the batch chosen by a slosched policy."""
+    """vLLM's scheduler with the batch chosen by a slosched policy.
+
+    Built where vLLM runs async (scheduler_config.async_scheduling, vLLM's default on GPUs), it is
+    an `AsyncSloScheduler` (engine_adapter/vllm_async.py): the same bridge on vLLM's AsyncScheduler."""
+
+    def __new__(cls, *args, **kwargs):
+        config = kwargs.get("vllm_config", args[0] if args else None)
+        if cls is SloScheduler and config is not None and config.scheduler_config.async_scheduling:
+            from engine_adapter.vllm_async import AsyncSloScheduler
+
+            cls = AsyncSloScheduler
+        return super().__new__(cls)
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -83,7 +112,8 @@ class SloScheduler(Scheduler):
             kv_blocks=self.cache_config.num_gpu_blocks - 1,  # block 0 is vLLM's reserved null block
             latency=bridge.latency_model(), block_size=self.block_size,
             token_budget=self.max_num_scheduled_tokens, max_seqs=self.max_num_running_reqs,
-            slot_time=bridge.slot_time,
+            slot_time=bridge.slot_time, reserve_full_prompt=self.scheduler_reserve_full_isl,
+            watermark=self.scheduler_config.watermark,
         )
         # not `self.policy`: that is vLLM's own SchedulingPolicy, read by its schedule()
         self.slo_policy = policy if policy is not None else bridge.make_policy()
@@ -95,9 +125,6 @@ class SloScheduler(Scheduler):
         problems = []
         if self.cache_config.enable_prefix_caching:
             problems.append("enable_prefix_caching must be False (prefix hits change KV accounting)")
-        if self.scheduler_reserve_full_isl:
-            problems.append("scheduler_reserve_full_isl must be False (--no-scheduler-reserve-full-isl): the plan "
-                            "admits a waiting request when its first chunk fits, as the engine model does")
         if self.scheduler_config.long_prefill_token_threshold:
             problems.append("long_prefill_token_threshold must be 0 (the plan chunks prefills)")
         if self.num_spec_tokens or self.num_lookahead_tokens:
@@ -106,8 +133,9 @@ class SloScheduler(Scheduler):
             problems.append("scheduling_policy must be 'fcfs' (the slosched policy orders requests)")
         if self.connector is not None:
             problems.append("KV connectors are not supported")
+        problems += unsupported_settings(self.vllm_config)
         if problems:
-            raise ValidationError("SloScheduler: " + "; ".join(problems))
+            raise ValidationError(f"{type(self).__name__}: " + "; ".join(problems))
 
     # ---- run state ---------------------------------------------------------------------------
     def begin_run(self, origin: float) -> None:
@@ -116,6 +144,7 @@ class SloScheduler(Scheduler):
         self.slot = 0
         self.book = RequestBook(self.predictor.quantile_levels)
         self.row_of: dict[str, int] = {}  # vLLM request_id -> book row
+        self._request_of: dict[str, Request] = {}
         self.log = StepLog()
         self.newly_finished: list[tuple[int, float]] = []  # (request index, finish) since last taken
         self._rejected: list[Request] = []  # aborted by Plan.reject, not yet reported to their clients
@@ -123,11 +152,7 @@ class SloScheduler(Scheduler):
         self.engine_preemptions = 0  # preemptions vLLM made on its own (should stay 0)
         self.vllm_preemptions: dict[int, int] = {}  # request index -> vLLM's own counter, at finish
         self.slo_policy.reset(self.engine_spec)
-        self._step_start = 0.0
-        self._step_now = 0.0
-        self._policy_seconds = 0.0
-        self._decide_seconds = 0.0
-        self._planned = np.empty(0, dtype=np.int64)
+        self._pending: dict[int, _StepRecord] = {}  # id(SchedulerOutput) -> its step, until its output
         self._live: list[Request] = []  # the last step's live requests and their book rows
         self._live_rows = np.empty(0, dtype=np.int64)
         self._live_static: dict[str, np.ndarray] = {}
@@ -144,6 +169,10 @@ class SloScheduler(Scheduler):
         self.slot = max(self.slot, int(np.ceil(t / self.bridge.slot_time - 1e-9)))
 
     # ---- hooks -------------------------------------------------------------------------------
+    def has_request(self, request_id: str) -> bool:
+        """vLLM 0.33's SchedulerInterface.has_request (0.32 does not call it)."""
+        return request_id in self.requests
+
     def add_request(self, request: Request) -> None:
         args = parse_slo_args(request.sampling_params.extra_args, request.request_id, self.now())
         if args.pred is not None:
@@ -156,6 +185,7 @@ class SloScheduler(Scheduler):
         super().add_request(request)
         index = self.book.register(args, request.num_prompt_tokens, pred)
         self.row_of[request.request_id] = self.book.row(index)
+        self._request_of[request.request_id] = request  # until it finishes (vLLM forgets it then)
 
     @staticmethod
     def _as_slo_request(request: Request, args) -> SloRequest:
@@ -164,21 +194,36 @@ class SloScheduler(Scheduler):
         return SloRequest(id=args.id, cls=CLASS_BY_CODE[args.cls], arrival=args.arrival,
                           prompt_len=request.num_prompt_tokens, output_len=request.max_tokens)
 
-    def schedule(self, *args, **kwargs) -> SchedulerOutput:
+    def _resident(self) -> list[Request]:
+        """The running requests the plan may run this step (all of them, without async)."""
+        return self.running
+
+    def _in_flight(self, live: list[Request]) -> np.ndarray | int:
+        """Output tokens scheduled but not yet returned, per live request (none without async)."""
+        return 0
+
+    def schedule(self, throttle_prefills: bool = False) -> SchedulerOutput:
+        """`throttle_prefills` (DP prefill balancing) is never set: construction refuses the
+        settings that set it (prefill_schedule_interval > 1)."""
         started = time.perf_counter()
         now = self.now()
-        live = [*self.running, *self.waiting]
+        resident = self._resident()
+        live = [*resident, *self.waiting]
         if not live or self.kv_holding_waiting:
-            return super().schedule(*args, **kwargs)
-        n_running = len(self.running)
+            output = super().schedule(throttle_prefills)
+            self._record(output, started, now, np.empty(0, dtype=np.int64), 0.0, 0.0)
+            return output
+        n_running = len(resident)
         view, rows = self._view(now, live, n_running)
         asked = time.perf_counter()
         plan = self.slo_policy.decide(view)
-        self._decide_seconds = time.perf_counter() - asked
+        decide_seconds = time.perf_counter() - asked
         if len(plan.reject):  # rule 0: rejected requests leave first; the rest of the plan applies as is
             live, n_running = self._reject(plan.reject, live, rows, now)
             if not live:
-                return super().schedule(*args, **kwargs)
+                output = super().schedule(throttle_prefills)
+                self._record(output, started, now, np.empty(0, dtype=np.int64), 0.0, decide_seconds)
+                return output
             view, rows = self._view(now, live, n_running)
         decision = decide_batch(view, plan, self.book.admitted_at[rows])
 
@@ -198,10 +243,10 @@ class SloScheduler(Scheduler):
         self.running[:] = run_resident
         self.waiting.clear()
         self.waiting.extend(admit)
-        self._planned = self.book.index[rows[[k for k, _ in decision.run]]]
-        self._policy_seconds = time.perf_counter() - started
+        planned_indices = self.book.index[rows[[k for k, _ in decision.run]]]
+        policy_seconds = time.perf_counter() - started
 
-        output = super().schedule(*args, **kwargs)
+        output = super().schedule(throttle_prefills)
 
         resumed = time.perf_counter()
         self.running.extend(paused)
@@ -217,9 +262,7 @@ class SloScheduler(Scheduler):
                 self.book.admitted(self.row_of[request.request_id], now)
         if output.num_scheduled_tokens != planned:
             self.plan_deviations += 1
-        self._step_start = started
-        self._step_now = now
-        self._policy_seconds += time.perf_counter() - resumed
+        self._record(output, started, now, planned_indices, policy_seconds + time.perf_counter() - resumed, decide_seconds)
         return output
 
     def _reject(self, indices: np.ndarray, live: list[Request], rows: np.ndarray,
@@ -232,7 +275,8 @@ class SloScheduler(Scheduler):
         for request in gone:
             self.book.reject(self.row_of[request.request_id], now)
         self._rejected.extend(gone)
-        return [*self.running, *self.waiting], len(self.running)
+        resident = self._resident()
+        return [*resident, *self.waiting], len(resident)
 
     def _report_rejected(self, outputs: dict[int, EngineCoreOutputs]) -> None:
         """Tell the clients of rejected requests, as vLLM tells those it finishes with an error."""
@@ -240,6 +284,27 @@ class SloScheduler(Scheduler):
             outputs.setdefault(request.client_index, EngineCoreOutputs()).outputs.append(EngineCoreOutput(
                 request_id=request.request_id, new_token_ids=[], finish_reason=FinishReason.ABORT))
         self._rejected.clear()
+
+    def _record(self, output: SchedulerOutput, began: float, now: float, planned: np.ndarray, policy_seconds: float,
+                decide_seconds: float) -> None:
+        """Open the log row of the step just scheduled (num_computed_tokens already counts it)."""
+        if not output.num_scheduled_tokens:
+            return
+        entered = time.perf_counter()
+        prefill = pairs = decodes = ctx = 0
+        requests = self.requests
+        for rid, n in output.num_scheduled_tokens.items():
+            request = requests[rid]
+            start = request.num_computed_tokens - n
+            if n == 1 and start >= request.num_prompt_tokens:  # the input is an output token: a decode
+                decodes += 1
+                ctx += start + 1
+            else:
+                prefill += n
+                pairs += prefill_pairs(start, n)
+        policy_seconds += time.perf_counter() - entered
+        self._pending[id(output)] = _StepRecord(now, began, prefill, pairs, decodes, ctx,
+                                                len(output.num_scheduled_tokens), planned, policy_seconds, decide_seconds)
 
     def _view(self, now: float, live: list[Request], n_running: int):
         """live = running requests (resident: they hold KV) followed by waiting ones. Only the
@@ -257,7 +322,8 @@ class SloScheduler(Scheduler):
         preemptions = self.book.preemption_count[rows]
         total = static["prompt_len"] + generated  # = num_tokens (no speculative tokens)
         resident = np.arange(n) < n_running
-        decoding = (generated > 0) & (computed >= total - 1)
+        total = total + self._in_flight(live)  # under async: tokens still on their way count as generated
+        decoding = (total > static["prompt_len"]) & (computed >= total - 1)
         prefill_left = np.where(decoding, 0, total - computed)
         kv_blocks = np.where(resident, -(-computed // self.block_size), 0)
         pred = self.predictor.refine(self.book.pred[rows], generated)
@@ -269,63 +335,57 @@ class SloScheduler(Scheduler):
         return view, rows
 
     def update_from_output(self, scheduler_output: SchedulerOutput, model_runner_output):
+        """Stamp the tokens vLLM delivered (its EngineCoreOutputs: new tokens and finish per request)."""
         if self.bridge.slot_time is not None:
             t = (self.slot + 1) * self.bridge.slot_time
         else:
             t = self.now()
-        entered = time.perf_counter()
-        requests = self.requests
-        ran = [(requests[rid], n) for rid, n in scheduler_output.num_scheduled_tokens.items() if rid in requests]
-        before = [r.num_output_tokens for r, _ in ran]
-        own = time.perf_counter() - entered
         outputs = super().update_from_output(scheduler_output, model_runner_output)
         resumed = time.perf_counter()
         if self._rejected:
             self._report_rejected(outputs)
         single = []
-        for (request, _), count in zip(ran, before, strict=True):
-            row = self.row_of[request.request_id]
-            delivered = request.num_output_tokens - count
-            if delivered == 1:
-                single.append(row)
-            elif delivered > 1:
-                self.book.tokens(row, delivered, t)
-            if request.is_finished():
-                self.book.finished(row, t)
-                index = int(self.book.index[row])
-                self.newly_finished.append((index, t))
-                self.vllm_preemptions[index] = request.num_preemptions
+        row_of = self.row_of
+        for engine_outputs in outputs.values():
+            for out in engine_outputs.outputs:
+                row = row_of.get(out.request_id)
+                if row is None:  # not added through add_request: nothing of the bridge's to update
+                    continue
+                delivered = len(out.new_token_ids)
+                if delivered == 1:
+                    single.append(row)
+                elif delivered > 1:
+                    self.book.tokens(row, delivered, t)
+                if out.finish_reason is not None:
+                    self._finished(row, out.request_id, t)
         if single:
             self.book.one_token_each(np.array(single, dtype=np.int64), t)
-        if ran:
-            self._policy_seconds += own + time.perf_counter() - resumed
-            self._log_step(ran, t)
+        record = self._pending.pop(id(scheduler_output), None)
+        if record is not None:  # the step ran tokens (their requests may have finished since)
+            record.policy_seconds += time.perf_counter() - resumed
+            self._log_step(record, t)
         if self.bridge.slot_time is not None:
             self.slot += 1
         return outputs
 
-    def _log_step(self, ran: list[tuple[Request, int]], t: float) -> None:
-        prefill = pairs = decodes = ctx = 0
-        for request, n in ran:
-            # num_computed_tokens was advanced by n when the step was scheduled
-            start = request.num_computed_tokens - n
-            if n == 1 and request.num_output_tokens > 1 and start == request.num_tokens - 2:
-                decodes += 1
-                ctx += start + 1
-            else:
-                prefill += n
-                pairs += prefill_pairs(start, n)
+    def _finished(self, row: int, request_id: str, t: float) -> None:
+        self.book.finished(row, t)
+        index = int(self.book.index[row])
+        self.newly_finished.append((index, t))
+        self.vllm_preemptions[index] = self._request_of.pop(request_id).num_preemptions
+
+    def _log_step(self, record: _StepRecord, t: float) -> None:
         log = self.log.rows
-        log["start"].append(self._step_now)
+        log["start"].append(record.start)
         log["end"].append(t)
-        log["prefill_tokens"].append(prefill)
-        log["prefill_pairs"].append(pairs)
-        log["decode_seqs"].append(decodes)
-        log["decode_ctx_tokens"].append(ctx)
-        log["seqs"].append(len(ran))
-        log["tokens"].append(prefill + decodes)
+        log["prefill_tokens"].append(record.prefill)
+        log["prefill_pairs"].append(record.pairs)
+        log["decode_seqs"].append(record.decodes)
+        log["decode_ctx_tokens"].append(record.ctx)
+        log["seqs"].append(record.seqs)
+        log["tokens"].append(record.prefill + record.decodes)
         log["kv_used_blocks"].append(self.engine_spec.kv_blocks - self.kv_cache_manager.block_pool.get_num_free_blocks())
-        log["policy_seconds"].append(self._policy_seconds)
-        log["decide_seconds"].append(self._decide_seconds)
-        log["step_seconds"].append(time.perf_counter() - self._step_start)
-        self.log.scheduled.append(self._planned)  # request indices in plan (priority) order
+        log["policy_seconds"].append(record.policy_seconds)
+        log["decide_seconds"].append(record.decide_seconds)
+        log["step_seconds"].append(time.perf_counter() - record.began)
+        self.log.scheduled.append(record.planned)  # request indices in plan (priority) order

@@ -35,6 +35,8 @@ def test_slotted_serve_eval_online_equals_simulated_and_respects_the_oracle_boun
         assert r.online["unfinished"] == 0
         # same policy, same workload, same iteration-count clock: the simulator reproduces vLLM
         assert r.online == r.simulated
+        assert r.fidelity["jct_median"] == r.fidelity["jct_p90"] == r.fidelity["ttft_p90"] == 0.0
+        assert r.fidelity["jct_scored"] == len(r.outcomes)
         oracle = r.oracle
         if "skipped" not in oracle and oracle["objective"] is not None:
             # the run is the solver's warm start: the optimum found is at least as good

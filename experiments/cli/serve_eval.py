@@ -2,8 +2,8 @@
 
 The config is an experiment config plus a `[vllm]` table (experiments.studies.serve_eval.ServeSettings).
 Needs vLLM (`pip install -e .[vllm]`, or the .venv-vllm that `make test` builds). Prints, per
-policy, the online attainment, the simulated attainment (same workload, latency model fitted to
-the run) and the online optimality gap; with --out writes serve_eval.json and
+policy, the online attainment, the simulated attainment (same workload, latency model calibrated
+on other requests), the online optimality gap, and the simulator's per-request TTFT/TBT/JCT error; with --out writes serve_eval.json and
 schedule-vllm-<policy>.jsonl (one scored request per line).
 """
 
@@ -19,6 +19,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from engine_adapter.fidelity import FIDELITY_COLUMNS, fidelity_cells
 from experiments.config import ExperimentConfig, config_from_dict, from_mapping, read_toml, with_overrides
 from experiments.studies.serve_eval import ServeSettings, serve_eval, summary_rows
 
@@ -59,6 +60,13 @@ def run(args: argparse.Namespace) -> int:
     for row in summary_rows(results):
         table.add_row(*row)
     Console().print(table)
+    fidelity = Table(title="timed fidelity: simulator (latency model calibrated on other requests) vs vLLM, "
+                           "per-request relative error", box=box.SIMPLE)
+    for column in ("policy", *FIDELITY_COLUMNS):
+        fidelity.add_column(column, justify="left" if column == "policy" else "right")
+    for r in results:
+        fidelity.add_row(r.policy, *fidelity_cells(r.fidelity))
+    Console().print(fidelity)
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

@@ -5,8 +5,12 @@ For each policy of an experiment config (plus a `[vllm]` table, `ServeSettings`)
 1. build the workload, calibrate the engine's latency model on a few plain requests (wall-clock
    mode; a slotted run needs none) so deadlines (slack x T_alone) mean something on this engine, realize the workload on it
    (arrivals x time_scale) and replay it through vLLM with the policy: the *online* attainment;
-2. fit the latency model to the run's own step times and replay the identical workload in the
-   simulator with that engine (deadlines kept): the *simulated* attainment;
+2. replay the identical workload in the simulator with the engine as calibrated in step 1 (a
+   different run: the calibration requests, not this workload; deadlines kept): the *simulated*
+   attainment, and the simulator's *timed fidelity* on a workload its latency model never saw
+   (per-request TTFT, TBT and JCT relative errors, median and p90: engine_adapter/fidelity.py).
+   The latency model fitted to the run's own steps is reported next to it (how well the model's
+   form explains this run);
 3. solve the realized instance with the exact oracle (slotted runs as they are, with the run as
    warm start; wall-clock runs as a slotted approximation with tau = the run's mean step time)
    when it has at most `oracle_max_requests` requests and the run at most
@@ -23,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from engine_adapter.bridge_config import BridgeConfig
+from engine_adapter.fidelity import timed_fidelity
 from engine_adapter.latency_fit import LatencyFit, fit_latency
 from engine_adapter.realized import realize, with_engine
 from engine_adapter.simulator import simulate
@@ -71,8 +76,9 @@ class PolicyResult:
     online: dict[str, Any]  # Metrics of the vLLM run
     simulated: dict[str, Any]  # Metrics of the simulator replay (fitted engine)
     oracle: dict[str, Any] | None  # SolveResult.to_dict() + "attainment", or why not
-    fit: dict[str, Any]  # latency model fitted to this run
+    fit: dict[str, Any]  # latency model fitted to this run (the simulator uses the calibration's)
     run: dict[str, Any]  # steps, wall seconds, preemptions, plan deviations, policy share of step time
+    fidelity: dict[str, Any] = field(default_factory=dict)  # simulated vs online per-request times
     outcomes: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -145,13 +151,12 @@ def _evaluate(name: str, params: dict, config: ExperimentConfig, serve: ServeSet
     outcomes = request_outcomes(instance, schedule, config.qoe_threshold)
     online = summarize(outcomes, config.qoe_threshold)
     if instance.engine.slot_time is None:
+        # the engine as calibrated on other requests is instance.engine (its latency model)
         fit = fit_latency(log, name="vllm-run", source="fitted to this run's steps")
-        sim_engine = instance.engine.with_(latency=fit.model)
         fit_info = {**asdict(fit.model), "r2": fit.r2, "median_rel_error": fit.median_rel_error, "steps": fit.steps}
     else:
-        sim_engine, fit_info = instance.engine, {"slot_time": instance.engine.slot_time}
-    sim_instance = with_engine(instance, sim_engine)
-    sim_schedule = simulate(sim_instance, make_policy(name, **params),
+        fit_info = {"slot_time": instance.engine.slot_time}
+    sim_schedule = simulate(instance, make_policy(name, **params),
                             make_predictor(config.predictor.name, **predictor_params))
     simulated = score(instance, sim_schedule, config.qoe_threshold)
     step = log["step_seconds"]
@@ -162,7 +167,7 @@ def _evaluate(name: str, params: dict, config: ExperimentConfig, serve: ServeSet
                 "mean_step_seconds": float(step.mean()) if len(step) else 0.0}
     oracle = _oracle(instance, schedule, run_info["mean_step_seconds"], serve, config)
     return PolicyResult(name, online.to_dict(), simulated.to_dict(), oracle, fit_info, run_info,
-                        [o.to_dict() for o in outcomes])
+                        timed_fidelity(instance, schedule, sim_schedule), [o.to_dict() for o in outcomes])
 
 
 def _oracle(instance: Instance, schedule: Schedule, mean_step: float, serve: ServeSettings,

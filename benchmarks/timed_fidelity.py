@@ -1,0 +1,47 @@
+"""Timed fidelity of the simulator against vLLM on a workload its latency model never saw.
+
+serve-eval's procedure without the oracle: calibrate the latency model on one vLLM run (waves of
+plain requests of varied sizes), replay a *different* workload (the config's trace workload)
+through vLLM with each policy, replay it in the simulator with the calibrated engine, and
+compare per request (engine_adapter/fidelity.py): TTFT, TBT and JCT relative error, median and
+p90. The goal is a median JCT error <= 10%. Also printed: the latency model fitted to the run's
+own steps (R^2, median step error), i.e. how much of the error is the model's form and how much
+the calibration's transfer. Times on a shared machine are noisy: run it on a quiet one.
+
+    .venv-vllm/bin/python benchmarks/timed_fidelity.py [--config experiments/configs/serve_tiny.toml]
+        [--policies fcfs,edf] [--time-scale 0.03]
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+
+from engine_adapter.fidelity import FIDELITY_COLUMNS, fidelity_cells
+from experiments.cli.serve_eval import load
+from experiments.config import with_overrides
+from experiments.studies.serve_eval import serve_eval
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default="experiments/configs/serve_tiny.toml")
+    parser.add_argument("--policies", default="fcfs,edf")
+    parser.add_argument("--time-scale", type=float, help="override [vllm] time_scale (arrival compression)")
+    parser.add_argument("--limit", type=int, help="use the first N requests")
+    args = parser.parse_args()
+    config, serve = load(args.config)
+    config = with_overrides(config, policies=args.policies.split(","), limit=args.limit)
+    serve = replace(serve, oracle_max_requests=0, slot_time=0.0,
+                    time_scale=serve.time_scale if args.time_scale is None else args.time_scale)
+    results = serve_eval(config, serve, progress=print)
+    print(f"\n{config.name}: {len(results[0].outcomes)} requests, time_scale={serve.time_scale}, "
+          f"calibrated on {serve.calibration_requests} other requests; per-request relative error")
+    print(f"{'policy':8} " + " ".join(f"{c:>11}" for c in FIDELITY_COLUMNS) + f" {'run-fit R^2':>12} {'step err':>9}")
+    for r in results:
+        print(f"{r.policy:8} " + " ".join(f"{c:>11}" for c in fidelity_cells(r.fidelity))
+              + f" {r.fit['r2']:12.3f} {r.fit['median_rel_error']:9.1%}")
+
+
+if __name__ == "__main__":
+    main()
