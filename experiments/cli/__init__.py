@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from experiments.cli import compare, knapsack, predictor, report, run, serve_eval, solve
+from experiments.cli import compare, gap, knapsack, predictor, report, run, serve_eval, solve
 from experiments.sweep.backends import CellFailed
 from formulations.online import PlanError
 from formulations.requests import ValidationError
 
 # Sub-command modules, in the order `slosched --help` lists them.
-COMMANDS = [run, report, solve, knapsack, compare, predictor, serve_eval]
+COMMANDS = [run, report, solve, knapsack, compare, gap, predictor, serve_eval]
 
 
 def build_parser() -> argparse.ArgumentParser:

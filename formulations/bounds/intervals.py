@@ -71,23 +71,29 @@ class IntervalRelaxation:
         return values
 
 
-def build_relaxation(instance: Instance, qoe_threshold: float = DEFAULT_QOE_THRESHOLD) -> IntervalRelaxation:
-    windows = token_windows(instance, qoe_threshold)
-    n = len(instance.requests)
-    unit = np.empty(n, dtype=np.int64)
+def attainment_units(instance: Instance) -> tuple[np.ndarray, np.ndarray]:
+    """(unit of each request, weight of each unit): a latency or throughput request is its own
+    unit of weight 1, a bulk group one unit weighing its size (met all or nothing)."""
+    unit = np.empty(len(instance.requests), dtype=np.int64)
     weight: list[int] = []
     group_unit: dict[int, int] = {}
     for i, g in enumerate(instance.table.group.tolist()):
         if g < 0:
             unit[i] = len(weight)
             weight.append(1)
-        else:
-            if g not in group_unit:
-                group_unit[g] = len(weight)
-                weight.append(len(instance.table.group_members[g]))
-            unit[i] = group_unit[g]
+            continue
+        if g not in group_unit:
+            group_unit[g] = len(weight)
+            weight.append(len(instance.table.group_members[g]))
+        unit[i] = group_unit[g]
+    return unit, np.array(weight, dtype=np.int64)
+
+
+def build_relaxation(instance: Instance, qoe_threshold: float = DEFAULT_QOE_THRESHOLD) -> IntervalRelaxation:
+    windows = token_windows(instance, qoe_threshold)
+    unit, weight = attainment_units(instance)
     alive = np.ones(len(weight), dtype=bool)
     for i, w in enumerate(windows):
         if not w.feasible:
             alive[unit[i]] = False
-    return IntervalRelaxation(np.array(weight, dtype=np.int64), unit, alive, windows, instance.engine.slot_time)
+    return IntervalRelaxation(weight, unit, alive, windows, instance.engine.slot_time)
