@@ -47,3 +47,24 @@ def test_gap_study_orders_policies_best_known_and_bound():
     assert max(gap.policies.values()) <= gap.best_known <= gap.bound["bound"] <= gap.requests
     for row in gap.rows():
         assert 0 <= row["gap_low"] <= row["gap_high"] <= 1
+
+
+def test_gap_command_prints_json_and_report_plots_gap_vs_load(tmp_path, capsys):
+    import json
+    from pathlib import Path
+
+    from experiments.cli import main
+    from experiments.report import render_report
+
+    config = tmp_path / "small.toml"
+    config.write_text(Path("experiments/configs/demo.toml").read_text().replace("limit = 1000", "limit = 60"))
+    results = tmp_path / "results"
+    code = main(["gap", str(config), "--rate-scales", "4,8", "--bound-seconds", "10", "--search-seconds", "2",
+                 "--json", "--results", str(results)])
+    assert code == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [g["rate_scale"] for g in data["loads"]] == [4.0, 8.0]
+    assert {r["policy"] for r in data["loads"][0]["rows"]} == set(load_config(str(config)).policies)
+    written = render_report(results)
+    assert any(p.name == "demo-gap-vs-load.png" for p in written)
+    assert "gap interval" in (results / "report" / "summary.md").read_text()

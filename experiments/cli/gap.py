@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from experiments.config import load_config
+from experiments.report.gap_scale import GAP_FILE, gap_markdown
 from experiments.studies.gap_at_scale import GapSettings, LoadGap, gap_study
 from solvers.bounds.interval_lp import BoundViolated
 
@@ -25,7 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--bound-seconds", type=float, default=60.0, help="time limit of the bound per load (default 60)")
     p.add_argument("--search-seconds", type=float, default=60.0,
                    help="time limit of the best-known search per load (default 60)")
-    p.add_argument("--out", type=Path, default=None, help="also write the result as JSON to this file")
+    p.add_argument("--results", type=Path, default=None, metavar="DIR",
+                   help=f"also write DIR/{GAP_FILE} (`slosched report DIR` then plots gap vs load; use a "
+                        "sweep's results directory to add the plot to its report)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(handler=run)
 
@@ -40,26 +43,22 @@ def run(args: argparse.Namespace) -> int:
         print(f"slosched gap: FAILED: {err}", file=sys.stderr)
         return 3
     data = {"config": config.name, "loads": [g.to_dict() for g in loads]}
-    if args.out:
-        args.out.write_text(json.dumps(data, indent=1))
+    if args.results:
+        args.results.mkdir(parents=True, exist_ok=True)
+        (args.results / GAP_FILE).write_text(json.dumps(data, indent=1))
     if args.json:
         print(json.dumps(data, indent=1))
     else:
-        print(table(loads))
+        print(gap_markdown(data))
+        print()
+        print(notes(loads))
     return 0
 
 
-def table(loads: list[LoadGap]) -> str:
-    """The gap table as Markdown: one row per load and policy."""
-    lines = ["| load | policy | attainment | best-known | bound | gap interval |", "|---|---|---|---|---|---|"]
-    for g in loads:
-        for r in g.rows():
-            lines.append(f"| x{r['rate_scale']:g} | {r['policy']} | {r['attainment']:.1%} | {r['best_known']:.1%} | "
-                         f"{r['bound']:.1%} | [{r['gap_low']:.1%}, {r['gap_high']:.1%}] |")
-    lines.append("")
-    for g in loads:
-        lines.append(f"x{g.rate_scale:g}: {g.requests} requests; best-known from {g.best_source}; bound "
-                     f"{g.bound['status']} in {g.seconds['bound']:.1f} s ({g.bound['rows']} rows, "
-                     f"{g.bound['alone_infeasible']} requests infeasible alone); search {g.seconds['search']:.1f} s "
-                     f"({g.search['evaluations']} replays, {g.search['improvements']} improvements)")
-    return "\n".join(lines)
+def notes(loads: list[LoadGap]) -> str:
+    """How each load's best-known and bound were obtained, one line per load."""
+    return "\n".join(
+        f"x{g.rate_scale:g}: {g.requests} requests; best-known from {g.best_source}; bound {g.bound['status']} in "
+        f"{g.seconds['bound']:.1f} s ({g.bound['rows']} rows, {g.bound['alone_infeasible']} requests infeasible "
+        f"alone); search {g.seconds['search']:.1f} s ({g.search['evaluations']} replays, "
+        f"{g.search['improvements']} improvements)" for g in loads)
