@@ -9,7 +9,6 @@ from experiments.config import load_config, with_overrides
 from experiments.studies.gap_at_scale import GapSettings, gap_at_load
 from formulations.exact.generate import random_instance
 from formulations.instance import Instance
-from formulations.metrics import score
 from solvers.policies.give_up import GiveUpPolicy
 from solvers.policies.registry import make_policy
 from solvers.search.lns import Outcome, search
