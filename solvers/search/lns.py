@@ -57,7 +57,8 @@ def search(evaluate: Evaluate, start: Outcome, unit_release: np.ndarray, time_li
     best = start
     evaluations = improvements = 0
     first = True
-    while time.perf_counter() - t0 < time_limit:
+    spent = 0.0  # seconds in evaluate so far: no replay starts that would likely end past the limit
+    while time.perf_counter() - t0 + (spent / evaluations if evaluations else 0.0) < time_limit:
         candidate = given.copy()
         missed = ~best.met & ~given
         if not missed.any() and not given.any():
@@ -76,7 +77,9 @@ def search(evaluate: Evaluate, start: Outcome, unit_release: np.ndarray, time_li
                 candidate[rng.permutation(retry)[: (len(retry) + 1) // 2]] = False
         if np.array_equal(candidate, given):
             continue
+        t_eval = time.perf_counter()
         outcome = evaluate(np.flatnonzero(candidate))
+        spent += time.perf_counter() - t_eval
         evaluations += 1
         if outcome.slo_met > best.slo_met:
             best, given = outcome, candidate
