@@ -35,6 +35,7 @@ def main() -> None:
             continue
         bound.check(exact.objective, f"instance {seed}: proven optimum")
         ratios.append(bound.bound / exact.objective if exact.objective else (1.0 if bound.bound == 0 else np.inf))
+        print(f"instance {seed}: optimum {exact.objective}, bound {bound.bound}", flush=True)
     r = np.array(ratios)
     print(f"{len(r)} proven instances ({unproven} unproven left out); bound / optimum: mean {r.mean():.3f}, "
           f"median {np.median(r):.3f}, p90 {np.percentile(r, 90):.3f}, max {r.max():.3f}, "
