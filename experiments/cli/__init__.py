@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from experiments.cli import compare, gap, knapsack, predictor, report, run, serve_eval, solve
@@ -28,10 +29,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         args = parser.parse_args(["run", *(argv or [])])
     try:
-        return args.handler(args)
+        code = args.handler(args)
+        sys.stdout.flush()  # a reader that went away shows up here, not in the interpreter's exit
+        return code
     except (ValidationError, PlanError, FileNotFoundError, CellFailed) as err:
         print(f"slosched: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`slosched solve ... | head -2`): not an error of ours
+        _silence_stdout()
+        return 1
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside a solve
+        print("slosched: interrupted", file=sys.stderr)
+        return 130
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not raise again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from experiments.cli.arguments import interrupted_exit_code, time_limit
 from experiments.studies.optimality_gap import OptimumExceeded, StudyReport, run_study
 
 
@@ -15,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--instances", type=int, default=100, help="number of random instances (default 100)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the instance generator")
     parser.add_argument("--policies", nargs="*", default=None, help="policy names (default: all registered)")
-    parser.add_argument("--time-limit", type=float, default=5.0,
+    parser.add_argument("--time-limit", type=time_limit, default=5.0,
                         help="oracle seconds per instance (default 5: 100 instances in ~6-9 min on 2 cores)")
     parser.add_argument("--noise", type=float, default=0.0,
                         help="sigma of log-normal length-prediction noise the policies see (0: exact lengths)")
@@ -33,6 +34,9 @@ def run(args: argparse.Namespace) -> int:
     except OptimumExceeded as err:
         print(f"slosched compare: FAILED: {err}", file=sys.stderr)
         return 3
+    except RuntimeError as err:  # no instance proven (time limit too short, or interrupted at once)
+        print(f"slosched compare: error: {err}", file=sys.stderr)
+        return 2
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "compare.json").write_text(json.dumps(report.to_dict(), indent=1))
     plot = _plot(report, args.out / "compare.png")
@@ -41,6 +45,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         _table(report)
         print(f"plot: {plot}  data: {args.out / 'compare.json'}")
+    if report.interrupted_by:
+        print(f"slosched compare: interrupted by {report.interrupted_by} after {len(report.instances) + report.unproven}"
+              f" of {args.instances} instances (those are reported)", file=sys.stderr)
+        return interrupted_exit_code(report.interrupted_by)
     return 0
 
 
