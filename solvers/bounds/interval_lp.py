@@ -22,7 +22,7 @@ import numpy as np
 from formulations.bounds.intervals import IntervalRelaxation, build_relaxation
 from formulations.instance import Instance
 from formulations.metrics import DEFAULT_QOE_THRESHOLD
-from solvers.exact.solve import _quiet_stdout
+from solvers.exact.highs import _quiet_stdout
 
 ROWS_PER_ROUND = 40
 VIOLATION_TOL = 1e-7  # seconds of overload below which a row is not worth adding
