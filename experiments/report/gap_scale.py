@@ -43,6 +43,7 @@ def plot_gap_vs_load(data: dict[str, Any], path: Path) -> Path:
     axes[0][0].set_ylabel("SLO attainment")
     axes[0][0].legend(fontsize=7, loc="lower left")
     fig.suptitle(f"{data['config']}: policies vs best-known and upper bound")
+    fig.tight_layout()
     return save(fig, path)
 
 
