@@ -283,6 +283,7 @@ class SloScheduler(Scheduler):
         for request in self._rejected:
             outputs.setdefault(request.client_index, EngineCoreOutputs()).outputs.append(EngineCoreOutput(
                 request_id=request.request_id, new_token_ids=[], finish_reason=FinishReason.ABORT))
+            self._request_of.pop(request.request_id, None)
         self._rejected.clear()
 
     def _record(self, output: SchedulerOutput, began: float, now: float, planned: np.ndarray, policy_seconds: float,
@@ -342,8 +343,6 @@ class SloScheduler(Scheduler):
             t = self.now()
         outputs = super().update_from_output(scheduler_output, model_runner_output)
         resumed = time.perf_counter()
-        if self._rejected:
-            self._report_rejected(outputs)
         single = []
         row_of = self.row_of
         for engine_outputs in outputs.values():
@@ -360,6 +359,8 @@ class SloScheduler(Scheduler):
                     self._finished(row, out.request_id, t)
         if single:
             self.book.one_token_each(np.array(single, dtype=np.int64), t)
+        if self._rejected:  # after the loop: a rejection is not a finish
+            self._report_rejected(outputs)
         record = self._pending.pop(id(scheduler_output), None)
         if record is not None:  # the step ran tokens (their requests may have finished since)
             record.policy_seconds += time.perf_counter() - resumed

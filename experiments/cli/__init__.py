@@ -6,14 +6,14 @@ import argparse
 import os
 import sys
 
-from experiments.cli import bench, compare, knapsack, predictor, report, run, serve_eval, solve
+from experiments.cli import bench, compare, gap, knapsack, predictor, report, run, serve_eval, solve
 from experiments.cli import list as list_command
 from experiments.sweep.backends import CellFailed
 from formulations.online import PlanError
 from formulations.requests import ValidationError
 
 # Sub-command modules, in the order `slosched --help` lists them.
-COMMANDS = [run, report, solve, knapsack, compare, predictor, serve_eval, bench, list_command]
+COMMANDS = [run, report, solve, knapsack, compare, gap, predictor, serve_eval, bench, list_command]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,6 +13,7 @@ from pathlib import Path
 from experiments.report.curves import plot_attainment_vs_rate, plot_class_bars, plot_qoe_vs_rate
 from experiments.report.latency_cdf import plot_latency_cdfs
 from experiments.report.gap import gap_table, plot_gap_histograms, pooled, step_gap_lines
+from experiments.report.gap_scale import gap_markdown, load_gap, plot_gap_vs_load
 from experiments.report.rows import Row, by_experiment, load_records, with_outcomes
 from experiments.report.summary import capacity_table, highest_load_table, metric_by_load_table
 from experiments.report.timeline import plot_timeline
@@ -56,7 +57,8 @@ def render_report(results_dir: str | Path, out_dir: str | Path | None = None,
     results_dir = Path(results_dir)
     out = Path(out_dir) if out_dir is not None else results_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
-    rows, studies = load_records(results_dir)
+    at_scale = load_gap(results_dir)
+    rows, studies = load_records(results_dir) if at_scale is None or (results_dir / "cells").is_dir() else ([], [])
     written: list[Path] = []
     md = [f"# Results: `{results_dir.name}`", "",
           f"{len(rows) + len(studies)} cells. Load = offered requests/s (requests over the arrival span), "
@@ -101,6 +103,11 @@ def render_report(results_dir: str | Path, out_dir: str | Path | None = None,
         md += [f"## {name}: heuristics vs the hindsight optimum", "", f"![gap histograms]({path.name})", "",
                gap_table(pools), "", "Per-step knapsack (the batch choice of `slo` at each step):", "",
                *step_gap_lines(pools), ""]
+    if at_scale is not None:
+        path = plot_gap_vs_load(at_scale, out / f"{at_scale['config']}-gap-vs-load.png")
+        written.append(path)
+        md += [f"## {at_scale['config']}: optimality gap at scale (`slosched gap`)", "",
+               f"![gap vs load]({path.name})", "", gap_markdown(at_scale), ""]
     summary = out / "summary.md"
     summary.write_text("\n".join(md))
     written.append(summary)

@@ -1,0 +1,1 @@
+"""Upper bounds on hindsight SLO attainment (interval_lp.py) for instances beyond the exact oracle."""

@@ -1,0 +1,79 @@
+"""The attainment upper bound (solvers/bounds): never below a proven optimum or any simulated
+schedule, in slotted and timed mode, and binding where the engine is overloaded."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine_adapter.simulator import simulate
+from formulations.bounds.windows import token_windows
+from formulations.exact.generate import random_instance
+from formulations.instance import Instance
+from formulations.metrics import score
+from solvers.bounds.interval_lp import BoundViolated, upper_bound
+from solvers.exact.solve import solve
+from solvers.policies.registry import make_policy
+
+POLICIES = ("fcfs", "edf", "sjf", "andes", "slo")
+CHUNKS = 8  # 8 x 25 = 200 proven instances
+
+
+def overloaded(seed: int) -> Instance:
+    """Small slotted instances where capacity binds: 3-5 requests arriving within 2 slots, KV at
+    35% of the peak demand, slack 1-2x, TTFT 1-2 slots, a forked DAG group in every fourth."""
+    return random_instance(seed, 3 + seed % 3, arrival_slots=2, kv_tightness=0.35, slack=(1.0, 1.3, 2.0),
+                           ttft_slots=(1, 2), output=(2, 6), dag_group=3 if seed % 4 == 3 else 0)
+
+
+def timed(instance: Instance) -> Instance:
+    return Instance(instance.engine.with_(slot_time=None), instance.requests, instance.groups)
+
+
+@pytest.mark.parametrize("chunk", range(CHUNKS))
+def test_bound_never_below_the_proven_optimum(chunk):
+    binding = 0
+    for seed in range(chunk * 25, chunk * 25 + 25):
+        inst = overloaded(seed)
+        result = solve(inst, time_limit=20, secondary=False)
+        assert result.status == "optimal", f"seed {seed}: {result.status}"
+        bound = upper_bound(inst, time_limit=20)
+        assert bound.bound >= result.objective, f"seed {seed}: bound {bound.bound} < optimum {result.objective}"
+        binding += bound.bound < len(inst.requests)
+    assert binding >= 5  # the bound is not just the request count
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_bound_above_every_policy_in_both_modes(seed):
+    for inst in (overloaded(seed), timed(overloaded(seed))):
+        bound = upper_bound(inst, time_limit=20)
+        for name in POLICIES:
+            bound.check(score(inst, simulate(inst, make_policy(name))).slo_met, f"seed {seed} {name}")
+
+
+def test_check_raises_when_a_schedule_beats_the_bound():
+    bound = upper_bound(overloaded(1), time_limit=10)
+    with pytest.raises(BoundViolated):
+        bound.check(bound.bound + 1, "a schedule")
+
+
+def test_earliest_tokens_are_the_solo_run_and_latest_follow_the_slo():
+    """A request alone on the slotted engine delivers exactly at `earliest`; its latest times are
+    increasing and its last token is due no later than its deadline."""
+    inst = random_instance(3, 4, kv_tightness=1.0)
+    windows = token_windows(inst)
+    for i, req in enumerate(inst.requests):
+        alone = Instance(inst.engine, (req,), ())
+        times = simulate(alone, make_policy("fcfs")).timelines[0].token_times
+        np.testing.assert_allclose(windows[i].earliest, times, atol=1e-9)
+        assert np.all(np.diff(windows[i].latest) > 0)
+        if inst.deadline(req) is not None:
+            assert windows[i].latest[-1] <= inst.deadline(req) + 1e-6
+
+
+def test_a_request_that_cannot_meet_its_slo_alone_is_out():
+    inst = random_instance(0, 2, classes=("throughput",), slack=(1.0,))
+    slow = inst.requests[0]
+    tight = Instance(inst.engine, (slow.__class__(**{**slow.__dict__, "slack_ratio": 0.5}), *inst.requests[1:]))
+    bound = upper_bound(tight, time_limit=10)
+    assert bound.alone_infeasible == 1 and bound.bound <= 1
