@@ -30,7 +30,10 @@ $(STAMP_VLLM): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/slosched run
 
+# Lint and the import-layer contracts (pyproject.toml [tool.importlinter]) run before the tests.
 test: $(STAMP) $(STAMP_VLLM)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q --ignore-glob='tests/test_vllm_*'
 	$(PY_VLLM) -m pytest -q tests/test_vllm_*.py
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from engine_adapter.simulator import simulate
-from experiments.trace_loader import load_trace
+from experiments.workloads.trace_loader import load_trace
 from formulations.engine_spec import EngineSpec
 from formulations.instance import Instance
 from formulations.metrics import score

@@ -3,7 +3,7 @@
     name = "demo"                      # optional; defaults to the file name
     seed = 0
     policies = ["fcfs", "edf", "sjf"]
-    [workload]   ... (experiments.workload.spec.WorkloadConfig; sub-tables mix, latency, ...)
+    [workload]   ... (experiments.workloads.spec.WorkloadConfig; sub-tables mix, latency, ...)
     [engine]     profile = "llama3-8b-h100"   plus any EngineSpec field as an override
     [predictor]  name = "noisy"               plus the predictor's parameters
     [policy_params.<policy>]                  parameters of one policy
@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from experiments.errors import ConfigError
-from experiments.trace_loader import Columns
-from experiments.workload.spec import Dist, WorkloadConfig
+from experiments.workloads.trace_loader import Columns
+from experiments.workloads.spec import Dist, WorkloadConfig
 from formulations.engine_spec import EngineSpec
 from formulations.metrics import DEFAULT_QOE_THRESHOLD
 from formulations.requests import ValidationError
@@ -116,15 +116,20 @@ class ExperimentConfig:
         })
 
 
-def load_config(path: str | Path) -> ExperimentConfig:
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The one TOML reader of every config kind (experiment, gap study, serve-eval): a missing
+    file or invalid TOML is a `ConfigError` naming the file."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} not found")
     try:
-        data = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML ({err})") from None
-    return config_from_dict(data, default_name=path.stem)
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    return config_from_dict(read_toml(path), default_name=Path(path).stem)
 
 
 def config_from_dict(data: dict[str, Any], default_name: str = "experiment") -> ExperimentConfig:

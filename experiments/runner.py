@@ -22,9 +22,9 @@ from typing import Any
 from engine_adapter.simulator import simulate
 from experiments.config import ExperimentConfig, config_from_dict
 from experiments.errors import ConfigError
-from experiments.sharegpt.workload import build_sharegpt_instance, is_sharegpt
-from experiments.trace_loader import Columns, Trace, load_trace
-from experiments.workload import build_instance
+from experiments.workloads.sharegpt.workload import build_sharegpt_instance, is_sharegpt
+from experiments.workloads.trace_loader import Columns, Trace, load_trace
+from experiments.workloads import build_instance
 from formulations.instance import Instance
 from formulations.metrics import request_outcomes, summarize
 from solvers.policies.registry import make_policy

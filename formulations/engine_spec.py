@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from functools import cached_property
 from typing import Any, Literal
 
 from formulations.latency_model import LatencyModel, load_profile
@@ -31,6 +32,8 @@ class EngineSpec:
     preemption: PreemptionMode = "recompute"
     swap_time_per_block: float = 0.0
     slot_time: float | None = None
+    reserve_full_prompt: bool = False
+    watermark: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("kv_blocks", "block_size", "token_budget", "max_seqs"):
@@ -43,6 +46,19 @@ class EngineSpec:
             raise ValidationError(f"engine: swap_time_per_block={self.swap_time_per_block} must be >= 0")
         if self.slot_time is not None and not self.slot_time > 0:
             raise ValidationError(f"engine: slot_time={self.slot_time!r} must be > 0")
+        if not isinstance(self.reserve_full_prompt, bool):
+            raise ValidationError(f"engine: reserve_full_prompt={self.reserve_full_prompt!r} must be true or false")
+        if not 0.0 <= self.watermark < 1.0:
+            raise ValidationError(f"engine: watermark={self.watermark!r} must be in [0, 1)")
+
+    @cached_property
+    def watermark_blocks(self) -> int:
+        """Blocks a waiting request must leave free when admitted while another holds KV.
+
+        vLLM takes int(watermark * num_blocks) where num_blocks counts its reserved null block,
+        which `kv_blocks` (the usable pool) leaves out.
+        """
+        return int(self.watermark * (self.kv_blocks + 1))
 
     @classmethod
     def from_profile(cls, profile: str, **overrides: Any) -> EngineSpec:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 
-from functools import lru_cache
+from functools import cache
 
 from formulations.instance import Instance
 from formulations.requests import RequestClass
@@ -98,7 +98,7 @@ def brute_force_attainment(instance: Instance, horizon: int, qoe_threshold: floa
                 s[1] = 0  # blocks freed with the last token
         return tuple(tuple(s) for s in st)
 
-    @lru_cache(maxsize=None)
+    @cache
     def best(k: int, state) -> int:
         if k == horizon:
             return final_value(state)

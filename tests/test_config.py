@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from experiments.commands.run import DEMO_CONFIG
+from experiments.cli.run import DEMO_CONFIG
 from experiments.config import config_from_dict, load_config, with_overrides
 from experiments.errors import ConfigError
-from experiments.trace_loader import Columns
-from experiments.workload import Dist
+from experiments.workloads.trace_loader import Columns
+from experiments.workloads import Dist
 from solvers.policies.registry import POLICIES
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from experiments.config import load_config
 from experiments.runner import expand_cells
-from experiments.sweep.gap import is_study_config, load_gap_cells
+from experiments.studies.gap_sweep import is_study_config, load_gap_cells
 from experiments.sweep.quick import QUICK_RATE_POINTS, QUICK_REQUESTS, quick
 
 CONFIGS = Path(str(resources.files("experiments") / "configs"))

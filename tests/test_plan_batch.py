@@ -1,5 +1,6 @@
-"""The bridge's plan -> batch rules: hand-worked cases and a randomized cross-check against the
-simulator's own batch former (both implement formulations/online.py; they must agree)."""
+"""The plan -> batch rules (engine_adapter/plan_rules.py): hand-worked cases through the bridge's
+entry point, and a randomized check that the simulator's entry point (live slots) and the
+bridge's (view columns, admission times) hand the rules the same state."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine_adapter.simulator import simulate
-from experiments.gap_study import InstanceSpec, random_instance
+from experiments.studies.optimality_gap import InstanceSpec, random_instance
 from formulations.instance import Instance
 from solvers.policies.registry import make_policy
 from solvers.prediction.oracle import NoisyOraclePredictor

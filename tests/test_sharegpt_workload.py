@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from experiments.errors import ConfigError
-from experiments.workload import ClassMix, WorkloadConfig
+from experiments.workloads import ClassMix, WorkloadConfig
 from formulations.engine_spec import EngineSpec
 
 pytestmark = pytest.mark.skipif(
@@ -22,15 +22,15 @@ CONFIG = WorkloadConfig(trace="sharegpt", limit=300, arrivals="poisson", rate=20
 
 
 def build(config=CONFIG, seed=0):
-    from experiments.sharegpt.workload import build_sharegpt_instance
+    from experiments.workloads.sharegpt.workload import build_sharegpt_instance
 
     return build_sharegpt_instance(config, ENGINE, seed)
 
 
 def test_requests_carry_real_prompts_and_lengths_from_the_test_split():
-    from experiments.sharegpt.data import load_pairs
-    from experiments.sharegpt.split import is_test
-    from experiments.sharegpt.tokens import count_tokens
+    from experiments.workloads.sharegpt.data import load_pairs
+    from experiments.workloads.sharegpt.split import is_test
+    from experiments.workloads.sharegpt.tokens import count_tokens
 
     inst = build()
     assert len(inst.requests) == 300

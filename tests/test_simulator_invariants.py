@@ -160,7 +160,7 @@ def check_invariants(instance: Instance, schedule) -> None:
     # every scheduled request had been released before the iteration started, and every token
     # was delivered at the end of an iteration that ran its request
     ends = set(log["end"].tolist())
-    for i, tl in enumerate(schedule.timelines):
+    for tl in schedule.timelines:
         assert set(tl.token_times.tolist()) <= ends
     for start, scheduled in zip(log["start"], log["scheduled"], strict=True):
         for i in scheduled.tolist():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 
 from experiments.cli import main
 from experiments.config import config_from_dict

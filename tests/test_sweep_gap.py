@@ -7,7 +7,7 @@ import pytest
 from experiments.errors import ConfigError
 from experiments.report.gap import gap_table, pooled, step_gap_lines
 from experiments.report.render import render_report
-from experiments.sweep.gap import GapCell, load_gap_cells
+from experiments.studies.gap_sweep import GapCell, load_gap_cells
 from experiments.sweep.store import ResultStore, cell_key
 
 

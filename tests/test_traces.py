@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from experiments.errors import ConfigError
-from experiments.trace_loader import TRACES, Columns, TraceError, load_trace
+from experiments.workloads.trace_loader import TRACES, Columns, TraceError, load_trace
 
 COLS = Columns(arrival="t", prompt="in", output="out")
 

@@ -14,7 +14,7 @@ if importlib.util.find_spec("vllm") is None:
     pytest.skip("vllm not installed (make test installs it into .venv-vllm)", allow_module_level=True)
 
 from experiments.config import config_from_dict  # noqa: E402
-from experiments.serve_eval import ServeSettings, serve_eval, summary_rows  # noqa: E402
+from experiments.studies.serve_eval import ServeSettings, serve_eval, summary_rows  # noqa: E402
 
 
 def test_slotted_serve_eval_online_equals_simulated_and_respects_the_oracle_bound():

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from experiments.errors import ConfigError
-from experiments.trace_loader import load_trace
-from experiments.workload import BulkSLO, ClassMix, Dist, LatencySLO, ThroughputSLO, WorkloadConfig, build_instance
-from experiments.workload.arrivals import burst_arrivals, gamma_arrivals, poisson_arrivals
-from experiments.workload.dags import chain, independent, map_reduce, shape_edges, tree_of_thought
+from experiments.workloads.trace_loader import load_trace
+from experiments.workloads import BulkSLO, ClassMix, Dist, LatencySLO, ThroughputSLO, WorkloadConfig, build_instance
+from experiments.workloads.arrivals import burst_arrivals, gamma_arrivals, poisson_arrivals
+from experiments.workloads.dags import chain, independent, map_reduce, shape_edges, tree_of_thought
 from formulations.engine_spec import EngineSpec
 from formulations.requests import RequestClass
 

@@ -15,7 +15,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from engine_adapter.simulator.batch import Batch, form_batch
+from engine_adapter.plan_rules import Batch
+from engine_adapter.simulator.batch import form_batch, is_steady
 from engine_adapter.simulator.clock import Clock
 from engine_adapter.simulator.decode_run import plan_decode_run
 from engine_adapter.simulator.iteration_log import IterationLog
@@ -143,7 +144,7 @@ class _Simulator:
                 need_decide = True
                 continue
             idle_decisions = 0
-            if self.fast_forward and batch.is_steady(state):
+            if self.fast_forward and is_steady(batch, state):
                 need_decide = self._decode_run(batch)
             else:
                 need_decide = self._step(batch)

@@ -49,7 +49,7 @@ def plot_qoe_vs_rate(rows: list[Row], experiment: str, path: Path, threshold: fl
     ax = axes[1]
     _draw(ax, rows, "qoe_at_threshold")
     ax.set_ylabel(f"requests with QoE >= {threshold} (share)")
-    ax.set_title(f"QoE SLO attainment vs load", fontsize=10)
+    ax.set_title("QoE SLO attainment vs load", fontsize=10)
     ax.set_ylim(-0.02, 1.02)
     axes[0].legend(title="policy", loc="lower left")
     fig.suptitle(f"{experiment}: latency requests (mean over seeds; band = min-max)", fontsize=11)

@@ -264,7 +264,7 @@ def build_hindsight(instance: Instance, qoe_threshold: float = DEFAULT_QOE_THRES
             met[key] = mv = m.binary(f"met_{key}")
             weight[key] = 1
             _add_latency(m, rv[i], r, mv, tau_t, scale, qoe_threshold, horizon)
-    for gi, grp in enumerate(instance.groups):
+    for grp in instance.groups:
         key = f"g:{grp.id}"
         met[key] = mv = m.binary(f"met_{key}")
         weight[key] = len(grp.members)

@@ -19,7 +19,7 @@ from solvers.prediction.conditional import condition_on_generated
 from solvers.prediction.learned import LEVELS, check_levels, load_model
 
 # ShareGPT first-turn responses (cl100k tokens), quantiles at LEVELS over the training split
-# (hash split of conversation ids, see experiments/sharegpt/split.py); `slosched predictor eval`
+# (hash split of conversation ids, see experiments/workloads/sharegpt/split.py); `slosched predictor eval`
 # prints the same numbers as the `global` baseline's prior.
 DEFAULT_PRIOR = (22.0, 47.0, 139.0, 268.0, 412.0, 610.0, 745.0)
 

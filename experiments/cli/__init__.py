@@ -1,11 +1,11 @@
-"""The `slosched` command line. Each sub-command lives in its own module under commands/."""
+"""The `slosched` command line. Each sub-command lives in its own module in this package.."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from experiments.commands import compare, knapsack, predictor, report, run, serve_eval, solve
+from experiments.cli import compare, knapsack, predictor, report, run, serve_eval, solve
 from experiments.sweep.backends import CellFailed
 from formulations.online import PlanError
 from formulations.requests import ValidationError

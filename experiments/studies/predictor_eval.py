@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.sharegpt.data import load_pairs
-from experiments.sharegpt.split import sample, select
+from experiments.workloads.sharegpt.data import load_pairs
+from experiments.workloads.sharegpt.split import sample, select
 from solvers.prediction.accuracy import evaluate
 from solvers.prediction.baselines import BucketPredictor, PriorPredictor
 from solvers.prediction.learned import LEVELS, LengthModel, TrainConfig, load_model, save_model, train_length_model

@@ -29,8 +29,7 @@ from engine_adapter.simulator import simulate
 from experiments.config import ExperimentConfig
 from experiments.errors import ConfigError
 from experiments.runner import _predictor_params
-from experiments.workload import build_instance
-from formulations.engine_spec import EngineSpec
+from experiments.workloads import build_instance
 from formulations.instance import Instance
 from formulations.metrics import request_outcomes, score, summarize
 from formulations.schedule import Schedule

@@ -12,10 +12,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from experiments.errors import ConfigError
-from experiments.trace_loader import Trace, load_trace
-from experiments.workload.arrivals import burst_arrivals, gamma_arrivals, poisson_arrivals
-from experiments.workload.dags import shape_edges
-from experiments.workload.spec import WorkloadConfig
+from experiments.workloads.trace_loader import Trace, load_trace
+from experiments.workloads.arrivals import burst_arrivals, gamma_arrivals, poisson_arrivals
+from experiments.workloads.dags import shape_edges
+from experiments.workloads.spec import WorkloadConfig
 from formulations.engine_spec import EngineSpec
 from formulations.instance import Instance
 from formulations.requests import Group, Request, RequestClass

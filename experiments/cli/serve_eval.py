@@ -1,6 +1,6 @@
 """`slosched serve-eval CONFIG.toml`: a policy online in vLLM vs the simulator vs the optimum.
 
-The config is an experiment config plus a `[vllm]` table (experiments.serve_eval.ServeSettings).
+The config is an experiment config plus a `[vllm]` table (experiments.studies.serve_eval.ServeSettings).
 Needs vLLM (`pip install -e .[vllm]`, or the .venv-vllm that `make test` builds). Prints, per
 policy, the online attainment, the simulated attainment (same workload, latency model fitted to
 the run) and the online optimality gap; with --out writes serve_eval.json and
@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tomllib
 from dataclasses import asdict
 from pathlib import Path
 
@@ -20,9 +19,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from experiments.config import config_from_dict, from_mapping, with_overrides
-from experiments.errors import ConfigError
-from experiments.serve_eval import ServeSettings, serve_eval, summary_rows
+from experiments.config import config_from_dict, from_mapping, read_toml, with_overrides
+from experiments.studies.serve_eval import ServeSettings, serve_eval, summary_rows
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,15 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def load(path: str) -> tuple:
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"config file {path!r} not found")
-    try:
-        data = tomllib.loads(file.read_text())
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: not valid TOML ({err})") from None
+    data = read_toml(path)
     serve = from_mapping(ServeSettings, data.pop("vllm", {}), "vllm")
-    config = config_from_dict(data, default_name=file.stem)
+    config = config_from_dict(data, default_name=Path(path).stem)
     config.validate()
     return config, serve
 

@@ -45,7 +45,7 @@ STUDY_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "prediction.
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from experiments.sharegpt.evaluation import train
+    from experiments.studies.predictor_eval import train
 
     out = args.out or default_artifact()
     config = TrainConfig(features=FeatureConfig(svd_components=args.svd), n_estimators=args.trees,
@@ -58,7 +58,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from experiments.sharegpt.evaluation import accuracy_report
+    from experiments.studies.predictor_eval import accuracy_report
 
     report = accuracy_report(args.artifact or default_artifact(), args.sample, args.seed)
     levels = report["levels"]
@@ -84,7 +84,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def run_study_cmd(args: argparse.Namespace) -> int:
     from experiments.config import load_config
-    from experiments.sharegpt.study import run_study
+    from experiments.studies.prediction import run_study
 
     config = load_config(args.config)
     console = Console(width=160)

@@ -23,10 +23,10 @@ from dataclasses import replace
 import numpy as np
 
 from experiments.errors import ConfigError
-from experiments.sharegpt.data import load_pairs
-from experiments.sharegpt.split import select
-from experiments.trace_loader import Trace
-from experiments.workload import WorkloadConfig, build_instance
+from experiments.workloads.sharegpt.data import load_pairs
+from experiments.workloads.sharegpt.split import select
+from experiments.workloads.trace_loader import Trace
+from experiments.workloads import WorkloadConfig, build_instance
 from formulations.engine_spec import EngineSpec
 from formulations.instance import Instance
 

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from experiments.gap_study import OptimumExceeded, StudyReport, run_study
+from experiments.studies.optimality_gap import OptimumExceeded, StudyReport, run_study
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.sharegpt.tokens import ENCODING_NAME, count_tokens_batch
+from experiments.workloads.sharegpt.tokens import ENCODING_NAME, count_tokens_batch
 from formulations.requests import ValidationError
 from solvers.prediction.learned import cache_dir
 

@@ -22,8 +22,9 @@ from rich.table import Table
 from experiments.config import ExperimentConfig, load_config, with_overrides
 from experiments.errors import ConfigError
 from experiments.runner import CellResult, execute, expand_cells, git_commit, versions
-from experiments.sweep.gap import is_study_config, run_gap_command
-from experiments.sweep.options import add_sweep_arguments, execute_sweep, is_sweep, sweep_out
+from experiments.cli.gap_study import run_gap_command
+from experiments.studies.gap_sweep import is_study_config
+from experiments.cli.sweep_options import add_sweep_arguments, execute_sweep, is_sweep, sweep_out
 from experiments.sweep.quick import quick
 
 DEMO_CONFIG = Path(str(resources.files("experiments") / "configs" / "demo.toml"))

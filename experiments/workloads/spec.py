@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from experiments.errors import ConfigError
-from experiments.trace_loader import TIME_UNITS, Columns
+from experiments.workloads.trace_loader import TIME_UNITS, Columns
 
 DIST_KINDS = ("fixed", "choice", "uniform", "normal")
 ARRIVAL_PROCESSES = ("trace", "poisson", "gamma", "bursts")

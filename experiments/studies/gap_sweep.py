@@ -1,4 +1,4 @@
-"""The optimality-gap study (`slosched compare`, experiments.gap_study) as a sweep.
+"""The optimality-gap study (`slosched compare`, experiments.studies.optimality_gap) as a sweep.
 
 A gap config (`study = "gap"`) asks for batches of random small instances, each solved exactly
 in hindsight and run through every policy. One cell is one batch (a seed) at one prediction
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from experiments.config import read_toml
 from experiments.errors import ConfigError
 
 STUDY = "gap"
@@ -57,7 +58,7 @@ def is_study_config(path: str | Path) -> bool:
 def load_gap_cells(path: str | Path, quick: bool = False) -> tuple[str, list[GapCell]]:
     """The experiment name and its cells (seed x noise); `quick`: one small batch, exact lengths."""
     path = Path(path)
-    data = tomllib.loads(path.read_text())
+    data = read_toml(path)
     _check_keys(data, TOP_KEYS, "config")
     gap = data.get("gap", {})
     _check_keys(gap, GAP_KEYS, "gap")
@@ -84,7 +85,7 @@ def load_gap_cells(path: str | Path, quick: bool = False) -> tuple[str, list[Gap
 
 def run_gap_cell(cell: GapCell) -> dict[str, Any]:
     """One batch of the study: per-instance results, the summary, and the per-step knapsack gaps."""
-    from experiments.gap_study import run_study
+    from experiments.studies.optimality_gap import run_study
 
     report = run_study(cell.instances, cell.seed, policies=list(cell.policies) or None,
                        time_limit=cell.time_limit, noise=cell.noise)
@@ -110,39 +111,3 @@ def _check_keys(data: dict[str, Any], valid: tuple[str, ...], where: str) -> Non
     unknown = [k for k in data if k not in valid]
     if unknown:
         raise ConfigError(f"[{where}] unknown key {unknown[0]!r}; valid: {', '.join(valid)}")
-
-
-EXPERIMENT_ONLY = ("trace", "columns", "time_unit", "limit", "rate_scale", "seed", "policies")
-
-
-def run_gap_command(args: Any) -> int:
-    """`slosched run GAP.toml`: the study's cells on the sweep backend, a table, OUT/metrics.json."""
-    import json
-
-    from experiments.report.gap import gap_table, pooled, ratios, step_gap_lines
-    from experiments.sweep.options import progress_bar, sweep_out
-    from experiments.sweep.sweep import run_sweep
-
-    given = [f"--{k.replace('_', '-')}" for k in EXPERIMENT_ONLY if getattr(args, k, None) is not None]
-    if given:
-        raise ConfigError(f"{args.config} is a gap study config: {', '.join(given)} only apply to experiment configs")
-    name, cells = load_gap_cells(args.config, quick=args.quick)
-    out = sweep_out(args, name)
-    backend = args.backend or "local"
-    with progress_bar(len(cells), backend) as progress:
-        outcome = run_sweep(cells, run_gap_cell, out, backend=backend, workers=args.workers, address=args.address,
-                            progress=progress, describe=GapCell.to_dict, keep_going=args.keep_going)
-    pools = pooled([{"cell": c.to_dict(), "result": r} for c, r in zip(cells, outcome.results, strict=True)])
-    document = {str(noise): {p: {"mean_ratio": float(ratios(pool["instances"], p).mean()),
-                                 "min_ratio": float(ratios(pool["instances"], p).min()),
-                                 "instances": len(pool["instances"])} for p in pool["policies"]}
-                for noise, pool in pools.items()}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps({"experiment": name, "study": STUDY, "by_noise": document}, indent=1))
-    if args.json:
-        print(json.dumps(document, indent=1))
-    else:
-        print(gap_table(pools))
-        print("\n".join(step_gap_lines(pools)))
-        print(f"wrote {out}/metrics.json and {len(cells)} cell(s) under {out}/cells (plots: slosched report {out})")
-    return 0

@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -193,7 +193,7 @@ def _looks_like_datetime(value: Any) -> bool:
     return False
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _arrival(value: Any, datetimes: bool, unit: float, where: str) -> float:
@@ -205,7 +205,7 @@ def _arrival(value: Any, datetimes: bool, unit: float, where: str) -> float:
         except ValueError:
             raise TraceError(f"{where}: {value!r} is not a datetime (e.g. 2023-11-16 18:15:46.680)") from None
         if stamp.tzinfo is None:
-            stamp = stamp.replace(tzinfo=timezone.utc)
+            stamp = stamp.replace(tzinfo=UTC)
         return (stamp - _EPOCH).total_seconds()
     number = _number(value, where, "a number (arrival time)")
     if number < 0:

@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 
-from experiments.sharegpt.data import Pairs
+from experiments.workloads.sharegpt.data import Pairs
 
 SPLITS = ("train", "test", "all")
 TEST_FRACTION = 0.2

@@ -1,1 +1,0 @@
-"""One module per `slosched` sub-command; each has `register(subparsers)` and `run(args) -> int`."""
