@@ -152,7 +152,7 @@ def _walk(run_positions: np.ndarray, resident_col: np.ndarray, computed_col: np.
     for pos, s in enumerate(run):
         if budget == 0 or seqs_left == 0:
             break
-        if s in gone or (blocked is not None and not resident[s]):
+        if s in gone or ((blocked is not None or victims) and not resident[s]):
             continue
         want = prefill_left[s] or 1
         chunk = min(want, budget)

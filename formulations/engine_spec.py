@@ -22,6 +22,13 @@ class EngineSpec:
 
     `slot_time` switches on the slotted mode: every iteration lasts exactly `slot_time` seconds
     whatever the batch. The exact models describe that mode; the latency model is then unused.
+
+    Admission of a waiting request (vLLM 0.32's allocate_slots, formulations/online.py rule 2):
+    `reserve_full_prompt` (vLLM's scheduler_reserve_full_isl, on by default as in vLLM) admits it
+    only when the blocks for its whole sequence known so far (prompt, plus the generated tokens a
+    preempted request recomputes) are free, not just its first chunk's; False restores the
+    first-chunk rule (for ablations). `watermark` (vLLM's, a fraction of the pool) keeps
+    int(watermark * (kv_blocks + 1)) blocks free on top of that while any request holds KV.
     """
 
     kv_blocks: int
@@ -32,7 +39,7 @@ class EngineSpec:
     preemption: PreemptionMode = "recompute"
     swap_time_per_block: float = 0.0
     slot_time: float | None = None
-    reserve_full_prompt: bool = False
+    reserve_full_prompt: bool = True
     watermark: float = 0.0
 
     def __post_init__(self) -> None:

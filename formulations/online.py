@@ -15,6 +15,15 @@ them, the exact models encode them):
      if none is left it is preempted itself;
    - if it is waiting, it is skipped and no further waiting request is admitted this iteration
      (head-of-line blocking, as vLLM does).
+   A waiting request is admitted only if it passes vLLM 0.32's admission check
+   (allocate_slots): with `engine.reserve_full_prompt` (vLLM's scheduler_reserve_full_isl, the
+   default) the blocks for its whole known sequence (prompt + generated tokens: a preempted
+   request recomputes its outputs too) must be free, not just its first chunk's; while any
+   request holds KV, `engine.watermark_blocks` more must stay free. Its chunk still takes only
+   its chunk's blocks. (vLLM also caps that sequence at max_model_len; a live request never
+   exceeds it, since vLLM rejects longer prompts and stops generation there.)
+   Once the engine has evicted a victim for lack of KV in an iteration, no waiting request is
+   admitted in it (vLLM admits nothing in a step that preempted).
 3. Resident requests absent from `run` keep their KV blocks and pause for this iteration.
 4. The engine asks again at the next event (arrival, release, completion, prefill end, KV
    exhaustion) or at `plan.recheck_at`, whichever comes first; between events it may

@@ -1,7 +1,8 @@
 """Pinned schedules: every simulator speed-up must leave results bit-identical.
 
-The digests below were computed by the original (pre-speed-up) simulator in step-by-step mode
-(fast_forward=False, the policy asked before every iteration). A mid-size random instance mixes
+The digests below were computed by the simulator in step-by-step mode (fast_forward=False, the
+policy asked before every iteration), re-pinned when the engine rules changed on purpose (vLLM's
+full-prompt admission gate, no admission in a step that preempted, fcfs as vLLM's queues). A mid-size random instance mixes
 the three classes, a bulk DAG, KV tight enough to preempt, and batches both small and large (the
 engine may treat them differently); each configuration's schedule (every token time bit for bit,
 admissions, preemptions, finish times, iteration count) must hash to the pinned value in both
@@ -60,10 +61,10 @@ def digest(schedule: Schedule) -> str:
 
 
 PINNED = {  # policy/timing/preemption: digest (iterations, preemptions in that run)
-    "fcfs/latency/recompute": "812be30617a81a84",  # 1741 iterations, 129 preemptions
-    "fcfs/slotted/swap": "60bd7a2300b4ac2b",  # 1663 iterations, 124 preemptions
-    "sjf/slotted/recompute": "dae4175cb1184248",  # 1942 iterations, 135 preemptions
-    "edf/latency/swap": "42f89e01716a32ed",  # 1903 iterations, 124 preemptions
+    "fcfs/latency/recompute": "21107511108bb552",  # 1762 iterations, 97 preemptions
+    "fcfs/slotted/swap": "cc86d646d276a0a2",  # 1853 iterations, 107 preemptions
+    "sjf/slotted/recompute": "191ca1678c0ba866",  # 1930 iterations, 105 preemptions
+    "edf/latency/swap": "ab00162ad5bd80cb",  # 1821 iterations, 107 preemptions
 }
 
 

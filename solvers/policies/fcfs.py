@@ -1,8 +1,13 @@
-"""First come, first served: what vLLM does by default.
+"""First come, first served: vLLM 0.32's default scheduler (SchedulingPolicy.FCFS).
 
-Running (resident) requests keep their admission order, waiting ones follow in arrival order.
-Every live request is in the plan, so under KV pressure the engine's rule evicts from the end:
-the most recently admitted request first, as vLLM's scheduler does.
+vLLM keeps two queues. `running` holds resident requests in admission order and is served
+first; under KV pressure it preempts the last one (the most recently admitted). `waiting` is
+served next, in queue order: a new request joins at the back, a preempted one is put at the
+front (each victim prepended in turn, so the victims of one step keep their running order,
+ahead of earlier victims). This policy rebuilds both orders from what it observes between
+decisions (residency and each request's preemption count) and lists every live request, running
+ones first, so the engine's rules (formulations/online.py) evict from the end as vLLM does.
+tests/test_vllm_default.py checks it against vLLM's own scheduler step by step.
 """
 
 from __future__ import annotations
@@ -13,40 +18,66 @@ from formulations.engine_spec import EngineSpec
 from formulations.online import EngineView, Plan, Policy
 from solvers.policies.per_request import grown
 
-_WAITING = np.iinfo(np.int64).max
+_UNSET = np.iinfo(np.int64).min
 
 
 class FCFSPolicy(Policy):
     name = "fcfs"
 
     def __init__(self) -> None:
-        self._admitted = np.full(0, -1, dtype=np.int64)
-        self._counter = 0
+        self.reset(None)
 
-    def reset(self, engine: EngineSpec) -> None:
-        self._admitted = np.full(1024, -1, dtype=np.int64)
-        self._counter = 0
+    def reset(self, engine: EngineSpec | None) -> None:
+        self._admitted = np.full(1024, -1, dtype=np.int64)  # running order; -1: not resident
+        self._queue = np.full(1024, _UNSET, dtype=np.int64)  # waiting-queue position key
+        self._preempted = np.zeros(1024, dtype=np.int64)  # preemption count last seen
+        self._admit_counter = 0
+        self._back = 0  # next key at the back of the waiting queue
+        self._front = 0  # the key at the front (keys below go further front)
 
     def decide(self, view: EngineView) -> Plan:
         idx = view.idx
         if len(idx) == 0:
             return Plan(run=idx)
-        try:
-            seq = self._admitted[idx]
-        except IndexError:
-            self._admitted = grown(self._admitted, int(idx.max()) + 1, fill=-1)
-            seq = self._admitted[idx]
-        # Admission sequence numbers: a request that became resident since the last decision gets
-        # the next numbers (in arrival order, the order in which it was admitted); one that lost
-        # its KV blocks forgets its number (-1). Positions from nonzero() and integer indexing:
-        # far cheaper than boolean masks on a typical decision's small arrays.
-        waiting = (~view.resident).nonzero()[0]
-        seq[waiting] = _WAITING
-        pos = (seq < 0).nonzero()[0]  # resident requests without a number
-        if len(pos):
-            pos = pos[np.lexsort((idx[pos], view.arrival[pos]))]
-            seq[pos] = self._counter + np.arange(len(pos))
-            self._counter += len(pos)
+        if int(idx.max()) >= len(self._admitted):
+            size = int(idx.max()) + 1
+            self._admitted = grown(self._admitted, size, fill=-1)
+            self._queue = grown(self._queue, size, fill=_UNSET)
+            self._preempted = grown(self._preempted, size)
+        seq, queue = self._admitted[idx], self._queue[idx]
+        resident = view.resident
+        new = (queue == _UNSET).nonzero()[0]
+        if len(new):  # arrivals join the back of the waiting queue, in arrival order
+            new = new[np.lexsort((idx[new], view.arrival[new]))]
+            queue[new] = self._back + np.arange(len(new))
+            self._back += len(new)
+        waiting = (~resident).nonzero()[0]
+        if len(waiting):
+            self._requeue_victims(view, waiting, seq, queue)
+        fresh = (resident & (seq < 0)).nonzero()[0]
+        if len(fresh):  # admitted since the last decision, in waiting-queue order
+            fresh = fresh[np.argsort(queue[fresh], kind="stable")]
+            seq[fresh] = self._admit_counter + np.arange(len(fresh))
+            self._admit_counter += len(fresh)
+        seq[waiting] = -1
         self._admitted[idx] = seq
-        self._admitted[idx[waiting]] = -1
-        return Plan(run=idx[np.lexsort((idx, view.arrival, seq))])
+        self._queue[idx] = queue
+        self._preempted[idx] = view.preemptions
+        running = resident.nonzero()[0]
+        running = running[np.argsort(seq[running], kind="stable")]
+        waiting = waiting[np.argsort(queue[waiting], kind="stable")]
+        return Plan(run=idx[np.concatenate((running, waiting))])
+
+    def _requeue_victims(self, view: EngineView, waiting: np.ndarray, seq: np.ndarray, queue: np.ndarray) -> None:
+        """Requests preempted since the last decision go to the front of the waiting queue, in
+        the running order they had."""
+        idx = view.idx
+        victims = waiting[view.preemptions[waiting] > self._preempted[idx[waiting]]]
+        if len(victims):
+            # running order: known admission numbers first; requests admitted and preempted
+            # between two decisions were admitted after all of them, in their queue order
+            known = seq[victims]
+            order = np.lexsort((queue[victims], np.where(known >= 0, known, np.iinfo(np.int64).max)))
+            victims = victims[order]
+            self._front -= len(victims)
+            queue[victims] = self._front + np.arange(len(victims))
