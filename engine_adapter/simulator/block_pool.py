@@ -41,6 +41,11 @@ class BlockPool:
         table = self.tables.get(request)
         return len(table) if table is not None else 0
 
+    def exclusive(self, request: int) -> int:
+        """Blocks only this request holds: what releasing it frees."""
+        ref = self._ref
+        return sum(1 for b in self.tables.get(request, ()) if ref[b] == 1)
+
     def hit(self, keys: Sequence[int], num_tokens: int) -> list[int]:
         """Blocks of the longest cached prefix of `keys` for a request holding `num_tokens`
         tokens (prompt plus output so far), leaving at least its last token to compute."""

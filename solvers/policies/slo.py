@@ -245,7 +245,8 @@ class SloPolicy(Policy):
         steps = self._steps_hi[live]
         decode = hi - view.generated[live]
         context = view.prompt_len[live] + view.generated[live] + decode / 2.0
-        demand = signals.engine_seconds(engine, view.prefill_left[live].astype(np.float64), decode, context, steps)
+        demand = signals.engine_seconds(engine, view.prefill_after_hits()[live].astype(np.float64), decode, context,
+                                        steps)
         due = self._due[live]
         group = np.where(view.cls[live] == signals.BULK, view.group[live], -1)
         pend = [p for p in self._pending if not self._rejected_group[p[0]]]
