@@ -67,6 +67,8 @@ class VllmSettings:
     max_model_len: int = 1024
     dtype: str = "float32"
     seed: int = 0
+    # vLLM's default is on; SloScheduler refuses it until the bridge reports hits to policies
+    enable_prefix_caching: bool = False
 
     def __post_init__(self) -> None:
         if self.kv_blocks * self.block_size < self.max_model_len:
@@ -109,14 +111,19 @@ class VllmEngine:
             dtype=settings.dtype, block_size=settings.block_size, num_gpu_blocks_override=blocks,
             kv_cache_memory_bytes=kv_bytes, max_model_len=settings.max_model_len,
             max_num_batched_tokens=settings.max_num_batched_tokens, max_num_seqs=settings.max_num_seqs,
-            enable_prefix_caching=False, disable_log_stats=True, seed=settings.seed, **extra,
+            enable_prefix_caching=settings.enable_prefix_caching, disable_log_stats=True, seed=settings.seed, **extra,
         )
         started = time.perf_counter()
         self.llm = LLMEngine.from_engine_args(args)
         self.start_seconds = time.perf_counter() - started
         self.scheduler = self.llm.engine_core.engine_core.scheduler
         self.output_tokens: dict[str, int] = {}  # request id -> tokens vLLM returned, once finished
+        self.outputs: dict[str, list[int]] = {}  # request id -> the token ids it generated, once finished
         self._vocab = json.loads((model_dir / "config.json").read_text())["vocab_size"]
+
+    @property
+    def vocab_size(self) -> int:
+        return self._vocab
 
     @property
     def spec(self) -> EngineSpec:
@@ -130,9 +137,12 @@ class VllmEngine:
         self.bridge = bridge
         self.scheduler.configure(bridge, policy)
 
-    def submit(self, request_id: str, prompt_len: int, output_len: int, extra_args: dict | None = None) -> None:
-        rng = np.random.default_rng([self.settings.seed, zlib.crc32(request_id.encode())])
-        tokens = rng.integers(3, min(self._vocab, 1000), size=prompt_len).tolist()
+    def submit(self, request_id: str, prompt_len: int, output_len: int, extra_args: dict | None = None,
+               tokens: list[int] | None = None) -> None:
+        """Add a request; `tokens` (content_tokens.py) realizes shared content, else random ids."""
+        if tokens is None:
+            rng = np.random.default_rng([self.settings.seed, zlib.crc32(request_id.encode())])
+            tokens = rng.integers(3, min(self._vocab, 1000), size=prompt_len).tolist()
         params = self._sampling_params(max_tokens=output_len, ignore_eos=True, temperature=0.0, extra_args=extra_args)
         self.llm.add_request(request_id, {"prompt_token_ids": tokens}, params)
 
@@ -140,6 +150,7 @@ class VllmEngine:
         for out in self.llm.step():
             if out.finished:
                 self.output_tokens[out.request_id] = len(out.outputs[0].token_ids)
+                self.outputs[out.request_id] = list(out.outputs[0].token_ids)
 
     def busy(self) -> bool:
         return self.llm.has_unfinished_requests()

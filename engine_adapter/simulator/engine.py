@@ -266,16 +266,17 @@ class _Simulator:
         self.pending_swap_blocks = 0
         if batch.victims:
             swap_blocks += self._preempt(batch.victims)
-        slots, chunk, prefill = batch.slots, batch.chunk, batch.prefill
-        newcomer = ~state.resident[slots]
-        newcomers = slots[newcomer]
+        slots, chunk, prefill, any_prefill = batch.slots, batch.chunk, batch.prefill, batch.any_prefill
+        if self.prefix is not None:
+            slots, chunk = self.prefix.allocate(batch, self.run_slots)
+            prefill = state.prefill_left[slots] > 0
+            any_prefill = bool(prefill.any())
+        newcomers = slots[~state.resident[slots]]
         if len(newcomers):
             swap_blocks += self._admit(newcomers)
-        if self.prefix is not None:
-            self.prefix.allocate(slots, chunk, newcomer)
         comp = state.computed[slots]
         new_comp = comp + chunk
-        if batch.any_prefill:
+        if any_prefill:
             pc = chunk[prefill].tolist()  # a few chunks: Python integers beat numpy calls here
             prefill_tokens = sum(pc)
             pairs = sum(map(prefill_pairs, comp[prefill].tolist(), pc))
@@ -310,7 +311,7 @@ class _Simulator:
         done = out[g == state.output_len[out]]
         if len(done):
             self._complete(done)
-        return bool(batch.victims) or len(done) > 0 or (batch.any_prefill and np.count_nonzero(prefill & delivers) > 0)
+        return bool(batch.victims) or len(done) > 0 or (any_prefill and np.count_nonzero(prefill & delivers) > 0)
 
     def _decode_run(self, batch: Batch) -> bool:
         """Fast-forward the steady decode batch to the next event; returns whether one happened."""
@@ -417,7 +418,9 @@ class _Simulator:
         ]
         meta: dict[str, object] = {"wall_seconds": wall, "policy": self.policy.name, "predictor": self.predictor.name}
         if self.prefix is not None:
-            meta["prefix_cache"] = {"hit_tokens": self.prefix.hit_tokens, "query_tokens": self.prefix.query_tokens}
+            meta["prefix_cache"] = {"hit_tokens": self.prefix.hit_tokens, "query_tokens": self.prefix.query_tokens,
+                                    "hits_of": dict(zip(self.instance.table.ids, self.prefix.hits_of.tolist(),
+                                                        strict=True))}
         if self.log is not None:
             meta["iteration_log"] = self.log.as_dict()
         return Schedule(timelines=timelines, iterations=self.iterations, meta=meta)

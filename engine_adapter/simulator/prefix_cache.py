@@ -8,18 +8,17 @@ instances without content ids). Then every request goes through the pool.
 Per waiting live slot, `lookup` finds its hit now and writes two LiveState rows: `cached` (hit
 tokens, what the policy sees and what its prefill skips) and `hit_held` (hit blocks that are not
 free: the admission check counts the free ones as taken, as vLLM's allocate_slots does). The plan
-rules then see a waiting request as holding its hit (plan_columns). Hits are looked up before the
-iteration's batch is formed; vLLM looks each waiting request up at its turn, after the requests
-scheduled before it allocated. Two differences follow: a request admitted in the same iteration
-as another computing the same uncached prefix hits it here one admission later; and a hit block
-evicted by an earlier allocation in the same iteration shortens the hit (here the chunk stays as
-planned, vLLM would recompute it from the shorter hit).
+rules see a waiting request as holding its hit (plan_columns) when they form the batch. The
+iteration then allocates as vLLM does (`allocate`): running requests first, then each waiting
+request looked up again at its turn, so a request admitted right after another that computes
+the same prefix hits it in the same iteration, as in vLLM.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from engine_adapter.plan_rules import Batch
 from engine_adapter.simulator.block_pool import BlockPool
 from engine_adapter.simulator.content_keys import ContentKeys
 from engine_adapter.simulator.request_state import LiveState
@@ -38,14 +37,14 @@ def uses_prefix_cache(instance: Instance) -> bool:
 
 class PrefixCache:
     def __init__(self, instance: Instance, state: LiveState) -> None:
-        spec = instance.engine
+        self.spec = spec = instance.engine
         self.state = state
         self.block_size = spec.block_size
         self.pool = BlockPool(spec.kv_blocks, spec.block_size)
         self.keys = ContentKeys(instance.requests, spec.block_size)
-        self._hits: dict[int, list[int]] = {}  # request -> its hit blocks at the last lookup
         self.hit_tokens = 0  # over all admissions (vLLM's prefix-cache stats: hits / queries)
         self.query_tokens = 0
+        self.hits_of = np.zeros(len(instance.requests), dtype=np.int64)  # per request, over its admissions
 
     def lookup(self, slots: np.ndarray) -> None:
         """Refresh the hits of the waiting requests among `slots`."""
@@ -53,7 +52,6 @@ class PrefixCache:
         for s in slots[~state.resident[slots]].tolist():
             i = int(state.idx[s])
             hit = pool.hit(self.keys.of(i), int(state.prompt_len[s] + state.generated[s]))
-            self._hits[i] = hit
             state.cached[s] = len(hit) * bs
             state.hit_held[s] = len(hit) - pool.blocks_needed(i, hit, 0)
 
@@ -63,28 +61,58 @@ class PrefixCache:
         cached = state.cached[:n]
         return state.computed[:n] + cached, state.prefill_left[:n] - cached, state.kv_blocks[:n] + state.hit_held[:n]
 
-    def allocate(self, slots: np.ndarray, chunk: np.ndarray, newcomer: np.ndarray) -> None:
-        """The batch's allocations in vLLM's order (running requests, then the admitted ones, each
-        in batch order); an admitted request takes what is left of its hit and skips its prefill."""
-        state, pool, bs = self.state, self.pool, self.block_size
-        order = np.concatenate((np.flatnonzero(~newcomer), np.flatnonzero(newcomer))).tolist()
-        for k in order:
-            s = int(slots[k])
+    def allocate(self, batch: Batch, run_slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Allocate the iteration as vLLM's schedule() does; returns the slots that run and their
+        chunks (resident ones first, then the admitted ones).
+
+        The batch's resident requests allocate first, in batch order. Then the waiting requests
+        of the plan's run, in run order, are admitted one at a time against the cache as it is at
+        their turn (earlier allocations may have cached blocks they hit, or evicted ones they
+        would have hit): chunk = min(prefill after the hit, budget left), admission check with
+        the free blocks left, the first that fails blocks the rest. That is the batch's own
+        admission whenever the hits are those looked up for it. None is admitted in an
+        iteration whose batch preempted (the plan rules' rule)."""
+        state, pool, bs, spec = self.state, self.pool, self.block_size, self.spec
+        resident = state.resident[batch.slots]
+        slots, chunk = batch.slots[resident], batch.chunk[resident]
+        for s, c in zip(slots.tolist(), chunk.tolist(), strict=True):
+            i = int(state.idx[s])
+            tokens = int(state.computed[s]) + c
+            pool.allocate(i, (), tokens, self.keys.of(i), min(tokens, int(state.prompt_len[s] + state.generated[s])))
+        if batch.victims:
+            return slots, chunk
+        budget = spec.token_budget - int(chunk.sum())
+        seats = spec.max_seqs - len(slots)
+        holders = int(np.count_nonzero(state.resident[: state.n_live]))
+        admitted: list[int] = []
+        chunks: list[int] = []
+        for s in run_slots[~state.resident[run_slots]].tolist():
+            if budget == 0 or seats == 0:
+                break
             i = int(state.idx[s])
             keys = self.keys.of(i)
             num_tokens = int(state.prompt_len[s] + state.generated[s])
-            hit: list[int] = []
-            if newcomer[k]:
-                planned = self._hits.pop(i, [])
-                hit = pool.hit(keys, num_tokens)[: len(planned)]
-                cached = len(hit) * bs
-                state.computed[s] = cached
-                state.prefill_left[s] = num_tokens - cached
-                self.hit_tokens += cached
-                self.query_tokens += num_tokens
-                state.cached[s] = state.hit_held[s] = 0
-            tokens = int(state.computed[s]) + int(chunk[k])
-            pool.allocate(i, hit, tokens, keys, min(tokens, num_tokens))
+            hit = pool.hit(keys, num_tokens)
+            cached = len(hit) * bs
+            c = min(num_tokens - cached, budget)
+            gate = num_tokens if spec.reserve_full_prompt else cached + c
+            watermark = spec.watermark_blocks if holders else 0
+            if max(pool.blocks_needed(i, hit, gate) + watermark, pool.blocks_needed(i, hit, cached + c)) > pool.free:
+                break
+            pool.allocate(i, hit, cached + c, keys, min(cached + c, num_tokens))
+            state.computed[s] = cached
+            state.prefill_left[s] = num_tokens - cached
+            state.cached[s] = state.hit_held[s] = 0
+            self.hit_tokens += cached
+            self.hits_of[i] += cached
+            self.query_tokens += num_tokens
+            admitted.append(s)
+            chunks.append(c)
+            budget -= c
+            seats -= 1
+            holders += 1
+        return (np.concatenate((slots, np.array(admitted, dtype=np.int64))),
+                np.concatenate((chunk, np.array(chunks, dtype=np.int64))))
 
     def grow(self, slots: np.ndarray, computed: np.ndarray, steps: int) -> None:
         """A run of `steps` decode iterations: each member takes a new block whenever its next
