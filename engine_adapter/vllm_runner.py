@@ -21,6 +21,8 @@ import os
 import tempfile
 import time
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from engine_adapter.bridge_config import BridgeConfig
+from engine_adapter.content_tokens import ContentTokens
 from engine_adapter.slo_args import slo_extra_args
 from engine_adapter.tiny_model import write_tiny_llama
 from formulations.engine_spec import EngineSpec
@@ -67,6 +70,8 @@ class VllmSettings:
     max_model_len: int = 1024
     dtype: str = "float32"
     seed: int = 0
+    reserve_full_isl: bool = True  # vLLM's scheduler_reserve_full_isl (its default)
+    watermark: float = 0.0  # vLLM's watermark (its default)
     # vLLM's default is on; SloScheduler refuses it until the bridge reports hits to policies
     enable_prefix_caching: bool = False
 
@@ -104,14 +109,14 @@ class VllmEngine:
         kv_bytes = 2 * blocks * settings.block_size * _kv_bytes_per_token(model_dir, settings.dtype)
         extra: dict[str, Any] = {}
         if bridge is not None:
-            extra = {"scheduler_cls": SCHEDULER_CLS, "additional_config": bridge.to_additional_config(),
-                     "scheduler_reserve_full_isl": False}
+            extra = {"scheduler_cls": SCHEDULER_CLS, "additional_config": bridge.to_additional_config()}
         args = EngineArgs(
             model=str(model_dir), load_format=load_format, skip_tokenizer_init=True, enforce_eager=True,
             dtype=settings.dtype, block_size=settings.block_size, num_gpu_blocks_override=blocks,
             kv_cache_memory_bytes=kv_bytes, max_model_len=settings.max_model_len,
             max_num_batched_tokens=settings.max_num_batched_tokens, max_num_seqs=settings.max_num_seqs,
-            enable_prefix_caching=settings.enable_prefix_caching, disable_log_stats=True, seed=settings.seed, **extra,
+            enable_prefix_caching=settings.enable_prefix_caching, disable_log_stats=True, seed=settings.seed,
+            scheduler_reserve_full_isl=settings.reserve_full_isl, watermark=settings.watermark, **extra,
         )
         started = time.perf_counter()
         self.llm = LLMEngine.from_engine_args(args)
@@ -237,5 +242,120 @@ def replay(engine: VllmEngine, instance: Instance, predictor: LengthPredictor | 
     }
     schedule = sched.book.schedule([r.id for r in instance.requests], iterations=len(sched.log), meta=meta)
     returned = {r.id: engine.output_tokens.pop(r.id, None) for r in instance.requests}
+    for r in instance.requests:
+        engine.outputs.pop(r.id, None)
     return VllmRun(instance, schedule, {"steps": len(sched.log), "start_seconds": engine.start_seconds,
                                         "output_tokens": returned})
+
+
+@dataclass
+class OwnSchedulerRun:
+    """vLLM's own scheduler on a slotted clock: what it scheduled each step, and the outcome."""
+
+    steps: list[tuple[int, dict[str, int]]]  # (slot, tokens scheduled per request id), steps that ran tokens
+    finish_order: list[str]  # request ids in completion order (ties: by id)
+    preemptions: dict[str, int]  # request id -> times vLLM preempted it
+    hits_of: dict[str, int]  # request id -> prefix-cache hit tokens over its admissions
+
+
+def external_id(request_id: str) -> str:
+    """The id a request was submitted under (vLLM appends "-" and 8 random characters)."""
+    return request_id.rsplit("-", 1)[0]
+
+
+def scheduled_tokens(output) -> dict[str, int]:
+    """Tokens a SchedulerOutput schedules per request, by submitted id."""
+    return {external_id(rid): n for rid, n in output.num_scheduled_tokens.items()}
+
+
+@contextmanager
+def recorded_hits(scheduler) -> Iterator[dict[str, int]]:
+    """Prefix-cache hit tokens of every admission while inside, per submitted id: what
+    `allocate_slots` is given for the waiting requests it admits (wrapped, behaviour unchanged)."""
+    manager = scheduler.kv_cache_manager
+    allocate = manager.allocate_slots
+    hits: dict[str, int] = {}
+
+    def counting(request, num_new_tokens, num_new_computed_tokens=0, *args, **kwargs):
+        got = allocate(request, num_new_tokens, num_new_computed_tokens, *args, **kwargs)
+        if got is not None and num_new_computed_tokens:
+            rid = external_id(request.request_id)
+            hits[rid] = hits.get(rid, 0) + num_new_computed_tokens
+        return got
+
+    manager.allocate_slots = counting
+    try:
+        yield hits
+    finally:
+        del manager.allocate_slots
+
+
+@contextmanager
+def recorded_schedules(scheduler) -> Iterator[list]:
+    """Every SchedulerOutput `scheduler.schedule()` returns while inside (the object is wrapped
+    for the duration, its behaviour unchanged)."""
+    schedule = scheduler.schedule
+    outputs: list = []
+
+    def recording(*args, **kwargs):
+        out = schedule(*args, **kwargs)
+        outputs.append(out)
+        return out
+
+    scheduler.schedule = recording
+    try:
+        yield outputs
+    finally:
+        del scheduler.schedule  # the instance attribute; the class's method is back
+
+
+def run_own_scheduler(engine: VllmEngine, instance: Instance, slot_time: float) -> OwnSchedulerRun:
+    """Drive an engine built with bridge=None (vLLM's unmodified scheduler) one step per slot.
+
+    Requests are submitted at the first slot boundary at or after their arrival, as `replay` does;
+    an idle engine jumps to the next arrival. No DAG groups: children need finish-time releases.
+    Prompts realize the instance's content ids (content_tokens.py), so vLLM's prefix cache sees
+    the simulator's sharing; the cache is reset first (an earlier run's blocks would hit; after a
+    reset no block carries a key, as in a fresh simulator pool, and their free-queue order is a
+    relabelling that changes no hit or eviction).
+    """
+    if engine.bridge is not None:
+        raise RuntimeError("run_own_scheduler needs an engine with vLLM's own scheduler (bridge=None)")
+    if instance.groups:
+        raise ValueError("run_own_scheduler: bulk groups (DAG releases) are not supported")
+    if engine.busy() or not engine.llm.reset_prefix_cache():
+        raise RuntimeError("run_own_scheduler: the engine must be idle")
+    requests = instance.requests
+    content = ContentTokens(instance, engine.vocab_size, engine.settings.seed)
+    index = {r.id: i for i, r in enumerate(requests)}
+    pending = sorted(range(len(requests)), key=lambda i: (requests[i].arrival, i))
+    steps: list[tuple[int, dict[str, int]]] = []
+    preemptions = {r.id: 0 for r in requests}
+    finish: dict[str, int] = {}
+    slot = submitted = 0
+    with recorded_schedules(engine.scheduler) as outputs, recorded_hits(engine.scheduler) as hits:
+        while submitted < len(pending) or engine.busy():
+            while submitted < len(pending) and requests[pending[submitted]].arrival <= slot * slot_time + 1e-12:
+                req = requests[pending[submitted]]
+                engine.submit(req.id, req.prompt_len, req.output_len, tokens=content.prompt(pending[submitted]))
+                submitted += 1
+            if not engine.busy():
+                slot = int(np.ceil(requests[pending[submitted]].arrival / slot_time - 1e-9))
+                continue
+            before = len(outputs)
+            engine.step()
+            for out in outputs[before:]:
+                for rid in out.preempted_req_ids or ():
+                    preemptions[external_id(rid)] += 1
+                if out.num_scheduled_tokens:
+                    steps.append((slot, scheduled_tokens(out)))
+            for rid in engine.output_tokens:
+                if rid not in finish:
+                    finish[rid] = slot
+                    content.finished(index[rid], engine.outputs[rid])
+            slot += 1
+    for r in requests:
+        engine.output_tokens.pop(r.id, None)
+        engine.outputs.pop(r.id, None)
+    return OwnSchedulerRun(steps, sorted(finish, key=lambda rid: (finish[rid], rid)), preemptions,
+                           {r.id: hits.get(r.id, 0) for r in requests})

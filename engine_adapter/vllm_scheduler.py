@@ -82,7 +82,8 @@ class SloScheduler(Scheduler):
             kv_blocks=self.cache_config.num_gpu_blocks - 1,  # block 0 is vLLM's reserved null block
             latency=bridge.latency_model(), block_size=self.block_size,
             token_budget=self.max_num_scheduled_tokens, max_seqs=self.max_num_running_reqs,
-            slot_time=bridge.slot_time,
+            slot_time=bridge.slot_time, reserve_full_prompt=self.scheduler_reserve_full_isl,
+            watermark=self.scheduler_config.watermark,
         )
         # not `self.policy`: that is vLLM's own SchedulingPolicy, read by its schedule()
         self.slo_policy = policy if policy is not None else bridge.make_policy()
@@ -94,9 +95,6 @@ class SloScheduler(Scheduler):
         problems = []
         if self.cache_config.enable_prefix_caching:
             problems.append("enable_prefix_caching must be False (prefix hits change KV accounting)")
-        if self.scheduler_reserve_full_isl:
-            problems.append("scheduler_reserve_full_isl must be False (--no-scheduler-reserve-full-isl): the plan "
-                            "admits a waiting request when its first chunk fits, as the engine model does")
         if self.scheduler_config.long_prefill_token_threshold:
             problems.append("long_prefill_token_threshold must be 0 (the plan chunks prefills)")
         if self.num_spec_tokens or self.num_lookahead_tokens:

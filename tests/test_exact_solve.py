@@ -1,5 +1,7 @@
 """The exact hindsight oracle: brute force, backend agreement, replay, hints, statuses."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -8,7 +10,9 @@ from engine_adapter.simulator import simulate
 from formulations.exact.assignment import assignment_from_schedule, decode, model_values, play, to_schedule
 from formulations.exact.generate import random_instance, scale_instance
 from formulations.exact.hindsight import build_hindsight
+from formulations.instance import Instance
 from formulations.metrics import score
+from formulations.online import PlanError
 from formulations.requests import ValidationError
 from solvers.exact.solve import solve
 from solvers.policies.fcfs import FCFSPolicy
@@ -23,8 +27,13 @@ def tiny(seed: int, n: int, dag: int = 0, **kw):
     return random_instance(seed, n, **params)
 
 
+def ungated(inst: Instance) -> Instance:
+    """The instance on an engine without vLLM's admission gate: what the exact model describes."""
+    return replace(inst, engine=inst.engine.with_(reserve_full_prompt=False, watermark=0.0))
+
+
 def assert_replay_matches(inst, result):
-    replayed = simulate(inst, ReplayPolicy(result.assignment))
+    replayed = simulate(ungated(inst), ReplayPolicy(result.assignment))
     assert score(inst, replayed).slo_met == result.objective
     assert score(inst, result.schedule).slo_met == result.objective
     horizon_end = result.horizon * inst.engine.slot_time
@@ -163,3 +172,12 @@ def test_latency_mode_is_rejected():
     free = type(inst)(inst.engine.with_(slot_time=None), inst.requests, inst.groups)
     with pytest.raises(ValidationError, match="slot_time"):
         solve(free, "cpsat")
+
+
+def test_replay_refuses_an_engine_with_the_admission_gate():
+    inst = tiny(0, 3)
+    res = solve(inst, "cpsat", time_limit=30, secondary=False)
+    assert inst.engine.reserve_full_prompt  # vLLM's default
+    with pytest.raises(PlanError, match="admission gate"):
+        simulate(inst, ReplayPolicy(res.assignment))
+    assert score(inst, simulate(ungated(inst), ReplayPolicy(res.assignment))).slo_met == res.objective

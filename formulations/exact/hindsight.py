@@ -20,6 +20,17 @@ Engine semantics covered exactly (formulations/online.py rules + the slotted mod
   Swap mode is not modelled: solvers reject it.
 - requests not finished within the horizon count as missing their SLO (as in the scorer).
 
+Free of vLLM's admission gate, on purpose: `engine.reserve_full_prompt` and `engine.watermark`
+(and the engine's "no admission in a step that preempted") are rules of vLLM's scheduler about
+*when* it admits, not capacities: a schedule that admits a request whose first chunk fits, and
+keeps every slot's blocks within `kv_blocks`, is executed by the same engine mechanisms (vLLM
+runs it with --no-scheduler-reserve-full-isl; so does the simulator with
+reserve_full_prompt=False). Every schedule the gated engine can produce is such a schedule, so
+the model's optimum is an upper bound on attainment under the gate as well (possibly looser than
+a gated optimum); online policies run gated are compared against it as a bound. Replaying an
+optimal assignment needs the gate off (ReplayPolicy refuses a gated engine instead of deviating
+silently): `instance.engine.with_(reserve_full_prompt=False, watermark=0.0)`.
+
 Objective: latency requests meet QoE >= q, written exactly through the lag recursion of
 formulations/qoe.py: when token j is delivered in slot k, lat_j = max(lat_{j-1},
 (k+1) tau - ideal_1 - (j-1)/r, 0), and QoE >= q iff sum_j lat_j <= (1-q) n(n+1)/(2r). Times are

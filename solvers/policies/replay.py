@@ -7,6 +7,9 @@ against the engine: the replayed schedule must score the solver's objective exac
 request that is not live means model and engine disagree, and raises PlanError rather than
 being silently skipped.
 
+The exact model is free of vLLM's admission gate, so replay runs on an engine with it off
+(`reserve_full_prompt=False`, `watermark=0`; reset() refuses others).
+
 After the assignment's horizon (attainment can no longer change) every live request runs in
 arrival order, so the run completes.
 """
@@ -30,6 +33,10 @@ class ReplayPolicy(Policy):
         if engine.slot_time is None or abs(engine.slot_time - self.assignment.slot_time) > 1e-12:
             raise PlanError(f"replay: the assignment is for slot_time={self.assignment.slot_time}, "
                             f"the engine has slot_time={engine.slot_time}")
+        if engine.reserve_full_prompt or engine.watermark:
+            raise PlanError("replay: the exact model admits a request when its first chunk fits (it is free of "
+                            "vLLM's admission gate, formulations/exact/hindsight.py); replay on "
+                            "engine.with_(reserve_full_prompt=False, watermark=0.0)")
 
     def decide(self, view: EngineView) -> Plan:
         tau = self.assignment.slot_time
