@@ -92,6 +92,10 @@ def _plot(report: StudyReport, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(1.2 * len(names) + 2, 4))
     ratios = [[r.met[n] / r.optimum if r.optimum else 1.0 for r in report.instances] for n in names]
     ax.boxplot(ratios, showmeans=True)
+    from matplotlib.lines import Line2D
+
+    ax.legend([Line2D([], [], color="C1"), Line2D([], [], color="g", marker="^", ls="")],
+              ["median", "mean"], loc="lower left", fontsize=8)
     ax.set_xticks(range(1, len(names) + 1), names, rotation=20)
     ax.axhline(1.0, color="grey", lw=0.8, ls="--")
     ax.set_ylabel("attainment / hindsight optimum")
