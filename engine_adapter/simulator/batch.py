@@ -23,6 +23,5 @@ def is_steady(batch: Batch, state: LiveState) -> bool:
 def form_batch(state: LiveState, run_slots: np.ndarray, free_blocks: int, spec: EngineSpec,
                exact_kv: bool) -> Batch:
     """The batch that `run_slots` (a plan's run, as slots) yields now, without changing state."""
-    n = state.n_live
-    return _form_batch(run_slots, state.resident[:n], state.computed[:n], state.prefill_left[:n],
-                       state.kv_blocks[:n], state.admit_seq[:n], free_blocks, spec, exact_kv)
+    return _form_batch(run_slots, state.n_live, state.resident, state.computed, state.prefill_left,
+                       state.kv_blocks, state.admit_seq, free_blocks, spec, exact_kv)
