@@ -30,8 +30,8 @@ def form_batch(state: LiveState, run_slots: np.ndarray, free_blocks: int, spec: 
     """
     n = state.n_live
     if prefix is None:
-        return _form_batch(run_slots, state.resident[:n], state.computed[:n], state.prefill_left[:n],
-                           state.kv_blocks[:n], state.admit_seq[:n], free_blocks, spec, exact_kv)
+        return _form_batch(run_slots, n, state.resident, state.computed, state.prefill_left,
+                           state.kv_blocks, state.admit_seq, free_blocks, spec, exact_kv)
     computed, prefill_left, held = prefix.plan_columns(n)
-    return _form_batch(run_slots, state.resident[:n], computed, prefill_left, held, state.admit_seq[:n], free_blocks,
-                       spec, True, prefix.freed)
+    return _form_batch(run_slots, n, state.resident[:n], computed, prefill_left, held, state.admit_seq[:n],
+                       free_blocks, spec, True, prefix.freed)
