@@ -47,7 +47,7 @@ def decide_batch(view: EngineView, plan: Plan, admitted_at: np.ndarray) -> Batch
         resident, kv_blocks = resident.copy(), kv_blocks.copy()
         resident[preempt] = False
         kv_blocks[preempt] = 0
-    batch = form_batch(run, resident, view.computed, view.prefill_left, kv_blocks, admitted_at, free, view.engine,
+    batch = form_batch(run, n, resident, view.computed, view.prefill_left, kv_blocks, admitted_at, free, view.engine,
                        exact_kv=True)
     return BatchDecision(preempt=preempt.tolist() + batch.victims,
                          run=list(zip(batch.slots.tolist(), batch.chunk.tolist(), strict=True)),

@@ -19,6 +19,7 @@ decided with cumulative sums; only a KV shortage walks the plan one request at a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,17 +53,19 @@ def admission_blocks(computed: int, want: int, chunk: int, held: int, spec: Engi
     return -(-tokens // spec.block_size) - held
 
 
-def form_batch(run: np.ndarray, resident: np.ndarray, computed: np.ndarray, prefill_left: np.ndarray,
+def form_batch(run: np.ndarray, n_live: int, resident: np.ndarray, computed: np.ndarray, prefill_left: np.ndarray,
                kv_blocks: np.ndarray, admit_order: np.ndarray, free_blocks: int, spec: EngineSpec,
-               exact_kv: bool) -> Batch:
+               exact_kv: bool, freed: Callable[[int], int] | None = None) -> Batch:
     """The batch that `run` (positions in priority order) yields now.
 
-    `admit_order` ranks when each position last became resident (larger: later). Only
-    `run`'s positions are read on the fast path; the walk reads every position of the columns,
-    so they hold exactly the live requests. exact_kv=False allows skipping the exact KV check
+    Positions 0..n_live-1 of the columns are the live requests (the columns may be longer: the
+    simulator passes its preallocated arrays, unsliced, as the common case reads only `run`'s
+    positions). `admit_order` ranks when each position last became resident (larger: later). exact_kv=False allows skipping the exact KV check
     when the free blocks obviously suffice (each request grows by at most want/block_size + 1
     blocks); that bound needs every non-resident request to hold no tokens, so swap mode passes
-    True.
+    True. `freed(position)`: the blocks a preempted request returns to the free pool, when that
+    differs from the blocks it holds (prefix caching: blocks shared with another running request
+    stay taken); None: all it holds.
     """
     n = len(run)
     if n == 0:
@@ -103,7 +106,8 @@ def form_batch(run: np.ndarray, resident: np.ndarray, computed: np.ndarray, pref
     if sum(need.tolist()) <= free_blocks and _gate_passes(slots, need, chunk, resident, computed, pl, kv_blocks,
                                                           free_blocks, spec):
         return Batch(slots, chunk, prefill, any_prefill, [])
-    return _walk(run, resident, computed, prefill_left, kv_blocks, admit_order, free_blocks, spec)
+    return _walk(run, resident[:n_live], computed[:n_live], prefill_left[:n_live], kv_blocks[:n_live],
+                 admit_order[:n_live], free_blocks, spec, freed)
 
 
 def _gate_passes(slots: np.ndarray, need: np.ndarray, chunk: np.ndarray, resident: np.ndarray,
@@ -126,7 +130,8 @@ def _gate_passes(slots: np.ndarray, need: np.ndarray, chunk: np.ndarray, residen
 
 
 def _walk(run_positions: np.ndarray, resident_col: np.ndarray, computed_col: np.ndarray, prefill_col: np.ndarray,
-          held_col: np.ndarray, admit_order: np.ndarray, free: int, spec: EngineSpec) -> Batch:
+          held_col: np.ndarray, admit_order: np.ndarray, free: int, spec: EngineSpec,
+          freed: Callable[[int], int] | None) -> Batch:
     """The plan walked request by request (plain lists: this runs every step under KV pressure)."""
     bs = spec.block_size
     budget = spec.token_budget
@@ -180,13 +185,13 @@ def _walk(run_positions: np.ndarray, resident_col: np.ndarray, computed_col: np.
                 gone.add(victim)
                 victims.append(victim)
                 resident[victim] = False
-                free += held[victim]
+                free += held[victim] if freed is None else freed(victim)
                 holders -= 1
             if need > free:
                 gone.add(s)
                 victims.append(s)
                 resident[s] = False
-                free += held[s]
+                free += held[s] if freed is None else freed(s)
                 holders -= 1
                 continue
         free -= need

@@ -170,7 +170,7 @@ class RequestBook:
     def view(self, *, now: float, rows: np.ndarray, generated: np.ndarray, computed: np.ndarray,
              prefill_left: np.ndarray, resident: np.ndarray, kv_blocks: np.ndarray, preemptions: np.ndarray,
              pred_quantiles: np.ndarray, free_blocks: int, engine: EngineSpec,
-             static: dict[str, np.ndarray] | None = None) -> EngineView:
+             static: dict[str, np.ndarray] | None = None, cached: np.ndarray | None = None) -> EngineView:
         """The EngineView of the live requests at `rows` (engine progress given per row);
         `static`: `static_columns(rows)` kept from an earlier step with the same rows.
 
@@ -184,7 +184,7 @@ class RequestBook:
             now=now, generated=generated, computed=computed, prefill_left=prefill_left, resident=resident,
             kv_blocks=kv_blocks, lag=self.lag[rows], delay_area=self.delay_area[rows], preemptions=preemptions,
             pred_quantiles=pred_quantiles, quantile_levels=self.levels, free_blocks=free_blocks, engine=engine,
-            groups=self.groups,
+            groups=self.groups, cached=cached,
         )
         return view
 

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from engine_adapter.bridge_config import BridgeConfig
+from engine_adapter.content_tokens import ContentTokens
 from engine_adapter.slo_args import slo_extra_args
 from engine_adapter.tiny_model import write_tiny_llama
 from formulations.engine_spec import EngineSpec
@@ -71,6 +72,8 @@ class VllmSettings:
     seed: int = 0
     reserve_full_isl: bool = True  # vLLM's scheduler_reserve_full_isl (its default)
     watermark: float = 0.0  # vLLM's watermark (its default)
+    # vLLM's default is on; SloScheduler refuses it until the bridge reports hits to policies
+    enable_prefix_caching: bool = False
 
     def __post_init__(self) -> None:
         if self.kv_blocks * self.block_size < self.max_model_len:
@@ -115,7 +118,7 @@ class VllmEngine:
             dtype=settings.dtype, block_size=settings.block_size, num_gpu_blocks_override=blocks,
             kv_cache_memory_bytes=kv_bytes, max_model_len=settings.max_model_len,
             max_num_batched_tokens=settings.max_num_batched_tokens, max_num_seqs=settings.max_num_seqs,
-            enable_prefix_caching=False, disable_log_stats=True, seed=settings.seed,
+            enable_prefix_caching=settings.enable_prefix_caching, disable_log_stats=True, seed=settings.seed,
             scheduler_reserve_full_isl=settings.reserve_full_isl, watermark=settings.watermark, **extra,
         )
         started = time.perf_counter()
@@ -124,7 +127,12 @@ class VllmEngine:
         self.scheduler = self.llm.engine_core.engine_core.scheduler
         self.output_tokens: dict[str, int] = {}  # request id -> tokens vLLM returned, once finished
         self.finish_reasons: dict[str, str | None] = {}  # request id -> vLLM's finish reason ("length", "abort", ...)
+        self.outputs: dict[str, list[int]] = {}  # request id -> the token ids it generated, once finished
         self._vocab = json.loads((model_dir / "config.json").read_text())["vocab_size"]
+
+    @property
+    def vocab_size(self) -> int:
+        return self._vocab
 
     @property
     def spec(self) -> EngineSpec:
@@ -138,9 +146,12 @@ class VllmEngine:
         self.bridge = bridge
         self.scheduler.configure(bridge, policy)
 
-    def submit(self, request_id: str, prompt_len: int, output_len: int, extra_args: dict | None = None) -> None:
-        rng = np.random.default_rng([self.settings.seed, zlib.crc32(request_id.encode())])
-        tokens = rng.integers(3, min(self._vocab, 1000), size=prompt_len).tolist()
+    def submit(self, request_id: str, prompt_len: int, output_len: int, extra_args: dict | None = None,
+               tokens: list[int] | None = None) -> None:
+        """Add a request; `tokens` (content_tokens.py) realizes shared content, else random ids."""
+        if tokens is None:
+            rng = np.random.default_rng([self.settings.seed, zlib.crc32(request_id.encode())])
+            tokens = rng.integers(3, min(self._vocab, 1000), size=prompt_len).tolist()
         params = self._sampling_params(max_tokens=output_len, ignore_eos=True, temperature=0.0, extra_args=extra_args)
         self.llm.add_request(request_id, {"prompt_token_ids": tokens}, params)
 
@@ -149,6 +160,7 @@ class VllmEngine:
             if out.finished:
                 self.output_tokens[out.request_id] = len(out.outputs[0].token_ids)
                 self.finish_reasons[out.request_id] = out.outputs[0].finish_reason
+                self.outputs[out.request_id] = list(out.outputs[0].token_ids)
 
     def busy(self) -> bool:
         return self.llm.has_unfinished_requests()
@@ -236,6 +248,8 @@ def replay(engine: VllmEngine, instance: Instance, predictor: LengthPredictor | 
     schedule = sched.book.schedule([r.id for r in instance.requests], iterations=len(sched.log), meta=meta)
     returned = {r.id: engine.output_tokens.pop(r.id, None) for r in instance.requests}
     reasons = {r.id: engine.finish_reasons.pop(r.id, None) for r in instance.requests}
+    for r in instance.requests:
+        engine.outputs.pop(r.id, None)
     return VllmRun(instance, schedule, {"steps": len(sched.log), "start_seconds": engine.start_seconds,
                                         "output_tokens": returned, "finish_reasons": reasons})
 
@@ -247,6 +261,7 @@ class OwnSchedulerRun:
     steps: list[tuple[int, dict[str, int]]]  # (slot, tokens scheduled per request id), steps that ran tokens
     finish_order: list[str]  # request ids in completion order (ties: by id)
     preemptions: dict[str, int]  # request id -> times vLLM preempted it
+    hits_of: dict[str, int]  # request id -> prefix-cache hit tokens over its admissions
 
 
 def external_id(request_id: str) -> str:
@@ -257,6 +272,28 @@ def external_id(request_id: str) -> str:
 def scheduled_tokens(output) -> dict[str, int]:
     """Tokens a SchedulerOutput schedules per request, by submitted id."""
     return {external_id(rid): n for rid, n in output.num_scheduled_tokens.items()}
+
+
+@contextmanager
+def recorded_hits(scheduler) -> Iterator[dict[str, int]]:
+    """Prefix-cache hit tokens of every admission while inside, per submitted id: what
+    `allocate_slots` is given for the waiting requests it admits (wrapped, behaviour unchanged)."""
+    manager = scheduler.kv_cache_manager
+    allocate = manager.allocate_slots
+    hits: dict[str, int] = {}
+
+    def counting(request, num_new_tokens, num_new_computed_tokens=0, *args, **kwargs):
+        got = allocate(request, num_new_tokens, num_new_computed_tokens, *args, **kwargs)
+        if got is not None and num_new_computed_tokens:
+            rid = external_id(request.request_id)
+            hits[rid] = hits.get(rid, 0) + num_new_computed_tokens
+        return got
+
+    manager.allocate_slots = counting
+    try:
+        yield hits
+    finally:
+        del manager.allocate_slots
 
 
 @contextmanager
@@ -283,22 +320,30 @@ def run_own_scheduler(engine: VllmEngine, instance: Instance, slot_time: float) 
 
     Requests are submitted at the first slot boundary at or after their arrival, as `replay` does;
     an idle engine jumps to the next arrival. No DAG groups: children need finish-time releases.
+    Prompts realize the instance's content ids (content_tokens.py), so vLLM's prefix cache sees
+    the simulator's sharing; the cache is reset first (an earlier run's blocks would hit; after a
+    reset no block carries a key, as in a fresh simulator pool, and their free-queue order is a
+    relabelling that changes no hit or eviction).
     """
     if engine.bridge is not None:
         raise RuntimeError("run_own_scheduler needs an engine with vLLM's own scheduler (bridge=None)")
     if instance.groups:
         raise ValueError("run_own_scheduler: bulk groups (DAG releases) are not supported")
+    if engine.busy() or not engine.llm.reset_prefix_cache():
+        raise RuntimeError("run_own_scheduler: the engine must be idle")
     requests = instance.requests
+    content = ContentTokens(instance, engine.vocab_size, engine.settings.seed)
+    index = {r.id: i for i, r in enumerate(requests)}
     pending = sorted(range(len(requests)), key=lambda i: (requests[i].arrival, i))
     steps: list[tuple[int, dict[str, int]]] = []
     preemptions = {r.id: 0 for r in requests}
     finish: dict[str, int] = {}
     slot = submitted = 0
-    with recorded_schedules(engine.scheduler) as outputs:
+    with recorded_schedules(engine.scheduler) as outputs, recorded_hits(engine.scheduler) as hits:
         while submitted < len(pending) or engine.busy():
             while submitted < len(pending) and requests[pending[submitted]].arrival <= slot * slot_time + 1e-12:
                 req = requests[pending[submitted]]
-                engine.submit(req.id, req.prompt_len, req.output_len)
+                engine.submit(req.id, req.prompt_len, req.output_len, tokens=content.prompt(pending[submitted]))
                 submitted += 1
             if not engine.busy():
                 slot = int(np.ceil(requests[pending[submitted]].arrival / slot_time - 1e-9))
@@ -311,8 +356,12 @@ def run_own_scheduler(engine: VllmEngine, instance: Instance, slot_time: float) 
                 if out.num_scheduled_tokens:
                     steps.append((slot, scheduled_tokens(out)))
             for rid in engine.output_tokens:
-                finish.setdefault(rid, slot)
+                if rid not in finish:
+                    finish[rid] = slot
+                    content.finished(index[rid], engine.outputs[rid])
             slot += 1
     for r in requests:
         engine.output_tokens.pop(r.id, None)
-    return OwnSchedulerRun(steps, sorted(finish, key=lambda rid: (finish[rid], rid)), preemptions)
+        engine.outputs.pop(r.id, None)
+    return OwnSchedulerRun(steps, sorted(finish, key=lambda rid: (finish[rid], rid)), preemptions,
+                           {r.id: hits.get(r.id, 0) for r in requests})

@@ -41,6 +41,7 @@ class EngineSpec:
     slot_time: float | None = None
     reserve_full_prompt: bool = True
     watermark: float = 0.0
+    enable_prefix_caching: bool = True
 
     def __post_init__(self) -> None:
         for name in ("kv_blocks", "block_size", "token_budget", "max_seqs"):
@@ -55,6 +56,8 @@ class EngineSpec:
             raise ValidationError(f"engine: slot_time={self.slot_time!r} must be > 0")
         if not isinstance(self.reserve_full_prompt, bool):
             raise ValidationError(f"engine: reserve_full_prompt={self.reserve_full_prompt!r} must be true or false")
+        if not isinstance(self.enable_prefix_caching, bool):
+            raise ValidationError(f"engine: enable_prefix_caching={self.enable_prefix_caching!r} must be true or false")
         if not 0.0 <= self.watermark < 1.0:
             raise ValidationError(f"engine: watermark={self.watermark!r} must be in [0, 1)")
 

@@ -107,6 +107,8 @@ class Instance:
         def req_dict(r: Request) -> dict[str, Any]:
             d = asdict(r)
             d["class"] = d.pop("cls").value
+            if r.content_ids is not None:
+                d["content_ids"] = list(r.content_ids)
             return {k: v for k, v in d.items() if v is not None}
 
         return {
@@ -142,7 +144,7 @@ class Instance:
 
 
 _REQUEST_FIELDS = {"id", "class", "arrival", "prompt_len", "output_len", "ttft_target", "read_rate",
-                   "slack_ratio", "group", "prompt_text"}
+                   "slack_ratio", "group", "prompt_text", "content_ids", "content_block"}
 
 
 def _request_from_dict(d: dict[str, Any], position: int) -> Request:
@@ -161,7 +163,9 @@ def _request_from_dict(d: dict[str, Any], position: int) -> Request:
         ) from None
     return Request(id=str(d["id"]), cls=cls, arrival=d["arrival"], prompt_len=d["prompt_len"],
                    output_len=d["output_len"], ttft_target=d.get("ttft_target"), read_rate=d.get("read_rate"),
-                   slack_ratio=d.get("slack_ratio"), group=d.get("group"), prompt_text=d.get("prompt_text"))
+                   slack_ratio=d.get("slack_ratio"), group=d.get("group"), prompt_text=d.get("prompt_text"),
+                   content_ids=None if d.get("content_ids") is None else tuple(d["content_ids"]),
+                   content_block=d.get("content_block"))
 
 
 def _group_from_dict(d: dict[str, Any], position: int) -> Group:
@@ -198,6 +202,7 @@ def _validate_request(inst: Instance, r: Request) -> None:
             f"{owner}: prompt_len+output_len={r.prompt_len + r.output_len} needs {peak_blocks} KV blocks "
             f"but the engine has only {inst.engine.kv_blocks}: it can never fit"
         )
+    _validate_content(owner, r)
     if r.cls is RequestClass.LATENCY:
         _positive_number(owner, "ttft_target", r.ttft_target)
         _positive_number(owner, "read_rate", r.read_rate)
@@ -212,6 +217,24 @@ def _validate_request(inst: Instance, r: Request) -> None:
             raise ValidationError(f"{owner}: group={r.group!r} does not list it as a member")
     elif r.group is not None:
         raise ValidationError(f"{owner}: group={r.group!r} but class={r.cls.value} (only bulk requests have groups)")
+
+
+def _validate_content(owner: str, r: Request) -> None:
+    if (r.content_ids is None) != (r.content_block is None):
+        raise ValidationError(f"{owner}: content_ids and content_block go together (got content_ids="
+                              f"{'set' if r.content_ids is not None else None}, content_block={r.content_block!r})")
+    if r.content_ids is None:
+        return
+    block = r.content_block
+    if isinstance(block, bool) or not isinstance(block, int | np.integer) or block < 1:
+        raise ValidationError(f"{owner}: content_block={block!r} must be an integer >= 1")
+    if not isinstance(r.content_ids, tuple) or any(
+            isinstance(i, bool) or not isinstance(i, int | np.integer) for i in r.content_ids):
+        raise ValidationError(f"{owner}: content_ids must be a tuple of integers, got {r.content_ids!r:.80}")
+    most = -(-(r.prompt_len + r.output_len) // block)
+    if len(r.content_ids) > most:
+        raise ValidationError(f"{owner}: content_ids has {len(r.content_ids)} ids but prompt_len+output_len="
+                              f"{r.prompt_len + r.output_len} tokens make at most {most} blocks of {block}")
 
 
 def _validate_group(inst: Instance, g: Group) -> None:

@@ -98,6 +98,13 @@ class EngineView:
     free_blocks: int
     engine: EngineSpec
     groups: list[GroupState] = field(default_factory=list)
+    # tokens of a waiting request found in the prefix cache: its prefill skips them (prefill_left
+    # counts them); 0 for resident requests; None where the engine reports no prefix caching
+    cached: np.ndarray | None = None
+
+    def prefill_after_hits(self) -> np.ndarray:
+        """Tokens each request still has to prefill once its prefix-cache hit is taken."""
+        return self.prefill_left if self.cached is None else self.prefill_left - self.cached
 
     def __len__(self) -> int:
         return len(self.idx)

@@ -48,6 +48,12 @@ class Request:
     slack_ratio: float | None = None  # throughput: deadline = arrival + slack * T_alone
     group: str | None = None  # bulk: id of its Group
     prompt_text: str | None = None  # optional, for learned length predictors and real engines
+    # Content, for prefix caching: ids of the request's consecutive `content_block`-token blocks of
+    # its tokens, prompt then output (e.g. a trace's `hash_ids`; a multi-turn turn repeats the ids
+    # of the earlier turns). Blocks at the same position with the same ids, after the same ids,
+    # hold the same tokens; tokens past the last id are the request's own. None: all its own.
+    content_ids: tuple[int, ...] | None = None
+    content_block: int | None = None  # tokens per id of content_ids
 
 
 @dataclass(frozen=True)

@@ -181,3 +181,13 @@ def test_replay_refuses_an_engine_with_the_admission_gate():
     with pytest.raises(PlanError, match="admission gate"):
         simulate(inst, ReplayPolicy(res.assignment))
     assert score(inst, simulate(ungated(inst), ReplayPolicy(res.assignment))).slo_met == res.objective
+
+
+def test_shared_content_with_prefix_caching_is_refused_in_one_line():
+    inst = random_instance(3, 3)
+    first = replace(inst.requests[0], content_ids=(1,), content_block=inst.engine.block_size)
+    shared = Instance(inst.engine, (first, *inst.requests[1:]), inst.groups)
+    with pytest.raises(ValidationError, match=f"request {first.id!r}: content_ids with engine.enable_prefix_caching"):
+        solve(shared, time_limit=5)
+    uncached = Instance(inst.engine.with_(enable_prefix_caching=False), shared.requests, inst.groups)
+    assert solve(uncached, time_limit=5).status in ("optimal", "feasible")

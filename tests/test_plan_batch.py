@@ -125,3 +125,35 @@ def test_matches_the_simulators_batch_former_on_random_states():
         assert mine.preempt == list(theirs.victims)
         checked_victims += bool(mine.preempt)
     assert checked_victims > 20  # the KV-shortage path was exercised
+
+
+def test_full_prompt_gate_holds_back_a_request_whose_first_chunk_fits():
+    # free 3 blocks of 16; the waiting request's 100-token prompt needs 7 blocks, its first chunk
+    # (budget 40 after the resident's decode: 39 tokens) only 3
+    gated = spec(budget=40)
+    v = view(gated, resident=[True, False], computed=[20, 0], prefill_left=[0, 100], free=3, generated=[1, 0])
+    d = decide_batch(v, Plan(run=np.array([0, 1])), np.zeros(2))
+    assert d.run == [(0, 1)] and d.blocked == 1
+    ungated = gated.with_(reserve_full_prompt=False)
+    v = view(ungated, resident=[True, False], computed=[20, 0], prefill_left=[0, 100], free=3, generated=[1, 0])
+    assert decide_batch(v, Plan(run=np.array([0, 1])), np.zeros(2)).run == [(0, 1), (1, 39)]
+
+
+def test_watermark_applies_only_while_a_request_holds_kv():
+    # kv_blocks 9 -> vLLM's pool of 10 -> watermark 0.2 keeps 2 blocks free
+    wm = spec(kv_blocks=9).with_(watermark=0.2)
+    assert wm.watermark_blocks == 2
+    busy = view(wm, resident=[True, False], computed=[16, 0], prefill_left=[0, 48], free=4, generated=[1, 0])
+    d = decide_batch(busy, Plan(run=np.array([0, 1])), np.zeros(2))
+    assert d.run == [(0, 1)] and d.blocked == 1  # 3 blocks + 2 of watermark > 4 free (after its decode: 3)
+    idle = view(wm, resident=[False], computed=[0], prefill_left=[48], free=3)
+    assert decide_batch(idle, Plan(run=np.array([0])), np.zeros(1)).run == [(0, 48)]
+
+
+def test_no_admission_in_an_iteration_that_preempted():
+    # resident 0 needs a block, none free: resident 1 (lower priority) is evicted; its 2 blocks
+    # would admit waiting request 2 (1 block), but vLLM admits nothing in a step that preempted
+    v = view(spec(), resident=[True, True, False], computed=[32, 32, 0], prefill_left=[0, 0, 10], free=0,
+             generated=[1, 1, 0])
+    d = decide_batch(v, Plan(run=np.array([0, 1, 2])), np.array([1.0, 2.0, 0.0]))
+    assert d.preempt == [1] and d.run == [(0, 1)]

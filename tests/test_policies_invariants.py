@@ -1,5 +1,7 @@
 """Every policy of issue 4 keeps the engine's invariants on random instances (simulator runs)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -12,6 +14,22 @@ from solvers.policies.registry import make_policy
 from solvers.prediction.oracle import NoisyOraclePredictor
 
 POLICIES = ["andes", "slo", "gain-density", "ltr"]
+
+
+def with_shared_prefixes(instance: Instance, seed: int) -> Instance:
+    """The same instance with content ids: each request starts with some blocks of one of three
+    shared prefixes (content blocks of 1-2 engine blocks), then its own ids."""
+    rng = np.random.default_rng(seed)
+    per_id = instance.engine.block_size * int(rng.integers(1, 3))
+    families = [rng.integers(0, 3, size=12).tolist() for _ in range(3)]
+    own = iter(range(1000, 10**6))
+    requests = []
+    for r in instance.requests:
+        most = -(-(r.prompt_len + r.output_len) // per_id)
+        shared = families[int(rng.integers(3))][: int(rng.integers(0, most + 1))]
+        ids = shared + [next(own) for _ in range(int(rng.integers(0, most - len(shared) + 1)))]
+        requests.append(dataclasses.replace(r, content_ids=tuple(ids), content_block=per_id))
+    return Instance(instance.engine, tuple(requests), instance.groups)
 
 
 def _check(instance: Instance, schedule) -> None:
@@ -41,3 +59,18 @@ def test_policy_keeps_engine_invariants(policy, seed, latency_mode, noisy):
     predictor = NoisyOraclePredictor(sigma=0.8, seed=seed) if noisy else None
     schedule = simulate(instance, make_policy(policy), predictor, record_iterations=True)
     _check(instance, schedule)
+
+
+@pytest.mark.parametrize("policy", ["fcfs", *POLICIES])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10**6), latency_mode=st.booleans(), gate=st.booleans())
+def test_policy_keeps_engine_invariants_with_shared_prefixes(policy, seed, latency_mode, gate):
+    instance = with_shared_prefixes(random_instance(seed, InstanceSpec(max_requests=12, kv_blocks=12)), seed)
+    engine = instance.engine.with_(reserve_full_prompt=gate)
+    if latency_mode:
+        engine = engine.with_(slot_time=None)
+    instance = Instance(engine, instance.requests, instance.groups)
+    schedule = simulate(instance, make_policy(policy), record_iterations=True)
+    _check(instance, schedule)
+    stats = schedule.meta["prefix_cache"]
+    assert 0 <= stats["hit_tokens"] < stats["query_tokens"]

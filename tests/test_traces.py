@@ -122,3 +122,42 @@ def test_unknown_time_unit_and_format(tmp_path):
         load_trace(path, COLS, "us")
     with pytest.raises(ConfigError, match="trace format 'parquet'; valid: csv, jsonl"):
         load_trace(path, COLS, "s", fmt="parquet")
+
+
+MOONCAKE = Columns(arrival="timestamp", prompt="input_length", output="output_length", hash_ids="hash_ids",
+                   hash_block=512)
+
+
+def test_mooncake_style_hash_ids_become_request_content(tmp_path):
+    """hash_ids (one id per 512-token block) load per request, in arrival order, and the workload
+    builder hands them to the requests as content ids that the simulator hits on."""
+    from engine_adapter.simulator import simulate
+    from experiments.workloads.builder import build_instance
+    from experiments.workloads.spec import WorkloadConfig
+    from formulations.engine_spec import EngineSpec
+    from solvers.policies.registry import make_policy
+
+    rows = [{"timestamp": 1000, "input_length": 1100, "output_length": 20, "hash_ids": [7, 8, 9]},
+            {"timestamp": 0, "input_length": 1500, "output_length": 10, "hash_ids": [7, 8, 10]}]
+    path = tmp_path / "m.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    trace = load_trace(path, MOONCAKE, time_unit="ms")
+    assert trace.hash_ids == [(7, 8, 10), (7, 8, 9)] and trace.hash_block == 512
+    engine = EngineSpec.from_profile("llama3-8b-h100")
+    inst = build_instance(WorkloadConfig(trace=str(path), columns=MOONCAKE, time_unit="ms"), engine, seed=0, trace=trace)
+    assert [r.content_ids for r in inst.requests] == [(7, 8, 10), (7, 8, 9)]
+    stats = simulate(inst, make_policy("fcfs")).meta["prefix_cache"]
+    assert stats["hit_tokens"] == 1024  # the second request hits the two shared 512-token blocks
+
+
+@pytest.mark.parametrize("cell, message", [('"[1, x]"', "not a JSON list"), ('"[1, 2.5]"', "integer block ids")])
+def test_malformed_hash_ids_name_file_line_and_column(tmp_path, cell, message):
+    path = tmp_path / "t.csv"
+    path.write_text(f'timestamp,input_length,output_length,hash_ids\n0,10,5,{cell}\n')
+    with pytest.raises(TraceError, match=f"line 2, column 'hash_ids'.*{message}"):
+        load_trace(path, MOONCAKE)
+
+
+def test_hash_ids_column_needs_its_block_size():
+    with pytest.raises(ConfigError, match="go together"):
+        Columns(hash_ids="hash_ids")

@@ -7,6 +7,7 @@ import numpy as np
 
 from engine_adapter.plan_rules import Batch
 from engine_adapter.plan_rules import form_batch as _form_batch
+from engine_adapter.simulator.prefix_cache import PrefixCache
 from engine_adapter.simulator.request_state import LiveState
 from formulations.engine_spec import EngineSpec
 
@@ -21,8 +22,16 @@ def is_steady(batch: Batch, state: LiveState) -> bool:
 
 
 def form_batch(state: LiveState, run_slots: np.ndarray, free_blocks: int, spec: EngineSpec,
-               exact_kv: bool) -> Batch:
-    """The batch that `run_slots` (a plan's run, as slots) yields now, without changing state."""
+               exact_kv: bool, prefix: PrefixCache | None = None) -> Batch:
+    """The batch that `run_slots` (a plan's run, as slots) yields now, without changing state.
+
+    With prefix caching a waiting request is seen holding its hit (its tokens are computed
+    already), so the exact KV check is needed.
+    """
     n = state.n_live
-    return _form_batch(run_slots, state.resident[:n], state.computed[:n], state.prefill_left[:n],
-                       state.kv_blocks[:n], state.admit_seq[:n], free_blocks, spec, exact_kv)
+    if prefix is None:
+        return _form_batch(run_slots, n, state.resident, state.computed, state.prefill_left,
+                           state.kv_blocks, state.admit_seq, free_blocks, spec, exact_kv)
+    computed, prefill_left, held = prefix.plan_columns(n)
+    return _form_batch(run_slots, n, state.resident[:n], computed, prefill_left, held, state.admit_seq[:n],
+                       free_blocks, spec, True, prefix.freed)

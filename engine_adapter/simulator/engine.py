@@ -21,6 +21,7 @@ from engine_adapter.simulator.clock import Clock
 from engine_adapter.simulator.decode_run import plan_decode_run
 from engine_adapter.simulator.iteration_log import IterationLog
 from engine_adapter.simulator.kv_cache import KVCache, blocks_after_steps
+from engine_adapter.simulator.prefix_cache import PrefixCache, uses_prefix_cache
 from engine_adapter.simulator.request_state import LiveState
 from engine_adapter.simulator.view import ViewBuilder
 from formulations.instance import Instance
@@ -79,6 +80,7 @@ class _Simulator:
                              f"expected ({n}, {len(predictor.quantile_levels)})")
         self.state = LiveState(instance, predictions)
         self.kv = KVCache(spec.kv_blocks, spec.block_size)
+        self.prefix = PrefixCache(instance, self.state) if uses_prefix_cache(instance) else None
         self.swap = spec.preemption == "swap"
         self.swap_cost = spec.swap_time_per_block if self.swap and spec.slot_time is None else 0.0
 
@@ -136,7 +138,9 @@ class _Simulator:
                 need_decide = False
                 if state.n_live == 0:  # the plan rejected every live request
                     continue
-            batch = form_batch(state, self.run_slots, self.kv.free, self.spec, self.swap)
+            if self.prefix is not None:
+                self.prefix.lookup(self.run_slots)
+            batch = form_batch(state, self.run_slots, self.kv.free, self.spec, self.swap, self.prefix)
             if len(batch.slots) == 0:
                 if batch.victims:
                     self._preempt(batch.victims)
@@ -180,6 +184,8 @@ class _Simulator:
     # ---- decisions ------------------------------------------------------------------------
     def _decide(self) -> None:
         state = self.state
+        if self.prefix is not None:
+            self.prefix.lookup(np.arange(state.n_live))
         plan = self.policy.decide(self.views.build(self.clock.now, self.kv.free))
         if not isinstance(plan, Plan):
             raise PlanError(f"policy {self.policy.name!r} returned {type(plan).__name__}, not a Plan")
@@ -240,14 +246,23 @@ class _Simulator:
             else:
                 state.computed[s] = 0
                 state.prefill_left[s] = state.prompt_len[s] + state.generated[s]
+            if self.prefix is not None:
+                self.prefix.release(s)
             self.state.preemption_times[int(state.idx[s])].append(now)
+        if self.prefix is not None:
+            self.kv.free = self.prefix.pool.free
         return swapped
 
     def _reject(self, slots: np.ndarray) -> None:
         """Finish rejected requests now, unserved: their blocks are freed, and a DAG descendant is
         rejected with them (it could only be released by their completion)."""
         state, now = self.state, self.clock.now
-        self.kv.free += sum(state.kv_blocks[slots].tolist())
+        if self.prefix is not None:  # blocks shared with other requests stay held
+            for s in slots.tolist():
+                self.prefix.release(s)
+            self.kv.free = self.prefix.pool.free
+        else:
+            self.kv.free += sum(state.kv_blocks[slots].tolist())
         stack = state.idx[slots].tolist()
         state.delivered_at_reject[stack] = state.generated[slots]
         while stack:
@@ -280,13 +295,17 @@ class _Simulator:
         self.pending_swap_blocks = 0
         if batch.victims:
             swap_blocks += self._preempt(batch.victims)
-        slots, chunk, prefill = batch.slots, batch.chunk, batch.prefill
+        slots, chunk, prefill, any_prefill = batch.slots, batch.chunk, batch.prefill, batch.any_prefill
+        if self.prefix is not None:
+            slots, chunk = self.prefix.allocate(batch, self.run_slots)
+            prefill = state.prefill_left[slots] > 0
+            any_prefill = bool(prefill.any())
         newcomers = slots[~state.resident[slots]]
         if len(newcomers):
             swap_blocks += self._admit(newcomers)
         comp = state.computed[slots]
         new_comp = comp + chunk
-        if batch.any_prefill:
+        if any_prefill:
             pc = chunk[prefill].tolist()  # a few chunks: Python integers beat numpy calls here
             prefill_tokens = sum(pc)
             pairs = sum(map(prefill_pairs, comp[prefill].tolist(), pc))
@@ -304,7 +323,8 @@ class _Simulator:
         left = np.maximum(state.prefill_left[slots] - chunk, 0)
         state.prefill_left[slots] = left
         new_kv = (new_comp + (kv.block_size - 1)) // kv.block_size
-        kv.free -= sum((new_kv - state.kv_blocks[slots]).tolist())
+        kv.free = self.prefix.pool.free if self.prefix is not None else kv.free - sum(
+            (new_kv - state.kv_blocks[slots]).tolist())
         state.kv_blocks[slots] = new_kv
         end = self.clock.advance(duration)
         self.iterations += 1
@@ -320,7 +340,7 @@ class _Simulator:
         done = out[g == state.output_len[out]]
         if len(done):
             self._complete(done)
-        return bool(batch.victims) or len(done) > 0 or (batch.any_prefill and np.count_nonzero(prefill & delivers) > 0)
+        return bool(batch.victims) or len(done) > 0 or (any_prefill and np.count_nonzero(prefill & delivers) > 0)
 
     def _decode_run(self, batch: Batch) -> bool:
         """Fast-forward the steady decode batch to the next event; returns whether one happened."""
@@ -347,7 +367,11 @@ class _Simulator:
         new_comp = comp + k
         state.computed[slots] = new_comp
         new_kv = (new_comp + (kv.block_size - 1)) // kv.block_size
-        kv.free -= sum((new_kv - held).tolist())
+        if self.prefix is not None:
+            self.prefix.grow(slots, comp, k)
+            kv.free = self.prefix.pool.free
+        else:
+            kv.free -= sum((new_kv - held).tolist())
         state.kv_blocks[slots] = new_kv
         self.clock.finish_run(ends, k)
         self.iterations += k
@@ -373,7 +397,12 @@ class _Simulator:
     def _complete(self, slots: np.ndarray) -> None:
         """Finished requests free their blocks; DAG children whose parents are all done are released."""
         state, now = self.state, self.clock.now
-        self.kv.free += sum(state.kv_blocks[slots].tolist())
+        if self.prefix is None:
+            self.kv.free += sum(state.kv_blocks[slots].tolist())
+        else:
+            for s in slots.tolist():
+                self.prefix.release(s)
+            self.kv.free = self.prefix.pool.free
         released: list[int] = []
         for s, i in zip(slots.tolist(), state.idx[slots].tolist(), strict=True):
             state.finish_time[i] = now
@@ -420,6 +449,10 @@ class _Simulator:
                 state.preemption_times, state.finish_time.tolist(), state.reject_time.tolist(), strict=True)
         ]
         meta: dict[str, object] = {"wall_seconds": wall, "policy": self.policy.name, "predictor": self.predictor.name}
+        if self.prefix is not None:
+            meta["prefix_cache"] = {"hit_tokens": self.prefix.hit_tokens, "query_tokens": self.prefix.query_tokens,
+                                    "hits_of": dict(zip(self.instance.table.ids, self.prefix.hits_of.tolist(),
+                                                        strict=True))}
         if self.log is not None:
             meta["iteration_log"] = self.log.as_dict()
         return Schedule(timelines=timelines, iterations=self.iterations, meta=meta)

@@ -19,7 +19,8 @@ from formulations.instance import Instance
 
 # Rows of the integer and float slot matrices (named views are attributes of LiveState).
 INT_ROWS = ("idx", "prompt_len", "output_len", "generated", "computed", "prefill_left", "kv_blocks",
-            "preemptions", "group", "admit_seq", "token_base", "refined_at", "folded")
+            "preemptions", "group", "admit_seq", "token_base", "refined_at", "folded",
+            "cached", "hit_held")
 FLOAT_ROWS = ("arrival", "release", "ttft_target", "read_rate", "deadline", "lag", "delay_area",
               "peak", "ideal1", "inv_rate")
 
@@ -33,6 +34,8 @@ class LiveState:
     `ideal1` = arrival + ttft_target, `inv_rate` = 1/read_rate (latency class only). `lag`,
     `delay_area` and `peak` include the first `folded` tokens only (stream_qoe.py brings them up
     to date when a policy reads them).
+    `cached`/`hit_held`: a waiting request's prefix-cache hit in tokens and its hit blocks that
+    are not free (prefix_cache.py; 0 for resident requests and without prefix caching).
     `pred_refined` caches the predictor's refined quantiles of a slot, valid while `generated`
     equals `refined_at` (-1: never refined); see view.py.
     """
@@ -50,6 +53,8 @@ class LiveState:
     token_base: np.ndarray
     refined_at: np.ndarray
     folded: np.ndarray
+    cached: np.ndarray
+    hit_held: np.ndarray
     arrival: np.ndarray
     release: np.ndarray
     ttft_target: np.ndarray

@@ -28,7 +28,7 @@ from formulations.online import EngineView, GroupState
 from solvers.prediction.base import LengthPredictor
 
 _COLUMNS = ("idx", "cls", "arrival", "release", "prompt_len", "generated", "computed", "prefill_left",
-            "resident", "kv_blocks", "ttft_target", "read_rate", "deadline", "group", "preemptions")
+            "resident", "kv_blocks", "ttft_target", "read_rate", "deadline", "group", "preemptions", "cached")
 _QOE_COLUMNS = ("lag", "delay_area")  # filled in on first access
 
 

@@ -60,6 +60,7 @@ def build_instance(config: WorkloadConfig, engine: EngineSpec, seed: int, trace:
             read_rate=float(read_rate[i]) if c is RequestClass.LATENCY else None,
             slack_ratio=float(slack[i]) if c is RequestClass.THROUGHPUT else None,
             group=f"g{group_of[i]}" if c is RequestClass.BULK else None,
+            **_content(trace, i, int(prompt[i]) + int(output[i])),
         ))
     group_objs = tuple(
         Group(id=f"g{g}", members=tuple(ids[m] for m in d.members), arrival=float(arrival[d.members[0]]),
@@ -74,6 +75,14 @@ def build_instance(config: WorkloadConfig, engine: EngineSpec, seed: int, trace:
         "group_shapes": {f"g{g}": d.shape for g, d in enumerate(groups)},
     }
     return Instance(engine=engine, requests=tuple(requests), groups=group_objs, meta=meta)
+
+
+def _content(trace: Trace, i: int, tokens: int) -> dict[str, object]:
+    """A trace's hash ids as the request's content ids (cut to the request's tokens if clipped)."""
+    if trace.hash_ids is None:
+        return {}
+    ids = trace.hash_ids[i][: -(-tokens // trace.hash_block)]
+    return {"content_ids": ids, "content_block": trace.hash_block} if ids else {}
 
 
 @dataclass(frozen=True)

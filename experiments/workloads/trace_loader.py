@@ -33,14 +33,27 @@ class TraceError(ValidationError):
 
 @dataclass(frozen=True)
 class Columns:
-    """Which columns of a trace file hold the arrival time, prompt tokens and output tokens."""
+    """Which columns of a trace file hold the arrival time, prompt tokens and output tokens, and
+    optionally the prompt's content as block ids (`hash_ids`, e.g. Mooncake traces: one id per
+    `hash_block` tokens, equal ids at equal positions after equal ids = the same tokens)."""
 
     arrival: str = "TIMESTAMP"
     prompt: str = "ContextTokens"
     output: str = "GeneratedTokens"
+    hash_ids: str | None = None
+    hash_block: int | None = None  # tokens per id of the hash_ids column
+
+    def __post_init__(self) -> None:
+        if (self.hash_ids is None) != (self.hash_block is None):
+            raise ConfigError(f"columns: hash_ids={self.hash_ids!r} and hash_block={self.hash_block!r} go together")
+        if self.hash_block is not None and (not isinstance(self.hash_block, int) or self.hash_block < 1):
+            raise ConfigError(f"columns: hash_block={self.hash_block!r} must be an integer >= 1")
 
     def as_dict(self) -> dict[str, str]:
-        return {"arrival": self.arrival, "prompt": self.prompt, "output": self.output}
+        named = {"arrival": self.arrival, "prompt": self.prompt, "output": self.output}
+        if self.hash_ids is not None:
+            named["hash_ids"] = self.hash_ids
+        return named
 
 
 @dataclass(frozen=True)
@@ -56,6 +69,8 @@ class Trace:
     prompt_len: np.ndarray  # int64 >= 1
     output_len: np.ndarray  # int64 >= 1
     line: np.ndarray = field(repr=False)  # int64
+    hash_ids: list[tuple[int, ...]] | None = field(default=None, repr=False)  # per request, if the trace has them
+    hash_block: int | None = None  # tokens per hash id
 
     def __len__(self) -> int:
         return len(self.arrival)
@@ -179,8 +194,25 @@ def _parse(source: str, rows: list[tuple[int, dict[str, Any]]], columns: Columns
         output[k] = _tokens(record[columns.output], f"{where} {columns.output!r}")
     order = np.argsort(arrival, kind="stable")
     arrival = arrival[order]
+    hash_ids = None
+    if columns.hash_ids is not None:
+        parsed = [_ids(record[columns.hash_ids], f"{source}: line {line}, column {columns.hash_ids!r}")
+                  for line, record in rows]
+        hash_ids = [parsed[k] for k in order.tolist()]
     return Trace(source=source, arrival=arrival - arrival[0], prompt_len=prompt[order],
-                 output_len=output[order], line=lines[order])
+                 output_len=output[order], line=lines[order], hash_ids=hash_ids, hash_block=columns.hash_block)
+
+
+def _ids(value: Any, where: str) -> tuple[int, ...]:
+    """A list of integer block ids: a JSON array (JSONL, or a CSV cell holding one)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise TraceError(f"{where}: {value[:40]!r} is not a JSON list of block ids") from None
+    if not isinstance(value, list) or any(isinstance(v, bool) or not isinstance(v, int) for v in value):
+        raise TraceError(f"{where}: expected a list of integer block ids, got {str(value)[:40]!r}")
+    return tuple(value)
 
 
 def _looks_like_datetime(value: Any) -> bool:

@@ -18,6 +18,11 @@ KINDS = ("auto", "general", "compact")
 def build_model(instance: Instance, qoe_threshold: float = DEFAULT_QOE_THRESHOLD, kind: str = "auto") -> HindsightModel:
     if kind not in KINDS:
         raise ValidationError(f"model kind={kind!r}; valid: {', '.join(KINDS)}")
+    if instance.engine.enable_prefix_caching and any(r.content_ids for r in instance.requests):
+        shared = next(r.id for r in instance.requests if r.content_ids)
+        raise ValidationError(f"request {shared!r}: content_ids with engine.enable_prefix_caching=true; the exact model "
+                              "has no prefix cache (hits would make its optimum no bound): set "
+                              "enable_prefix_caching=false or drop content_ids")
     if instance.engine.preemption != "recompute":
         raise ValidationError(f"engine: preemption={instance.engine.preemption!r}; the exact model covers recompute only")
     if kind == "compact" and not budget_never_binds(instance):

@@ -31,6 +31,9 @@ a gated optimum); online policies run gated are compared against it as a bound. 
 optimal assignment needs the gate off (ReplayPolicy refuses a gated engine instead of deviating
 silently): `instance.engine.with_(reserve_full_prompt=False, watermark=0.0)`.
 
+No prefix cache: instances whose requests carry content ids with prefix caching on are refused
+(build.py); a hit shortens prefills, so a model without hits would bound nothing.
+
 Objective: latency requests meet QoE >= q, written exactly through the lag recursion of
 formulations/qoe.py: when token j is delivered in slot k, lat_j = max(lat_{j-1},
 (k+1) tau - ideal_1 - (j-1)/r, 0), and QoE >= q iff sum_j lat_j <= (1-q) n(n+1)/(2r). Times are

@@ -174,7 +174,7 @@ class AndesPolicy(Policy):
             base = signals.projected_qoe(view, view.now + t_tok, t_tok, total)
             later = signals.projected_qoe(view, view.now + t_tok + step, t_tok, total)
             loss_per_s = float(np.nan_to_num(base - later)[running].sum()) / step
-            stall = view.engine.latency.c_prefill * view.prefill_left[admitted]
+            stall = view.engine.latency.c_prefill * view.prefill_after_hits()[admitted]
             pays = values[admitted] > loss_per_s * stall
             chosen[admitted[~pays]] = False
             admitted = admitted[pays]

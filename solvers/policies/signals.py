@@ -57,8 +57,9 @@ def engine_seconds(engine: EngineSpec, prefill: np.ndarray, decode: np.ndarray, 
 
 
 def prefill_iterations(view: EngineView) -> np.ndarray:
-    """Iterations needed before the next token: ceil(prefill_left / token budget), 0 if decoding."""
-    return -(-view.prefill_left // view.engine.token_budget)
+    """Iterations needed before the next token: ceil(prefill after prefix-cache hits / token
+    budget), 0 if decoding."""
+    return -(-view.prefill_after_hits() // view.engine.token_budget)
 
 
 def steps_to_finish(view: EngineView, total: np.ndarray, pre: np.ndarray | None = None) -> np.ndarray:
@@ -77,9 +78,11 @@ def steps_to_finish(view: EngineView, total: np.ndarray, pre: np.ndarray | None 
 def kv_weights(view: EngineView) -> tuple[np.ndarray, np.ndarray]:
     """(blocks held after this iteration if run, tokens this iteration if run) per request."""
     budget = view.engine.token_budget
-    chunk = np.where(view.prefill_left > 0, np.minimum(view.prefill_left, budget), 1)
-    # a decode step writes the KV of the previous token: computed + 1 tokens afterwards
-    tokens_after = view.computed + chunk
+    prefill = view.prefill_after_hits()
+    chunk = np.where(prefill > 0, np.minimum(prefill, budget), 1)
+    # a decode step writes the KV of the previous token: computed + 1 tokens afterwards; a
+    # waiting request's prefix-cache hit is in its blocks too
+    tokens_after = view.computed + chunk if view.cached is None else view.computed + view.cached + chunk
     blocks = -(-tokens_after // view.engine.block_size)
     return blocks.astype(np.float64), chunk.astype(np.float64)
 

@@ -113,7 +113,7 @@ class SloPolicy(Policy):
             return given_up
         decode = est.hi[live] - view.generated[live]
         context = view.prompt_len[live] + view.generated[live] + decode / 2.0
-        demand = signals.engine_seconds(engine, view.prefill_left[live].astype(np.float64), decode, context,
+        demand = signals.engine_seconds(engine, view.prefill_after_hits()[live].astype(np.float64), decode, context,
                                         est.steps_hi[live])
         due = est.due[live]
         group = np.where(view.cls[live] == signals.BULK, view.group[live], -1)

@@ -1,0 +1,153 @@
+"""vLLM as it ships (0.32.0 defaults: scheduler_reserve_full_isl on, watermark 0, chunked
+prefill) against slosched's engine model, step by step, on a real tiny vLLM on CPU (slotted).
+
+(a) vLLM's own, unmodified scheduler vs the simulator running `fcfs`;
+(b) the bridge (SloScheduler) running `fcfs` vs vLLM's own scheduler;
+(c) the bridge vs the simulator for every registered policy.
+"Identical" means: the same tokens per request in every step (and the same slot), the same
+completion order and the same preemption counts. The workload makes chunked prefill,
+KV-driven preemptions and resumed requests (prompt + outputs recomputed, gated as a whole) happen,
+and the gate changes the schedule on it (the tests assert each). Skipped only when vLLM is missing outside CI.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+
+if importlib.util.find_spec("vllm") is None:
+    if os.environ.get("CI"):
+        raise ImportError("vllm is not installed but CI is set: `make test` installs it into .venv-vllm")
+    pytest.skip("vllm not installed (make test installs it into .venv-vllm)", allow_module_level=True)
+
+import engine_adapter.simulator.engine as sim_engine  # noqa: E402
+from engine_adapter.bridge_config import BridgeConfig  # noqa: E402
+from engine_adapter.realized import realize  # noqa: E402
+from engine_adapter.simulator import simulate  # noqa: E402
+from engine_adapter.vllm_runner import VllmEngine, VllmSettings, recorded_schedules, replay, run_own_scheduler, scheduled_tokens  # noqa: E402
+from formulations.instance import Instance  # noqa: E402
+from formulations.requests import Request, RequestClass  # noqa: E402
+from solvers.policies.registry import POLICIES, make_policy  # noqa: E402
+
+TAU = 0.01
+# 16 blocks of 32 tokens; 96-token budget: prompts above 96 tokens are chunked
+SETTINGS = VllmSettings(kv_blocks=16, block_size=32, max_num_seqs=4, max_num_batched_tokens=96, max_model_len=512)
+
+
+@pytest.fixture(scope="module")
+def own() -> VllmEngine:
+    return VllmEngine(SETTINGS)
+
+
+@pytest.fixture(scope="module")
+def bridged() -> VllmEngine:
+    return VllmEngine(SETTINGS, BridgeConfig(policy="fcfs", slot_time=TAU))
+
+
+def workload(spec) -> Instance:
+    """Long prompts arriving close together (the gate holds some back while their first chunk
+    would fit), long outputs (decodes grow into a full pool: preemptions, resumed requests)."""
+    rng = np.random.default_rng(7)
+    requests = []
+    for i in range(12):
+        cls = (RequestClass.LATENCY, RequestClass.THROUGHPUT)[i % 2]
+        slo = dict(ttft_target=0.05, read_rate=40.0) if cls is RequestClass.LATENCY else dict(slack_ratio=3.0)
+        requests.append(Request(f"q{i:02d}", cls, round(0.03 * i, 2), int(rng.integers(60, 260)),
+                                int(rng.integers(40, 140)), **slo))
+    return realize(Instance(spec, tuple(requests)), spec)
+
+
+def simulated_steps(instance: Instance, policy: str):
+    """The simulator step by step (fast_forward off): (slot, tokens per request id) per iteration,
+    with the Schedule."""
+    batches = []
+    form_batch = sim_engine.form_batch
+
+    def recording(state, *args):
+        batch = form_batch(state, *args)
+        if len(batch.slots):
+            batches.append({instance.requests[i].id: c for i, c in
+                            zip(state.idx[batch.slots].tolist(), batch.chunk.tolist(), strict=True)})
+        return batch
+
+    sim_engine.form_batch = recording
+    try:
+        schedule = simulate(instance, make_policy(policy), fast_forward=False, record_iterations=True)
+    finally:
+        sim_engine.form_batch = form_batch
+    starts = schedule.meta["iteration_log"]["start"]
+    assert len(starts) == len(batches)
+    return [(round(t / TAU), b) for t, b in zip(starts, batches, strict=True)], schedule
+
+
+def bridged_steps(engine: VllmEngine, instance: Instance, policy: str):
+    engine.configure(BridgeConfig(policy=policy, slot_time=TAU))
+    with recorded_schedules(engine.scheduler) as outputs:
+        result = replay(engine, instance)
+    meta = result.schedule.meta
+    assert meta["plan_deviations"] == 0 and meta["engine_preemptions"] == 0
+    ran = [scheduled_tokens(o) for o in outputs if o.num_scheduled_tokens]
+    starts = meta["iteration_log"]["start"]
+    return [(round(t / TAU), b) for t, b in zip(starts, ran, strict=True)], result.schedule
+
+
+def finish_order(schedule) -> list[str]:
+    return [t.request_id for t in sorted(schedule.timelines, key=lambda t: (t.finish, t.request_id))]
+
+
+def preemption_counts(schedule) -> dict[str, int]:
+    return {t.request_id: len(t.preemptions) for t in schedule.timelines}
+
+
+def test_a_vllm_default_scheduler_equals_the_simulators_fcfs(own, bridged):
+    instance = workload(bridged.spec)
+    assert bridged.spec.reserve_full_prompt and bridged.spec.watermark == 0.0
+    theirs = run_own_scheduler(own, instance, TAU)
+    mine, schedule = simulated_steps(instance, "fcfs")
+    assert mine == theirs.steps
+    assert finish_order(schedule) == theirs.finish_order
+    assert preemption_counts(schedule) == theirs.preemptions
+    assert sum(theirs.preemptions.values()) > 0, "the workload must make vLLM preempt"
+    assert any(max(t.values()) == SETTINGS.max_num_batched_tokens for _, t in mine), "chunked prefill expected"
+
+
+def test_the_gate_changes_the_schedule_of_this_workload(bridged):
+    """Without the gate (first-chunk admission, the ablation rule) the same workload is scheduled
+    differently, so the tests above exercise it. (One process holds at most the two engines
+    above: vLLM's in-process engines share global distributed state.)"""
+    gated, _ = simulated_steps(workload(bridged.spec), "fcfs")
+    ungated, _ = simulated_steps(workload(bridged.spec.with_(reserve_full_prompt=False)), "fcfs")
+    assert gated != ungated
+
+
+def test_b_bridge_fcfs_equals_vllm_default_scheduler(own, bridged):
+    instance = workload(bridged.spec)
+    theirs = run_own_scheduler(own, instance, TAU)
+    mine, schedule = bridged_steps(bridged, instance, "fcfs")
+    assert mine == theirs.steps
+    assert finish_order(schedule) == theirs.finish_order
+    assert preemption_counts(schedule) == theirs.preemptions
+
+
+# Known gaps, kept visible (strict: a fix makes these fail until the mark is removed):
+# andes: the bridge and the simulator diverge on this workload, already before the gate (same
+#   result with the first-chunk rule on the pre-gate code, where the bridge also deviated once);
+# slo: its KV admission plan ignores the gate, so the step-by-step simulator stalls (it keeps
+#   pausing residents for a waiting request the gate never admits).
+KNOWN_GAPS = {"andes": pytest.mark.xfail(strict=True, reason="bridge and simulator diverge (pre-existing)"),
+              "slo": pytest.mark.xfail(strict=True, reason="slo's plan ignores the admission gate: stalls")}
+
+
+@pytest.mark.parametrize("policy", [pytest.param(p, marks=KNOWN_GAPS.get(p, ())) for p in sorted(POLICIES)])
+def test_c_bridge_equals_simulator_for_every_policy(bridged, policy):
+    instance = workload(bridged.spec)
+    mine, schedule = bridged_steps(bridged, instance, policy)
+    sim, sim_schedule = simulated_steps(instance, policy)
+    assert mine == sim
+    assert finish_order(schedule) == finish_order(sim_schedule)
+    assert preemption_counts(schedule) == preemption_counts(sim_schedule)
+    for a, b in zip(schedule.timelines, sim_schedule.timelines, strict=True):
+        np.testing.assert_allclose(a.token_times, b.token_times, err_msg=a.request_id)

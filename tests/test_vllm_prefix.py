@@ -1,0 +1,89 @@
+"""Prefix caching: vLLM's own default scheduler (prefix caching on, full-prompt gate on) against
+the simulator's `fcfs`, on a real tiny vLLM engine on CPU in slotted mode.
+
+The workload shares content the way chat does: a system prompt common to every first turn, and
+second turns that repeat their first turn (prompt and the answer vLLM actually generated) plus a
+new message; KV is tight enough for preemptions and chunked prefill. Identical: every step's
+requests and token count, the completion order, each request's preemptions and prefix-cache hit
+tokens. Skipped only when vLLM is missing outside CI.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import random
+
+import pytest
+
+if importlib.util.find_spec("vllm") is None:
+    if os.environ.get("CI"):
+        raise ImportError("vllm is not installed but CI is set: `make test` installs it into .venv-vllm")
+    pytest.skip("vllm not installed (make test installs it into .venv-vllm)", allow_module_level=True)
+
+from engine_adapter.simulator import simulate  # noqa: E402
+from engine_adapter.vllm_runner import VllmEngine, VllmSettings, run_own_scheduler  # noqa: E402
+from formulations.engine_spec import EngineSpec  # noqa: E402
+from formulations.instance import Instance  # noqa: E402
+from formulations.latency_model import LatencyModel  # noqa: E402
+from formulations.requests import Request, RequestClass  # noqa: E402
+from solvers.policies.registry import make_policy  # noqa: E402
+
+TAU = 0.01
+BS = 32
+SETTINGS = VllmSettings(kv_blocks=9, block_size=BS, max_num_seqs=4, max_num_batched_tokens=96, max_model_len=288,
+                        enable_prefix_caching=True)
+
+
+@pytest.fixture(scope="module")
+def engine() -> VllmEngine:
+    return VllmEngine(SETTINGS)
+
+
+def spec() -> EngineSpec:
+    return EngineSpec(kv_blocks=SETTINGS.kv_blocks, latency=LatencyModel(c0=TAU, c_prefill=0.0, c_decode=0.0, c_ctx=0.0),
+                      block_size=BS, token_budget=SETTINGS.max_num_batched_tokens, max_seqs=SETTINGS.max_num_seqs,
+                      slot_time=TAU, reserve_full_prompt=True, enable_prefix_caching=True)
+
+
+def conversations(seed: int, n: int, second_turn_at: float) -> Instance:
+    """n first turns (a shared 2-block system prompt, an own question) arriving over the first
+    slots, and their second turns at `second_turn_at` (after every first turn finished)."""
+    rng = random.Random(seed)
+    own = iter(range(100, 10**6))
+    requests = []
+    for j in range(n):
+        prompt = 2 * BS + rng.randint(5, 70)
+        out = rng.randint(8, 45)
+        ids = (1, 2) + tuple(next(own) for _ in range(-(-(prompt + out) // BS) - 2))
+        requests.append(Request(id=f"t1-{j}", cls=RequestClass.THROUGHPUT, arrival=round(rng.randint(0, 6) * TAU, 6),
+                                prompt_len=prompt, output_len=out, slack_ratio=50.0, content_ids=ids, content_block=BS))
+    for j, first in enumerate(list(requests)):
+        before = first.prompt_len + first.output_len
+        prompt = before + rng.randint(5, 40)
+        out = rng.randint(5, 20)
+        ids = first.content_ids[: before // BS] + tuple(next(own) for _ in range(-(-(prompt + out) // BS) - before // BS))
+        requests.append(Request(id=f"t2-{j}", cls=RequestClass.THROUGHPUT, arrival=second_turn_at + j * TAU,
+                                prompt_len=prompt, output_len=out, slack_ratio=50.0, content_ids=ids, content_block=BS))
+    return Instance(spec(), tuple(requests))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_vllm_default_scheduler_matches_simulator_fcfs_with_shared_prefixes(engine, seed) -> None:
+    instance = conversations(seed, n=6, second_turn_at=3.0)
+    sim = simulate(instance, make_policy("fcfs"), record_iterations=True)
+    first_done = max(t.finish for t in sim.timelines if t.request_id.startswith("t1"))
+    assert first_done < 3.0, "second turns must arrive after every first turn finished"
+    ref = run_own_scheduler(engine, instance, TAU)
+    log = sim.meta["iteration_log"]
+    ids = [r.id for r in instance.requests]
+    sim_steps = [(round(start / TAU), sorted(ids[i] for i in idx.tolist()), int(tokens))
+                 for start, idx, tokens in zip(log["start"], log["scheduled"], log["tokens"], strict=True)]
+    assert [(slot, sorted(per), sum(per.values())) for slot, per in ref.steps] == sim_steps
+    done = sorted(sim.timelines, key=lambda t: (t.finish, t.request_id))
+    assert ref.finish_order == [t.request_id for t in done]
+    assert ref.preemptions == {t.request_id: len(t.preemptions) for t in sim.timelines}
+    assert ref.hits_of == sim.meta["prefix_cache"]["hits_of"]
+    # the workload exercises what it is for: hits on the system prompt and on whole first turns
+    assert sum(ref.hits_of.values()) > 6 * 2 * BS
+    assert sum(len(t.preemptions) for t in sim.timelines) > 0
