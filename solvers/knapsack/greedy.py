@@ -37,9 +37,11 @@ def greedy_knapsack(
         return np.empty(0, dtype=np.int64)
     weights = np.asarray(weights, dtype=np.float64).reshape(len(values), -1)
     capacities = np.asarray(capacities, dtype=np.float64)
-    if order is None:
-        order = density_order(values, weights, capacities)
-    order = order[values[order] > 0]
+    if order is None:  # rank only the items that may be taken (ties: lower index first, as before)
+        useful = np.flatnonzero(values > 0)
+        order = useful[density_order(values[useful], weights[useful], capacities)]
+    else:
+        order = order[values[order] > 0]
     limit = len(order) if max_items is None else min(max_items, len(order))
     taken: list[np.ndarray] = []
     count = 0

@@ -196,14 +196,15 @@ class AndesPolicy(Policy):
         engine = view.engine
         runnable = view.release <= view.now + 1e-12
         for waiting in (False, True):
+            seats = engine.max_seqs - int(chosen.sum())
             rest = np.flatnonzero(~chosen & runnable & (view.resident != waiting))
-            if not len(rest):
+            if not len(rest) or seats <= 0:
                 continue
             rest = rest[np.lexsort((view.arrival[rest], buffer[rest], evictable[rest]))]
             held = view.kv_blocks[view.resident & ~chosen].sum() if waiting else 0.0
             room = np.array([engine.kv_blocks - blocks[chosen].sum() - held], dtype=np.float64)
             more = greedy_knapsack(np.ones(len(rest)), blocks[rest, None], room,
-                                   max_items=max(engine.max_seqs - int(chosen.sum()), 0), order=np.arange(len(rest)))
+                                   max_items=seats, order=np.arange(len(rest)))
             chosen[rest[more]] = True
         return chosen
 
