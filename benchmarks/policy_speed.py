@@ -78,12 +78,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--policies", nargs="*", default=sorted(POLICIES))
     parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--sizes", nargs="*", type=int, default=list(SIZES))
     parser.add_argument("--scenarios", nargs="*", default=["busy", "light"], choices=["busy", "light"])
     args = parser.parse_args()
     engine = EngineSpec.from_profile(PROFILE)
     print(f"{'scenario':<9}{'policy':<14}{'live':>6}{'decide ms':>11}{'iter ms':>9}{'ratio':>8}")
     for scenario in args.scenarios:
-        for n in SIZES:
+        for n in args.sizes:
             view = synthetic_view(n, seed=n, engine=engine, scenario=scenario)
             step = iteration_seconds(view)
             for name in args.policies:
