@@ -82,9 +82,12 @@ class Metrics:
         return asdict(self)
 
 
-def request_outcomes(instance: Instance, schedule: Schedule, qoe_threshold: float = DEFAULT_QOE_THRESHOLD) -> list[RequestOutcome]:
-    """Score every request; bulk members share their group's all-or-nothing verdict."""
-    return _outcomes(instance, schedule, qoe_threshold, token_lists=True)
+def request_outcomes(instance: Instance, schedule: Schedule, qoe_threshold: float = DEFAULT_QOE_THRESHOLD,
+                     token_lists: bool = True) -> list[RequestOutcome]:
+    """Score every request; bulk members share their group's all-or-nothing verdict.
+    token_lists=False keeps each `token_times` a float64 view of the schedule's (for a caller
+    that streams outcomes to a file: no Python float per token held for the whole run)."""
+    return _outcomes(instance, schedule, qoe_threshold, token_lists=token_lists)
 
 
 def _outcomes(instance: Instance, schedule: Schedule, qoe_threshold: float, token_lists: bool) -> list[RequestOutcome]:

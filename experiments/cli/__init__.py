@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import NoReturn
 
 from experiments.cli import compare, knapsack, predictor, report, run, serve_eval, solve
-from experiments.sweep.backends import CellFailed
+from experiments.errors import CellFailed, ConfigError, one_line
 from formulations.online import PlanError
 from formulations.requests import ValidationError
 
@@ -14,8 +15,19 @@ from formulations.requests import ValidationError
 COMMANDS = [run, report, solve, knapsack, compare, predictor, serve_eval]
 
 
+class UsageError(ConfigError):
+    """A command line argparse rejects (unknown option, a value of the wrong type or range)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad command line as one line (no usage block), like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="slosched", description="SLO-aware scheduling of LLM serving")
+    parser = _Parser(prog="slosched", description="SLO-aware scheduling of LLM serving")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in COMMANDS:
         module.register(sub)
@@ -24,14 +36,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        args = parser.parse_args(["run", *(argv or [])])
     try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            args = parser.parse_args(["run", *(argv or [])])
         return args.handler(args)
-    except (ValidationError, PlanError, FileNotFoundError, CellFailed) as err:
-        print(f"slosched: error: {err}", file=sys.stderr)
+    except BrokenPipeError:
+        raise
+    except (ValidationError, PlanError, OSError, CellFailed) as err:
+        print(f"slosched: error: {one_line(err)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:
+        print(f"slosched: interrupted{f'; {err}' if str(err) else ''}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from experiments.input_files import read_text
 from formulations.exact.knapsack import KnapsackProblem, read_orlib
 from solvers.knapsack.cpsat import solve_cpsat
 from solvers.knapsack.dp import MAX_STATES, dp_size, solve_dp
@@ -42,7 +43,7 @@ def solve_one(problem: KnapsackProblem, time_limit: float) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    results = [solve_one(p, args.time_limit) for p in read_orlib(args.file)]
+    results = [solve_one(p, args.time_limit) for p in read_orlib(args.file, read_text(args.file, "knapsack file"))]
     if args.json:
         print(json.dumps(results, indent=1))
         return 0

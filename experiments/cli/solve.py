@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from engine_adapter.simulator import simulate
-from formulations.instance import Instance
+from experiments.input_files import load_instance
 from formulations.metrics import request_outcomes, score
 from solvers.exact.solve import BACKENDS, solve
 from solvers.policies.registry import make_policy
@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    instance = Instance.from_json(args.instance)
+    instance = load_instance(args.instance)
     hint = None
     if args.hint:
         hint = simulate(instance, make_policy(args.hint), record_iterations=True)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.config import config_from_dict
+from experiments.errors import CellFailed
 from experiments.runner import Cell, CellResult, run_cell
 from experiments.sweep.sweep import run_sweep
 
@@ -80,6 +81,10 @@ def execute_cells(
     """Run cells on `backend`, storing each under `out_dir/cells/` and reusing stored ones.
 
     The results have slim outcomes (no token times)."""
-    outcome = run_sweep(cells, run_cell_slim, out_dir, backend=backend, workers=workers, address=address,
-                        progress=progress, describe=cell_identity, keep_going=keep_going)
+    try:
+        outcome = run_sweep(cells, run_cell_slim, out_dir, backend=backend, workers=workers, address=address,
+                            progress=progress, describe=cell_identity, keep_going=keep_going)
+    except CellFailed as failure:
+        failure.partial = [None if r is None else CellResult.from_dict(r) for r in failure.partial or []]
+        raise
     return [CellResult.from_dict(r) for r in outcome.results]

@@ -11,7 +11,7 @@ The shipped traces are registered by name in `TRACES` (see experiments/traces/RE
 from __future__ import annotations
 
 import csv
-import json
+import io
 from dataclasses import dataclass, field
 from datetime import datetime, UTC
 from importlib import resources
@@ -21,10 +21,12 @@ from typing import Any
 import numpy as np
 
 from experiments.errors import ConfigError
+from experiments.input_files import parse_json, read_text
 from formulations.requests import ValidationError
 
 TIME_UNITS = {"s": 1.0, "ms": 1e-3}
 FORMATS = ("csv", "jsonl")
+MAX_TOKENS = 10**8  # no model has a context this long; larger is a corrupt or mis-mapped column
 
 
 class TraceError(ValidationError):
@@ -109,10 +111,12 @@ def load_trace(
     time_unit = time_unit or (spec.time_unit if spec else "s")
     if time_unit not in TIME_UNITS:
         raise ConfigError(f"time_unit={time_unit!r}; valid: {', '.join(TIME_UNITS)}")
-    fmt = fmt or ("jsonl" if path.suffix in (".jsonl", ".ndjson") else "csv")
+    suffix = path.suffixes[-2] if path.suffix == ".gz" and len(path.suffixes) > 1 else path.suffix
+    fmt = fmt or ("jsonl" if suffix in (".jsonl", ".ndjson") else "csv")
     if fmt not in FORMATS:
         raise ConfigError(f"trace format {fmt!r}; valid: {', '.join(FORMATS)}")
-    rows = _csv_rows(path, columns) if fmt == "csv" else _jsonl_rows(path, columns)
+    text = read_text(path, "trace")
+    rows = _csv_rows(path, text, columns) if fmt == "csv" else _jsonl_rows(path, text, columns)
     return _parse(str(path), rows, columns, TIME_UNITS[time_unit])
 
 
@@ -123,13 +127,17 @@ def _missing_column(path: Path, role: str, column: str, present: list[str], line
     )
 
 
-def _csv_rows(path: Path, columns: Columns) -> list[tuple[int, dict[str, Any]]]:
-    with path.open(newline="") as fh:
+def _csv_rows(path: Path, text: str, columns: Columns) -> list[tuple[int, dict[str, Any]]]:
+    with io.StringIO(text, newline="") as fh:
         reader = csv.reader(fh)
         header = next(reader, None)
         if header is None:
             raise TraceError(f"{path}: empty file (no header line)")
         header = [h.strip() for h in header]
+        repeated = sorted({h for h in header if header.count(h) > 1})
+        if repeated:
+            raise TraceError(f"{path}: line 1: column {repeated[0]!r} appears {header.count(repeated[0])} times; "
+                             "rename or drop the extra one")
         for role, column in columns.as_dict().items():
             if column not in header:
                 raise _missing_column(path, role, column, header)
@@ -144,16 +152,13 @@ def _csv_rows(path: Path, columns: Columns) -> list[tuple[int, dict[str, Any]]]:
     return rows
 
 
-def _jsonl_rows(path: Path, columns: Columns) -> list[tuple[int, dict[str, Any]]]:
+def _jsonl_rows(path: Path, text: str, columns: Columns) -> list[tuple[int, dict[str, Any]]]:
     rows = []
-    with path.open() as fh:
+    with io.StringIO(text) as fh:
         for line, text in enumerate(fh, start=1):
             if not text.strip():
                 continue
-            try:
-                record = json.loads(text)
-            except json.JSONDecodeError as err:
-                raise TraceError(f"{path}: line {line}: not valid JSON ({err.msg})") from None
+            record = parse_json(text, f"{path}: line {line}", TraceError)
             if not isinstance(record, dict):
                 raise TraceError(f"{path}: line {line}: expected a JSON object, got {type(record).__name__}")
             for role, column in columns.as_dict().items():
@@ -229,6 +234,6 @@ def _tokens(value: Any, where: str) -> int:
     number = _number(value, where, "a token count")
     if number != int(number):
         raise TraceError(f"{where}: {value!r} is not a whole token count")
-    if number < 1:
-        raise TraceError(f"{where}: token count {value!r} must be >= 1")
+    if not 1 <= number <= MAX_TOKENS:
+        raise TraceError(f"{where}: token count {value!r} must be in [1, {MAX_TOKENS:,}]")
     return int(number)
