@@ -104,10 +104,12 @@ def build_cell_instance(cell: Cell) -> Instance:
 
 
 def run_cell(cell: Cell, instance: Instance | None = None, progress: Progress | None = None,
-             schedule_path: Path | None = None) -> CellResult:
+             schedule_path: Path | None = None, token_lists: bool = True) -> CellResult:
     """Simulate one policy on the cell's workload and score it. `instance` may be shared by
     cells with the same workload key (it is never modified). With `schedule_path` the scored
-    requests are streamed to that JSONL file (atomically) instead of being returned."""
+    requests are streamed to that JSONL file (atomically) instead of being returned.
+    token_lists=False leaves each outcome's token_times a float64 array (a caller that slims
+    the outcomes then never holds a Python float per token)."""
     config = cell.config
     instance = instance if instance is not None else build_cell_instance(cell)
     policy = make_policy(cell.policy, **config.policy_kwargs(cell.policy))
@@ -115,7 +117,8 @@ def run_cell(cell: Cell, instance: Instance | None = None, progress: Progress | 
     started = time.perf_counter()
     schedule = simulate(instance, policy, predictor, progress=progress)
     wall = time.perf_counter() - started
-    outcomes = request_outcomes(instance, schedule, config.qoe_threshold, token_lists=schedule_path is None)
+    outcomes = request_outcomes(instance, schedule, config.qoe_threshold,
+                                token_lists=token_lists and schedule_path is None)
     if schedule_path is not None:
         write_schedule(schedule_path, outcomes)
     return CellResult(

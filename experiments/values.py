@@ -8,7 +8,7 @@ scale would put every arrival at time 0 and write `Infinity` into JSON results.
 from __future__ import annotations
 
 import argparse
-from functools import lru_cache
+from functools import cache
 from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field, TypeAdapter
@@ -20,7 +20,7 @@ from experiments.errors import ConfigError
 MAX_COUNT = 2**40
 
 
-@lru_cache(maxsize=None)
+@cache
 def _adapter(tp: Any, strict: bool, constraints: tuple[tuple[str, Any], ...]) -> TypeAdapter:
     if tp is float:
         constraints = (*constraints, ("allow_inf_nan", False))

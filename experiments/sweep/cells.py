@@ -51,16 +51,16 @@ def slim_outcome(outcome: dict[str, Any]) -> dict[str, Any]:
     """An outcome without its token times; `first_token` and `tokens` (count) summarise them."""
     times = outcome["token_times"]
     slim = {k: v for k, v in outcome.items() if k != "token_times"}
-    slim["first_token"] = times[0] if times else None
+    slim["first_token"] = float(times[0]) if len(times) else None
     slim["tokens"] = len(times)
     return slim
 
 
 def run_cell_slim(cell: Cell) -> dict[str, Any]:
     """run_cell, returned as plain data with slim outcomes (what a worker sends back and the store keeps)."""
-    data = run_cell(cell).to_dict()
-    data["outcomes"] = [slim_outcome(o) for o in data["outcomes"]]
-    return data
+    result = run_cell(cell, token_lists=False)
+    result.outcomes = [slim_outcome(o) for o in result.outcomes]
+    return result.to_dict()
 
 
 def rerun(identity: dict[str, Any]) -> CellResult:
