@@ -98,7 +98,7 @@ def load_instance(path: str | Path) -> Instance:
     try:
         return Instance.from_dict(data)
     except ValidationError as err:
-        raise InputError(f"instance {path}: {err}") from None
+        raise InputError(f"instance {path}: {str(err).removeprefix('instance: ')}") from None
 
 
 def output_dir(path: str | Path, flag: str = "--out") -> Path:
@@ -108,7 +108,8 @@ def output_dir(path: str | Path, flag: str = "--out") -> Path:
     for part in (path, *path.parents):
         if part.exists():
             if not part.is_dir():
-                raise InputError(f"{flag} {str(path)!r}: {str(part)!r} is an existing file; give a directory")
+                under = "" if part == path else f": {str(part)!r}"
+                raise InputError(f"{flag} {str(path)!r}{under} is an existing file; give a directory")
             break
     return path
 

@@ -138,3 +138,18 @@ def test_compare_policies_take_commas_or_spaces():
                  ["compare", "--policies", "fcfs,", "edf"]):
         args = build_parser().parse_args(argv)
         assert parse_policies(",".join(args.policies)) == ["fcfs", "edf"]
+
+
+def test_trace_without_a_config_reads_every_row_and_says_what_it_inherits(tmp_path, capsys):
+    """The demo's limit (1,000) and rate x2 belong to the demo's trace: a 3-row file runs whole."""
+    out = tmp_path / "out"
+    code = main(["run", "--trace", _file(tmp_path, "t.csv", TRACE), "--columns", "arrival=ts,prompt=in,output=out",
+                 "--policies", "fcfs", "--out", str(out), "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert json.loads(captured.out)["fcfs"]["requests"] == 3
+    note = captured.err.strip().splitlines()
+    assert len(note) == 1 and "every row(s) of" in note[0] and "at rate x1" in note[0]
+    assert "from demo.toml: class mix latency/throughput/bulk 0.5/0.3/0.2" in note[0]
+    config = json.loads((out / "metrics.json").read_text())["config"]["workload"]
+    assert "limit" not in config and config["rate_scale"] == 1.0

@@ -145,6 +145,7 @@ class RayBackend:
             try:
                 ray.init(**kwargs)
             except (ConnectionError, RuntimeError, ValueError) as err:
+                ray.shutdown()  # a half-started session must not be reused by a later init
                 where = f"at --address {self.address}" if self.address else "locally"
                 first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
                 raise ConfigError(f"could not start or join Ray {where}: {first} (start a cluster with "
