@@ -9,7 +9,7 @@ backend's time to CP-SAT's.
 
     PYTHONPATH=. python benchmarks/oracle_scale.py --sizes 10x50 20x100 40x200 --tightness 0.2
 
-CP-SAT on the token model searches top-down (probes "attainment >= ub", see solvers/exact/solve.py);
+CP-SAT on the token model searches top-down (probes "attainment >= ub", see solvers/exact/tokens.py);
 the JSON rows list its probes (target, outcome, seconds).
 """
 

@@ -6,6 +6,8 @@ The results dir is written through the real sweep store with outcomes scored by 
 
 from __future__ import annotations
 
+import numpy as np
+
 from pathlib import Path
 
 import pytest
@@ -56,7 +58,8 @@ def report(tmp_path_factory) -> tuple[Path, list[Path]]:
 def test_renders_every_expected_file(report):
     root, written = report
     names = sorted(p.name for p in written)
-    assert names == ["summary.md", "toy-attainment.png", "toy-classes.png", "toy-qoe.png", "toy-timeline.png"]
+    assert names == ["summary.md", "toy-attainment.png", "toy-classes.png", "toy-latency-cdf.png", "toy-qoe.png",
+                     "toy-timeline.png"]
     for p in written:
         assert p.parent == root / "report" and p.stat().st_size > 1000
         if p.suffix == ".png":
@@ -72,10 +75,20 @@ def test_summary_has_capacity_and_highest_load_tables(report):
     # -> 3/21; slo meets all throughput: 10/21 -> 3.33x fcfs
     assert "| fcfs | 14.3% | 0.0% | 30.0% |" in md
     assert "| slo | 47.6% | 0.0% | 100.0% |" in md and "| 3.33x |" in md
-    for image in ("toy-qoe.png", "toy-attainment.png", "toy-classes.png", "toy-timeline.png"):
+    for image in ("toy-qoe.png", "toy-attainment.png", "toy-classes.png", "toy-timeline.png", "toy-latency-cdf.png"):
         assert f"({image})" in md
 
 
 def test_missing_results_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no cell results"):
         render_report(tmp_path)
+
+
+def test_ttft_and_tbt_samples_come_from_token_times():
+    from experiments.report.latency_cdf import tbts, ttfts
+
+    outcomes = [{"arrival": 1.0, "token_times": [1.5, 1.7, 2.2]},
+                {"arrival": 2.0, "token_times": [4.0]},
+                {"arrival": 3.0, "token_times": []}]  # never served: no TTFT sample
+    assert ttfts(outcomes).tolist() == [0.5, 2.0]
+    assert np.allclose(tbts(outcomes), [0.2, 0.5])

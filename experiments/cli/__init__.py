@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import NoReturn
 
@@ -40,15 +41,24 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.command is None:
             args = parser.parse_args(["run", *(argv or [])])
-        return args.handler(args)
-    except BrokenPipeError:
-        raise
+        code = args.handler(args)
+        sys.stdout.flush()  # a reader that went away shows up here, not in the interpreter's exit
+        return code
+    except BrokenPipeError:  # the reader went away (`slosched solve ... | head -2`): not an error of ours
+        _silence_stdout()
+        return 1
     except (ValidationError, PlanError, OSError, CellFailed) as err:
         print(f"slosched: error: {one_line(err)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as err:
+    except KeyboardInterrupt as err:  # a sweep says what it kept; a second Ctrl-C in a solve
         print(f"slosched: interrupted{f'; {err}' if str(err) else ''}", file=sys.stderr)
         return 130
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not raise again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 if __name__ == "__main__":

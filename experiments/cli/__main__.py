@@ -1,4 +1,4 @@
-"""`python -m experiments.cli`: the slosched command line."""
+"""`python -m experiments.cli ...` runs the `slosched` command."""
 
 import sys
 

@@ -7,10 +7,11 @@ import json
 import sys
 from pathlib import Path
 
+from experiments.cli.arguments import interrupted_exit_code, time_limit
 from experiments.cli.run import parse_policies as policy_names
 from experiments.input_files import output_dir
 from experiments.studies.optimality_gap import OptimumExceeded, StudyReport, run_study
-from experiments.values import NON_NEGATIVE_FLOAT, POSITIVE_FLOAT, POSITIVE_INT, SEED
+from experiments.values import NON_NEGATIVE_FLOAT, POSITIVE_INT, SEED
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=SEED, default=0, help="seed of the instance generator")
     parser.add_argument("--policies", nargs="+", default=None, metavar="A,B",
                         help="policy names, comma- or space-separated as in `run` (default: all registered)")
-    parser.add_argument("--time-limit", type=POSITIVE_FLOAT, default=5.0,
+    parser.add_argument("--time-limit", type=time_limit, default=5.0,
                         help="oracle seconds per instance (default 5: 100 instances in ~6-9 min on 2 cores)")
     parser.add_argument("--noise", type=NON_NEGATIVE_FLOAT, default=0.0,
                         help="sigma of log-normal length-prediction noise the policies see (0: exact lengths)")
@@ -37,6 +38,9 @@ def run(args: argparse.Namespace) -> int:
     except OptimumExceeded as err:
         print(f"slosched compare: FAILED: {err}", file=sys.stderr)
         return 3
+    except RuntimeError as err:  # no instance proven (time limit too short, or interrupted at once)
+        print(f"slosched compare: error: {err}", file=sys.stderr)
+        return 2
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "compare.json").write_text(json.dumps(report.to_dict(), indent=1))
     plot = _plot(report, args.out / "compare.png")
@@ -45,6 +49,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         _table(report)
         print(f"plot: {plot}  data: {args.out / 'compare.json'}")
+    if report.interrupted_by:
+        print(f"slosched compare: interrupted by {report.interrupted_by} after {len(report.instances) + report.unproven}"
+              f" of {args.instances} instances (those are reported)", file=sys.stderr)
+        return interrupted_exit_code(report.interrupted_by)
     return 0
 
 
@@ -96,6 +104,10 @@ def _plot(report: StudyReport, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(1.2 * len(names) + 2, 4))
     ratios = [[r.met[n] / r.optimum if r.optimum else 1.0 for r in report.instances] for n in names]
     ax.boxplot(ratios, showmeans=True)
+    from matplotlib.lines import Line2D
+
+    ax.legend([Line2D([], [], color="C1"), Line2D([], [], color="g", marker="^", ls="")],
+              ["median", "mean"], loc="lower left", fontsize=8)
     ax.set_xticks(range(1, len(names) + 1), names, rotation=20)
     ax.axhline(1.0, color="grey", lw=0.8, ls="--")
     ax.set_ylabel("attainment / hindsight optimum")

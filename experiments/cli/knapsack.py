@@ -5,17 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 
+from experiments.cli.arguments import interrupted_exit_code, time_limit
 from experiments.input_files import read_text
 from formulations.exact.knapsack import KnapsackProblem, read_orlib
 from solvers.knapsack.cpsat import solve_cpsat
 from solvers.knapsack.dp import MAX_STATES, dp_size, solve_dp
+from solvers.interrupt import interruptible
 from solvers.knapsack.greedy import greedy_knapsack
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("knapsack", help="solve OR-Library multidimensional knapsack problems exactly")
     p.add_argument("file", help="OR-Library mknap1/mknapcb format file")
-    p.add_argument("--time-limit", type=float, default=10.0, help="CP-SAT seconds per problem (default 10)")
+    p.add_argument("--time-limit", type=time_limit, default=10.0, help="CP-SAT seconds > 0 per problem (default 10)")
     p.add_argument("--json", action="store_true", help="print a JSON list, one object per problem")
     p.set_defaults(handler=run)
 
@@ -43,14 +45,23 @@ def solve_one(problem: KnapsackProblem, time_limit: float) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    results = [solve_one(p, args.time_limit) for p in read_orlib(args.file, read_text(args.file, "knapsack file"))]
+    problems = read_orlib(args.file, read_text(args.file, "knapsack file"))
+    results = []
+    with interruptible() as stop:  # Ctrl-C: the problem being solved returns its best, the rest are skipped
+        for problem in problems:
+            results.append(solve_one(problem, args.time_limit))
+            if stop.requested:
+                break
+    code = interrupted_exit_code(stop.signal_name) if stop.requested else 0
     if args.json:
         print(json.dumps(results, indent=1))
-        return 0
+        return code
     print(f"{'problem':<24} {'optimum':>12} {'bound':>12} {'greedy':>12} {'gap':>8} {'seconds':>8}")
     for r in results:
         opt = f"{r['optimum']:g}" if r["optimum"] is not None else f"{r['best']:g}*"
         print(f"{r['name']:<24} {opt:>12} {r['bound']:>12g} {r['greedy']:>12g} {r['greedy_gap']:>8.2%} {r['seconds']:>8.3f}")
     if any(r["optimum"] is None for r in results):
-        print("* best found, not proven optimal within the time limit")
-    return 0
+        print("* best found, not proven optimal (time limit or interrupt)")
+    if stop.requested:
+        print(f"interrupted by {stop.signal_name}: {len(results)} of {len(problems)} problems reported")
+    return code

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from matplotlib.lines import Line2D
 
 from experiments.report.capacity import capacity
 from experiments.report.rows import Row, curves
@@ -24,8 +25,8 @@ def _draw(ax: plt.Axes, rows: list[Row], metric: str) -> bool:
     for c in curves(rows, metric):
         color = policy_color(c.policy)
         ax.plot(c.rate, c.mean, marker="o", ms=4, color=color, label=c.policy)
-        if len({r.seed for r in rows}) > 1:
-            ax.fill_between(c.rate, c.low, c.high, color=color, alpha=0.15, linewidth=0)
+        if len({r.seed for r in rows}) > 1:  # the seed range: a shaded band with thin edges
+            ax.fill_between(c.rate, c.low, c.high, color=color, alpha=0.3, linewidth=0.6, edgecolor=color)
         drawn = True
     ax.grid(alpha=0.3)
     ax.set_xlabel("offered load (requests/s)")
@@ -39,20 +40,26 @@ def plot_qoe_vs_rate(rows: list[Row], experiment: str, path: Path, threshold: fl
     ax = axes[0]
     _draw(ax, rows, "mean_qoe")
     ax.axhline(threshold, color="k", ls=":", lw=1)
-    for c in curves(rows, "mean_qoe"):
+    for k, c in enumerate(curves(rows, "mean_qoe")):
         cap = capacity(c.rate, c.mean, threshold)
         if cap.bound == "exact":
-            ax.axvline(cap.rate, color=policy_color(c.policy), ls="--", lw=1, alpha=0.8)
+            ax.axvline(cap.rate, color=policy_color(c.policy), ls=(0, (6, 3)), lw=1.2, alpha=0.9)
+            # the capacity written next to its line, staggered so labels of close lines do not overlap
+            ax.text(cap.rate, 0.88 - 0.07 * k, f" {cap.rate:.3g}", color=policy_color(c.policy), fontsize=8,
+                    fontweight="bold")
     ax.set_ylabel("mean QoE (0-1)")
-    ax.set_title(f"Mean QoE vs load (dashed: capacity at mean QoE {threshold})", fontsize=10)
+    ax.set_title(f"Mean QoE vs load (capacity = load where mean QoE crosses {threshold})", fontsize=10)
     ax.set_ylim(-0.02, 1.02)
     ax = axes[1]
     _draw(ax, rows, "qoe_at_threshold")
     ax.set_ylabel(f"requests with QoE >= {threshold} (share)")
     ax.set_title("QoE SLO attainment vs load", fontsize=10)
     ax.set_ylim(-0.02, 1.02)
-    axes[0].legend(title="policy", loc="lower left")
-    fig.suptitle(f"{experiment}: latency requests (mean over seeds; band = min-max)", fontsize=11)
+    handles, labels = axes[0].get_legend_handles_labels()
+    handles += [Line2D([], [], color="k", ls=":", lw=1), Line2D([], [], color="k", ls=(0, (6, 3)), lw=1.2)]
+    labels += [f"mean QoE = {threshold} (dotted)", "capacity, req/s (dashed)"]
+    axes[0].legend(handles, labels, title="policy", loc="lower left", fontsize=8)
+    fig.suptitle(f"{experiment}: latency requests (mean over seeds; band = min-max over seeds)", fontsize=11)
     return save(fig, path)
 
 

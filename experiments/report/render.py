@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 
 from experiments.report.curves import plot_attainment_vs_rate, plot_class_bars, plot_qoe_vs_rate
+from experiments.report.latency_cdf import plot_latency_cdfs
 from experiments.report.gap import gap_table, plot_gap_histograms, pooled, step_gap_lines
 from experiments.report.rows import Row, by_experiment, load_records, with_outcomes
 from experiments.report.summary import capacity_table, highest_load_table, metric_by_load_table
@@ -90,6 +91,9 @@ def render_report(results_dir: str | Path, out_dir: str | Path | None = None,
             md += [f"Timeline at rate scale {timeline_rows[0].rate_scale:g} ({timeline_rows[0].rate:.3g} req/s), the "
                    f"lowest load at which {timeline_rows[0].policy} meets < {OVERLOAD_ATTAINMENT:.0%} of SLOs:", "",
                    f"![timeline of the busiest moment]({path.name})", ""]
+            cdf = plot_latency_cdfs(timeline_rows, name, out / f"{name}-latency-cdf.png")
+            written.append(cdf)
+            md += [f"![TTFT and TBT CDFs]({cdf.name})", ""]
     for name in sorted({rec["cell"]["experiment"] for rec in studies}):
         pools = pooled([rec for rec in studies if rec["cell"]["experiment"] == name])
         path = plot_gap_histograms(pools, name, out / f"{name}-gap.png")

@@ -21,7 +21,7 @@ from matplotlib.patches import Patch
 from experiments.report.rows import Row
 from experiments.report.style import CLASS_COLORS, plt, save
 
-MAX_REQUESTS = 30
+MAX_REQUESTS = 20
 WAIT_COLOR = "#d9d9d9"
 
 
@@ -71,9 +71,10 @@ def plot_timeline(cells: list[Row], experiment: str, path: Path, half_window: fl
     seed = reference.seed
     moment = busiest_moment(reference.outcomes, half_window)
     ids = pick_requests(reference.outcomes, moment)
-    ncols = min(len(cells), 3)  # wider figures become unreadable when shrunk to a page
+    # at most 4 panels a row and 0.2 inch a request: 7 policies stay about 2,200 x 1,300 px
+    ncols = min(len(cells), 4)
     nrows = -(-len(cells) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, nrows * (0.9 + 0.26 * len(ids))), sharey=True,
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, nrows * (1.0 + 0.2 * len(ids))), sharey=True,
                              squeeze=False)
     for ax in axes.ravel()[len(cells):]:
         ax.axis("off")

@@ -219,11 +219,12 @@ class StudyReport:
     policies: dict[str, PolicySummary]
     step_knapsack: StepGap
     unproven: int  # instances where the oracle stopped before proving optimality (left out of ratios)
+    interrupted_by: str | None = None  # the signal that ended the study early (the instances done are reported)
 
     def to_dict(self) -> dict:
         return {"policies": {k: v.to_dict() for k, v in self.policies.items()},
                 "step_knapsack": self.step_knapsack.to_dict(), "instances": len(self.instances),
-                "unproven": self.unproven}
+                "unproven": self.unproven, "interrupted_by": self.interrupted_by}
 
 
 def run_study(n: int, seed: int = 0, *, policies: list[str] | None = None, time_limit: float = 60.0,
@@ -231,12 +232,15 @@ def run_study(n: int, seed: int = 0, *, policies: list[str] | None = None, time_
               progress: Callable[[int], None] | None = None) -> StudyReport:
     """Simulate every policy and solve every instance exactly; raise `OptimumExceeded` on a bug.
 
+    SIGINT/SIGTERM end the study after the instance in progress (its solve stops at once and
+    counts as unproven); the report covers the instances done and names the signal.
     Policies see the oracle predictor's lengths, or with `noise` > 0 a log-normal noisy estimate
     (sigma = noise); the hindsight optimum always knows the true lengths.
     """
     from engine_adapter.simulator import simulate
     from formulations.exact.knapsack import KnapsackProblem
     from solvers.exact.solve import solve
+    from solvers.interrupt import interruptible
     from solvers.knapsack.dp import dp_size, solve_dp
     from solvers.knapsack.cpsat import solve_cpsat
     from solvers.policies.registry import POLICIES, make_policy
@@ -252,38 +256,43 @@ def run_study(n: int, seed: int = 0, *, policies: list[str] | None = None, time_
     steps = StepGap()
     unproven = 0
     bounded: list[tuple[dict[str, int], int]] = []
-    for k in range(n):
-        instance = random_instance(seed * 100_003 + k, spec)
-        met: dict[str, int] = {}
-        qoes: dict[str, float | None] = {}
-        hint, hint_met = None, -1
-        for name in names:
-            policy = make_policy(name)
-            recorder = RecordingPolicy(policy) if name == "slo" else policy
-            predictor = NoisyOraclePredictor(noise, seed=k) if noise > 0 else OraclePredictor()
-            schedule = simulate(instance, recorder, predictor, record_iterations=True)
-            metrics = score(instance, schedule)
-            met[name], qoes[name] = metrics.slo_met, metrics.mean_qoe
-            if metrics.slo_met > hint_met:
-                hint, hint_met = schedule, metrics.slo_met
-            if name == "slo":
-                step_gaps(policy, recorder.views, exact_step, steps)
-        result = solve(instance, time_limit=time_limit, hint=hint)
-        bounded.append((met, int(result.bound)))
-        if result.status != "optimal" or result.schedule is None:
-            unproven += 1
-        else:
-            optimal_metrics = score(instance, result.schedule)
-            if optimal_metrics.slo_met != result.objective:
-                raise OptimumExceeded(f"instance seed={instance.meta['seed']}: the oracle's schedule scores "
-                                      f"{optimal_metrics.slo_met}, its objective says {result.objective}")
-            entry = InstanceResult(seed=instance.meta["seed"], load=instance.meta["load"],
-                                   requests=len(instance.requests), optimum=int(result.objective),
-                                   optimal_qoe=optimal_metrics.mean_qoe, proven=True, met=met, qoe=qoes)
-            check_against_optimum(entry)
-            results.append(entry)
-        if progress is not None:
-            progress(k + 1)
+    with interruptible() as stop:
+        for k in range(n):
+            instance = random_instance(seed * 100_003 + k, spec)
+            met: dict[str, int] = {}
+            qoes: dict[str, float | None] = {}
+            hint, hint_met = None, -1
+            for name in names:
+                policy = make_policy(name)
+                recorder = RecordingPolicy(policy) if name == "slo" else policy
+                predictor = NoisyOraclePredictor(noise, seed=k) if noise > 0 else OraclePredictor()
+                schedule = simulate(instance, recorder, predictor, record_iterations=True)
+                metrics = score(instance, schedule)
+                met[name], qoes[name] = metrics.slo_met, metrics.mean_qoe
+                if metrics.slo_met > hint_met:
+                    hint, hint_met = schedule, metrics.slo_met
+                if name == "slo":
+                    step_gaps(policy, recorder.views, exact_step, steps)
+            result = solve(instance, time_limit=time_limit, hint=hint)
+            bounded.append((met, int(result.bound)))
+            if result.status != "optimal" or result.schedule is None:
+                unproven += 1
+            else:
+                optimal_metrics = score(instance, result.schedule)
+                if optimal_metrics.slo_met != result.objective:
+                    raise OptimumExceeded(f"instance seed={instance.meta['seed']}: the oracle's schedule scores "
+                                          f"{optimal_metrics.slo_met}, its objective says {result.objective}")
+                entry = InstanceResult(seed=instance.meta["seed"], load=instance.meta["load"],
+                                       requests=len(instance.requests), optimum=int(result.objective),
+                                       optimal_qoe=optimal_metrics.mean_qoe, proven=True, met=met, qoe=qoes)
+                check_against_optimum(entry)
+                results.append(entry)
+            if progress is not None:
+                progress(k + 1)
+            if stop.requested:
+                break
     if not results:
-        raise RuntimeError(f"the oracle proved none of the {n} instances optimal within {time_limit} s")
-    return StudyReport(results, {name: summarize(results, name, bounded) for name in names}, steps, unproven)
+        why = f"interrupted by {stop.signal_name}" if stop.requested else f"within {time_limit} s"
+        raise RuntimeError(f"the oracle proved none of the {n} instances optimal ({why})")
+    return StudyReport(results, {name: summarize(results, name, bounded) for name in names}, steps, unproven,
+                       stop.signal_name if stop.requested else None)

@@ -1,4 +1,4 @@
-"""The per-step batch-selection problem as an m-D 0/1 knapsack, and its exact CP-SAT model.
+"""The per-step batch-selection problem as an m-D 0/1 knapsack (solved by solvers/knapsack/).
 
 At one scheduling step a policy picks a subset of candidate requests: item i has a value (the
 policy's marginal SLO value of running it now) and integer weights (KV blocks it needs, tokens
@@ -10,17 +10,15 @@ problems (`read_orlib`), whose values are integers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from ortools.sat.python import cp_model
 
 from formulations.requests import ValidationError
 
-VALUE_SCALE = 10**6  # CP-SAT needs integer objective coefficients: real values are scaled, then rounded
-MAX_NUMBER = 1e9  # x VALUE_SCALE x thousands of items still fits CP-SAT's 64-bit integers
+MAX_NUMBER = 1e9  # x CP-SAT's value scale (1e6) x thousands of items still fits its 64-bit integers
 
 
 @dataclass(frozen=True)
@@ -96,33 +94,6 @@ def step_knapsack(view, values: np.ndarray, candidates: np.ndarray | None = None
     weights = np.stack([np.maximum(need, 0), chunk], axis=1)
     return KnapsackProblem(np.asarray(values, dtype=np.float64), weights,
                            np.array([view.free_blocks, spec.token_budget]), max_items=spec.max_seqs, name="step")
-
-
-@dataclass
-class CpsatKnapsack:
-    """A built CP-SAT model: `x[i]` takes item i; the objective is `scale * value` (rounded)."""
-
-    model: cp_model.CpModel
-    x: list[cp_model.IntVar]
-    scale: int
-
-
-def build_cpsat(problem: KnapsackProblem) -> CpsatKnapsack:
-    """CP-SAT model of the knapsack. Integer values are kept exact; real ones are scaled by
-    VALUE_SCALE and rounded (the reported value is recomputed from the chosen items)."""
-    model = cp_model.CpModel()
-    x = [model.NewBoolVar(f"x{i}") for i in range(problem.n)]
-    for j in range(problem.m):
-        model.Add(sum(int(w) * xi for w, xi in zip(problem.weights[:, j], x, strict=True) if w) <= int(problem.capacities[j]))
-    if problem.max_items is not None:
-        model.Add(sum(x) <= problem.max_items)
-    scale = 1 if problem.integral_values() else VALUE_SCALE
-    coefs = [int(round(v * scale)) for v in problem.values]
-    for i, c in enumerate(coefs):
-        if c <= 0:
-            model.Add(x[i] == 0)  # never worth taking (as in the greedy)
-    model.Maximize(sum(c * xi for c, xi in zip(coefs, x, strict=True) if c > 0))
-    return CpsatKnapsack(model, x, scale)
 
 
 def read_orlib(path: str | Path, text: str | None = None) -> list[KnapsackProblem]:

@@ -16,6 +16,7 @@ import numpy as np
 from formulations.exact.knapsack import KnapsackProblem
 from formulations.requests import ValidationError
 from solvers.knapsack.result import KnapsackResult
+from solvers.result import Status
 
 MAX_STATES = 2_000_000
 MAX_CELLS = 100_000_000  # n * states booleans kept to recover the chosen items
@@ -63,4 +64,4 @@ def solve_dp(problem: KnapsackProblem) -> KnapsackResult:
             cell = [c - int(wj) for c, wj in zip(cell, weights[i], strict=True)]
     taken_arr = np.array(sorted(taken), dtype=np.int64)
     value = problem.value(taken_arr)
-    return KnapsackResult(taken_arr, value, value, "optimal", time.perf_counter() - start)
+    return KnapsackResult(Status.OPTIMAL, value, value, time.perf_counter() - start, taken_arr)

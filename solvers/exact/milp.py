@@ -1,4 +1,4 @@
-"""Translate a `LinearModel` into a PuLP MILP (solvable by CBC and HiGHS).
+"""The MILP backends' shared part: a `LinearModel` as a PuLP problem (solved by cbc.py, highs.py).
 
 An enforced constraint `lits => a.x <= b` becomes `a.x <= b + M * (len(lits) - sum(lits))` with
 M = max(a.x) - b over the variables' bounds: the smallest M that makes the constraint vacuous
@@ -12,7 +12,11 @@ from dataclasses import dataclass
 
 import pulp
 
+from formulations.exact.hindsight import HindsightModel
 from formulations.exact.linear import LinearModel
+from solvers.exact.phase import Phase, stopped_status
+from solvers.interrupt import StopToken
+from solvers.result import Status
 
 
 @dataclass
@@ -57,3 +61,23 @@ def _variables(lm: LinearModel) -> list[pulp.LpVariable]:
 def set_start(built: MilpModel, values: list[int]) -> None:
     for var, value in zip(built.vars, values, strict=True):
         var.setInitialValue(int(value))
+
+
+def milp_phase(built: MilpModel, hm: HindsightModel, status: Status, bound: float | None, stop: StopToken) -> Phase:
+    """A solved MILP as a `Phase`: "optimal" needs a solution that is a model point."""
+    if status == Status.INFEASIBLE:
+        return Phase(status, None, None)
+    values = solution_values(built, hm)
+    if status == Status.OPTIMAL and values is None:
+        status = stopped_status(stop)
+    return Phase(status, values, bound)
+
+
+def solution_values(built: MilpModel, hm: HindsightModel) -> list[int] | None:
+    """The MILP's solution as a model point, or None when it has none (or it breaks a constraint)."""
+    if built.problem.sol_status not in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible):
+        return None
+    # PuLP leaves variables that no constraint mentions out of the MILP: they keep their lower bound
+    values = [int(round(v.varValue)) if v.varValue is not None else lo
+              for v, lo in zip(built.vars, hm.model.lb, strict=True)]
+    return None if hm.model.check(values) else values
