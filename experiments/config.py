@@ -17,7 +17,8 @@ because a typo silently falling back to a default would measure a different expe
 from __future__ import annotations
 
 import dataclasses
-import math
+import inspect
+import re
 import tomllib
 import types
 from dataclasses import dataclass, field, replace
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from experiments.errors import ConfigError
+from experiments.input_files import read_text, safe_name
+from experiments.values import checked, seed
 from experiments.workloads.trace_loader import Columns
 from experiments.workloads.spec import Dist, WorkloadConfig
 from formulations.engine_spec import EngineSpec
@@ -66,6 +69,17 @@ class SweepConfig:
     rate_scales: tuple[float, ...] = ()
     seeds: tuple[int, ...] = ()
 
+    def __post_init__(self) -> None:
+        for k, value in enumerate(self.seeds):
+            seed(value, f"sweep.seeds[{k}]")
+        for k, value in enumerate(self.rate_scales):
+            checked(value, float, f"sweep.rate_scales[{k}]", gt=0)
+        for key, values in (("seeds", self.seeds), ("rate_scales", self.rate_scales)):
+            repeated = sorted({v for v in values if values.count(v) > 1})
+            if repeated:
+                raise ConfigError(f"sweep.{key} = {list(values)}: {repeated[0]!r} is listed twice (each cell "
+                                  "would run twice)")
+
 
 @dataclass(frozen=True)
 class ExperimentConfig:
@@ -82,6 +96,8 @@ class ExperimentConfig:
 
     def validate(self) -> None:
         """Check every name against its registry by building each part once."""
+        if not 0 < self.qoe_threshold <= 1:
+            raise ConfigError(f"qoe_threshold={self.qoe_threshold} must be in (0, 1]")
         unknown = [p for p in self.policies if p not in POLICIES]
         if unknown:
             raise ConfigError(f"policies: unknown policy {unknown[0]!r}; valid: {', '.join(POLICIES)}")
@@ -90,8 +106,8 @@ class ExperimentConfig:
             raise ConfigError(f"policy_params: {sorted(stray)} not in policies {list(self.policies)}")
         for name in self.policies:
             try:
-                make_policy(name, **self.policy_params.get(name, {}))
-            except (ValidationError, TypeError) as err:
+                make_policy(name, **self.policy_kwargs(name))
+            except (ValidationError, TypeError, ValueError) as err:
                 raise ConfigError(f"[policy_params.{name}] {err}") from None
         if self.predictor.name not in PREDICTORS:
             raise ConfigError(f"predictor: unknown name {self.predictor.name!r}; valid: {', '.join(PREDICTORS)}")
@@ -100,8 +116,14 @@ class ExperimentConfig:
         except (ValidationError, TypeError, ValueError) as err:
             raise ConfigError(f"[predictor] {err}") from None
         self.engine.build()
-        if not 0 < self.qoe_threshold <= 1:
-            raise ConfigError(f"qoe_threshold={self.qoe_threshold} must be in (0, 1]")
+
+    def policy_kwargs(self, name: str) -> dict[str, Any]:
+        """The configured parameters of policy `name`; a policy that plans for a QoE threshold
+        gets the config's `qoe_threshold` (the one it is scored at) unless its table sets one."""
+        params = dict(self.policy_params.get(name, {}))
+        if "qoe_threshold" in inspect.signature(POLICIES[name]).parameters:
+            params.setdefault("qoe_threshold", self.qoe_threshold)
+        return params
 
     def to_dict(self) -> dict[str, Any]:
         """The TOML shape (None values left out), loadable again by `config_from_dict`."""
@@ -119,11 +141,9 @@ class ExperimentConfig:
 def read_toml(path: str | Path) -> dict[str, Any]:
     """The one TOML reader of every config kind (experiment, gap study, serve-eval): a missing
     file or invalid TOML is a `ConfigError` naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} not found")
+    text = read_text(path, "config file")
     try:
-        return tomllib.loads(path.read_text())
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML ({err})") from None
 
@@ -142,17 +162,19 @@ def config_from_dict(data: dict[str, Any], default_name: str = "experiment") -> 
         raise ConfigError("policy_params: need one table per policy, e.g. [policy_params.edf]")
     engine = dict(_table(data, "engine"))
     _check_keys(engine, ("profile", *ENGINE_KEYS), "engine")
+    engine_types = get_type_hints(EngineSpec)
+    overrides = {k: _convert(engine_types[k], v, f"engine.{k}") for k, v in engine.items() if k != "profile"}
     predictor = dict(_table(data, "predictor"))
     config = ExperimentConfig(
-        name=_typed(data.get("name", default_name), str, "name"),
+        name=safe_name(_typed(data["name"], str, "name"), "name") if "name" in data else _file_name(default_name),
         description=_typed(data.get("description", ""), str, "description"),
-        seed=_typed(data.get("seed", 0), int, "seed"),
+        seed=seed(data.get("seed", 0), "seed"),
         qoe_threshold=_convert(float, data.get("qoe_threshold", DEFAULT_QOE_THRESHOLD), "qoe_threshold"),
         policies=tuple(policies),
         policy_params={k: dict(v) for k, v in policy_params.items()},
         workload=from_mapping(WorkloadConfig, _table(data, "workload"), "workload"),
-        engine=EngineConfig(profile=_typed(engine.pop("profile", DEFAULT_PROFILE), str, "engine.profile"),
-                            overrides=engine),
+        engine=EngineConfig(profile=_typed(engine.get("profile", DEFAULT_PROFILE), str, "engine.profile"),
+                            overrides=overrides),
         predictor=PredictorConfig(name=_typed(predictor.pop("name", "oracle"), str, "predictor.name"),
                                   params=predictor),
         sweep=from_mapping(SweepConfig, _table(data, "sweep"), "sweep"),
@@ -163,10 +185,16 @@ def config_from_dict(data: dict[str, Any], default_name: str = "experiment") -> 
 
 def with_overrides(config: ExperimentConfig, *, trace: str | None = None, columns: dict[str, str] | None = None,
                    time_unit: str | None = None, policies: list[str] | None = None, limit: int | None = None,
-                   rate_scale: float | None = None, seed: int | None = None) -> ExperimentConfig:
-    """The command-line overrides of `slosched run`; None leaves a field as the config has it."""
+                   rate_scale: float | None = None, seed: int | None = None, whole_trace: bool = False,
+                   own_rate: bool = False) -> ExperimentConfig:
+    """The command-line overrides of `slosched run`; None leaves a field as the config has it.
+    `whole_trace` drops the config's limit, `own_rate` its rate_scale (a trace of the user's)."""
     workload = config.workload
     changes: dict[str, Any] = {}
+    if whole_trace:
+        changes["limit"] = None
+    if own_rate:
+        changes["rate_scale"] = 1.0
     if trace is not None:
         changes["trace"] = trace
         changes["columns"] = None  # a new file: the registry's or the default column names
@@ -225,19 +253,19 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{where} = {value!r}: expected a table")
         return {str(k): _convert(args[1], v, f"{where}.{k}") for k, v in value.items()}
-    if tp is float:
-        if not _is_number(value) or not math.isfinite(value):
-            raise ConfigError(f"{where} = {value!r}: expected a number")
-        return float(value)
     if tp is Any:
         return value
     return _typed(value, tp, where)
 
 
 def _typed(value: Any, tp: type, where: str) -> Any:
-    if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
-        raise ConfigError(f"{where} = {value!r}: expected {tp.__name__}")
-    return value
+    return float(checked(value, tp, where)) if tp is float else checked(value, tp, where)
+
+
+def _file_name(stem: str) -> str:
+    """A config file's name as an experiment name: characters a folder name cannot safely hold
+    become '-'."""
+    return re.sub(r"[^A-Za-z0-9._-]", "-", stem).lstrip(".-") or "experiment"
 
 
 def _is_number(value: Any) -> bool:

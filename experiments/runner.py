@@ -9,6 +9,7 @@ be stored one file each. Only `execute` knows about backends.
 from __future__ import annotations
 
 import inspect
+import json
 import platform
 import subprocess
 import time
@@ -19,14 +20,17 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from engine_adapter.simulator import simulate
 from experiments.config import ExperimentConfig, config_from_dict
-from experiments.errors import ConfigError
+from experiments.errors import CellFailed, ConfigError
+from experiments.input_files import atomic_file
 from experiments.workloads.sharegpt.workload import build_sharegpt_instance, is_sharegpt
 from experiments.workloads.trace_loader import Columns, Trace, load_trace
 from experiments.workloads import build_instance
 from formulations.instance import Instance
-from formulations.metrics import request_outcomes, summarize
+from formulations.metrics import RequestOutcome, request_outcomes, summarize
 from solvers.policies.registry import make_policy
 from solvers.prediction.registry import PREDICTORS, make_predictor
 
@@ -99,43 +103,74 @@ def build_cell_instance(cell: Cell) -> Instance:
     return build_instance(workload, cell.config.engine.build(), cell.seed, trace=trace)
 
 
-def run_cell(cell: Cell, instance: Instance | None = None, progress: Progress | None = None) -> CellResult:
+def run_cell(cell: Cell, instance: Instance | None = None, progress: Progress | None = None,
+             schedule_path: Path | None = None, token_lists: bool = True) -> CellResult:
     """Simulate one policy on the cell's workload and score it. `instance` may be shared by
-    cells with the same workload key (it is never modified)."""
+    cells with the same workload key (it is never modified). With `schedule_path` the scored
+    requests are streamed to that JSONL file (atomically) instead of being returned.
+    token_lists=False leaves each outcome's token_times a float64 array (a caller that slims
+    the outcomes then never holds a Python float per token)."""
     config = cell.config
     instance = instance if instance is not None else build_cell_instance(cell)
-    policy = make_policy(cell.policy, **config.policy_params.get(cell.policy, {}))
+    policy = make_policy(cell.policy, **config.policy_kwargs(cell.policy))
     predictor = make_predictor(config.predictor.name, **_predictor_params(config, cell.seed))
     started = time.perf_counter()
     schedule = simulate(instance, policy, predictor, progress=progress)
     wall = time.perf_counter() - started
-    outcomes = request_outcomes(instance, schedule, config.qoe_threshold)
+    outcomes = request_outcomes(instance, schedule, config.qoe_threshold,
+                                token_lists=token_lists and schedule_path is None)
+    if schedule_path is not None:
+        write_schedule(schedule_path, outcomes)
     return CellResult(
         key=cell.key, policy=cell.policy, rate_scale=cell.rate_scale, seed=cell.seed,
         metrics=summarize(outcomes, config.qoe_threshold).to_dict(),
-        outcomes=[o.to_dict() for o in outcomes],
+        outcomes=[] if schedule_path is not None else [o.to_dict() for o in outcomes],
         config=config.to_dict(), predictor=config.predictor.name, iterations=schedule.iterations,
         wall_seconds=wall, versions=versions(), git_commit=git_commit(),
     )
 
 
-def execute(cells: list[Cell], backend: str = "sequential",
-            progress: Callable[[int, float], None] | None = None) -> list[CellResult]:
+def execute(cells: list[Cell], backend: str = "sequential", progress: Callable[[int, float], None] | None = None,
+            keep_going: bool = False, schedule_paths: list[Path] | None = None) -> list[CellResult]:
     """Run cells, results in the order of `cells`. `progress(cell_index, fraction)` is called
-    as each cell advances (fraction 1.0 when it is done)."""
+    as each cell advances (fraction 1.0 when it is done). `schedule_paths[k]` receives cell k's
+    scored requests (see run_cell). A failing cell raises `CellFailed` with the finished
+    results in `partial`; with `keep_going` after every other cell has run."""
     if backend not in BACKENDS:
         raise ConfigError(f"backend {backend!r}; valid: {', '.join(BACKENDS)}")
     instances: dict[tuple[int, tuple[float, int]], Instance] = {}
-    results = []
+    results: list[CellResult | None] = []
+    failures: list[CellFailed] = []
     for k, cell in enumerate(cells):
-        key = (id(cell.config), cell.workload_key)
-        if key not in instances:
-            instances[key] = build_cell_instance(cell)
+        if failures and not keep_going:
+            break
         on_progress = (lambda f, k=k: progress(k, f)) if progress else None
-        results.append(run_cell(cell, instances[key], on_progress))
+        key = (id(cell.config), cell.workload_key)
+        if key not in instances:  # bad input fails here, the same for every policy: raised as is
+            instances[key] = build_cell_instance(cell)
+        try:
+            results.append(run_cell(cell, instances[key], on_progress, schedule_paths[k] if schedule_paths else None))
+        except OSError:
+            raise  # a full disk: every cell would fail the same way
+        except Exception as err:
+            failures.append(CellFailed(k, cell, err))
+            results.append(None)
         if progress:
             progress(k, 1.0)
+    failure = CellFailed.first_of(failures)
+    if failure is not None:
+        failure.partial = results + [None] * (len(cells) - len(results))
+        raise failure from failure.cause
     return results
+
+
+def write_schedule(path: Path, outcomes: list[RequestOutcome]) -> None:
+    """One JSON line per scored request (id and class first), streamed, atomic."""
+    with atomic_file(path) as fh:
+        for outcome in outcomes:
+            data = outcome.to_dict()
+            data["token_times"] = np.asarray(data["token_times"]).tolist()
+            fh.write(json.dumps({"id": data["id"], "class": data["class"], **data}, allow_nan=False) + "\n")
 
 
 def _predictor_params(config: ExperimentConfig, seed: int) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+import math
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from typing import Any, Literal
 
 from formulations.latency_model import LatencyModel, load_profile
@@ -35,14 +36,14 @@ class EngineSpec:
     def __post_init__(self) -> None:
         for name in ("kv_blocks", "block_size", "token_budget", "max_seqs"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValidationError(f"engine: {name}={value!r} must be a positive integer")
         if self.preemption not in ("recompute", "swap"):
             raise ValidationError(f"engine: preemption={self.preemption!r}; valid: recompute, swap")
-        if self.swap_time_per_block < 0:
-            raise ValidationError(f"engine: swap_time_per_block={self.swap_time_per_block} must be >= 0")
-        if self.slot_time is not None and not self.slot_time > 0:
-            raise ValidationError(f"engine: slot_time={self.slot_time!r} must be > 0")
+        if not _finite(self.swap_time_per_block) or self.swap_time_per_block < 0:
+            raise ValidationError(f"engine: swap_time_per_block={self.swap_time_per_block!r} must be a number >= 0")
+        if self.slot_time is not None and not (_finite(self.slot_time) and self.slot_time > 0):
+            raise ValidationError(f"engine: slot_time={self.slot_time!r} must be a number > 0")
 
     @classmethod
     def from_profile(cls, profile: str, **overrides: Any) -> EngineSpec:
@@ -82,4 +83,20 @@ class EngineSpec:
         latency = data.pop("latency")
         if isinstance(latency, str):
             return cls.from_profile(latency, **data)
+        if not isinstance(latency, dict):
+            raise ValidationError(f"engine: latency = {latency!r}: expected a profile name or an object of coefficients")
+        coefficients = {f.name for f in fields(LatencyModel)}
+        missing = sorted(f.name for f in fields(LatencyModel) if f.default is MISSING and f.name not in latency)
+        unknown = sorted(set(latency) - coefficients)
+        if missing or unknown:
+            raise ValidationError(f"engine.latency: {'missing' if missing else 'unknown'} coefficient(s) "
+                                  f"{missing or unknown}; valid: {sorted(coefficients)}")
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValidationError(f"engine: unknown field(s) {unknown}; valid: {sorted(f.name for f in fields(cls))}")
         return cls(latency=LatencyModel(**latency), **data)
+
+
+def _finite(value: Any) -> bool:
+    """A real number (not a boolean), finite."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

@@ -122,12 +122,19 @@ class Instance:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Instance:
+        if not isinstance(data, dict):
+            raise ValidationError(f"instance: expected a JSON object, got {type(data).__name__}")
         for key in ("engine", "requests"):
             if key not in data:
                 raise ValidationError(f"instance: missing field {key!r}")
-        requests = tuple(_request_from_dict(d, k) for k, d in enumerate(data["requests"]))
-        groups = tuple(_group_from_dict(d, k) for k, d in enumerate(data.get("groups", [])))
-        return cls(EngineSpec.from_dict(data["engine"]), requests, groups, dict(data.get("meta", {})))
+        requests = tuple(_request_from_dict(d, k) for k, d in enumerate(_objects(data["requests"], "requests")))
+        groups = tuple(_group_from_dict(d, k) for k, d in enumerate(_objects(data.get("groups", []), "groups")))
+        if not isinstance(data["engine"], dict | str):
+            raise ValidationError(f"instance: engine = {data['engine']!r}: expected an object or a profile name")
+        meta = data.get("meta", {})
+        if not isinstance(meta, dict):
+            raise ValidationError(f"instance: meta = {meta!r}: expected an object")
+        return cls(EngineSpec.from_dict(data["engine"]), requests, groups, dict(meta))
 
     def to_json(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=1))
@@ -139,6 +146,16 @@ class Instance:
         except json.JSONDecodeError as err:
             raise ValidationError(f"{path}: not valid JSON ({err})") from None
         return cls.from_dict(data)
+
+
+def _objects(value: Any, field: str) -> list[dict[str, Any]]:
+    """`value` if it is a list of JSON objects, else an error naming the field and what it holds."""
+    if not isinstance(value, list):
+        raise ValidationError(f"instance: {field} = {str(value)[:40]!r}: expected a list of objects")
+    for k, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise ValidationError(f"instance: {field}[{k}] = {str(item)[:40]!r}: expected an object")
+    return value
 
 
 _REQUEST_FIELDS = {"id", "class", "arrival", "prompt_len", "output_len", "ttft_target", "read_rate",
@@ -196,7 +213,8 @@ def _validate_request(inst: Instance, r: Request) -> None:
     if peak_blocks > inst.engine.kv_blocks:
         raise ValidationError(
             f"{owner}: prompt_len+output_len={r.prompt_len + r.output_len} needs {peak_blocks} KV blocks "
-            f"but the engine has only {inst.engine.kv_blocks}: it can never fit"
+            f"but the engine has only {inst.engine.kv_blocks}: it can never fit (raise engine.kv_blocks "
+            "or shorten the request)"
         )
     if r.cls is RequestClass.LATENCY:
         _positive_number(owner, "ttft_target", r.ttft_target)

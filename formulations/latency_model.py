@@ -13,6 +13,7 @@ from); users load their own with `load_profile(path)`.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, fields
 from importlib import resources
@@ -36,8 +37,10 @@ class LatencyModel:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, float | int) and value < 0:
-                raise ValidationError(f"latency model {self.name!r}: {f.name}={value} must be >= 0")
+            if f.name in ("name", "source"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, float | int) or not math.isfinite(value) or value < 0:
+                raise ValidationError(f"latency model {self.name!r}: {f.name}={value!r} must be a number >= 0")
 
     def iteration_time(
         self,

@@ -57,10 +57,12 @@ class Percentiles:
 
     @classmethod
     def of(cls, values: np.ndarray) -> Percentiles:
+        """Mean, median and p99 of `values`, which it reorders (no copy of a large array)."""
         if len(values) == 0:
             return cls(None, None, None)
-        p50, p99 = np.percentile(values, [50, 99])
-        return cls(float(values.mean()), float(p50), float(p99))
+        mean = float(values.mean())
+        p50, p99 = np.percentile(values, [50, 99], overwrite_input=True)
+        return cls(mean, float(p50), float(p99))
 
 
 @dataclass(frozen=True)
@@ -82,9 +84,12 @@ class Metrics:
         return asdict(self)
 
 
-def request_outcomes(instance: Instance, schedule: Schedule, qoe_threshold: float = DEFAULT_QOE_THRESHOLD) -> list[RequestOutcome]:
-    """Score every request; bulk members share their group's all-or-nothing verdict."""
-    return _outcomes(instance, schedule, qoe_threshold, token_lists=True)
+def request_outcomes(instance: Instance, schedule: Schedule, qoe_threshold: float = DEFAULT_QOE_THRESHOLD,
+                     token_lists: bool = True) -> list[RequestOutcome]:
+    """Score every request; bulk members share their group's all-or-nothing verdict.
+    token_lists=False keeps each `token_times` a float64 view of the schedule's (for a caller
+    that streams outcomes to a file: no Python float per token held for the whole run)."""
+    return _outcomes(instance, schedule, qoe_threshold, token_lists=token_lists)
 
 
 def _outcomes(instance: Instance, schedule: Schedule, qoe_threshold: float, token_lists: bool) -> list[RequestOutcome]:
@@ -157,16 +162,26 @@ def summarize(outcomes: list[RequestOutcome], qoe_threshold: float = DEFAULT_QOE
     )
 
 
-def _gaps(token_times: list[list[float]] | list[np.ndarray]) -> np.ndarray:
-    """Time between consecutive tokens of each request, all requests concatenated in order:
-    one difference over the flattened times, minus the differences across request boundaries
-    (the same subtractions as a per-request diff, without a numpy call per request)."""
+def _gaps(token_times: list[list[float]] | list[np.ndarray], batch: int = 4096) -> np.ndarray:
+    """Time between consecutive tokens of each request, all requests concatenated in order.
+
+    Filled a batch of requests at a time into one preallocated array: one float per token is
+    the whole cost (a full trace has millions of tokens), not the three a concatenate, a diff
+    and a mask would hold at once. Within a batch: one difference over the flattened times,
+    minus the differences across request boundaries."""
     lengths = np.fromiter(map(len, token_times), dtype=np.int64, count=len(token_times))
-    if token_times and isinstance(token_times[0], np.ndarray):
-        flat = np.concatenate(token_times)
-    else:
-        flat = np.fromiter(chain.from_iterable(token_times), dtype=np.float64, count=int(lengths.sum()))
-    within = np.ones(max(len(flat) - 1, 0), dtype=bool)
-    starts = np.cumsum(lengths)[:-1]  # index of each later request's first token
-    within[starts[(starts > 0) & (starts < len(flat))] - 1] = False
-    return np.diff(flat)[within]
+    gaps = np.empty(int(np.maximum(lengths - 1, 0).sum()), dtype=np.float64)
+    filled = 0
+    for lo in range(0, len(token_times), batch):
+        chunk, sizes = token_times[lo:lo + batch], lengths[lo:lo + batch]
+        if isinstance(chunk[0], np.ndarray):
+            flat = np.concatenate(chunk)
+        else:
+            flat = np.fromiter(chain.from_iterable(chunk), dtype=np.float64, count=int(sizes.sum()))
+        within = np.ones(max(len(flat) - 1, 0), dtype=bool)
+        starts = np.cumsum(sizes)[:-1]  # index of each later request's first token
+        within[starts[(starts > 0) & (starts < len(flat))] - 1] = False
+        step = np.diff(flat)[within]
+        gaps[filled:filled + len(step)] = step
+        filled += len(step)
+    return gaps

@@ -28,7 +28,7 @@ def _check(instance: Instance, schedule) -> None:
 
 
 @pytest.mark.parametrize("policy", POLICIES)
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10**6), latency_mode=st.booleans(), noisy=st.booleans())
 def test_policy_keeps_engine_invariants(policy, seed, latency_mode, noisy):
     instance = random_instance(seed, InstanceSpec(max_requests=12, kv_blocks=12))

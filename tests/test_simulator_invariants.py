@@ -172,14 +172,14 @@ def finish_of(schedule, i: int) -> float:
     return schedule.timelines[i].finish
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=650, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(instance=instances(), policy=st.sampled_from(POLICY_NAMES), seed=st.integers(0, 10_000))
 def test_invariants_hold(instance: Instance, policy: str, seed: int) -> None:
     schedule = simulate(instance, make(policy, seed), record_iterations=True)
     check_invariants(instance, schedule)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(instance=instances(), policy=st.sampled_from(["fcfs", "sjf", "static"]), seed=st.integers(0, 10_000))
 def test_fast_forward_matches_step_by_step(instance: Instance, policy: str, seed: int) -> None:
     fast = simulate(instance, make(policy, seed), record_iterations=True)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import NoReturn
 
 from experiments.cli import compare, knapsack, predictor, report, run, serve_eval, solve
-from experiments.sweep.backends import CellFailed
+from experiments.errors import CellFailed, ConfigError, one_line
 from formulations.online import PlanError
 from formulations.requests import ValidationError
 
@@ -15,8 +16,19 @@ from formulations.requests import ValidationError
 COMMANDS = [run, report, solve, knapsack, compare, predictor, serve_eval]
 
 
+class UsageError(ConfigError):
+    """A command line argparse rejects (unknown option, a value of the wrong type or range)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad command line as one line (no usage block), like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="slosched", description="SLO-aware scheduling of LLM serving")
+    parser = _Parser(prog="slosched", description="SLO-aware scheduling of LLM serving")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in COMMANDS:
         module.register(sub)
@@ -25,21 +37,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        args = parser.parse_args(["run", *(argv or [])])
     try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            args = parser.parse_args(["run", *(argv or [])])
         code = args.handler(args)
         sys.stdout.flush()  # a reader that went away shows up here, not in the interpreter's exit
         return code
-    except (ValidationError, PlanError, FileNotFoundError, CellFailed) as err:
-        print(f"slosched: error: {err}", file=sys.stderr)
-        return 2
     except BrokenPipeError:  # the reader went away (`slosched solve ... | head -2`): not an error of ours
         _silence_stdout()
         return 1
-    except KeyboardInterrupt:  # a second Ctrl-C, or one outside a solve
-        print("slosched: interrupted", file=sys.stderr)
+    except (ValidationError, PlanError, OSError, CellFailed) as err:
+        print(f"slosched: error: {one_line(err)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as err:  # a second Ctrl-C, or one outside a solve
+        print(f"slosched: interrupted{f'; {err}' if str(err) else ''}", file=sys.stderr)
         return 130
 
 

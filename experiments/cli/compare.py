@@ -8,17 +8,21 @@ import sys
 from pathlib import Path
 
 from experiments.cli.arguments import interrupted_exit_code, time_limit
+from experiments.cli.run import parse_policies as policy_names
+from experiments.input_files import output_dir
 from experiments.studies.optimality_gap import OptimumExceeded, StudyReport, run_study
+from experiments.values import NON_NEGATIVE_FLOAT, POSITIVE_INT, SEED
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("compare", help="optimality gap of every policy on random small slotted instances")
-    parser.add_argument("--instances", type=int, default=100, help="number of random instances (default 100)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the instance generator")
-    parser.add_argument("--policies", nargs="*", default=None, help="policy names (default: all registered)")
+    parser.add_argument("--instances", type=POSITIVE_INT, default=100, help="number of random instances (default 100)")
+    parser.add_argument("--seed", type=SEED, default=0, help="seed of the instance generator")
+    parser.add_argument("--policies", nargs="+", default=None, metavar="A,B",
+                        help="policy names, comma- or space-separated as in `run` (default: all registered)")
     parser.add_argument("--time-limit", type=time_limit, default=5.0,
                         help="oracle seconds per instance (default 5: 100 instances in ~6-9 min on 2 cores)")
-    parser.add_argument("--noise", type=float, default=0.0,
+    parser.add_argument("--noise", type=NON_NEGATIVE_FLOAT, default=0.0,
                         help="sigma of log-normal length-prediction noise the policies see (0: exact lengths)")
     parser.add_argument("--out", type=Path, default=Path("compare-out"), help="folder for the plot and JSON")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON only")
@@ -26,9 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.instances < 1:
-        print(f"slosched compare: error: --instances={args.instances} must be >= 1", file=sys.stderr)
-        return 2
+    if args.policies is not None:
+        args.policies = policy_names(",".join(args.policies))
+    output_dir(args.out)  # before the study: a bad --out must not cost its minutes
     try:
         report = _study(args)
     except OptimumExceeded as err:

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from experiments.cli.arguments import interrupted_exit_code, time_limit
+from experiments.input_files import read_text
 from formulations.exact.knapsack import KnapsackProblem, read_orlib
 from solvers.knapsack.cpsat import solve_cpsat
 from solvers.knapsack.dp import MAX_STATES, dp_size, solve_dp
@@ -44,7 +45,7 @@ def solve_one(problem: KnapsackProblem, time_limit: float) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    problems = read_orlib(args.file)
+    problems = read_orlib(args.file, read_text(args.file, "knapsack file"))
     results = []
     with interruptible() as stop:  # Ctrl-C: the problem being solved returns its best, the rest are skipped
         for problem in problems:

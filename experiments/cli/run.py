@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from importlib import resources
 from pathlib import Path
@@ -16,17 +17,21 @@ from typing import Any
 
 from rich import box
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from experiments.config import ExperimentConfig, load_config, with_overrides
-from experiments.errors import ConfigError
+from experiments.errors import CellFailed, ConfigError, one_line
+from experiments.input_files import output_dir, write_atomically
 from experiments.runner import CellResult, execute, expand_cells, git_commit, versions
 from experiments.cli.gap_study import run_gap_command
 from experiments.studies.gap_sweep import is_study_config
 from experiments.cli.sweep_options import add_sweep_arguments, execute_sweep, is_sweep, sweep_out
 from experiments.sweep.quick import quick
+from experiments.values import POSITIVE_FLOAT, POSITIVE_INT, SEED
+from solvers.policies.registry import POLICIES
 
+METRICS = "metrics.json"
 DEMO_CONFIG = Path(str(resources.files("experiments") / "configs" / "demo.toml"))
 COLUMN_ROLES = ("arrival", "prompt", "output")
 SUMMARY_KEYS = ("attainment", "attainment_by_class", "slo_met", "requests", "mean_qoe", "qoe_at_threshold",
@@ -43,9 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--columns", metavar="SPEC", help="trace column names: arrival=COL,prompt=COL,output=COL")
     p.add_argument("--time-unit", metavar="s|ms", help="unit of numeric arrival times in the trace: s or ms")
     p.add_argument("--policies", metavar="A,B", help="comma-separated policies, e.g. fcfs,edf")
-    p.add_argument("--limit", type=int, metavar="N", help="use the first N requests")
-    p.add_argument("--rate-scale", type=float, metavar="X", help="multiply the arrival rate by X (divides arrival times)")
-    p.add_argument("--seed", type=int, metavar="N", help="workload and predictor seed")
+    p.add_argument("--limit", type=POSITIVE_INT, metavar="N", help="use the first N requests")
+    p.add_argument("--rate-scale", type=POSITIVE_FLOAT, metavar="X", help="multiply the arrival rate by X (divides arrival times)")
+    p.add_argument("--seed", type=SEED, metavar="N", help="workload and predictor seed")
     add_sweep_arguments(p)
     p.set_defaults(handler=run)
 
@@ -53,36 +58,88 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.config and is_study_config(args.config):  # e.g. gap.toml: the compare study as a sweep
         return run_gap_command(args)
-    config = load_config(args.config or DEMO_CONFIG)
-    config = with_overrides(
-        config, trace=args.trace, columns=parse_columns(args.columns) if args.columns else None,
-        time_unit=args.time_unit, policies=_split(args.policies) if args.policies else None,
-        limit=args.limit, rate_scale=args.rate_scale, seed=args.seed,
-    )
-    if args.quick:
-        config = quick(config)
+    config = configure(args)
     cells = expand_cells(config)
-    if is_sweep(args, cells):
-        out = sweep_out(args, config.name)
-        results = execute_sweep(cells, out, args)  # stored per cell: outcomes without token times
-    else:
-        results = _execute_with_progress(cells)
-        out = Path(args.out) if args.out else Path("results") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    sweep = is_sweep(args, cells)
+    out = output_dir(sweep_out(args, config.name) if sweep else args.out or
+                     Path("results") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    failure = None
+    try:
+        if sweep:
+            results = execute_sweep(cells, out, args)  # stored per cell: outcomes without token times
+        else:
+            (out / METRICS).unlink(missing_ok=True)  # never next to schedules of another run
+            results = _execute_with_progress(cells, out, args.keep_going)
+    except CellFailed as err:
+        failure, results = err, [r for r in err.partial or [] if r is not None]
+    except KeyboardInterrupt:
+        kept = f"finished cells are kept under {out}/cells: rerun the same command to resume" if sweep else \
+            "no metrics.json written"
+        raise KeyboardInterrupt(kept) from None
+    note = inherited_note(args, config)
+    if note:
+        print(note, file=sys.stderr)
     document = metrics_document(results)
-    write_outputs(out, config, results, document, schedules=not is_sweep(args, cells))
+    if results and (failure is None or args.keep_going):
+        write_metrics(out, config, results, document, failure)
     if args.json:
         print(json.dumps(document, indent=1))
-    else:
+    elif results:
         console = Console()
         if not console.is_terminal:  # piped: do not squeeze the table into 80 columns
             console = Console(width=140)
         console.print(metrics_table(config, results))
-        if is_sweep(args, cells):
+        if failure is not None and not args.keep_going:
+            console.print(f"nothing written to {out}/metrics.json (a cell failed; --keep-going runs the others)")
+        elif sweep:
             console.print(f"wrote {out}/metrics.json and {len(results)} cell(s) under {out}/cells "
                           f"(plots: slosched report {out})")
         else:
             console.print(f"wrote {out}/metrics.json and {len(results)} schedule file(s)")
+    if failure is not None:
+        raise failure
     return 0
+
+
+def configure(args: argparse.Namespace) -> ExperimentConfig:
+    """The config file (or the demo) with the command line's overrides.
+
+    `--trace` without a config reads the whole file at its own rate: the demo's `limit` and
+    `rate_scale` belong to the demo's trace. What is still taken from the demo (class mix, SLOs,
+    engine, predictor, policies) is said on stderr, since it shapes the result.
+    """
+    config = load_config(args.config or DEMO_CONFIG)
+    trace_only = args.trace is not None and not args.config
+    config = with_overrides(
+        config, trace=args.trace, columns=parse_columns(args.columns) if args.columns else None,
+        time_unit=args.time_unit, policies=parse_policies(args.policies) if args.policies is not None else None,
+        limit=args.limit, rate_scale=args.rate_scale, seed=args.seed,
+        whole_trace=trace_only and args.limit is None, own_rate=trace_only and args.rate_scale is None,
+    )
+    if args.quick:
+        config = quick(config)
+    return config
+
+
+def inherited_note(args: argparse.Namespace, config: ExperimentConfig) -> str | None:
+    """What a `--trace` run without a config took from the demo (said once the run is done, so
+    an error in the trace stays the only line)."""
+    if args.trace is None or args.config:
+        return None
+    mix = config.workload.mix
+    return (f"slosched: note: --trace without a config: {config.workload.limit or 'every'} row(s) of {args.trace} "
+            f"at rate x{config.workload.rate_scale:g}; from {DEMO_CONFIG.name}: class mix latency/throughput/bulk "
+            f"{mix.latency:g}/{mix.throughput:g}/{mix.bulk:g}, their SLOs, engine kv_blocks="
+            f"{config.engine.build().kv_blocks}, predictor {config.predictor.name}, policies "
+            f"{','.join(config.policies)} (pass a config to change them)")
+
+
+def parse_policies(text: str) -> list[str]:
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    if not names:
+        raise ConfigError(f"--policies {text!r}: no policy named; give comma-separated names, e.g. fcfs,edf "
+                          f"(valid: {', '.join(POLICIES)})")
+    return names
 
 
 def parse_columns(text: str) -> dict[str, str]:
@@ -96,26 +153,26 @@ def parse_columns(text: str) -> dict[str, str]:
     return columns
 
 
-def _split(text: str) -> list[str]:
-    return [p.strip() for p in text.split(",") if p.strip()]
-
-
-def _execute_with_progress(cells: list) -> list[CellResult]:
+def _execute_with_progress(cells: list, out: Path, keep_going: bool) -> list[CellResult]:
+    """Run the cells here, each schedule streamed to OUT/schedule-<label>.jsonl as it is scored."""
     console = Console(stderr=True)
+    labels = cell_labels(cells)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                  TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal) as bar:
+                  TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=True,
+                  disable=not console.is_terminal) as bar:
         task = bar.add_task(f"simulating {len(cells)} cell(s)", total=len(cells))
 
         def advance(index: int, fraction: float) -> None:
             bar.update(task, completed=index + fraction, description=f"{cells[index].key}")
 
-        return execute(cells, progress=advance)
+        return execute(cells, progress=advance, keep_going=keep_going,
+                       schedule_paths=[out / f"schedule-{label}.jsonl" for label in labels])
 
 
-def _labels(results: list[CellResult]) -> list[str]:
-    """The policy name when each policy ran once, else the cell key."""
-    single = len({r.policy for r in results}) == len(results)
-    return [r.policy if single else r.key for r in results]
+def cell_labels(cells: list) -> list[str]:
+    """The policy name when each policy runs once, else the cell key."""
+    single = len({c.policy for c in cells}) == len(cells)
+    return [c.policy if single else c.key for c in cells]
 
 
 def summary(result: CellResult, with_point: bool) -> dict[str, Any]:
@@ -137,23 +194,18 @@ def metrics_document(results: list[CellResult]) -> dict[str, Any]:
     return doc
 
 
-def write_outputs(out: Path, config: ExperimentConfig, results: list[CellResult], document: dict[str, Any],
-                  schedules: bool = True) -> None:
-    out.mkdir(parents=True, exist_ok=True)
+def write_metrics(out: Path, config: ExperimentConfig, results: list[CellResult], document: dict[str, Any],
+                  failure: CellFailed | None = None) -> None:
+    """OUT/metrics.json, written last and atomically: it exists only once every schedule file it
+    describes is complete. A failed cell (with --keep-going) is listed under "failed"."""
     runs = {label: {"iterations": r.iterations, "wall_seconds": r.wall_seconds, "rate_scale": r.rate_scale,
                     "seed": r.seed, "metrics": r.metrics}
-            for label, r in zip(_labels(results), results, strict=True)}
-    (out / "metrics.json").write_text(json.dumps({
+            for label, r in zip(cell_labels(results), results, strict=True)}
+    failed = {} if failure is None else {"failed": one_line(failure)}
+    write_atomically(out / METRICS, json.dumps({
         "experiment": config.name, "config": config.to_dict(), "versions": versions(),
-        "git_commit": git_commit(), "policies": document, "runs": runs,
-    }, indent=1))
-    for label, r in zip(_labels(results), results, strict=True):
-        if not schedules:  # a sweep: every cell is already stored under out/cells/
-            break
-        with (out / f"schedule-{label}.jsonl").open("w") as fh:
-            for outcome in r.outcomes:
-                line = {"id": outcome["id"], "class": outcome["class"], **outcome}  # id, class first
-                fh.write(json.dumps(line) + "\n")
+        "git_commit": git_commit(), "policies": document, "runs": runs, **failed,
+    }, indent=1, allow_nan=False))
 
 
 def _fmt(value: float | None, scale: float = 1.0, digits: int = 2) -> str:
@@ -166,7 +218,7 @@ def metrics_table(config: ExperimentConfig, results: list[CellResult]) -> Table:
     for header in ("policy", "SLO all", "latency", "thrpt", "bulk", "mean QoE", "TTFT p50/p99 s",
                    "TBT p50/p99 ms", "JCT p50/p99 s", "tok/s", "preempt"):
         table.add_column(header, justify="left" if header == "policy" else "right", no_wrap=True)
-    for label, r in zip(_labels(results), results, strict=True):
+    for label, r in zip(cell_labels(results), results, strict=True):
         m = r.metrics
         by = m["attainment_by_class"]
         table.add_row(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from engine_adapter.simulator import simulate
 from experiments.cli.arguments import interrupted_exit_code, time_limit
-from formulations.instance import Instance
+from experiments.input_files import load_instance
 from formulations.metrics import request_outcomes, score
 from solvers.exact.solve import BACKENDS, solve
 from solvers.result import Status
@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    instance = Instance.from_json(args.instance)
+    instance = load_instance(args.instance)
     hint = None
     if args.hint:
         hint = simulate(instance, make_policy(args.hint), record_iterations=True)

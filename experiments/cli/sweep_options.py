@@ -13,11 +13,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from experiments.runner import Cell, CellResult
 from experiments.sweep.backends import BACKENDS
 from experiments.sweep.cells import execute_cells
+from experiments.values import POSITIVE_INT
 
 
 def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +28,7 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
                  "finished cell (delete OUT to recompute after changing code).")
     g.add_argument("--backend", choices=BACKENDS,
                    help="where cells run: local (process pool, the default for sweeps), sequential, ray")
-    g.add_argument("--workers", type=int, help="local worker processes (default: CPU count)")
+    g.add_argument("--workers", type=POSITIVE_INT, help="local worker processes (default: CPU count)")
     g.add_argument("--address", help="Ray cluster address for --backend ray (e.g. auto, ray://head:10001); "
                                      "default: start a local Ray instance")
     g.add_argument("--keep-going", action="store_true",
@@ -49,6 +50,7 @@ def progress_bar(total: int, backend: str) -> Iterator[Callable[[int, int], None
     """A cells-done bar on stderr (hidden when stderr is not a terminal); yields progress(done, total)."""
     console = Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("ETA"), TimeRemainingColumn(),
                   console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task(f"{total} cell(s) on {backend}", total=total)
         yield lambda done, _total: bar.update(task, completed=done)

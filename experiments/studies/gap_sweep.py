@@ -19,7 +19,6 @@ so the report can draw the distribution of gaps, not only their means.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,8 +49,8 @@ class GapCell:
 def is_study_config(path: str | Path) -> bool:
     """True for a TOML file that declares `study = "gap"` (read before the experiment loader)."""
     try:
-        return tomllib.loads(Path(path).read_text()).get("study") == STUDY
-    except (OSError, tomllib.TOMLDecodeError):
+        return read_toml(path).get("study") == STUDY
+    except ConfigError:
         return False  # the experiment loader reports the problem
 
 

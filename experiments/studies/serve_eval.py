@@ -126,7 +126,7 @@ def serve_eval(config: ExperimentConfig, serve: ServeSettings, progress=print) -
     predictor_params = _predictor_params(config, config.seed)
     results = []
     for name in config.policies:
-        params = config.policy_params.get(name, {})
+        params = config.policy_kwargs(name)
         bridge = BridgeConfig(policy=name, params=params, predictor=config.predictor.name,
                               predictor_params=predictor_params, slot_time=slot, latency=latency)
         engine.configure(bridge)

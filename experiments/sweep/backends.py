@@ -16,33 +16,20 @@ rest. Either way a rerun only has to compute what never reached `on_done`.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import multiprocessing
 import os
+import signal
+import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any
 
+from experiments.errors import CellFailed, ConfigError
+
 OnDone = Callable[[int, Any], None]
-
-
-class CellFailed(RuntimeError):
-    """A cell raised; `index` is its position in the items given to the backend, `others` the
-    number of further cells that failed (with keep_going)."""
-
-    def __init__(self, index: int, item: Any, cause: BaseException, others: int = 0) -> None:
-        more = f" (and {others} more cell(s) failed)" if others else ""
-        super().__init__(f"cell {index} failed: {type(cause).__name__}: {cause}{more} (cell: {item!r})")
-        self.index = index
-        self.item = item
-        self.cause = cause
-        self.others = others
-
-
-def _first_failure(failures: list[CellFailed]) -> CellFailed | None:
-    if not failures:
-        return None
-    first = failures[0]
-    return CellFailed(first.index, first.item, first.cause, others=len(failures) - 1)
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class SequentialBackend:
@@ -61,7 +48,7 @@ class SequentialBackend:
                     break
                 continue
             on_done(i, result)
-        failure = _first_failure(failures)
+        failure = CellFailed.first_of(failures)
         if failure is not None:
             raise failure from failure.cause
 
@@ -73,7 +60,7 @@ class LocalBackend:
 
     def __init__(self, workers: int | None = None) -> None:
         if workers is not None and workers < 1:
-            raise ValueError(f"workers={workers} must be >= 1")
+            raise ConfigError(f"--workers {workers}: need at least 1 worker process")
         self.workers = workers or os.cpu_count() or 1
 
     def run(self, fn: Callable[[Any], Any], items: Sequence[Any], on_done: OnDone, keep_going: bool = False) -> None:
@@ -81,7 +68,8 @@ class LocalBackend:
             return
         workers = min(self.workers, len(items))
         ctx = multiprocessing.get_context("spawn")  # safe with threads and Ray in the parent
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_setup,
+                                   initargs=(os.getpid(),))
         failures: list[CellFailed] = []
         try:
             index_of: dict[Future, int] = {pool.submit(fn, item): i for i, item in enumerate(items)}
@@ -100,13 +88,30 @@ class LocalBackend:
                                 other.cancel()  # not started yet: never runs
                         continue
                     on_done(i, fut.result())
-        except BaseException:
+        except BaseException:  # Ctrl-C or a failed write: stop now, not after the running cells
             pool.shutdown(wait=False, cancel_futures=True)
+            for process in (getattr(pool, "_processes", None) or {}).values():
+                process.terminate()
             raise
         pool.shutdown(wait=True)
-        failure = _first_failure(sorted(failures, key=lambda f: f.index))
+        failure = CellFailed.first_of(sorted(failures, key=lambda f: f.index))
         if failure is not None:
             raise failure from failure.cause
+
+
+def _worker_setup(parent: int) -> None:
+    """In each pool worker: die with the parent, and leave Ctrl-C to it.
+
+    A terminal's Ctrl-C reaches the whole process group; the parent stops the pool itself, so a
+    worker ignores SIGINT (no traceback per worker). If the parent is killed (SIGKILL, the OOM
+    killer) Linux's PR_SET_PDEATHSIG sends the worker SIGKILL, so no orphan keeps computing.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
 
 
 class RayBackend:
@@ -137,7 +142,14 @@ class RayBackend:
                 kwargs["address"] = self.address
             elif self.num_cpus is not None:
                 kwargs["num_cpus"] = self.num_cpus
-            ray.init(**kwargs)
+            try:
+                ray.init(**kwargs)
+            except (ConnectionError, RuntimeError, ValueError) as err:
+                ray.shutdown()  # a half-started session must not be reused by a later init
+                where = f"at --address {self.address}" if self.address else "locally"
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise ConfigError(f"could not start or join Ray {where}: {first} (start a cluster with "
+                                  "`ray start --head`, or leave out --address for a local one)") from None
         try:
             task = ray.remote(num_cpus=1)(fn)
             index_of = {task.remote(item): i for i, item in enumerate(items)}
@@ -158,7 +170,7 @@ class RayBackend:
                                 ray.cancel(other)  # queued ones never start; running ones are interrupted
                         continue
                     on_done(i, result)
-            failure = _first_failure(sorted(failures, key=lambda f: f.index))
+            failure = CellFailed.first_of(sorted(failures, key=lambda f: f.index))
             if failure is not None:
                 raise failure from failure.cause
         finally:

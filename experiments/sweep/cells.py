@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.config import config_from_dict
+from experiments.errors import CellFailed
 from experiments.runner import Cell, CellResult, run_cell
 from experiments.sweep.sweep import run_sweep
 
@@ -50,16 +51,16 @@ def slim_outcome(outcome: dict[str, Any]) -> dict[str, Any]:
     """An outcome without its token times; `first_token` and `tokens` (count) summarise them."""
     times = outcome["token_times"]
     slim = {k: v for k, v in outcome.items() if k != "token_times"}
-    slim["first_token"] = times[0] if times else None
+    slim["first_token"] = float(times[0]) if len(times) else None
     slim["tokens"] = len(times)
     return slim
 
 
 def run_cell_slim(cell: Cell) -> dict[str, Any]:
     """run_cell, returned as plain data with slim outcomes (what a worker sends back and the store keeps)."""
-    data = run_cell(cell).to_dict()
-    data["outcomes"] = [slim_outcome(o) for o in data["outcomes"]]
-    return data
+    result = run_cell(cell, token_lists=False)
+    result.outcomes = [slim_outcome(o) for o in result.outcomes]
+    return result.to_dict()
 
 
 def rerun(identity: dict[str, Any]) -> CellResult:
@@ -80,6 +81,10 @@ def execute_cells(
     """Run cells on `backend`, storing each under `out_dir/cells/` and reusing stored ones.
 
     The results have slim outcomes (no token times)."""
-    outcome = run_sweep(cells, run_cell_slim, out_dir, backend=backend, workers=workers, address=address,
-                        progress=progress, describe=cell_identity, keep_going=keep_going)
+    try:
+        outcome = run_sweep(cells, run_cell_slim, out_dir, backend=backend, workers=workers, address=address,
+                            progress=progress, describe=cell_identity, keep_going=keep_going)
+    except CellFailed as failure:
+        failure.partial = [None if r is None else CellResult.from_dict(r) for r in failure.partial or []]
+        raise
     return [CellResult.from_dict(r) for r in outcome.results]

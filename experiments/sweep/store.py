@@ -12,11 +12,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from experiments.input_files import write_atomically
 
 CELLS_DIR = "cells"
 KEY_LENGTH = 16  # hex digits of sha256: 64 bits, no collision in any realistic sweep
@@ -69,31 +70,35 @@ class ResultStore:
 
     def write(self, key: str, cell: dict[str, Any], result: dict[str, Any]) -> Path:
         """Write one finished cell atomically (temp file in the same directory + os.replace)."""
-        self.cells_dir.mkdir(parents=True, exist_ok=True)
-        text = json.dumps({"key": key, "cell": cell, "result": result}, allow_nan=False)
-        fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=self.cells_dir)
-        try:
-            os.fchmod(fd, 0o644)  # mkstemp makes 0600; results are meant to be shared
-            with os.fdopen(fd, "w") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path(key))
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(self.path(key), json.dumps({"key": key, "cell": cell, "result": result}, allow_nan=False))
         return self.path(key)
 
     def read(self, key: str) -> dict[str, Any]:
-        """The stored record {"key", "cell", "result"} of one cell."""
+        """The stored record {"key", "cell", "result"} of one cell; a damaged file is a ValueError."""
         path = self.path(key)
         try:
             record = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ValueError(f"{path}: corrupt cell result ({err}); delete it to recompute the cell") from None
+        if not isinstance(record, dict) or not isinstance(record.get("result"), dict):
+            raise ValueError(f"{path}: not a cell result (no 'result' object)")
         if record.get("key") != key:
             raise ValueError(f"{path}: holds key {record.get('key')!r}, expected {key!r}")
         return record
+
+    def readable_keys(self, keys: set[str]) -> set[str]:
+        """The stored keys among `keys` whose file reads back; a damaged file (a disk that filled
+        up, a copy cut short) is deleted with a warning on stderr so that its cell is recomputed."""
+        good = set()
+        for key in keys & self.keys():
+            try:
+                self.read(key)
+            except ValueError as err:
+                print(f"slosched: warning: {err}; recomputing that cell", file=sys.stderr)
+                self.path(key).unlink(missing_ok=True)
+                continue
+            good.add(key)
+        return good
 
     def records(self) -> Iterator[dict[str, Any]]:
         """Every stored record, in key order (stable across runs)."""

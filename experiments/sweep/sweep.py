@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from experiments.sweep.backends import make_backend
+from experiments.sweep.backends import CellFailed, make_backend
 from experiments.sweep.store import ResultStore, cell_dict, cell_key, plain_dict
 
 
@@ -62,7 +62,7 @@ def run_sweep(
     memory: dict[str, dict[str, Any]] = {}
     if store is not None:
         store.remove_stale_temporaries()
-        stored = store.keys()
+        stored = store.readable_keys(set(unique))
     else:
         stored = set()
     reused = [k for k in unique if k in stored]
@@ -83,6 +83,16 @@ def run_sweep(
         if progress is not None:
             progress(len(reused) + len(computed), total)
 
-    make_backend(backend, workers=workers, address=address).run(fn, [unique[k] for k in todo], on_done, keep_going)
-    by_key = {k: store.read(k)["result"] for k in unique} if store is not None else memory
-    return SweepOutcome(results=[by_key[k] for k in keys], keys=keys, computed=computed, reused=reused)
+    def finished() -> list[dict[str, Any] | None]:
+        """Results in cell order, None for a cell that has none (yet)."""
+        done = {*reused, *computed}
+        by_key = {k: store.read(k)["result"] if store is not None else memory[k] for k in done}
+        return [by_key.get(k) for k in keys]
+
+    try:
+        make_backend(backend, workers=workers, address=address).run(fn, [unique[k] for k in todo], on_done,
+                                                                     keep_going)
+    except CellFailed as failure:
+        failure.partial = finished()
+        raise
+    return SweepOutcome(results=finished(), keys=keys, computed=computed, reused=reused)

@@ -19,6 +19,7 @@ ARRIVAL_PROCESSES = ("trace", "poisson", "gamma", "bursts")
 TTFT_RULES = ("andes", "fixed")
 DAG_SHAPES = ("independent", "chain", "map_reduce", "tree_of_thought")
 OVERSIZE_MODES = ("error", "clip")
+CV_RANGE = (0.01, 100.0)  # Gamma shape 1/cv^2 from 1e4 to 1e-4: beyond, float draws degenerate
 
 
 def _check(condition: bool, message: str) -> None:
@@ -187,7 +188,9 @@ class WorkloadConfig:
         _check(self.arrivals in ARRIVAL_PROCESSES,
                f"workload.arrivals={self.arrivals!r}; valid: {', '.join(ARRIVAL_PROCESSES)}")
         _check(self.rate is None or self.rate > 0, f"workload.rate={self.rate!r} must be > 0")
-        _check(self.cv > 0, f"workload.cv={self.cv!r} must be > 0")
+        _check(CV_RANGE[0] <= self.cv <= CV_RANGE[1],
+               f"workload.cv = {self.cv!r}: must be in [{CV_RANGE[0]:g}, {CV_RANGE[1]:g}] (small: evenly spaced "
+               "arrivals, 1: Poisson, large: bursts)")
         _check(self.burst_on > 0 and self.burst_off >= 0,
                f"workload: burst_on={self.burst_on!r} must be > 0 and burst_off={self.burst_off!r} >= 0")
         _check(self.oversize in OVERSIZE_MODES,

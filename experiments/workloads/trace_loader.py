@@ -11,7 +11,9 @@ The shipped traces are registered by name in `TRACES` (see experiments/traces/RE
 from __future__ import annotations
 
 import csv
-import json
+import io
+from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, UTC
 from importlib import resources
@@ -21,10 +23,12 @@ from typing import Any
 import numpy as np
 
 from experiments.errors import ConfigError
+from experiments.input_files import parse_json, read_text
 from formulations.requests import ValidationError
 
 TIME_UNITS = {"s": 1.0, "ms": 1e-3}
 FORMATS = ("csv", "jsonl")
+MAX_TOKENS = 10**8  # no model has a context this long; larger is a corrupt or mis-mapped column
 
 
 class TraceError(ValidationError):
@@ -109,10 +113,12 @@ def load_trace(
     time_unit = time_unit or (spec.time_unit if spec else "s")
     if time_unit not in TIME_UNITS:
         raise ConfigError(f"time_unit={time_unit!r}; valid: {', '.join(TIME_UNITS)}")
-    fmt = fmt or ("jsonl" if path.suffix in (".jsonl", ".ndjson") else "csv")
+    suffix = path.suffixes[-2] if path.suffix == ".gz" and len(path.suffixes) > 1 else path.suffix
+    fmt = fmt or ("jsonl" if suffix in (".jsonl", ".ndjson") else "csv")
     if fmt not in FORMATS:
         raise ConfigError(f"trace format {fmt!r}; valid: {', '.join(FORMATS)}")
-    rows = _csv_rows(path, columns) if fmt == "csv" else _jsonl_rows(path, columns)
+    text = read_text(path, "trace")
+    rows = _csv_rows(path, text, columns) if fmt == "csv" else _jsonl_rows(path, text, columns)
     return _parse(str(path), rows, columns, TIME_UNITS[time_unit])
 
 
@@ -123,64 +129,66 @@ def _missing_column(path: Path, role: str, column: str, present: list[str], line
     )
 
 
-def _csv_rows(path: Path, columns: Columns) -> list[tuple[int, dict[str, Any]]]:
-    with path.open(newline="") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if header is None:
-            raise TraceError(f"{path}: empty file (no header line)")
-        header = [h.strip() for h in header]
+Row = tuple[int, Any, Any, Any]  # line, arrival, prompt tokens, output tokens (as written)
+
+
+def _csv_rows(path: Path, text: str, columns: Columns) -> Iterator[Row]:
+    """The three columns of every non-blank row, one at a time (a million-row trace is never
+    held as per-row dicts)."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, None)
+    if header is None:
+        raise TraceError(f"{path}: empty file (no header line)")
+    header = [h.strip() for h in header]
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:
+        raise TraceError(f"{path}: line 1: column {repeated[0]!r} appears {header.count(repeated[0])} times; "
+                         "rename or drop the extra one")
+    for role, column in columns.as_dict().items():
+        if column not in header:
+            raise _missing_column(path, role, column, header)
+    a, p, o = (header.index(c) for c in (columns.arrival, columns.prompt, columns.output))
+    for record in reader:
+        line = reader.line_num
+        if not record or all(not cell.strip() for cell in record):
+            continue  # a blank line is not a row
+        if len(record) != len(header):
+            raise TraceError(f"{path}: line {line}: {len(record)} fields, the header has {len(header)}")
+        yield line, record[a], record[p], record[o]
+
+
+def _jsonl_rows(path: Path, text: str, columns: Columns) -> Iterator[Row]:
+    for line, row in enumerate(io.StringIO(text), start=1):
+        if not row.strip():
+            continue
+        record = parse_json(row, f"{path}: line {line}", TraceError)
+        if not isinstance(record, dict):
+            raise TraceError(f"{path}: line {line}: expected a JSON object, got {type(record).__name__}")
         for role, column in columns.as_dict().items():
-            if column not in header:
-                raise _missing_column(path, role, column, header)
-        rows = []
-        for record in reader:
-            line = reader.line_num
-            if not record or all(not cell.strip() for cell in record):
-                continue  # a blank line is not a row
-            if len(record) != len(header):
-                raise TraceError(f"{path}: line {line}: {len(record)} fields, the header has {len(header)}")
-            rows.append((line, dict(zip(header, record, strict=True))))
-    return rows
+            if column not in record:
+                raise _missing_column(path, role, column, list(record), line)
+        yield line, record[columns.arrival], record[columns.prompt], record[columns.output]
 
 
-def _jsonl_rows(path: Path, columns: Columns) -> list[tuple[int, dict[str, Any]]]:
-    rows = []
-    with path.open() as fh:
-        for line, text in enumerate(fh, start=1):
-            if not text.strip():
-                continue
-            try:
-                record = json.loads(text)
-            except json.JSONDecodeError as err:
-                raise TraceError(f"{path}: line {line}: not valid JSON ({err.msg})") from None
-            if not isinstance(record, dict):
-                raise TraceError(f"{path}: line {line}: expected a JSON object, got {type(record).__name__}")
-            for role, column in columns.as_dict().items():
-                if column not in record:
-                    raise _missing_column(path, role, column, list(record), line)
-            rows.append((line, record))
-    return rows
-
-
-def _parse(source: str, rows: list[tuple[int, dict[str, Any]]], columns: Columns, unit: float) -> Trace:
-    if not rows:
-        raise TraceError(f"{source}: no requests in the file")
-    n = len(rows)
-    arrival = np.empty(n, dtype=np.float64)
-    prompt = np.empty(n, dtype=np.int64)
-    output = np.empty(n, dtype=np.int64)
-    lines = np.array([line for line, _ in rows], dtype=np.int64)
-    datetimes = _looks_like_datetime(rows[0][1][columns.arrival])
-    for k, (line, record) in enumerate(rows):
+def _parse(source: str, rows: Iterator[Row], columns: Columns, unit: float) -> Trace:
+    arrival, prompt, output, lines = array("d"), array("q"), array("q"), array("q")
+    datetimes = None
+    for line, arrives, prompt_tokens, output_tokens in rows:
+        if datetimes is None:
+            datetimes = _looks_like_datetime(arrives)
         where = f"{source}: line {line}, column"
-        arrival[k] = _arrival(record[columns.arrival], datetimes, unit, f"{where} {columns.arrival!r}")
-        prompt[k] = _tokens(record[columns.prompt], f"{where} {columns.prompt!r}")
-        output[k] = _tokens(record[columns.output], f"{where} {columns.output!r}")
-    order = np.argsort(arrival, kind="stable")
-    arrival = arrival[order]
-    return Trace(source=source, arrival=arrival - arrival[0], prompt_len=prompt[order],
-                 output_len=output[order], line=lines[order])
+        arrival.append(_arrival(arrives, datetimes, unit, f"{where} {columns.arrival!r}"))
+        prompt.append(_tokens(prompt_tokens, f"{where} {columns.prompt!r}"))
+        output.append(_tokens(output_tokens, f"{where} {columns.output!r}"))
+        lines.append(line)
+    if not lines:
+        raise TraceError(f"{source}: no requests in the file")
+    times = np.frombuffer(arrival, dtype=np.float64)
+    order = np.argsort(times, kind="stable")
+    times = times[order]
+    return Trace(source=source, arrival=times - times[0], prompt_len=np.frombuffer(prompt, dtype=np.int64)[order],
+                 output_len=np.frombuffer(output, dtype=np.int64)[order],
+                 line=np.frombuffer(lines, dtype=np.int64)[order])
 
 
 def _looks_like_datetime(value: Any) -> bool:
@@ -229,6 +237,6 @@ def _tokens(value: Any, where: str) -> int:
     number = _number(value, where, "a token count")
     if number != int(number):
         raise TraceError(f"{where}: {value!r} is not a whole token count")
-    if number < 1:
-        raise TraceError(f"{where}: token count {value!r} must be >= 1")
+    if not 1 <= number <= MAX_TOKENS:
+        raise TraceError(f"{where}: token count {value!r} must be in [1, {MAX_TOKENS:,}]")
     return int(number)

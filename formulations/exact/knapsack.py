@@ -11,11 +11,15 @@ problems (`read_orlib`), whose values are integers.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import math
 from pathlib import Path
 
 import numpy as np
 
 from formulations.requests import ValidationError
+
+MAX_NUMBER = 1e9  # x solvers.knapsack.cpsat.VALUE_SCALE x thousands of items still fits CP-SAT's 64-bit integers
+
 
 @dataclass(frozen=True)
 class KnapsackProblem:
@@ -92,18 +96,24 @@ def step_knapsack(view, values: np.ndarray, candidates: np.ndarray | None = None
                            np.array([view.free_blocks, spec.token_budget]), max_items=spec.max_seqs, name="step")
 
 
-def read_orlib(path: str | Path) -> list[KnapsackProblem]:
+def read_orlib(path: str | Path, text: str | None = None) -> list[KnapsackProblem]:
     """Problems of an OR-Library multidimensional knapsack file (mknap1 / mknapcb format).
 
     The file is a stream of numbers: K, then per problem `n m best_known`, n profits, m rows of n
-    weights, m capacities. A best_known of 0 means "not stated" (mknapcb files use 0).
+    weights, m capacities. A best_known of 0 means "not stated" (mknapcb files use 0). `text`
+    is the file's content when the caller has read it already. Every number must be finite and
+    non-negative and at most MAX_NUMBER, so that the exact solvers' integer arithmetic is exact.
     """
     path = Path(path)
-    tokens = path.read_text().split()
+    tokens = (path.read_text() if text is None else text).split()
     try:
         numbers = [float(t) for t in tokens]
     except ValueError as err:
         raise ValidationError(f"{path}: not an OR-Library knapsack file ({err})") from None
+    bad = next((k for k, x in enumerate(numbers) if not (math.isfinite(x) and 0 <= x <= MAX_NUMBER)), None)
+    if bad is not None:
+        raise ValidationError(f"{path}: number #{bad + 1} = {tokens[bad]} is out of range: every number must be "
+                              f"in [0, {MAX_NUMBER:.0e}]")
     pos = 0
 
     def take(count: int, what: str) -> list[float]:
@@ -115,12 +125,15 @@ def read_orlib(path: str | Path) -> list[KnapsackProblem]:
         return chunk
 
     (k,) = take(1, "the problem count")
+    if k != int(k):
+        raise ValidationError(f"{path}: the problem count {k:g} is not a whole number")
     problems = []
     for p in range(int(k)):
         n, m, best = take(3, f"problem {p + 1} header 'n m best_known'")
+        if n != int(n) or m != int(m) or n < 1 or m < 1 or n * m > len(numbers):
+            raise ValidationError(f"{path}: problem {p + 1} has n={n:g}, m={m:g}; both must be whole numbers >= 1 "
+                                  f"and the file must hold n x m weights")
         n, m = int(n), int(m)
-        if n < 1 or m < 1:
-            raise ValidationError(f"{path}: problem {p + 1} has n={n}, m={m}; both must be >= 1")
         profits = take(n, f"problem {p + 1} profits")
         weights = np.array(take(n * m, f"problem {p + 1} weights")).reshape(m, n).T
         capacities = take(m, f"problem {p + 1} capacities")
