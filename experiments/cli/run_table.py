@@ -72,7 +72,7 @@ def _num(value: float | None, scale: float = 1.0, digits: int = 2) -> str:
 def _ranged(stat: Stat, scale: float, digits: int, with_range: bool) -> str:
     text = _num(stat.mean, scale, digits)
     if with_range and stat.mean is not None:
-        text += f" ({_num(stat.low, scale, digits)}-{_num(stat.high, scale, digits)})"
+        text += f"\n({_num(stat.low, scale, digits)}-{_num(stat.high, scale, digits)})"  # second line: narrow
     return text
 
 
@@ -91,7 +91,7 @@ def run_table(config: ExperimentConfig, results: list[CellResult], sweep: bool) 
                  "TBT ms\np50/p99", "JCT s\np50/p99", "tok/s", "pre-\nempt"],
         keys=1 + len(load),
         notes=["SLO attainment: all requests / per class." +
-               (f" Mean over {seeds} seeds; (min-max) over seeds for SLO all and mean QoE." if ranged else "")],
+               (f" Mean over {seeds} seeds; below it, (min-max) over seeds for SLO all and mean QoE." if ranged else "")],
     )
     for p in points:
         s = p.stats

@@ -52,7 +52,7 @@ class TextTable:
             else:
                 groups.append([k])
         total = len(groups)
-        return [self._rich(keys + g, self.title if i == 0 else f"{self.title} ({i + 1}/{total})")
+        return [self._rich(keys + g, self.title if i == 0 else f"(part {i + 1}/{total})")
                 for i, g in enumerate(groups or [[]])]
 
     def print(self, console: Console) -> None:
@@ -63,11 +63,17 @@ class TextTable:
 
     def markdown(self) -> str:
         def line(cells: list[str]) -> str:
-            return "| " + " | ".join(c.replace("\n", " ").replace("|", "\\|") for c in cells) + " |"
+            return "| " + " | ".join(_one_line(c).replace("|", "\\|") for c in cells) + " |"
 
         align = [":--" if k < self.keys else "--:" for k in range(len(self.headers))]
         body = [line(self.headers), "|" + "|".join(align) + "|", *(line(r) for r in self.rows)]
         return "\n".join([f"**{self.title}**", "", *body, *(["", *self.notes] if self.notes else [])]) + "\n"
+
+
+def _one_line(cell: str) -> str:
+    """A two-line cell on one line: a hyphenated header joins ("pre-\nempt"), a value and its range
+    are separated by a space."""
+    return cell.replace("-\n", "-").replace("\n", " ")
 
 
 def _fits(table: Table, console: Console) -> bool:
