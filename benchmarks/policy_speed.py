@@ -1,7 +1,7 @@
 """Time of one `decide()` per policy with 64/256/1024/4096 live requests, as a ratio to the
 simulated iteration time of the default latency profile (llama3-8b-h100) for that batch.
 
-DESIGN.md target: < 1 ms at 1024 live requests for `slo` and `andes`, < 5% of an engine step.
+docs/DESIGN.md target: < 1 ms at 1024 live requests for `slo` and `andes`, < 5% of an engine step.
 Views are synthetic busy states (mixed latency/throughput, half resident, KV nearly full);
 times are the median of repeated calls in one run (ratios, not absolute claims).
 

@@ -64,7 +64,7 @@ def read_jsonl(path):
 
 
 def brute_force_qoe(times: list[float], arrival: float, ttft: float, rate: float) -> float:
-    """DESIGN.md's read-time recursion, token by token."""
+    """docs/DESIGN.md's read-time recursion, token by token."""
     n = len(times)
     read = ideal = 0.0
     delay = 0.0
