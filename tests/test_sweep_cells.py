@@ -84,4 +84,4 @@ def test_cli_sweep_stores_cells_resumes_and_reports(tmp_path, capsys):
 
     assert main(["report", str(out)]) == 0
     names = sorted(Path(line).name for line in capsys.readouterr().out.split())
-    assert names == ["summary.md", "tiny-attainment.png", "tiny-classes.png", "tiny-qoe.png", "tiny-timeline.png"]
+    assert names == ["summary.md", "tiny-attainment.png", "tiny-classes.png", "tiny-latency-cdf.png", "tiny-qoe.png", "tiny-timeline.png"]

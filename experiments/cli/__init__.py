@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValidationError, PlanError, OSError, CellFailed) as err:
         print(f"slosched: error: {one_line(err)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as err:  # a second Ctrl-C, or one outside a solve
+    except KeyboardInterrupt as err:  # a sweep says what it kept; a second Ctrl-C in a solve
         print(f"slosched: interrupted{f'; {err}' if str(err) else ''}", file=sys.stderr)
         return 130
 

@@ -10,15 +10,15 @@ problems (`read_orlib`), whose values are integers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from formulations.requests import ValidationError
 
-MAX_NUMBER = 1e9  # x solvers.knapsack.cpsat.VALUE_SCALE x thousands of items still fits CP-SAT's 64-bit integers
+MAX_NUMBER = 1e9  # x CP-SAT's value scale (1e6) x thousands of items still fits its 64-bit integers
 
 
 @dataclass(frozen=True)
