@@ -72,9 +72,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.config and is_study_config(args.config):  # e.g. gap.toml: the compare study as a sweep
-        if args.dry_run or args.schedules:
-            raise ConfigError(f"{args.config} is a gap study config: --dry-run and --schedules only apply to "
-                              "experiment configs")
+        if args.dry_run or args.schedules or args.format in ("csv", "markdown"):
+            raise ConfigError(f"{args.config} is a gap study config: --dry-run, --schedules and --format "
+                              "csv|markdown only apply to experiment configs")
         return run_gap_command(args)
     config = configure(args)
     if args.dry_run:
