@@ -26,7 +26,7 @@ from experiments.input_files import output_dir, write_atomically
 from experiments.runner import CellResult, execute, expand_cells, git_commit, versions
 from experiments.cli.dry_run import resolved_toml
 from experiments.cli.run_table import run_csv, run_table
-from experiments.cli.tables import FORMATS, output_console
+from experiments.cli.tables import FORMATS, TextTable, output_console
 from experiments.cli.gap_study import run_gap_command
 from experiments.studies.gap_sweep import is_study_config
 from experiments.cli.sweep_options import add_sweep_arguments, execute_sweep, is_sweep, sweep_out
@@ -127,6 +127,11 @@ def _print_results(fmt: str, config: ExperimentConfig, results: list[CellResult]
         print(run_table(config, results, sweep).markdown(), end="")
     else:
         run_table(config, results, sweep).print(output_console())
+
+
+def metrics_table(config: ExperimentConfig, results: list[CellResult]) -> TextTable:
+    """The table of a single run (one row per policy; rich-printable), as `bench` prints its own run."""
+    return run_table(config, results, sweep=False)
 
 
 def _written(out: Path, results: list[CellResult], failure: CellFailed | None, keep_going: bool, sweep: bool,

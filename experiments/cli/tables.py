@@ -14,8 +14,9 @@ import os
 from dataclasses import dataclass, field
 
 from rich import box
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderResult
 from rich.table import Table
+from rich.text import Text
 
 FORMATS = ("table", "markdown", "csv", "json")
 PIPED_WIDTH = 140  # a pipe has no width; wide enough for the run table on one screen, in one piece
@@ -41,13 +42,14 @@ class TextTable:
             table.add_row(*(row[k] for k in columns))
         return table
 
-    def parts(self, console: Console) -> list[Table]:
+    def parts(self, console: Console, width: int | None = None) -> list[Table]:
         """The table as one rich Table, or as several with the key columns repeated, each fitting
-        `console.width`. A single column wider than the terminal still gets its own part, uncut."""
+        `width` (default: the console's). A single column wider than that still gets its own part, uncut."""
+        width = width or console.width
         keys = list(range(self.keys))
         groups: list[list[int]] = []
         for k in range(self.keys, len(self.headers)):
-            if groups and _fits(self._rich(keys + groups[-1] + [k], self.title), console):
+            if groups and _fits(self._rich(keys + groups[-1] + [k], self.title), console, width):
                 groups[-1].append(k)
             else:
                 groups.append([k])
@@ -55,11 +57,14 @@ class TextTable:
         return [self._rich(keys + g, self.title if i == 0 else f"(part {i + 1}/{total})")
                 for i, g in enumerate(groups or [[]])]
 
-    def print(self, console: Console) -> None:
-        for part in self.parts(console):
-            console.print(part, overflow="fold", crop=False)
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        """`console.print(table)` prints the parts that fit the space given, then the notes."""
+        yield from self.parts(console, options.max_width)
         for note in self.notes:
-            console.print(note, overflow="fold", highlight=False)
+            yield Text(note)
+
+    def print(self, console: Console) -> None:
+        console.print(self, overflow="fold", crop=False)
 
     def markdown(self) -> str:
         def line(cells: list[str]) -> str:
@@ -76,9 +81,9 @@ def _one_line(cell: str) -> str:
     return cell.replace("-\n", "-").replace("\n", " ")
 
 
-def _fits(table: Table, console: Console) -> bool:
+def _fits(table: Table, console: Console, width: int) -> bool:
     unbounded = console.options.update(max_width=10**6)  # the table's own width, not capped by the console's
-    return console.measure(table, options=unbounded).maximum <= console.width
+    return console.measure(table, options=unbounded).maximum <= width
 
 
 def output_console() -> Console:
