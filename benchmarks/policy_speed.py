@@ -1,7 +1,7 @@
 """Time of one `decide()` per policy with 64/256/1024/4096 live requests, as a ratio to the
 simulated iteration time of the default latency profile (llama3-8b-h100) for that batch.
 
-DESIGN.md target: < 1 ms at 1024 live requests for `slo` and `andes`, < 5% of an engine step;
+docs/DESIGN.md target: < 1 ms at 1024 live requests for `slo` and `andes`, < 5% of an engine step;
 issue 15: every policy < 1 ms at 4,096 live requests and < 0.1 ms at 64.
 Two scenarios of synthetic views (mixed latency/throughput classes, noisy length quantiles):
 `busy`: half resident, long contexts, KV nearly full, so not everything fits and the policies

@@ -20,7 +20,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any
 
 from experiments.errors import ConfigError
 from formulations.instance import Instance
@@ -123,14 +123,15 @@ def safe_name(name: str, where: str) -> str:
 
 
 @contextmanager
-def atomic_file(path: Path) -> Iterator[TextIO]:
-    """A text file handle whose content appears at `path` only when the block ends without an
-    error (temp file in the same folder, fsync, rename): a reader sees the whole file or none."""
+def atomic_file(path: Path, mode: str = "w") -> Iterator[IO]:
+    """A file handle (text, or binary with mode "wb") whose content appears at `path` only when the
+    block ends without an error (temp file in the same folder, fsync, rename): a reader sees the
+    whole file or none."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o644)  # mkstemp makes 0600; results are meant to be shared
-        with os.fdopen(fd, "w") as fh:
+        with os.fdopen(fd, mode) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())

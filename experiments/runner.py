@@ -8,17 +8,20 @@ be stored one file each. Only `execute` knows about backends.
 
 from __future__ import annotations
 
+import gzip
 import inspect
+import io
 import json
 import platform
 import subprocess
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -165,12 +168,21 @@ def execute(cells: list[Cell], backend: str = "sequential", progress: Callable[[
 
 
 def write_schedule(path: Path, outcomes: list[RequestOutcome]) -> None:
-    """One JSON line per scored request (id and class first), streamed, atomic."""
-    with atomic_file(path) as fh:
-        for outcome in outcomes:
-            data = outcome.to_dict()
-            data["token_times"] = np.asarray(data["token_times"]).tolist()
-            fh.write(json.dumps({"id": data["id"], "class": data["class"], **data}, allow_nan=False) + "\n")
+    """JSONL, one JSON object per scored request (id and class first), streamed, atomic; a `.gz`
+    path is gzip'd (a demo's token times are ~35 MB as text, a tenth of that compressed)."""
+    with atomic_file(path, "wb" if path.suffix == ".gz" else "w") as raw:
+        with _text_out(raw, path) as fh:
+            for outcome in outcomes:
+                data = outcome.to_dict()
+                data["token_times"] = np.asarray(data["token_times"]).tolist()
+                fh.write(json.dumps({"id": data["id"], "class": data["class"], **data}, allow_nan=False) + "\n")
+
+
+def _text_out(raw: IO, path: Path) -> IO:
+    """`raw` itself, or a text stream gzip'ing into it (mtime 0: the same schedule gives the same bytes)."""
+    if path.suffix != ".gz":
+        return nullcontext(raw)
+    return io.TextIOWrapper(gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=6), encoding="utf-8")
 
 
 def _predictor_params(config: ExperimentConfig, seed: int) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""T_alone and deadlines (DESIGN.md, request classes 2 and 3), from the same engine model.
+"""T_alone and deadlines (docs/DESIGN.md, request classes 2 and 3), from the same engine model.
 
 T_alone(request) is the time the request takes running alone: its prompt in chunks of at most
 `token_budget` tokens (the last chunk yields the first token), then one decode iteration per

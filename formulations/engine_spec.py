@@ -1,4 +1,4 @@
-"""The engine model shared by the simulator and the exact models (DESIGN.md, "Engine model")."""
+"""The engine model shared by the simulator and the exact models (docs/DESIGN.md, "Engine model")."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """`score(instance, schedule) -> Metrics`: the one scoring function every policy and solver uses.
 
 SLO attainment counts each latency or throughput request once and a bulk group as its number of
-members, all or nothing (DESIGN.md, "Objective"). A request that did not complete scores QoE 0
+members, all or nothing (docs/DESIGN.md, "Objective"). A request that did not complete scores QoE 0
 and misses its SLO; it is counted in `unfinished`, never dropped. A request the policy rejected
 (Plan.reject) misses its SLO too, but is counted in `rejected` with how long its client waited
 for the answer (`time_to_reject`, from arrival), apart from requests served late.

@@ -1,4 +1,4 @@
-"""Quality of Experience of a streamed response, exactly as DESIGN.md defines it.
+"""Quality of Experience of a streamed response, exactly as docs/DESIGN.md defines it.
 
 With ideal_i = arrival + TTFT_target + (i-1)/r and read_i = max(delivered_i, read_{i-1} + 1/r),
 the lateness of token i has a closed form:

@@ -10,7 +10,7 @@ import networkx as nx
 
 
 class RequestClass(str, Enum):
-    """The three SLO classes of DESIGN.md; the integer codes are used in numpy columns."""
+    """The three SLO classes of docs/DESIGN.md; the integer codes are used in numpy columns."""
 
     LATENCY = "latency"
     THROUGHPUT = "throughput"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import gzip
 import json
 
 import numpy as np
@@ -57,11 +58,13 @@ def config_file(tmp_path, text: str, name: str = "small.toml"):
 
 
 def read_jsonl(path):
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    """A schedule file: JSONL, gzip'd when the name ends in .gz (the default of `run`)."""
+    text = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
+    return [json.loads(line) for line in text.splitlines()]
 
 
 def brute_force_qoe(times: list[float], arrival: float, ttft: float, rate: float) -> float:
-    """DESIGN.md's read-time recursion, token by token."""
+    """docs/DESIGN.md's read-time recursion, token by token."""
     n = len(times)
     read = ideal = 0.0
     delay = 0.0
@@ -108,7 +111,7 @@ def test_files_written_and_consistent_with_the_document(small_run):
     assert "git_commit" in metrics
     assert load_config(cfg).to_dict() == metrics["config"]  # the recorded config is the one that ran
     for policy, summary in doc.items():
-        lines = read_jsonl(out / f"schedule-{policy}.jsonl")
+        lines = read_jsonl(out / f"schedule-{policy}.jsonl.gz")
         assert len(lines) == 60 and all(OUTCOME_FIELDS <= set(line) for line in lines)
         assert [line["id"] for line in lines] == [f"r{k}" for k in range(60)]
         met = [line["slo_met"] for line in lines]
@@ -145,7 +148,7 @@ def test_same_seed_same_results_other_seed_other_workload(tmp_path, capsys):
     runs = [run(capsys, str(cfg), "--json", "--out", str(tmp_path / f"o{k}"), "--policies", "fcfs", *extra)
             for k, extra in enumerate([(), (), ("--seed", "4")])]
     assert runs[0][1] == runs[1][1]
-    lines = [read_jsonl(tmp_path / f"o{k}" / "schedule-fcfs.jsonl") for k in range(3)]
+    lines = [read_jsonl(tmp_path / f"o{k}" / "schedule-fcfs.jsonl.gz") for k in range(3)]
     assert lines[0] == lines[1]
     assert [x["class"] for x in lines[0]] != [x["class"] for x in lines[2]]
 
@@ -158,7 +161,7 @@ def test_custom_trace_columns_time_unit_and_rate_scale(tmp_path, capsys):
     code, out, _ = run(capsys, str(cfg), "--trace", str(trace), "--columns", "arrival=ms,prompt=p,output=o",
                        "--time-unit", "ms", "--rate-scale", "2", "--limit", "12", "--out", str(tmp_path / "o"), "--json")
     assert code == 0 and json.loads(out)["fcfs"]["requests"] == 12
-    lines = read_jsonl(tmp_path / "o" / "schedule-fcfs.jsonl")
+    lines = read_jsonl(tmp_path / "o" / "schedule-fcfs.jsonl.gz")
     assert [x["arrival"] for x in lines] == pytest.approx([0.125 * k for k in range(12)])  # 250 ms / 2
     assert [x["prompt_len"] for x in lines] == [p for _, p, _ in rows]
     assert [x["output_len"] for x in lines] == [o for _, _, o in rows]

@@ -47,7 +47,7 @@ def config(tmp_path):
 
 def test_json_with_a_failing_policy_prints_what_finished_and_writes_no_metrics(tmp_path, config, edf_fails, capsys):
     out = tmp_path / "out"
-    code = main(["run", config, "--out", str(out), "--json"])
+    code = main(["run", config, "--schedules", "jsonl", "--out", str(out), "--json"])
     captured = capsys.readouterr()
     assert code == 2
     assert list(json.loads(captured.out)) == ["fcfs"]  # sjf never ran: the run stops at the failure
@@ -59,7 +59,7 @@ def test_json_with_a_failing_policy_prints_what_finished_and_writes_no_metrics(t
 
 def test_keep_going_runs_the_others_and_writes_metrics_naming_the_failure(tmp_path, config, edf_fails, capsys):
     out = tmp_path / "out"
-    code = main(["run", config, "--out", str(out), "--json", "--keep-going"])
+    code = main(["run", config, "--schedules", "jsonl", "--out", str(out), "--json", "--keep-going"])
     captured = capsys.readouterr()
     assert code == 2
     assert list(json.loads(captured.out)) == ["fcfs", "sjf"]
@@ -87,7 +87,7 @@ def test_a_full_disk_leaves_no_metrics_and_no_cut_schedule(tmp_path, config, mon
         written.append(path)
 
     monkeypatch.setattr(runner, "write_schedule", write_then_fill)
-    code = main(["run", config, "--out", str(out)])
+    code = main(["run", config, "--schedules", "jsonl", "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 2
     assert err.strip().splitlines() == [f"slosched: error: {out}/schedule-edf.jsonl: No space left on device"]

@@ -98,7 +98,7 @@ def test_module_class_runs_in_run_and_equals_the_class_simulated_directly(plugin
     direct = score(instance, simulate(instance, ShortestPromptFirst(), make_predictor("oracle")))
     assert doc[POLICY]["slo_met"] == direct.slo_met and doc[POLICY]["mean_qoe"] == pytest.approx(direct.mean_qoe)
     assert doc[POLICY]["mean_qoe"] != doc["fcfs"]["mean_qoe"]  # it really scheduled differently from fcfs
-    assert (tmp_path / "o" / f"schedule-{POLICY}.jsonl").is_file()
+    assert (tmp_path / "o" / f"schedule-{POLICY}.jsonl.gz").is_file()
 
 
 def test_policy_params_reach_a_plugin_and_bad_ones_are_one_line_errors(plugin_dir, tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""QoE (DESIGN.md) on hand-computed cases, and the closed form against the read-time recursion."""
+"""QoE (docs/DESIGN.md) on hand-computed cases, and the closed form against the read-time recursion."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from experiments.cli.arguments import interrupted_exit_code, time_limit
 from experiments.cli.run import parse_policies as policy_names
+from experiments.cli.tables import TextTable, output_console
 from experiments.input_files import output_dir
 from experiments.studies.optimality_gap import OptimumExceeded, StudyReport, run_study
 from experiments.values import NON_NEGATIVE_FLOAT, POSITIVE_INT, SEED
@@ -69,22 +70,19 @@ def _study(args: argparse.Namespace) -> StudyReport:
 
 
 def _table(report: StudyReport) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"attainment vs hindsight optimum ({len(report.instances)} instances proven optimal"
-                        f"{f', {report.unproven} unproven left out' if report.unproven else ''})")
-    for col in ("policy", "mean ratio", "min ratio", "max ratio", "optimal share", "mean QoE ratio",
-                "ratio to bound (all)"):
-        table.add_column(col, justify="right" if col != "policy" else "left")
+    table = TextTable(
+        title=f"attainment vs hindsight optimum ({len(report.instances)} instances proven optimal"
+              f"{f', {report.unproven} unproven left out' if report.unproven else ''})",
+        headers=["policy", "mean\nratio", "min\nratio", "max\nratio", "optimal\nshare", "mean QoE\nratio",
+                 "ratio to\nbound (all)"])
     ranked = sorted(report.policies.items(), key=lambda kv: -kv[1].mean_ratio)
     for name, s in ranked:
         qoe = "-" if s.mean_qoe_ratio is None else f"{s.mean_qoe_ratio:.3f}"
-        table.add_row(name, f"{s.mean_ratio:.4f}", f"{s.min_ratio:.3f}", f"{s.max_ratio:.3f}",
-                      f"{s.optimal_share:.2%}", qoe,
-                      "-" if s.mean_bound_ratio is None else f"{s.mean_bound_ratio:.4f}")
-    console = Console()
-    console.print(table)
+        table.rows.append([name, f"{s.mean_ratio:.4f}", f"{s.min_ratio:.3f}", f"{s.max_ratio:.3f}",
+                           f"{s.optimal_share:.2%}", qoe,
+                           "-" if s.mean_bound_ratio is None else f"{s.mean_bound_ratio:.4f}"])
+    console = output_console()
+    table.print(console)
     k = report.step_knapsack.to_dict()
     if k["steps"]:
         console.print(f"per-step 2-D knapsack of slo, greedy vs exact: {k['steps']} contended steps, "

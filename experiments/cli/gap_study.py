@@ -23,7 +23,7 @@ def run_gap_command(args: Any) -> int:
     name, cells = load_gap_cells(args.config, quick=args.quick)
     out = sweep_out(args, name)
     backend = args.backend or "local"
-    with progress_bar(len(cells), backend) as progress:
+    with progress_bar(len(cells), backend, out) as progress:
         outcome = run_sweep(cells, run_gap_cell, out, backend=backend, workers=args.workers, address=args.address,
                             progress=progress, describe=GapCell.to_dict, keep_going=args.keep_going)
     pools = pooled([{"cell": c.to_dict(), "result": r} for c, r in zip(cells, outcome.results, strict=True)])
@@ -33,7 +33,7 @@ def run_gap_command(args: Any) -> int:
                 for noise, pool in pools.items()}
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps({"experiment": name, "study": STUDY, "by_noise": document}, indent=1))
-    if args.json:
+    if args.format == "json":
         print(json.dumps(document, indent=1))
     else:
         print(gap_table(pools))

@@ -1,8 +1,10 @@
 """`slosched run [CONFIG.toml]`: run an experiment on the simulator, print and save the metrics.
 
-Writes OUT/metrics.json (config, versions, metrics per policy) and OUT/schedule-<policy>.jsonl
-(one scored request per line). With --json, stdout carries only one JSON document keyed by
-policy; the progress bar always goes to stderr.
+Writes OUT/metrics.json (config, versions, metrics per policy) and, unless `--schedules none`,
+OUT/schedule-<policy>.jsonl.gz (gzip'd JSONL: one JSON object per scored request; `--schedules
+jsonl` leaves it uncompressed). `--format` picks what stdout carries: the table (split to fit the
+terminal), Markdown, CSV (seeds as mean/min/max) or one JSON document keyed by policy (`--json`);
+with any but the table, stdout carries nothing else. The progress bar always goes to stderr.
 """
 
 from __future__ import annotations
@@ -15,15 +17,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
 
 from experiments.config import ExperimentConfig, load_config, with_overrides
 from experiments.errors import CellFailed, ConfigError, one_line
 from experiments.input_files import output_dir, write_atomically
 from experiments.runner import CellResult, execute, expand_cells, git_commit, versions
+from experiments.cli.dry_run import resolved_toml
+from experiments.cli.run_table import run_csv, run_table
+from experiments.cli.tables import FORMATS, TextTable, output_console
 from experiments.cli.gap_study import run_gap_command
 from experiments.studies.gap_sweep import is_study_config
 from experiments.cli.sweep_options import add_sweep_arguments, execute_sweep, is_sweep, sweep_out
@@ -34,6 +37,8 @@ from solvers.policies.registry import POLICIES
 METRICS = "metrics.json"
 DEMO_CONFIG = Path(str(resources.files("experiments") / "configs" / "demo.toml"))
 COLUMN_ROLES = ("arrival", "prompt", "output")
+SCHEDULE_FORMATS = ("gz", "jsonl", "none")
+SCHEDULE_SUFFIX = {"gz": ".jsonl.gz", "jsonl": ".jsonl"}
 SUMMARY_KEYS = ("attainment", "attainment_by_class", "slo_met", "requests", "mean_qoe", "qoe_at_threshold",
                 "ttft", "tbt", "jct", "throughput", "preemptions", "unfinished")
 
@@ -43,7 +48,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description="Run an experiment config (workload x engine x policies) on the simulator.")
     p.add_argument("config", nargs="?", help=f"experiment TOML (default: the demo, {DEMO_CONFIG.name})")
     p.add_argument("--out", metavar="DIR", help="output directory (default: results/<config name>-<timestamp>)")
-    p.add_argument("--json", action="store_true", help="print the metrics as one JSON document on stdout, nothing else")
+    p.add_argument("--format", choices=FORMATS, default="table",
+                   help="stdout: table (default; split to fit the terminal), markdown, csv (one row per policy "
+                        "x load: each metric's mean, min, max over seeds) or json (the metrics document)")
+    p.add_argument("--json", dest="format", action="store_const", const="json", help="same as --format json")
+    p.add_argument("--schedules", choices=SCHEDULE_FORMATS,
+                   help="per-policy schedule files of a single run: gz (default: schedule-<policy>.jsonl.gz, "
+                        "gzip'd JSONL, one JSON object per request), jsonl (uncompressed) or none; sweeps store "
+                        "their cells under OUT/cells and write none")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the resolved config (TOML, marking what the command line set and what came from "
+                        "defaults or the demo config) and exit without simulating")
     p.add_argument("--trace", metavar="PATH|NAME", help="trace file or registered name (azure-conv, azure-code) instead of the config's")
     p.add_argument("--columns", metavar="SPEC", help="trace column names: arrival=COL,prompt=COL,output=COL")
     p.add_argument("--time-unit", metavar="s|ms", help="unit of numeric arrival times in the trace: s or ms")
@@ -57,10 +72,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.config and is_study_config(args.config):  # e.g. gap.toml: the compare study as a sweep
+        if args.dry_run or args.schedules or args.format in ("csv", "markdown"):
+            raise ConfigError(f"{args.config} is a gap study config: --dry-run, --schedules and --format "
+                              "csv|markdown only apply to experiment configs")
         return run_gap_command(args)
     config = configure(args)
+    if args.dry_run:
+        print(resolved_toml(args.config or DEMO_CONFIG, config, given=args.config is not None), end="")
+        return 0
     cells = expand_cells(config)
     sweep = is_sweep(args, cells)
+    if sweep and args.schedules not in (None, "none"):
+        raise ConfigError(f"--schedules {args.schedules}: a sweep stores its cells under OUT/cells and writes no "
+                          "schedule files")
+    schedules = "none" if sweep else args.schedules or "gz"
     out = output_dir(sweep_out(args, config.name) if sweep else args.out or
                      Path("results") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     failure = None
@@ -69,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
             results = execute_sweep(cells, out, args)  # stored per cell: outcomes without token times
         else:
             (out / METRICS).unlink(missing_ok=True)  # never next to schedules of another run
-            results = _execute_with_progress(cells, out, args.keep_going)
+            results = _execute_with_progress(cells, out, args.keep_going, schedules)
     except CellFailed as err:
         failure, results = err, [r for r in err.partial or [] if r is not None]
     except KeyboardInterrupt:
@@ -82,23 +107,43 @@ def run(args: argparse.Namespace) -> int:
     document = metrics_document(results)
     if results and (failure is None or args.keep_going):
         write_metrics(out, config, results, document, failure)
-    if args.json:
-        print(json.dumps(document, indent=1))
-    elif results:
-        console = Console()
-        if not console.is_terminal:  # piped: do not squeeze the table into 80 columns
-            console = Console(width=140)
-        console.print(metrics_table(config, results))
-        if failure is not None and not args.keep_going:
-            console.print(f"nothing written to {out}/metrics.json (a cell failed; --keep-going runs the others)")
-        elif sweep:
-            console.print(f"wrote {out}/metrics.json and {len(results)} cell(s) under {out}/cells "
-                          f"(plots: slosched report {out})")
-        else:
-            console.print(f"wrote {out}/metrics.json and {len(results)} schedule file(s)")
+    if results:
+        _print_results(args.format, config, results, document, sweep)
+        if args.format != "json":  # json: stdout is the document, stderr only errors (as before --format)
+            print(_written(out, results, failure, args.keep_going, sweep, schedules),
+                  file=sys.stdout if args.format == "table" else sys.stderr)
     if failure is not None:
         raise failure
     return 0
+
+
+def _print_results(fmt: str, config: ExperimentConfig, results: list[CellResult], document: dict[str, Any],
+                   sweep: bool) -> None:
+    if fmt == "json":
+        print(json.dumps(document, indent=1))
+    elif fmt == "csv":
+        print(run_csv(results), end="")
+    elif fmt == "markdown":
+        print(run_table(config, results, sweep).markdown(), end="")
+    else:
+        run_table(config, results, sweep).print(output_console())
+
+
+def metrics_table(config: ExperimentConfig, results: list[CellResult]) -> TextTable:
+    """The table of a single run (one row per policy; rich-printable), as `bench` prints its own run."""
+    return run_table(config, results, sweep=False)
+
+
+def _written(out: Path, results: list[CellResult], failure: CellFailed | None, keep_going: bool, sweep: bool,
+             schedules: str) -> str:
+    if failure is not None and not keep_going:
+        return f"nothing written to {out}/metrics.json (a cell failed; --keep-going runs the others)"
+    if sweep:
+        return f"wrote {out}/metrics.json and {len(results)} cell(s) under {out}/cells (plots: slosched report {out})"
+    if schedules == "none":
+        return f"wrote {out}/metrics.json (no schedule files: --schedules none)"
+    return (f"wrote {out}/metrics.json and {len(results)} schedule file(s) {out}/schedule-*{SCHEDULE_SUFFIX[schedules]} "
+            "(JSONL: one JSON object per request)")
 
 
 def configure(args: argparse.Namespace) -> ExperimentConfig:
@@ -153,8 +198,8 @@ def parse_columns(text: str) -> dict[str, str]:
     return columns
 
 
-def _execute_with_progress(cells: list, out: Path, keep_going: bool) -> list[CellResult]:
-    """Run the cells here, each schedule streamed to OUT/schedule-<label>.jsonl as it is scored."""
+def _execute_with_progress(cells: list, out: Path, keep_going: bool, schedules: str) -> list[CellResult]:
+    """Run the cells here, each schedule streamed to OUT/schedule-<label>.jsonl[.gz] as it is scored."""
     console = Console(stderr=True)
     labels = cell_labels(cells)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
@@ -165,8 +210,9 @@ def _execute_with_progress(cells: list, out: Path, keep_going: bool) -> list[Cel
         def advance(index: int, fraction: float) -> None:
             bar.update(task, completed=index + fraction, description=f"{cells[index].key}")
 
-        return execute(cells, progress=advance, keep_going=keep_going,
-                       schedule_paths=[out / f"schedule-{label}.jsonl" for label in labels])
+        paths = None if schedules == "none" else [out / f"schedule-{label}{SCHEDULE_SUFFIX[schedules]}"
+                                                  for label in labels]
+        return execute(cells, progress=advance, keep_going=keep_going, schedule_paths=paths)
 
 
 def cell_labels(cells: list) -> list[str]:
@@ -208,26 +254,3 @@ def write_metrics(out: Path, config: ExperimentConfig, results: list[CellResult]
     }, indent=1, allow_nan=False))
 
 
-def _fmt(value: float | None, scale: float = 1.0, digits: int = 2) -> str:
-    return "-" if value is None else f"{value * scale:.{digits}f}"
-
-
-def metrics_table(config: ExperimentConfig, results: list[CellResult]) -> Table:
-    table = Table(title=f"{config.name}: {results[0].metrics['requests']} requests, predictor {config.predictor.name} "
-                        "(SLO attainment: all / per class)", box=box.SIMPLE_HEAD)
-    for header in ("policy", "SLO all", "latency", "thrpt", "bulk", "mean QoE", "TTFT p50/p99 s",
-                   "TBT p50/p99 ms", "JCT p50/p99 s", "tok/s", "preempt"):
-        table.add_column(header, justify="left" if header == "policy" else "right", no_wrap=True)
-    for label, r in zip(cell_labels(results), results, strict=True):
-        m = r.metrics
-        by = m["attainment_by_class"]
-        table.add_row(
-            label, _fmt(m["attainment"], 100, 1) + "%",
-            *(_fmt(by[c], 100, 1) + ("%" if by[c] is not None else "") for c in ("latency", "throughput", "bulk")),
-            _fmt(m["mean_qoe"], 1, 3),
-            f"{_fmt(m['ttft']['p50'])}/{_fmt(m['ttft']['p99'])}",
-            f"{_fmt(m['tbt']['p50'], 1000, 0)}/{_fmt(m['tbt']['p99'], 1000, 0)}",
-            f"{_fmt(m['jct']['p50'], 1, 1)}/{_fmt(m['jct']['p99'], 1, 1)}",
-            _fmt(m["throughput"], 1, 0), str(m["preemptions"]),
-        )
-    return table

@@ -1,4 +1,4 @@
-"""`slosched solve INSTANCE.json`: the exact hindsight optimum of a slotted instance."""
+"""`slosched solve INSTANCE.json` (or `--example NAME`): the exact hindsight optimum of a slotted instance."""
 
 from __future__ import annotations
 
@@ -9,27 +9,52 @@ from pathlib import Path
 
 from engine_adapter.simulator import simulate
 from experiments.cli.arguments import interrupted_exit_code, time_limit
+from experiments.errors import ConfigError
 from experiments.input_files import load_instance
 from formulations.metrics import request_outcomes, score
 from solvers.exact.solve import BACKENDS, solve
 from solvers.result import Status
 from solvers.policies.registry import make_policy
 
+EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"  # in the source tree, next to README.md
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("solve", help="solve a slotted instance exactly (CP-SAT, CBC or HiGHS)")
-    p.add_argument("instance", help="instance JSON (engine.slot_time must be set)")
+    p.add_argument("instance", nargs="?", help="instance JSON (engine.slot_time must be set)")
+    p.add_argument("--example", metavar="NAME",
+                   help=f"solve a shipped example instance instead ({', '.join(example_names())}; in {EXAMPLES_DIR})")
     p.add_argument("--backend", choices=BACKENDS, default="cpsat")
     p.add_argument("--time-limit", type=time_limit, default=60.0, help="seconds > 0 (default 60)")
     p.add_argument("--hint", metavar="POLICY", help="warm start from this policy's simulated schedule (e.g. fcfs)")
     p.add_argument("--no-secondary", action="store_true", help="skip the tie-breaking secondary objective")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.add_argument("--schedule-out", metavar="FILE", help="write the optimal schedule (one JSON line per request)")
+    p.add_argument("--schedule-out", metavar="FILE.jsonl",
+                   help="write the best schedule found as JSONL: one JSON object per scored request, then one line "
+                        '{"assignment": ...} with the slot-by-slot decisions')
     p.set_defaults(handler=run)
 
 
+def example_names() -> list[str]:
+    return sorted(p.stem for p in EXAMPLES_DIR.glob("*.json"))
+
+
+def instance_path(args: argparse.Namespace) -> Path:
+    """INSTANCE, or the file of --example NAME (exactly one of them)."""
+    if (args.instance is None) == (args.example is None):
+        raise ConfigError("solve: give an instance JSON file or --example NAME (one of them; examples: "
+                          f"{', '.join(example_names())})")
+    if args.instance is not None:
+        return Path(args.instance)
+    path = EXAMPLES_DIR / f"{args.example}.json"
+    if args.example not in example_names():
+        raise ConfigError(f"--example {args.example!r}: no such example; valid: {', '.join(example_names())} "
+                          f"(in {EXAMPLES_DIR}; examples/make_examples.py regenerates them)")
+    return path
+
+
 def run(args: argparse.Namespace) -> int:
-    instance = load_instance(args.instance)
+    instance = load_instance(instance_path(args))
     hint = None
     if args.hint:
         hint = simulate(instance, make_policy(args.hint), record_iterations=True)

@@ -46,18 +46,32 @@ def sweep_out(args: argparse.Namespace, name: str) -> Path:
 
 
 @contextmanager
-def progress_bar(total: int, backend: str) -> Iterator[Callable[[int, int], None]]:
-    """A cells-done bar on stderr (hidden when stderr is not a terminal); yields progress(done, total)."""
-    console = Console(stderr=True)
+def progress_bar(total: int, backend: str, out: Path) -> Iterator[Callable[[int, int], None]]:
+    """A cells-done bar on stderr (hidden when stderr is not a terminal); yields progress(done, total).
+    The first call counts the cells already stored: said in one line, since they are not recomputed."""
+    console = Console(stderr=True, highlight=False)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("ETA"), TimeRemainingColumn(),
                   console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task(f"{total} cell(s) on {backend}", total=total)
-        yield lambda done, _total: bar.update(task, completed=done)
+        started = False
+
+        def progress(done: int, cells: int) -> None:
+            nonlocal started
+            if not started and done:
+                console.print(reuse_line(done, cells, out), soft_wrap=True)
+            started = True
+            bar.update(task, completed=done)
+
+        yield progress
+
+
+def reuse_line(reused: int, total: int, out: Path) -> str:
+    return f"slosched: reusing {reused} of {total} finished cells in {out}; delete {out} to recompute"
 
 
 def execute_sweep(cells: list[Cell], out: Path, args: argparse.Namespace) -> list[CellResult]:
     backend = args.backend or "local"
-    with progress_bar(len(cells), backend) as progress:
+    with progress_bar(len(cells), backend, out) as progress:
         return execute_cells(cells, out, backend=backend, workers=args.workers, address=args.address,
                              keep_going=args.keep_going, progress=progress)

@@ -1,7 +1,7 @@
 """The offline hindsight problem in slotted mode, as one exact integer linear model.
 
 Given an `Instance` with true output lengths and `engine.slot_time = tau`, choose for every
-request and iteration (slot) what it does, to maximize SLO attainment (DESIGN.md objective).
+request and iteration (slot) what it does, to maximize SLO attainment (docs/DESIGN.md objective).
 
 Engine semantics covered exactly (formulations/online.py rules + the slotted mode of APIS.md):
 - slot k occupies [k tau, (k+1) tau); request i may run in slot k iff k tau >= arrival; a DAG

@@ -19,7 +19,7 @@ Taken from the paper:
   overhead-aware refinement (an admission that evicts someone is kept only if its QoE gain beats
   the QoE its prefill stall costs every running stream).
 
-What differs: QoE is DESIGN.md's definition (delay area over the ideal area), projected in
+What differs: QoE is docs/DESIGN.md's definition (delay area over the ideal area), projected in
 closed form from (lag, delay area) instead of the paper's sampled token timeline; the QoE after
 dt is projected to completion (with the predicted median output length) rather than truncated at
 dt; B is searched on a geometric grid of at most `batch_grid` values rather than every integer.
