@@ -34,3 +34,12 @@ def test_list_one_section_as_a_table(capsys):
     assert main(["list", "profiles"]) == 0
     out = capsys.readouterr().out
     assert "llama3-8b-h100" in out and "policies" not in out
+
+
+def test_list_names_the_solve_examples(capsys):
+    from experiments.cli import main
+
+    assert main(["list", "examples", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["examples"]
+    assert {r["name"] for r in rows} == {"mixed", "dag", "tight-kv-40x200"}
+    assert next(r for r in rows if r["name"] == "tight-kv-40x200")["summary"].startswith("40 requests")

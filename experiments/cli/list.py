@@ -17,6 +17,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from experiments.cli.solve import EXAMPLES_DIR, example_names
 from experiments.workloads.sharegpt.workload import TRACE_SPLITS
 from experiments.workloads.trace_loader import TRACES
 from formulations.latency_model import available_profiles, load_profile
@@ -24,12 +25,12 @@ from solvers.named import parameters
 from solvers.policies.registry import policy_class, policy_names
 from solvers.prediction.registry import predictor_class, predictor_names
 
-SECTIONS = ("policies", "predictors", "profiles", "traces", "configs")
+SECTIONS = ("policies", "predictors", "profiles", "traces", "configs", "examples")
 CONFIG_DIR = Path(str(resources.files("experiments") / "configs"))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("list", help="policies (with parameters), predictors, latency profiles, traces, configs",
+    p = subparsers.add_parser("list", help="policies (with parameters), predictors, latency profiles, traces, configs, example instances",
                               description="List every name a config or flag accepts; plugins included.")
     p.add_argument("what", nargs="?", choices=SECTIONS, help="one section (default: all)")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
@@ -91,12 +92,23 @@ def _configs() -> list[dict[str, Any]]:
     return rows
 
 
+def _examples() -> list[dict[str, Any]]:
+    """The instances `slosched solve --example NAME` solves (examples/ in the source tree)."""
+    rows = []
+    for name in example_names():
+        data = json.loads((EXAMPLES_DIR / f"{name}.json").read_text())
+        rows.append({"name": name, "summary": f"{len(data['requests'])} requests, "
+                                              f"{data['engine']['kv_blocks']} KV blocks (slotted)"})
+    return rows
+
+
 _ROWS = {
     "policies": lambda: _class_rows(policy_names(), policy_class),
     "predictors": lambda: _class_rows(predictor_names(), predictor_class),
     "profiles": _profiles,
     "traces": _traces,
     "configs": _configs,
+    "examples": _examples,
 }
 
 
