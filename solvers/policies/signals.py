@@ -11,6 +11,8 @@ delay area is the current one plus the sum of those terms: a closed form, no per
 
 from __future__ import annotations
 
+from dataclasses import fields, replace
+
 import numpy as np
 
 from formulations.engine_spec import EngineSpec
@@ -90,6 +92,14 @@ def kv_weights(view: EngineView) -> tuple[np.ndarray, np.ndarray]:
     blocks = np.where(view.resident, -(-(in_cache + chunk) // view.engine.block_size),
                       admission_blocks(in_cache, np.maximum(prefill, 1), chunk, 0, view.engine))
     return blocks.astype(np.float64), chunk.astype(np.float64)
+
+
+def rows(view: EngineView, positions: np.ndarray) -> EngineView:
+    """The view restricted to some live requests (in the order given): per-request signals are
+    elementwise, so a policy that needs them for a few requests computes them on those only."""
+    n = len(view)
+    return replace(view, **{f.name: getattr(view, f.name)[positions] for f in fields(view)
+                            if isinstance(getattr(view, f.name), np.ndarray) and len(getattr(view, f.name)) == n})
 
 
 # ---- latency streams ---------------------------------------------------------------------------
