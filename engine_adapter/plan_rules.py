@@ -11,7 +11,8 @@ first, then resident ones later in `run`, lowest priority first, else itself); a
 that does not pass the admission check is skipped and blocks every later waiting request
 (head-of-line blocking), and once the engine has evicted a victim no waiting request is admitted
 in that iteration (vLLM admits nothing in a step that preempted). The admission check of a
-waiting request is vLLM's `allocate_slots` (see `admission_blocks`).
+waiting request is vLLM's `allocate_slots` (formulations.online.admission_blocks, with which
+the policies price a waiting request's KV too).
 
 The common case (every request wanted fits, no waiting request to gate against a watermark) is
 decided with cumulative sums; only a KV shortage walks the plan one request at a time.
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from formulations.engine_spec import EngineSpec
+from formulations.online import admission_blocks
 
 _EMPTY = np.empty(0, dtype=np.int64)
 
@@ -39,18 +41,6 @@ class Batch:
     any_prefill: bool
     victims: list[int]  # positions the engine preempts for lack of KV (in eviction order)
     blocked: int | None = None  # the first waiting position that found no KV room
-
-
-def admission_blocks(computed: int, want: int, chunk: int, held: int, spec: EngineSpec) -> int:
-    """Free blocks a waiting request needs to be admitted with a first chunk of `chunk` tokens.
-
-    vLLM's allocate_slots for a WAITING/PREEMPTED request: with `reserve_full_prompt` (vLLM's
-    scheduler_reserve_full_isl) the blocks for its whole known sequence (request.num_tokens:
-    prompt plus the outputs a resumed request recomputes, here computed + want) must be free,
-    otherwise only those of the first chunk. The watermark is added by the caller.
-    """
-    tokens = computed + (want if spec.reserve_full_prompt else chunk)
-    return -(-tokens // spec.block_size) - held
 
 
 def form_batch(run: np.ndarray, n_live: int, resident: np.ndarray, computed: np.ndarray, prefill_left: np.ndarray,

@@ -55,6 +55,20 @@ def quantile_column(levels: tuple[float, ...], level: float) -> int:
     return int(np.argmin(np.abs(np.asarray(levels) - level)))
 
 
+def admission_blocks(computed, want, chunk, held, spec: EngineSpec):
+    """Free blocks a waiting request needs to be admitted with a first chunk of `chunk` tokens
+    (rule 2's admission check: vLLM's allocate_slots for a WAITING/PREEMPTED request).
+
+    With `reserve_full_prompt` (vLLM's scheduler_reserve_full_isl) the blocks for its whole known
+    sequence (request.num_tokens: prompt plus the outputs a resumed request recomputes, here
+    computed + want) must be free, otherwise only those of the first chunk; `held`: blocks it
+    holds already (prefix-cache hits). The watermark comes on top. Elementwise on arrays too: the
+    plan rules and the policies that price a waiting request's KV share this one rule.
+    """
+    tokens = computed + (want if spec.reserve_full_prompt else chunk)
+    return -(-tokens // spec.block_size) - held
+
+
 class PlanError(ValueError):
     """A plan that the engine cannot apply (it names a request that is not live, ...)."""
 

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from engine_adapter.simulator import simulate
 from experiments.studies.optimality_gap import InstanceSpec, random_instance
 from formulations.instance import Instance
+from solvers.policies.registry import POLICIES as REGISTERED
 from solvers.policies.registry import make_policy
 from solvers.prediction.oracle import NoisyOraclePredictor
 
@@ -74,3 +75,37 @@ def test_policy_keeps_engine_invariants_with_shared_prefixes(policy, seed, laten
     _check(instance, schedule)
     stats = schedule.meta["prefix_cache"]
     assert 0 <= stats["hit_tokens"] < stats["query_tokens"]
+
+
+def _idle_while_work_is_live(schedule) -> list[float]:
+    """Times at which the engine sat idle although a released request was unfinished."""
+    log = schedule.meta["iteration_log"]
+    start, end = np.asarray(log["start"]), np.asarray(log["end"])
+    gaps = end[:-1][start[1:] > end[:-1] + 1e-9]
+    idle = []
+    for t in gaps.tolist():
+        for tl in schedule.timelines:
+            stop = tl.rejected if tl.rejected is not None else tl.finish
+            if tl.release <= t + 1e-9 and stop is not None and stop > t + 1e-9:
+                idle.append(t)
+                break
+    return idle
+
+
+# prompts of up to 8 of the 14 blocks, chunked (24-token budget): the gate holds requests back
+# whose first chunk would fit; every request fits the cache alone (at most 13 blocks)
+GATED = InstanceSpec(max_requests=12, kv_blocks=14, prompt=(10, 32), output=(4, 20))
+
+
+@pytest.mark.parametrize("policy", sorted(REGISTERED))
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10**6))
+def test_no_policy_idles_the_engine_under_the_admission_gate(policy, seed):
+    """With vLLM's full-prompt gate and a small KV cache, asked before every iteration (the
+    bridge's mode), no policy plans a batch that runs nothing while work is live (such a plan
+    stalls: SimulationStalled)."""
+    instance = random_instance(seed, GATED)
+    assert instance.engine.reserve_full_prompt
+    schedule = simulate(instance, make_policy(policy), fast_forward=False, record_iterations=True)
+    _check(instance, schedule)
+    assert _idle_while_work_is_live(schedule) == []

@@ -267,3 +267,52 @@ def test_lazy_incremental_refine_equals_refining_every_row() -> None:
     assert len(looked) > 50
     for idx, generated, pred in looked:
         np.testing.assert_array_equal(pred, predictor.refine(raw[idx], generated))
+
+
+class RunOnlyNewest(Policy):
+    """Runs everything until a second request is live, then only that one (pausing the first)."""
+
+    name = "only-newest"
+
+    def decide(self, view: EngineView) -> Plan:
+        return Plan(run=view.idx[view.idx == view.idx.max()])
+
+
+def test_a_plan_the_admission_gate_refuses_while_residents_pause_is_a_clear_stall() -> None:
+    """'b' needs 5 free blocks for its whole prompt (its first 8-token chunk only 2); 'a' holds
+    the rest and is paused: nothing can run until the policy changes its mind."""
+    inst = Instance(spec(kv_blocks=6), (thr("a", 0.0, 4, 20), thr("b", 0.05, 20, 2)))
+    assert inst.engine.reserve_full_prompt
+    with pytest.raises(SimulationStalled, match="runs only waiting request 'b', which the admission gate holds back"):
+        simulate(inst, RunOnlyNewest(), fast_forward=False)
+    ungated = Instance(inst.engine.with_(reserve_full_prompt=False), inst.requests)
+    assert simulate(ungated, RunOnlyNewest(), fast_forward=False).timelines[1].finish is not None
+
+
+class PreemptOnce(Policy):
+    """Runs its one request, preempting it once after its third token; records what it sees."""
+
+    name = "preempt-once"
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, int, int, int]] = []  # (generated, computed, prefill_left, preemptions)
+
+    def decide(self, view: EngineView) -> Plan:
+        self.seen.append((int(view.generated[0]), int(view.computed[0]), int(view.prefill_left[0]),
+                          int(view.preemptions[0])))
+        if view.generated[0] == 3 and view.preemptions[0] == 0 and view.resident[0]:
+            return Plan(run=view.idx[:0], preempt=view.idx, recheck_at=view.now + 0.01)
+        return Plan(run=view.idx)
+
+
+def test_a_recompute_that_reached_its_last_output_token_decodes() -> None:
+    """After a preemption the prompt and the 3 outputs are recomputed in 3-token chunks; once only
+    the last output token is left, the request is in the same state as a decoding one (vLLM's
+    next step for it is the same one-token step), so the view says decoding, as the vLLM bridge's."""
+    policy = PreemptOnce()
+    inst = Instance(spec(token_budget=3), (thr("a", 0.0, 4, 6),))
+    sched = simulate(inst, policy, fast_forward=False)
+    assert len(sched.timelines[0].token_times) == 6
+    resumed = [s for s in policy.seen if s[3] == 1 and s[1] > 0]
+    assert (3, 6, 0, 1) in resumed  # 4 + 3 tokens known, 6 recomputed: decoding
+    assert all(left == 0 for generated, computed, left, _ in resumed if computed == 4 + generated - 1)

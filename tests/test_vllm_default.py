@@ -95,7 +95,13 @@ def bridged_steps(engine: VllmEngine, instance: Instance, policy: str):
 
 
 def finish_order(schedule) -> list[str]:
-    return [t.request_id for t in sorted(schedule.timelines, key=lambda t: (t.finish, t.request_id))]
+    """Served requests in completion order (a rejected one never finishes: see `rejections`)."""
+    served = [t for t in schedule.timelines if t.finish is not None]
+    return [t.request_id for t in sorted(served, key=lambda t: (t.finish, t.request_id))]
+
+
+def rejections(schedule) -> dict[str, float]:
+    return {t.request_id: t.rejected for t in schedule.timelines if t.rejected is not None}
 
 
 def preemption_counts(schedule) -> dict[str, int]:
@@ -132,22 +138,14 @@ def test_b_bridge_fcfs_equals_vllm_default_scheduler(own, bridged):
     assert preemption_counts(schedule) == theirs.preemptions
 
 
-# Known gaps, kept visible (strict: a fix makes these fail until the mark is removed):
-# andes: the bridge and the simulator diverge on this workload, already before the gate (same
-#   result with the first-chunk rule on the pre-gate code, where the bridge also deviated once);
-# slo: its KV admission plan ignores the gate, so the step-by-step simulator stalls (it keeps
-#   pausing residents for a waiting request the gate never admits).
-KNOWN_GAPS = {"andes": pytest.mark.xfail(strict=True, reason="bridge and simulator diverge (pre-existing)"),
-              "slo": pytest.mark.xfail(strict=True, reason="slo's plan ignores the admission gate: stalls")}
-
-
-@pytest.mark.parametrize("policy", [pytest.param(p, marks=KNOWN_GAPS.get(p, ())) for p in sorted(POLICIES)])
+@pytest.mark.parametrize("policy", sorted(POLICIES))
 def test_c_bridge_equals_simulator_for_every_policy(bridged, policy):
     instance = workload(bridged.spec)
     mine, schedule = bridged_steps(bridged, instance, policy)
     sim, sim_schedule = simulated_steps(instance, policy)
     assert mine == sim
     assert finish_order(schedule) == finish_order(sim_schedule)
+    assert rejections(schedule) == pytest.approx(rejections(sim_schedule))
     assert preemption_counts(schedule) == preemption_counts(sim_schedule)
     for a, b in zip(schedule.timelines, sim_schedule.timelines, strict=True):
         np.testing.assert_allclose(a.token_times, b.token_times, err_msg=a.request_id)

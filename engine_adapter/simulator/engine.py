@@ -146,6 +146,8 @@ class _Simulator:
                     self._preempt(batch.victims)
                     need_decide = True
                     continue
+                if batch.blocked is not None and state.resident[: state.n_live].any():
+                    self._gate_stall(batch.blocked)
                 idle_decisions = self._idle(idle_decisions)
                 need_decide = True
                 continue
@@ -164,6 +166,18 @@ class _Simulator:
         if self.progress is not None:
             self.progress(1.0)
         return self._schedule(time.perf_counter() - wall0)
+
+    def _gate_stall(self, slot: int) -> None:
+        """The plan runs nothing but a waiting request the admission gate refuses, while resident
+        requests sit paused on the blocks it would need: the engine idles on the policy's word,
+        which is a policy bug (it must price admission with formulations.online.admission_blocks)."""
+        state = self.state
+        paused = int(np.count_nonzero(state.resident[: state.n_live]))
+        raise SimulationStalled(
+            f"at t={self.clock.now:.6f} policy {self.policy.name!r} runs only waiting request "
+            f"{self.instance.requests[int(state.idx[slot])].id!r}, which the admission gate holds back "
+            f"({int(state.prefill_left[slot])} tokens to prefill, {self.kv.free} blocks free), "
+            f"while {paused} resident request(s) are paused: the engine would idle")
 
     def _idle(self, idle_decisions: int) -> int:
         """The plan runs nothing: wait for the next arrival or recheck time, or report a stall."""
@@ -321,6 +335,15 @@ class _Simulator:
                 duration += self.swap_cost * swap_blocks
         state.computed[slots] = new_comp
         left = np.maximum(state.prefill_left[slots] - chunk, 0)
+        delivers = left == 0
+        resumed = False
+        if any_prefill:
+            # a recompute that has reached its last output token goes on as a decode (vLLM's next
+            # step for it is the same one-token step, and the vLLM bridge shows it decoding)
+            last = (left == 1) & (state.generated[slots] > 0)
+            resumed = bool(last.any())
+            if resumed:
+                left[last] = 0
         state.prefill_left[slots] = left
         new_kv = (new_comp + (kv.block_size - 1)) // kv.block_size
         kv.free = self.prefix.pool.free if self.prefix is not None else kv.free - sum(
@@ -328,7 +351,6 @@ class _Simulator:
         state.kv_blocks[slots] = new_kv
         end = self.clock.advance(duration)
         self.iterations += 1
-        delivers = left == 0
         out = slots[delivers]
         g = state.generated[out]
         state.token_times[state.token_base[out] + g] = end
@@ -340,7 +362,8 @@ class _Simulator:
         done = out[g == state.output_len[out]]
         if len(done):
             self._complete(done)
-        return bool(batch.victims) or len(done) > 0 or (any_prefill and np.count_nonzero(prefill & delivers) > 0)
+        return (bool(batch.victims) or len(done) > 0 or resumed
+                or (any_prefill and np.count_nonzero(prefill & delivers) > 0))
 
     def _decode_run(self, batch: Batch) -> bool:
         """Fast-forward the steady decode batch to the next event; returns whether one happened."""

@@ -129,6 +129,8 @@ class AndesPolicy(Policy):
         ctx_mean = float(view.computed.mean()) + 1.0
         streaming = np.isfinite(view.read_rate)
         pre_iters = np.maximum(signals.prefill_iterations(view), 1)
+        # ties go by (arrival, index), never by view column, whose order differs between engines
+        canon = np.lexsort((view.idx, view.arrival))
         streams = np.flatnonzero(streaming)  # only streams gain QoE: project theirs only
         stream_view = view if len(streams) == n else signals.rows(view, streams)
         best_gain, best_taken, best_values, best_t = -1.0, EMPTY, np.zeros(n), t_now
@@ -137,7 +139,8 @@ class AndesPolicy(Policy):
             values = np.zeros(n)
             values[streams] = np.nan_to_num(signals.qoe_gain(stream_view, self.horizon, t_tok, total[streams],
                                                              pre_iters[streams] * t_tok))
-            taken = greedy_knapsack(values, blocks[:, None], np.array([engine.kv_blocks], float), max_items=int(batch))
+            taken = canon[greedy_knapsack(values[canon], blocks[canon, None], np.array([engine.kv_blocks], float),
+                                          max_items=int(batch))]
             total_gain = float(values[taken].sum())
             if total_gain > best_gain:
                 best_gain, best_taken, best_values, best_t = total_gain, taken, values, t_tok
@@ -146,13 +149,15 @@ class AndesPolicy(Policy):
         chosen[best_taken] = True
         buffer = np.where(streaming, self.buffer(view), np.inf)
         evictable = view.resident & ~chosen & (buffer - pre_iters * best_t > self.horizon + self.evict_buffer)
-        chosen = self._affordable(view, chosen, evictable, buffer, best_values, blocks, best_t)
-        chosen = self._fill(view, chosen, evictable, buffer, blocks)
-        victims = self._victims(view, chosen, evictable, buffer, blocks)
+        tie = np.empty(n, dtype=np.int64)
+        tie[canon] = np.arange(n)
+        chosen = self._affordable(view, chosen, evictable, buffer, best_values, blocks, best_t, tie)
+        chosen = self._fill(view, chosen, evictable, buffer, blocks, tie)
+        victims = self._victims(view, chosen, evictable, buffer, blocks, tie)
         self._preempted += len(victims)
         density = best_values / np.maximum(blocks, 1.0)
         run_pos = np.flatnonzero(chosen)
-        run_pos = run_pos[np.lexsort((buffer[run_pos], -density[run_pos]))]
+        run_pos = run_pos[np.lexsort((tie[run_pos], buffer[run_pos], -density[run_pos]))]
         # ask again before the next stream left out starts losing QoE (it needs dt of notice)
         out = streaming & ~chosen & (view.release <= view.now + 1e-12)
         recheck = None
@@ -161,15 +166,16 @@ class AndesPolicy(Policy):
         return Plan(run=view.idx[run_pos], preempt=view.idx[victims], recheck_at=recheck)
 
     def _affordable(self, view: EngineView, chosen: np.ndarray, evictable: np.ndarray, buffer: np.ndarray,
-                    values: np.ndarray, blocks: np.ndarray, t_tok: float) -> np.ndarray:
+                    values: np.ndarray, blocks: np.ndarray, t_tok: float, tie: np.ndarray) -> np.ndarray:
         """Drop chosen admissions (lowest value density first) until the blocks they need can be
         freed from evictable residents within the preemption cap; with `refine`, also those whose
-        QoE gain does not pay for the stall their prefill causes every running stream."""
+        QoE gain does not pay for the stall their prefill causes every running stream. `tie`: each
+        position's rank by (arrival, index), the tie-break everywhere."""
         chosen = chosen.copy()
         admitted = np.flatnonzero(~view.resident & chosen)
         if not len(admitted):
             return chosen
-        admitted = admitted[np.argsort(values[admitted] / np.maximum(blocks[admitted], 1.0), kind="stable")]
+        admitted = admitted[np.lexsort((tie[admitted], values[admitted] / np.maximum(blocks[admitted], 1.0)))]
         if self.refine and view.engine.slot_time is None:
             running = np.flatnonzero(view.resident & chosen)
             ran = signals.rows(view, running)
@@ -184,7 +190,7 @@ class AndesPolicy(Policy):
             admitted = admitted[pays]
         budget = self.preemption_cap * self._seen - self._preempted
         for req in admitted:
-            victims = self._victims(view, chosen, evictable, buffer, blocks)
+            victims = self._victims(view, chosen, evictable, buffer, blocks, tie)
             if len(victims) <= budget and np.all(evictable[victims]):
                 break
             chosen[req] = False
@@ -192,7 +198,7 @@ class AndesPolicy(Policy):
 
     @staticmethod
     def _fill(view: EngineView, chosen: np.ndarray, evictable: np.ndarray, buffer: np.ndarray,
-              blocks: np.ndarray) -> np.ndarray:
+              blocks: np.ndarray, tie: np.ndarray) -> np.ndarray:
         """Zero-gain work fills what the knapsack leaves: residents first (least buffer first;
         evictable ones last, they may have to make room), then waiting requests by due time,
         in room that needs no eviction (a stream that can still wait dt is not worth one)."""
@@ -204,7 +210,7 @@ class AndesPolicy(Policy):
             rest = np.flatnonzero(~chosen & runnable & (view.resident != waiting))
             if not len(rest) or seats <= 0:
                 continue
-            rest = rest[np.lexsort((view.arrival[rest], buffer[rest], evictable[rest]))]
+            rest = rest[np.lexsort((tie[rest], buffer[rest], evictable[rest]))]
             held = view.kv_blocks[view.resident & ~chosen].sum() if waiting else 0.0
             room = np.array([engine.kv_blocks - blocks[chosen].sum() - held], dtype=np.float64)
             more = greedy_knapsack(np.ones(len(rest)), blocks[rest, None], room,
@@ -214,13 +220,13 @@ class AndesPolicy(Policy):
 
     @staticmethod
     def _victims(view: EngineView, chosen: np.ndarray, evictable: np.ndarray, buffer: np.ndarray,
-                 blocks: np.ndarray) -> np.ndarray:
+                 blocks: np.ndarray, tie: np.ndarray) -> np.ndarray:
         """Unchosen residents to evict so the chosen fit: evictable ones first, largest buffer
         first (they can wait longest before they must be recomputed)."""
         need = float(np.where(view.resident, blocks - view.kv_blocks, blocks)[chosen].sum()) - view.free_blocks
         if need <= 0:
             return EMPTY
         cand = np.flatnonzero(view.resident & ~chosen)
-        cand = cand[np.lexsort((-buffer[cand], ~evictable[cand]))]
+        cand = cand[np.lexsort((tie[cand], -buffer[cand], ~evictable[cand]))]
         k = int(np.searchsorted(np.cumsum(view.kv_blocks[cand]), need, side="left")) + 1
         return cand[:k]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from formulations.online import EngineView, Plan
+from formulations.online import EngineView, Plan, admission_blocks
 from solvers.knapsack.greedy import greedy_knapsack
 from solvers.policies import signals
 
@@ -72,7 +72,8 @@ def all_fit(view: EngineView) -> np.ndarray | None:
     step = np.maximum(np.minimum(view.prefill_left, engine.token_budget), 1)  # tokens if run
     if int(step.sum()) > engine.token_budget:
         return None
-    growth = -(-(view.computed + step) // engine.block_size) - view.kv_blocks  # waiting ones hold 0
+    growth = np.where(view.resident, -(-(view.computed + step) // engine.block_size) - view.kv_blocks,
+                      admission_blocks(view.computed, np.maximum(view.prefill_left, 1), step, 0, engine))
     if int(growth.sum()) > view.free_blocks:
         return None
     return np.lexsort((view.arrival, ~view.resident))
@@ -84,7 +85,9 @@ def fill_budget(view: EngineView, chosen: np.ndarray, order: np.ndarray, victims
     `order`: the runnable positions a policy may run, in priority order. Decodes run first (one
     token each, as vLLM runs its running requests before its waiting ones), then prefills, each
     taking min(prefill left, budget left): so a prefill shrinks to make room for a decode, and a
-    prefill that does not fit whole takes a partial chunk. Requests left out by the batch
+    prefill that does not fit whole takes a partial chunk. Residents' prefills come before
+    waiting ones' for the same reason (vLLM gives a running request's chunk its tokens before it
+    admits anyone, so the vLLM bridge can only realize that order). Requests left out by the batch
     selection are added, in priority order, while a seat is free, their blocks (a waiting one's
     admission blocks: its whole prompt under the full-prompt gate) fit in what is free once the
     batch has grown and `victims` are evicted, and (a decode) every chosen prefill
@@ -116,9 +119,12 @@ def fill_budget(view: EngineView, chosen: np.ndarray, order: np.ndarray, victims
             k = 0
             continue
         waiting = not view.resident[pos]
-        # vLLM's admission gate: a waiting request needs blocks for its whole prompt, and the watermark left free
-        reserve = left if waiting and engine.reserve_full_prompt else chunk
-        need = -(-(int(view.computed[pos]) + reserve) // engine.block_size) - int(view.kv_blocks[pos])
+        computed, held = int(view.computed[pos]), int(view.kv_blocks[pos])
+        # the engine's admission check (whole prompt under the full-prompt gate), the watermark left free
+        if waiting:
+            need = admission_blocks(computed, max(left, 1), chunk, held, engine)
+        else:
+            need = -(-(computed + chunk) // engine.block_size) - held
         if need + (engine.watermark_blocks if waiting else 0) > room:
             continue
         room -= need
@@ -128,4 +134,5 @@ def fill_budget(view: EngineView, chosen: np.ndarray, order: np.ndarray, victims
         else:
             prefills.append(pos)
             prefill_tokens += chunk
+    prefills.sort(key=lambda pos: not view.resident[pos])  # stable: priority order within each
     return np.array(decodes + prefills, dtype=np.int64)

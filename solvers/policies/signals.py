@@ -16,7 +16,7 @@ from dataclasses import fields, replace
 import numpy as np
 
 from formulations.engine_spec import EngineSpec
-from formulations.online import EngineView
+from formulations.online import EngineView, admission_blocks
 
 LATENCY, THROUGHPUT, BULK = 0, 1, 2
 
@@ -78,14 +78,19 @@ def steps_to_finish(view: EngineView, total: np.ndarray, pre: np.ndarray | None 
 
 
 def kv_weights(view: EngineView) -> tuple[np.ndarray, np.ndarray]:
-    """(blocks held after this iteration if run, tokens this iteration if run) per request."""
+    """(blocks held after this iteration if run, tokens this iteration if run) per request.
+
+    A waiting request's blocks are those its admission check asks to be free (the engine's
+    rule, `admission_blocks`): under the full-prompt gate its whole prompt, not just the chunk,
+    so a batch planned within these weights is one the engine admits."""
     budget = view.engine.token_budget
     prefill = view.prefill_after_hits()
     chunk = np.where(prefill > 0, np.minimum(prefill, budget), 1)
     # a decode step writes the KV of the previous token: computed + 1 tokens afterwards; a
     # waiting request's prefix-cache hit is in its blocks too
-    tokens_after = view.computed + chunk if view.cached is None else view.computed + view.cached + chunk
-    blocks = -(-tokens_after // view.engine.block_size)
+    in_cache = view.computed if view.cached is None else view.computed + view.cached
+    blocks = np.where(view.resident, -(-(in_cache + chunk) // view.engine.block_size),
+                      admission_blocks(in_cache, np.maximum(prefill, 1), chunk, 0, view.engine))
     return blocks.astype(np.float64), chunk.astype(np.float64)
 
 
