@@ -19,6 +19,7 @@ from formulations.online import EngineView, Plan, Policy
 from solvers.policies.per_request import grown
 
 _UNSET = np.iinfo(np.int64).min
+_WAITING_OFFSET = 1 << 61  # sorts every waiting queue key after every admission number
 
 
 class FCFSPolicy(Policy):
@@ -51,28 +52,28 @@ class FCFSPolicy(Policy):
             new = new[np.lexsort((idx[new], view.arrival[new]))]
             queue[new] = self._back + np.arange(len(new))
             self._back += len(new)
+            self._queue[idx[new]] = queue[new]
         waiting = (~resident).nonzero()[0]
         if len(waiting):
             self._requeue_victims(view, waiting, seq, queue)
+            self._admitted[idx[waiting]] = -1
         fresh = (resident & (seq < 0)).nonzero()[0]
         if len(fresh):  # admitted since the last decision, in waiting-queue order
             fresh = fresh[np.argsort(queue[fresh], kind="stable")]
             seq[fresh] = self._admit_counter + np.arange(len(fresh))
             self._admit_counter += len(fresh)
-        seq[waiting] = -1
-        self._admitted[idx] = seq
-        self._queue[idx] = queue
-        self._preempted[idx] = view.preemptions
-        running = resident.nonzero()[0]
-        running = running[np.argsort(seq[running], kind="stable")]
-        waiting = waiting[np.argsort(queue[waiting], kind="stable")]
-        return Plan(run=idx[np.concatenate((running, waiting))])
+            self._admitted[idx[fresh]] = seq[fresh]
+        # running (admission order) first, then waiting (queue order): one sort on one key
+        key = np.where(resident, seq, queue + _WAITING_OFFSET)
+        return Plan(run=idx[np.argsort(key, kind="stable")])
 
     def _requeue_victims(self, view: EngineView, waiting: np.ndarray, seq: np.ndarray, queue: np.ndarray) -> None:
         """Requests preempted since the last decision go to the front of the waiting queue, in
-        the running order they had."""
+        the running order they had. (A request's count only grows by preemption, and only a
+        preemption makes a request wait, so comparing counts of waiting requests suffices.)"""
         idx = view.idx
-        victims = waiting[view.preemptions[waiting] > self._preempted[idx[waiting]]]
+        counts = view.preemptions[waiting]
+        victims = waiting[counts > self._preempted[idx[waiting]]]
         if len(victims):
             # running order: known admission numbers first; requests admitted and preempted
             # between two decisions were admitted after all of them, in their queue order
@@ -81,3 +82,5 @@ class FCFSPolicy(Policy):
             victims = victims[order]
             self._front -= len(victims)
             queue[victims] = self._front + np.arange(len(victims))
+            self._queue[idx[victims]] = queue[victims]
+            self._preempted[idx[victims]] = view.preemptions[victims]
