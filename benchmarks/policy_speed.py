@@ -1,11 +1,16 @@
 """Time of one `decide()` per policy with 64/256/1024/4096 live requests, as a ratio to the
 simulated iteration time of the default latency profile (llama3-8b-h100) for that batch.
 
-DESIGN.md target: < 1 ms at 1024 live requests for `slo` and `andes`, < 5% of an engine step.
-Views are synthetic busy states (mixed latency/throughput, half resident, KV nearly full);
-times are the median of repeated calls in one run (ratios, not absolute claims).
+DESIGN.md target: < 1 ms at 1024 live requests for `slo` and `andes`, < 5% of an engine step;
+issue 15: every policy < 1 ms at 4,096 live requests and < 0.1 ms at 64.
+Two scenarios of synthetic views (mixed latency/throughput classes, noisy length quantiles):
+`busy`: half resident, long contexts, KV nearly full, so not everything fits and the policies
+rank and pack (the hard case); `light`: every request resident and decoding with short contexts,
+so at most max_seqs live requests all fit and policies with an all-fit path take it (above
+max_seqs even `light` needs a choice). Times are the best of repeated calls in one run (the
+machine is shared: the minimum is the least disturbed; ratios, not absolute claims).
 
-    PYTHONPATH=. python benchmarks/policy_speed.py [--policies slo andes] [--repeat 50]
+    PYTHONPATH=. python benchmarks/policy_speed.py [--policies slo andes] [--repeat 50] [--scenarios busy]
 """
 
 from __future__ import annotations
@@ -23,13 +28,15 @@ SIZES = (64, 256, 1024, 4096)
 PROFILE = "llama3-8b-h100"
 
 
-def synthetic_view(n: int, seed: int, engine: EngineSpec) -> EngineView:
-    """A busy engine: n live requests, half resident, mixed classes, noisy length quantiles."""
+def synthetic_view(n: int, seed: int, engine: EngineSpec, scenario: str = "busy") -> EngineView:
+    """n live requests, mixed classes, noisy length quantiles; `busy`: half resident with long
+    prompts (KV nearly full), `light`: all resident and decoding with short prompts."""
     rng = np.random.default_rng(seed)
     cls = rng.integers(0, 2, n).astype(np.int8)
-    prompt = rng.integers(16, 2048, n)
-    generated = rng.integers(0, 400, n)
-    resident = rng.random(n) < 0.5
+    light = scenario == "light"
+    prompt = rng.integers(16, 128 if light else 2048, n)
+    generated = rng.integers(1 if light else 0, 400, n)
+    resident = np.ones(n, dtype=bool) if light else rng.random(n) < 0.5
     computed = np.where(resident, prompt + np.maximum(generated - 1, 0), 0)
     prefill_left = np.where(resident & (generated > 0), 0, np.where(generated == 0, prompt - computed,
                                                                     prompt + generated - 1))
@@ -65,22 +72,25 @@ def time_decide(name: str, view: EngineView, repeat: int) -> float:
         start = time.perf_counter()
         policy.decide(view)
         times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return float(np.min(times))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--policies", nargs="*", default=sorted(POLICIES))
     parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--sizes", nargs="*", type=int, default=list(SIZES))
+    parser.add_argument("--scenarios", nargs="*", default=["busy", "light"], choices=["busy", "light"])
     args = parser.parse_args()
     engine = EngineSpec.from_profile(PROFILE)
-    print(f"{'policy':<14}{'live':>6}{'decide ms':>11}{'iter ms':>9}{'ratio':>8}")
-    for n in SIZES:
-        view = synthetic_view(n, seed=n, engine=engine)
-        step = iteration_seconds(view)
-        for name in args.policies:
-            seconds = time_decide(name, view, args.repeat)
-            print(f"{name:<14}{n:>6}{seconds * 1e3:>11.3f}{step * 1e3:>9.2f}{seconds / step:>8.3f}")
+    print(f"{'scenario':<9}{'policy':<14}{'live':>6}{'decide ms':>11}{'iter ms':>9}{'ratio':>8}")
+    for scenario in args.scenarios:
+        for n in args.sizes:
+            view = synthetic_view(n, seed=n, engine=engine, scenario=scenario)
+            step = iteration_seconds(view)
+            for name in args.policies:
+                seconds = time_decide(name, view, args.repeat)
+                print(f"{scenario:<9}{name:<14}{n:>6}{seconds * 1e3:>11.3f}{step * 1e3:>9.2f}{seconds / step:>8.3f}")
 
 
 if __name__ == "__main__":

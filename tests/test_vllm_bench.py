@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ httpx = pytest.importorskip("httpx")
 
 from engine_adapter.tiny_model import write_tiny_llama  # noqa: E402
 from experiments.cli import main  # noqa: E402
+from vllm_server import free_port, running_server  # noqa: E402
 from experiments.cli.bench import bench_instance  # noqa: E402
 from formulations.metrics import score  # noqa: E402
 from formulations.schedule import RequestTimeline, Schedule  # noqa: E402
@@ -68,12 +68,6 @@ time_scale = {time_scale}
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """A vLLM OpenAI server with RecordingSloScheduler (edf); yields (url, record path)."""
@@ -90,33 +84,12 @@ def server(tmp_path_factory):
            "--num-gpu-blocks-override", str(blocks), "--kv-cache-memory-bytes", str(2 * blocks * block_size * 2048),
            "--max-model-len", "512", "--max-num-seqs", "16", "--max-num-batched-tokens", "256",
            "--scheduler-cls", "engine_adapter.vllm_record.RecordingSloScheduler",
+           "--logits-processors", "engine_adapter.vllm_checks:SloArgsValidator",
            "--additional-config", json.dumps(additional), "--no-enable-prefix-caching",
-           "--no-scheduler-reserve-full-isl", "--host", "127.0.0.1", "--port", str(port)]
-    log = open(tmp / "server.log", "w")
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp)
+           "--host", "127.0.0.1", "--port", str(port)]
     url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + START_TIMEOUT
-    try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"vLLM server exited with {proc.returncode}: {(tmp / 'server.log').read_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"vLLM server not ready in {START_TIMEOUT} s")
-            try:
-                if httpx.get(f"{url}/models", timeout=2.0).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(1.0)
+    with running_server(cmd, env, tmp, tmp / "server.log", f"{url}/models", START_TIMEOUT):
         yield url, record
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def server_records(path: Path) -> dict[str, dict]:

@@ -12,10 +12,8 @@ import importlib.util
 import json
 import os
 import shlex
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -26,6 +24,8 @@ if importlib.util.find_spec("vllm") is None:
     pytest.skip("vllm not installed (make test installs it into .venv-vllm)", allow_module_level=True)
 
 import httpx  # noqa: E402
+
+from vllm_server import free_port, running_server  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 START_SECONDS = 600.0  # the server's start on a shared 2-core machine
@@ -48,44 +48,18 @@ def readme_recipe(model_dir: Path, port: int) -> list[str]:
     return [sys.executable, *argv[1:]]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     model_dir = tmp_path_factory.mktemp("tiny-llama")
     subprocess.run([sys.executable, "-m", "engine_adapter.tiny_model", str(model_dir)], cwd=ROOT, check=True,
                    env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
     port = free_port()
-    log = (tmp_path_factory.mktemp("server") / "server.log").open("w")
+    log = tmp_path_factory.mktemp("server") / "server.log"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
            "VLLM_NO_USAGE_STATS": "1"}
-    proc = subprocess.Popen(readme_recipe(model_dir, port), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_SECONDS
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, f"the server exited ({proc.returncode}); see {log.name}"
-            try:
-                if httpx.get(f"{base}/health", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(1.0)
-        else:
-            pytest.fail(f"the server was not ready within {START_SECONDS:.0f} s; see {log.name}")
+    with running_server(readme_recipe(model_dir, port), env, ROOT, log, f"{base}/health", START_SECONDS) as proc:
         yield base, str(model_dir), proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=30)
-        log.close()
 
 
 def complete(base: str, model: str, slo) -> httpx.Response:

@@ -4,7 +4,8 @@ Items are ranked by value per unit of *normalized* weight, sum_j w_ij / C_j (the
 "effective capacity" ratio for multidimensional knapsacks), then taken in that order whenever
 they still fit. Cumulative sums accept whole runs of items
 that fit at once; items that no longer fit alone are filtered out in one vector operation, so a
-nearly full knapsack costs a few passes, not one Python step per item.
+nearly full knapsack costs a few passes, not one Python step per item, and each pass only looks
+at as many items as may still be taken.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ def density_order(values: np.ndarray, weights: np.ndarray, capacities: np.ndarra
     """Item indices by decreasing value per normalized weight (ties: lower index first)."""
     norm = (weights / np.maximum(capacities, 1e-12)[None, :]).sum(axis=1)
     density = np.where(norm > 0, values / np.maximum(norm, 1e-300), np.inf)
-    return np.lexsort((np.arange(len(values)), -density))
+    return np.argsort(-density, kind="stable")
 
 
 def greedy_knapsack(
@@ -36,29 +37,41 @@ def greedy_knapsack(
         return np.empty(0, dtype=np.int64)
     weights = np.asarray(weights, dtype=np.float64).reshape(len(values), -1)
     capacities = np.asarray(capacities, dtype=np.float64)
-    if order is None:
-        order = density_order(values, weights, capacities)
-    order = order[values[order] > 0]
+    if order is None:  # rank only the items that may be taken (ties: lower index first, as before)
+        useful = np.flatnonzero(values > 0)
+        order = useful[density_order(values[useful], weights[useful], capacities)]
+    else:
+        order = order[values[order] > 0]
     limit = len(order) if max_items is None else min(max_items, len(order))
     taken: list[np.ndarray] = []
     count = 0
     used = np.zeros_like(capacities)
-    rest = order
-    # Each pass drops the items that no longer fit alone (they never will: room only shrinks),
-    # then takes the longest prefix that fits together; the item that broke the prefix cannot
-    # fit after it, so it is dropped too. Same result as walking the order item by item.
-    while len(rest) and count < limit:
-        room = capacities - used
-        rest = rest[np.all(weights[rest] <= room[None, :] + 1e-9, axis=1)]
-        if not len(rest):
+    pending, start = order[:0], 0
+    # Each pass looks at a window of the order no longer than the items still allowed (plus the
+    # one that may break the prefix): with thousands of candidates and max_seqs seats, passes
+    # touch the window, not the whole order. In the window it drops the items that no longer
+    # fit alone (they never will: room only shrinks), then takes the longest prefix that fits
+    # together; the item that broke the prefix cannot fit after it, so it is dropped too. Same
+    # result as walking the order item by item.
+    while count < limit:
+        width = limit - count + 1
+        window = np.concatenate([pending, order[start:start + width]])
+        start += width
+        if not len(window):
             break
-        cum = np.cumsum(weights[rest], axis=0)
+        room = capacities - used
+        window = window[np.all(weights[window] <= room[None, :] + 1e-9, axis=1)]
+        if not len(window):
+            pending = window
+            continue
+        cum = np.cumsum(weights[window], axis=0)
         fits = np.all(cum <= room[None, :] + 1e-9, axis=1)
-        prefix = min(len(rest) if fits.all() else int(np.argmin(fits)), limit - count)
-        taken.append(rest[:prefix])
-        used = used + cum[prefix - 1]
+        prefix = min(len(window) if fits.all() else int(np.argmin(fits)), limit - count)
+        taken.append(window[:prefix])
+        if prefix:
+            used = used + cum[prefix - 1]
         count += prefix
-        rest = rest[prefix + 1:]
+        pending = window[prefix + (0 if fits.all() else 1):]
     return np.concatenate(taken).astype(np.int64) if taken else np.empty(0, dtype=np.int64)
 
 

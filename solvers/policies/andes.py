@@ -129,11 +129,14 @@ class AndesPolicy(Policy):
         ctx_mean = float(view.computed.mean()) + 1.0
         streaming = np.isfinite(view.read_rate)
         pre_iters = np.maximum(signals.prefill_iterations(view), 1)
+        streams = np.flatnonzero(streaming)  # only streams gain QoE: project theirs only
+        stream_view = view if len(streams) == n else signals.rows(view, streams)
         best_gain, best_taken, best_values, best_t = -1.0, EMPTY, np.zeros(n), t_now
         for batch in self._batch_sizes(view, blocks, ctx_mean):
             t_tok = signals.iteration_time(engine, batch, batch * ctx_mean)
-            gain = signals.qoe_gain(view, self.horizon, t_tok, total, pre_iters * t_tok)
-            values = np.where(streaming, np.nan_to_num(gain), 0.0)
+            values = np.zeros(n)
+            values[streams] = np.nan_to_num(signals.qoe_gain(stream_view, self.horizon, t_tok, total[streams],
+                                                             pre_iters[streams] * t_tok))
             taken = greedy_knapsack(values, blocks[:, None], np.array([engine.kv_blocks], float), max_items=int(batch))
             total_gain = float(values[taken].sum())
             if total_gain > best_gain:
@@ -168,12 +171,13 @@ class AndesPolicy(Policy):
             return chosen
         admitted = admitted[np.argsort(values[admitted] / np.maximum(blocks[admitted], 1.0), kind="stable")]
         if self.refine and view.engine.slot_time is None:
-            running = view.resident & chosen
-            total = np.maximum(view.predicted_output(self.quantile), view.generated + 1.0)
+            running = np.flatnonzero(view.resident & chosen)
+            ran = signals.rows(view, running)
+            total = np.maximum(ran.predicted_output(self.quantile), ran.generated + 1.0)
             step = 1e-3  # QoE the running streams lose per second of stall (finite difference)
-            base = signals.projected_qoe(view, view.now + t_tok, t_tok, total)
-            later = signals.projected_qoe(view, view.now + t_tok + step, t_tok, total)
-            loss_per_s = float(np.nan_to_num(base - later)[running].sum()) / step
+            base = signals.projected_qoe(ran, view.now + t_tok, t_tok, total)
+            later = signals.projected_qoe(ran, view.now + t_tok + step, t_tok, total)
+            loss_per_s = float(np.nan_to_num(base - later).sum()) / step
             stall = view.engine.latency.c_prefill * view.prefill_after_hits()[admitted]
             pays = values[admitted] > loss_per_s * stall
             chosen[admitted[~pays]] = False
@@ -196,14 +200,15 @@ class AndesPolicy(Policy):
         engine = view.engine
         runnable = view.release <= view.now + 1e-12
         for waiting in (False, True):
+            seats = engine.max_seqs - int(chosen.sum())
             rest = np.flatnonzero(~chosen & runnable & (view.resident != waiting))
-            if not len(rest):
+            if not len(rest) or seats <= 0:
                 continue
             rest = rest[np.lexsort((view.arrival[rest], buffer[rest], evictable[rest]))]
             held = view.kv_blocks[view.resident & ~chosen].sum() if waiting else 0.0
             room = np.array([engine.kv_blocks - blocks[chosen].sum() - held], dtype=np.float64)
             more = greedy_knapsack(np.ones(len(rest)), blocks[rest, None], room,
-                                   max_items=max(engine.max_seqs - int(chosen.sum()), 0), order=np.arange(len(rest)))
+                                   max_items=seats, order=np.arange(len(rest)))
             chosen[rest[more]] = True
         return chosen
 

@@ -17,6 +17,19 @@ from solvers.knapsack.greedy import greedy_knapsack
 from solvers.policies import signals
 
 
+def order_by(key: np.ndarray, tiebreak: np.ndarray) -> np.ndarray:
+    """Positions by `key`, ties by `tiebreak`, then by position: np.lexsort((tiebreak, key)).
+
+    A float key (a slack) rarely has ties, and one stable argsort is about 3x cheaper than a
+    two-key lexsort on thousands of requests; the lexsort runs only when the sorted key has
+    equal neighbours or nan (nan == nan is False, so nan ties are not seen by the check)."""
+    order = np.argsort(key, kind="stable")
+    ranked = key[order]
+    if len(ranked) and ((ranked[1:] == ranked[:-1]).any() or ranked[-1] != ranked[-1]):
+        return np.lexsort((tiebreak, key))
+    return order
+
+
 def select(view: EngineView, order: np.ndarray) -> np.ndarray:
     """Boolean mask of the requests chosen, taking `order` (view positions) greedily."""
     blocks, tokens = signals.kv_weights(view)

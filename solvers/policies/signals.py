@@ -11,6 +11,8 @@ delay area is the current one plus the sum of those terms: a closed form, no per
 
 from __future__ import annotations
 
+from dataclasses import fields, replace
+
 import numpy as np
 
 from formulations.engine_spec import EngineSpec
@@ -85,6 +87,14 @@ def kv_weights(view: EngineView) -> tuple[np.ndarray, np.ndarray]:
     tokens_after = view.computed + chunk if view.cached is None else view.computed + view.cached + chunk
     blocks = -(-tokens_after // view.engine.block_size)
     return blocks.astype(np.float64), chunk.astype(np.float64)
+
+
+def rows(view: EngineView, positions: np.ndarray) -> EngineView:
+    """The view restricted to some live requests (in the order given): per-request signals are
+    elementwise, so a policy that needs them for a few requests computes them on those only."""
+    n = len(view)
+    return replace(view, **{f.name: getattr(view, f.name)[positions] for f in fields(view)
+                            if isinstance(getattr(view, f.name), np.ndarray) and len(getattr(view, f.name)) == n})
 
 
 # ---- latency streams ---------------------------------------------------------------------------

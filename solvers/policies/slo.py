@@ -185,7 +185,7 @@ class SloPolicy(Policy):
         doomed = est.doomed | given_up
         key = self._priority_key(view, est, doomed)
         runnable = view.release <= view.now + 1e-12
-        order = np.lexsort((view.arrival, key))
+        order = batching.order_by(key, view.arrival)
         order = order[runnable[order]]
         blocks, tokens = signals.kv_weights(view)
         # value: the SLO lost by not running now (about 1 within urgency_horizon of its slack,

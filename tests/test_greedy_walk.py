@@ -1,0 +1,43 @@
+"""The vectorized greedy knapsack and slo's sort shortcut give exactly what their plain
+definitions give: the item-by-item walk of the order, and np.lexsort."""
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from solvers.knapsack.greedy import density_order, greedy_knapsack
+from solvers.policies.batching import order_by
+
+
+def _walk(values, weights, caps, max_items, order):
+    """Take each item of `order` with value > 0 that still fits, until max_items are taken."""
+    taken, used = [], np.zeros_like(caps)
+    for i in order:
+        if len(taken) == max_items:
+            break
+        if values[i] > 0 and np.all(used + weights[i] <= caps + 1e-9):
+            taken.append(int(i))
+            used = used + weights[i]
+    return taken
+
+
+@settings(max_examples=300, deadline=None)
+@given(seed=st.integers(0, 10**6), n=st.integers(0, 40), dims=st.integers(1, 2), own_order=st.booleans(),
+       max_items=st.one_of(st.none(), st.integers(0, 30)))
+def test_greedy_knapsack_is_the_walk_of_its_order(seed, n, dims, own_order, max_items):
+    rng = np.random.default_rng(seed)
+    values = rng.uniform(-0.2, 1.0, n)
+    weights = rng.integers(0, 20, (n, dims)).astype(np.float64)
+    caps = rng.integers(1, 120, dims).astype(np.float64)
+    order = rng.permutation(n) if own_order else density_order(values, weights, caps)
+    got = greedy_knapsack(values, weights, caps, max_items=max_items, order=order if own_order else None)
+    assert got.tolist() == _walk(values, weights, caps, n if max_items is None else max_items, order)
+
+
+@settings(max_examples=300, deadline=None)
+@given(seed=st.integers(0, 10**6), n=st.integers(0, 40), ties=st.booleans())
+def test_order_by_is_lexsort(seed, n, ties):
+    rng = np.random.default_rng(seed)
+    key = rng.choice([0.0, -0.0, 1.5, np.nan, np.inf, -np.inf], n) if ties else rng.normal(size=n)
+    tiebreak = rng.integers(0, 4, n).astype(np.float64)
+    assert order_by(key, tiebreak).tolist() == np.lexsort((tiebreak, key)).tolist()
