@@ -56,9 +56,21 @@ def spec() -> EngineSpec:
                       slot_time=TAU, reserve_full_prompt=True, enable_prefix_caching=True)
 
 
-def conversations(seed: int, n: int, second_turn_at: float) -> Instance:
+def relaxed(j: int) -> tuple[RequestClass, dict]:
+    return RequestClass.THROUGHPUT, dict(slack_ratio=50.0)
+
+
+def mixed(j: int) -> tuple[RequestClass, dict]:
+    """Every other conversation is interactive: SLO-aware policies reorder, reject and preempt."""
+    if j % 2 == 0:
+        return RequestClass.LATENCY, dict(ttft_target=0.3, read_rate=20.0)
+    return RequestClass.THROUGHPUT, dict(slack_ratio=4.0)
+
+
+def conversations(seed: int, n: int, second_turn_at: float, slo=relaxed) -> Instance:
     """n first turns (a shared 2-block system prompt, an own question) arriving over the first
-    slots, and their second turns at `second_turn_at` (after every first turn finished)."""
+    slots, and their second turns at `second_turn_at` (after every first turn finished);
+    `slo(j)`: conversation j's class and SLO."""
     rng = random.Random(seed)
     own = iter(range(100, 10**6))
     requests = []
@@ -66,15 +78,17 @@ def conversations(seed: int, n: int, second_turn_at: float) -> Instance:
         prompt = 2 * BS + rng.randint(5, 70)
         out = rng.randint(8, 45)
         ids = (1, 2) + tuple(next(own) for _ in range(-(-(prompt + out) // BS) - 2))
-        requests.append(Request(id=f"t1-{j}", cls=RequestClass.THROUGHPUT, arrival=round(rng.randint(0, 6) * TAU, 6),
-                                prompt_len=prompt, output_len=out, slack_ratio=50.0, content_ids=ids, content_block=BS))
+        cls, targets = slo(j)
+        requests.append(Request(id=f"t1-{j}", cls=cls, arrival=round(rng.randint(0, 6) * TAU, 6),
+                                prompt_len=prompt, output_len=out, content_ids=ids, content_block=BS, **targets))
     for j, first in enumerate(list(requests)):
         before = first.prompt_len + first.output_len
         prompt = before + rng.randint(5, 40)
         out = rng.randint(5, 20)
         ids = first.content_ids[: before // BS] + tuple(next(own) for _ in range(-(-(prompt + out) // BS) - before // BS))
-        requests.append(Request(id=f"t2-{j}", cls=RequestClass.THROUGHPUT, arrival=second_turn_at + j * TAU,
-                                prompt_len=prompt, output_len=out, slack_ratio=50.0, content_ids=ids, content_block=BS))
+        cls, targets = slo(j)
+        requests.append(Request(id=f"t2-{j}", cls=cls, arrival=second_turn_at + j * TAU,
+                                prompt_len=prompt, output_len=out, content_ids=ids, content_block=BS, **targets))
     return Instance(spec(), tuple(requests))
 
 
@@ -106,16 +120,22 @@ def test_vllm_default_scheduler_matches_simulator_fcfs_with_shared_prefixes(engi
     assert sum(len(t.preemptions) for t in sim.timelines) > 0
 
 
-# andes: the bridge and the simulator diverge already without prefix caching (tests/test_vllm_default.py)
+# andes: the bridge and the simulator diverge already without prefix caching (tests/test_vllm_default.py);
+# slo on the mixed workload: they diverge as well with prefix caching off (slo's plan ignores the
+# admission gate, the known gap of tests/test_vllm_default.py)
 KNOWN_GAPS = {"andes": pytest.mark.xfail(strict=True, reason="bridge and simulator diverge (pre-existing)")}
+SLO_GAP = pytest.mark.xfail(strict=True, reason="slo's plan ignores the admission gate (pre-existing)")
 
 
+@pytest.mark.parametrize("slo", [relaxed, mixed])
 @pytest.mark.parametrize("policy", [pytest.param(p, marks=KNOWN_GAPS.get(p, ())) for p in sorted(POLICIES)])
-def test_bridge_matches_simulator_per_policy_with_shared_prefixes(bridged, policy) -> None:
+def test_bridge_matches_simulator_per_policy_with_shared_prefixes(bridged, policy, slo, request) -> None:
     """The bridge builds each step's view and batch from vLLM's own prefix-cache lookups and
     block reference counts; the simulator from its BlockPool. Same steps, completion order,
     preemptions and hit tokens per request."""
-    instance = realize(conversations(0, n=6, second_turn_at=3.0), bridged.spec)
+    if policy == "slo" and slo is mixed:
+        request.applymarker(SLO_GAP)
+    instance = realize(conversations(0, n=6, second_turn_at=3.0, slo=slo), bridged.spec)
     assert instance.engine.enable_prefix_caching and instance.engine.reserve_full_prompt
     with recorded_hits(bridged.scheduler) as hits:
         mine, schedule = bridged_steps(bridged, instance, policy)
