@@ -11,6 +11,7 @@ No vLLM import: it is tested against hand-worked cases and the simulator.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,10 +27,32 @@ class BatchDecision:
     preempt: list[int] = field(default_factory=list)  # plan preemptions first, then KV victims
     run: list[tuple[int, int]] = field(default_factory=list)  # (position, tokens), plan order
     blocked: int | None = None  # the waiting request that found no KV room (admission stops there)
+    # with prefix caching: the waiting positions of the plan's run, in run order, that the engine
+    # itself admits from (each looked up again at its turn, after the allocations before it: hits
+    # on blocks computed in this step); none when the engine evicted a victim
+    admit_from: list[int] = field(default_factory=list)
 
 
-def decide_batch(view: EngineView, plan: Plan, admitted_at: np.ndarray) -> BatchDecision:
-    """Apply the plan rules to `view`; `admitted_at[k]` is when column k last became resident."""
+@dataclass
+class PrefixHits:
+    """Prefix caching's part of the plan rules' input, as it stands once the plan's own
+    preemptions are done (their blocks stay cached while free, so they may turn free or stay
+    taken by a sharer): per view column the hit tokens and the hit blocks other requests hold
+    (not free), the free blocks, and the blocks preempting a column would return to the free
+    pool. The simulator's equivalent: engine_adapter/simulator/prefix_cache.py."""
+
+    cached: np.ndarray
+    hit_held: np.ndarray
+    free_blocks: int
+    freed: Callable[[int], int]
+
+
+def decide_batch(view: EngineView, plan: Plan, admitted_at: np.ndarray,
+                 hits: Callable[[np.ndarray], PrefixHits] | None = None) -> BatchDecision:
+    """Apply the plan rules to `view`; `admitted_at[k]` is when column k last became resident.
+
+    `hits(preempt)`: with prefix caching, the hits given the plan's preempted columns; a waiting
+    request is then seen holding its hit (its tokens computed), as the simulator sees it."""
     run = _positions(view.idx, plan.run, "run")
     preempt = _positions(view.idx, plan.preempt, "preempt")
     n = len(view.idx)
@@ -47,11 +70,18 @@ def decide_batch(view: EngineView, plan: Plan, admitted_at: np.ndarray) -> Batch
         resident, kv_blocks = resident.copy(), kv_blocks.copy()
         resident[preempt] = False
         kv_blocks[preempt] = 0
-    batch = form_batch(run, n, resident, view.computed, view.prefill_left, kv_blocks, admitted_at, free, view.engine,
-                       exact_kv=True)
+    computed, prefill_left, freed = view.computed, view.prefill_left, None
+    if hits is not None:
+        after = hits(preempt)
+        free, freed = after.free_blocks, after.freed
+        computed, prefill_left = computed + after.cached, prefill_left - after.cached
+        kv_blocks = kv_blocks + after.hit_held
+    batch = form_batch(run, n, resident, computed, prefill_left, kv_blocks, admitted_at, free, view.engine,
+                       exact_kv=True, freed=freed)
+    admit_from = [] if hits is None or batch.victims else run[~resident[run]].tolist()
     return BatchDecision(preempt=preempt.tolist() + batch.victims,
                          run=list(zip(batch.slots.tolist(), batch.chunk.tolist(), strict=True)),
-                         blocked=batch.blocked)
+                         blocked=batch.blocked, admit_from=admit_from)
 
 
 def _positions(idx: np.ndarray, requests: np.ndarray, name: str) -> np.ndarray:

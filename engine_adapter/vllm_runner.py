@@ -178,8 +178,14 @@ class VllmRun:
 
 
 def replay(engine: VllmEngine, instance: Instance, predictor: LengthPredictor | None = None) -> VllmRun:
-    """Run `instance` (already realized for this engine) through the engine; returns its Schedule."""
+    """Run `instance` (already realized for this engine) through the engine; returns its Schedule.
+
+    Prompts realize the instance's content ids (content_tokens.py); with prefix caching the cache
+    is reset first, so no block of an earlier run hits (as in a fresh simulator pool)."""
     sched = engine.scheduler
+    if engine.settings.enable_prefix_caching and (engine.busy() or not engine.llm.reset_prefix_cache()):
+        raise RuntimeError("replay: the engine must be idle")
+    content = ContentTokens(instance, engine.vocab_size, engine.settings.seed)
     if sched.engine_spec.slot_time != instance.engine.slot_time:
         raise ValueError(f"instance slot_time={instance.engine.slot_time} but the scheduler's is "
                          f"{sched.engine_spec.slot_time}")
@@ -211,7 +217,7 @@ def replay(engine: VllmEngine, instance: Instance, predictor: LengthPredictor | 
             req = instance.requests[i]
             args = slo_extra_args(instance, i, arrival=float(table.arrival[i]), release=release,
                                   pred=None if pred is None else pred[i], levels=levels)
-            engine.submit(req.id, req.prompt_len, req.output_len, args)
+            engine.submit(req.id, req.prompt_len, req.output_len, args, tokens=content.prompt(i))
             submitted += 1
         if engine.busy():
             steps_before = len(sched.log)
@@ -232,6 +238,7 @@ def replay(engine: VllmEngine, instance: Instance, predictor: LengthPredictor | 
             raise EngineStalled(f"{n - submitted} requests wait for parents that never finish")
         for index, t in sched.newly_finished:
             finish[index] = t
+            content.finished(index, engine.outputs[instance.requests[index].id])
             for child in children[index]:
                 parents_left[child] -= 1
                 if parents_left[child] == 0:

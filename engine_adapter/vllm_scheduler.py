@@ -18,6 +18,7 @@ Only this module and the runner import vLLM; nothing else in slosched imports th
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from operator import attrgetter
 
@@ -29,7 +30,7 @@ from vllm.v1.engine import EngineCoreOutput, EngineCoreOutputs, FinishReason
 from vllm.v1.request import Request, RequestStatus
 
 from engine_adapter.bridge_config import BridgeConfig
-from engine_adapter.plan_batch import decide_batch
+from engine_adapter.plan_batch import PrefixHits, decide_batch
 from engine_adapter.request_book import RequestBook
 from engine_adapter.slo_args import parse_slo_args
 from engine_adapter.vllm_checks import unsupported_settings
@@ -114,6 +115,7 @@ class SloScheduler(Scheduler):
             token_budget=self.max_num_scheduled_tokens, max_seqs=self.max_num_running_reqs,
             slot_time=bridge.slot_time, reserve_full_prompt=self.scheduler_reserve_full_isl,
             watermark=self.scheduler_config.watermark,
+            enable_prefix_caching=bool(self.cache_config.enable_prefix_caching),
         )
         # not `self.policy`: that is vLLM's own SchedulingPolicy, read by its schedule()
         self.slo_policy = policy if policy is not None else bridge.make_policy()
@@ -123,8 +125,8 @@ class SloScheduler(Scheduler):
     def _check_supported(self) -> None:
         """Settings under which the plan's KV and token accounting would not hold."""
         problems = []
-        if self.cache_config.enable_prefix_caching:
-            problems.append("enable_prefix_caching must be False (prefix hits change KV accounting)")
+        if self.cache_config.enable_prefix_caching and len(self.kv_cache_config.kv_cache_groups) != 1:
+            problems.append("prefix caching is supported with one KV cache group (full attention) only")
         if self.scheduler_config.long_prefill_token_threshold:
             problems.append("long_prefill_token_threshold must be 0 (the plan chunks prefills)")
         if self.num_spec_tokens or self.num_lookahead_tokens:
@@ -214,7 +216,7 @@ class SloScheduler(Scheduler):
             self._record(output, started, now, np.empty(0, dtype=np.int64), 0.0, 0.0)
             return output
         n_running = len(resident)
-        view, rows = self._view(now, live, n_running)
+        view, rows, hit_blocks = self._view(now, live, n_running)
         asked = time.perf_counter()
         plan = self.slo_policy.decide(view)
         decide_seconds = time.perf_counter() - asked
@@ -224,8 +226,9 @@ class SloScheduler(Scheduler):
                 output = super().schedule(throttle_prefills)
                 self._record(output, started, now, np.empty(0, dtype=np.int64), 0.0, decide_seconds)
                 return output
-            view, rows = self._view(now, live, n_running)
-        decision = decide_batch(view, plan, self.book.admitted_at[rows])
+            view, rows, hit_blocks = self._view(now, live, n_running)
+        hits = None if hit_blocks is None else self._hits_after(live, hit_blocks, int(view.free_blocks))
+        decision = decide_batch(view, plan, self.book.admitted_at[rows], hits)
 
         for k in decision.preempt:
             request = live[k]
@@ -234,7 +237,10 @@ class SloScheduler(Scheduler):
             self.book.preempted(int(rows[k]), now)
         # live[:n_running] were running; a request the batch rules preempted is not in decision.run
         run_resident = [live[k] for k, _ in decision.run if k < n_running]
-        admit = [live[k] for k, _ in decision.run if k >= n_running]
+        if hits is None:
+            admit = [live[k] for k, _ in decision.run if k >= n_running]
+        else:  # vLLM admits as the simulator's PrefixCache.allocate does, from the plan's waiting ones
+            admit = [live[k] for k in decision.admit_from]
         planned = {live[k].request_id: tokens for k, tokens in decision.run}
         keep = set(run_resident)
         paused = [r for r in self.running if r not in keep]
@@ -260,10 +266,21 @@ class SloScheduler(Scheduler):
         for request in admit:
             if request.status == RequestStatus.RUNNING:
                 self.book.admitted(self.row_of[request.request_id], now)
-        if output.num_scheduled_tokens != planned:
+        if self._deviates(output.num_scheduled_tokens, planned, run_resident, admit):
             self.plan_deviations += 1
         self._record(output, started, now, planned_indices, policy_seconds + time.perf_counter() - resumed, decide_seconds)
         return output
+
+    def _deviates(self, scheduled: dict[str, int], planned: dict[str, int], run_resident: list[Request],
+                  admit: list[Request]) -> bool:
+        """Whether vLLM ran another batch than the plan's. With prefix caching the admissions are
+        vLLM's own (hits found at each request's turn): the running requests must get exactly
+        their planned tokens and nothing outside the plan may run."""
+        if not self.cache_config.enable_prefix_caching:
+            return scheduled != planned
+        allowed = {r.request_id for r in admit}
+        return (any(scheduled.get(r.request_id) != planned[r.request_id] for r in run_resident)
+                or any(rid not in allowed and rid not in planned for rid in scheduled))
 
     def _reject(self, indices: np.ndarray, live: list[Request], rows: np.ndarray,
                 now: float) -> tuple[list[Request], int]:
@@ -328,12 +345,46 @@ class SloScheduler(Scheduler):
         prefill_left = np.where(decoding, 0, total - computed)
         kv_blocks = np.where(resident, -(-computed // self.block_size), 0)
         pred = self.predictor.refine(self.book.pred[rows], generated)
+        hit_blocks = cached = None
+        if self.cache_config.enable_prefix_caching:
+            hit_blocks = self._hit_blocks(live, n_running)
+            cached = np.fromiter(map(len, hit_blocks), dtype=np.int64, count=n) * self.block_size
         view = self.book.view(
             now=now, rows=rows, generated=generated, computed=computed, prefill_left=prefill_left,
             resident=resident, kv_blocks=kv_blocks, preemptions=preemptions, pred_quantiles=pred,
             free_blocks=self.kv_cache_manager.block_pool.get_num_free_blocks(), engine=self.engine_spec, static=static,
+            cached=cached,
         )
-        return view, rows
+        return view, rows, hit_blocks
+
+    def _hit_blocks(self, live: list[Request], n_running: int) -> list[list]:
+        """Each waiting request's prefix-cache hit now, by vLLM's own lookup (get_computed_blocks
+        only reads the cache); none for the running ones."""
+        lookup = self.kv_cache_manager.get_computed_blocks
+        return [[] for _ in range(n_running)] + [list(lookup(r)[0].blocks[0]) for r in live[n_running:]]
+
+    def _hits_after(self, live: list[Request], hit_blocks: list[list], free: int):
+        """The plan rules' prefix-cache input once the plan's preemptions free their blocks
+        (plan_batch.PrefixHits), read from vLLM's block reference counts without changing them."""
+        blocks_of = self.kv_cache_manager.get_blocks
+
+        def held(request: Request) -> list:
+            return list(blocks_of(request.request_id).blocks[0])
+
+        def after(preempt: np.ndarray) -> PrefixHits:
+            released = Counter(b.block_id for k in preempt.tolist() for b in held(live[k]))
+            ref = {b.block_id: b.ref_cnt - released[b.block_id] for k in preempt.tolist() for b in held(live[k])}
+
+            def refs(block) -> int:
+                return ref.get(block.block_id, block.ref_cnt)
+
+            hit_held = np.array([sum(refs(b) > 0 for b in hit) for hit in hit_blocks], dtype=np.int64)
+            return PrefixHits(
+                cached=np.array([len(hit) for hit in hit_blocks], dtype=np.int64) * self.block_size,
+                hit_held=hit_held, free_blocks=free + sum(r == 0 for r in ref.values()),
+                freed=lambda k: sum(refs(b) == 1 for b in held(live[k])))
+
+        return after
 
     def update_from_output(self, scheduler_output: SchedulerOutput, model_runner_output):
         """Stamp the tokens vLLM delivered (its EngineCoreOutputs: new tokens and finish per request)."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine_adapter.plan_batch import decide_batch
+from engine_adapter.plan_batch import PrefixHits, decide_batch
 from engine_adapter.simulator.batch import form_batch
 from engine_adapter.simulator.request_state import LiveState
 from formulations.engine_spec import EngineSpec
@@ -157,3 +157,34 @@ def test_no_admission_in_an_iteration_that_preempted():
              generated=[1, 1, 0])
     d = decide_batch(v, Plan(run=np.array([0, 1, 2])), np.array([1.0, 2.0, 0.0]))
     assert d.preempt == [1] and d.run == [(0, 1)]
+
+
+def test_prefix_hits_held_by_a_sharer_let_a_waiting_request_in_and_preemption_frees_only_its_own():
+    # block size 16, free 2. Waiting request 1 (48 tokens) hits 2 blocks that resident 0 holds:
+    # only its 3rd block takes a free one, and its prefill is the 16 tokens after the hit.
+    engine = spec(block_size=16)
+    v = view(engine, resident=[True, False], computed=[40, 0], prefill_left=[0, 48], free=2, generated=[1, 0])
+    calls = []
+
+    def hits(preempt: np.ndarray) -> PrefixHits:
+        calls.append(preempt.tolist())
+        return PrefixHits(cached=np.array([0, 32]), hit_held=np.array([0, 2]), free_blocks=2, freed=lambda k: 1)
+
+    d = decide_batch(v, Plan(run=np.array([1, 0])), np.zeros(2), hits)
+    assert d.run == [(1, 16), (0, 1)] and d.admit_from == [1] and calls == [[]]
+    # the same request without the hit needs 3 free blocks: blocked
+    assert decide_batch(v, Plan(run=np.array([1, 0])), np.zeros(2)).run == [(0, 1)]
+    # the plan preempts 0: hits are asked after it (its blocks are free now, still cached) and the
+    # free count is the one given, not the blocks 0 held
+    def after(preempt: np.ndarray) -> PrefixHits:
+        assert preempt.tolist() == [0]
+        return PrefixHits(cached=np.array([0, 32]), hit_held=np.array([0, 0]), free_blocks=3, freed=lambda k: 0)
+
+    d = decide_batch(v, Plan(run=np.array([1]), preempt=np.array([0])), np.zeros(2), after)
+    assert d.preempt == [0] and d.run == [(1, 16)]
+    # were its 3 blocks all shared (none freed), the hit's free count rules: nothing fits
+    def shared(preempt: np.ndarray) -> PrefixHits:
+        return PrefixHits(cached=np.array([0, 32]), hit_held=np.array([0, 0]), free_blocks=0, freed=lambda k: 0)
+
+    d = decide_batch(v, Plan(run=np.array([1]), preempt=np.array([0])), np.zeros(2), shared)
+    assert d.preempt == [0] and d.run == [] and d.blocked == 1

@@ -1,5 +1,6 @@
-"""Prefix caching: vLLM's own default scheduler (prefix caching on, full-prompt gate on) against
-the simulator's `fcfs`, on a real tiny vLLM engine on CPU in slotted mode.
+"""Prefix caching on a real tiny vLLM engine on CPU in slotted mode: vLLM's own default scheduler
+(prefix caching on, full-prompt gate on) against the simulator's `fcfs`, and the bridge
+(SloScheduler) running each policy against the simulator running the same policy.
 
 The workload shares content the way chat does: a system prompt common to every first turn, and
 second turns that repeat their first turn (prompt and the answer vLLM actually generated) plus a
@@ -21,13 +22,17 @@ if importlib.util.find_spec("vllm") is None:
         raise ImportError("vllm is not installed but CI is set: `make test` installs it into .venv-vllm")
     pytest.skip("vllm not installed (make test installs it into .venv-vllm)", allow_module_level=True)
 
+from test_vllm_default import bridged_steps, finish_order, preemption_counts  # noqa: E402
+
+from engine_adapter.bridge_config import BridgeConfig  # noqa: E402
+from engine_adapter.realized import realize  # noqa: E402
 from engine_adapter.simulator import simulate  # noqa: E402
-from engine_adapter.vllm_runner import VllmEngine, VllmSettings, run_own_scheduler  # noqa: E402
+from engine_adapter.vllm_runner import VllmEngine, VllmSettings, recorded_hits, run_own_scheduler  # noqa: E402
 from formulations.engine_spec import EngineSpec  # noqa: E402
 from formulations.instance import Instance  # noqa: E402
 from formulations.latency_model import LatencyModel  # noqa: E402
 from formulations.requests import Request, RequestClass  # noqa: E402
-from solvers.policies.registry import make_policy  # noqa: E402
+from solvers.policies.registry import POLICIES, make_policy  # noqa: E402
 
 TAU = 0.01
 BS = 32
@@ -40,15 +45,32 @@ def engine() -> VllmEngine:
     return VllmEngine(SETTINGS)
 
 
+@pytest.fixture(scope="module")
+def bridged() -> VllmEngine:
+    return VllmEngine(SETTINGS, BridgeConfig(policy="fcfs", slot_time=TAU))
+
+
 def spec() -> EngineSpec:
     return EngineSpec(kv_blocks=SETTINGS.kv_blocks, latency=LatencyModel(c0=TAU, c_prefill=0.0, c_decode=0.0, c_ctx=0.0),
                       block_size=BS, token_budget=SETTINGS.max_num_batched_tokens, max_seqs=SETTINGS.max_num_seqs,
                       slot_time=TAU, reserve_full_prompt=True, enable_prefix_caching=True)
 
 
-def conversations(seed: int, n: int, second_turn_at: float) -> Instance:
+def relaxed(j: int) -> tuple[RequestClass, dict]:
+    return RequestClass.THROUGHPUT, dict(slack_ratio=50.0)
+
+
+def mixed(j: int) -> tuple[RequestClass, dict]:
+    """Every other conversation is interactive: SLO-aware policies reorder, reject and preempt."""
+    if j % 2 == 0:
+        return RequestClass.LATENCY, dict(ttft_target=0.3, read_rate=20.0)
+    return RequestClass.THROUGHPUT, dict(slack_ratio=4.0)
+
+
+def conversations(seed: int, n: int, second_turn_at: float, slo=relaxed) -> Instance:
     """n first turns (a shared 2-block system prompt, an own question) arriving over the first
-    slots, and their second turns at `second_turn_at` (after every first turn finished)."""
+    slots, and their second turns at `second_turn_at` (after every first turn finished);
+    `slo(j)`: conversation j's class and SLO."""
     rng = random.Random(seed)
     own = iter(range(100, 10**6))
     requests = []
@@ -56,16 +78,29 @@ def conversations(seed: int, n: int, second_turn_at: float) -> Instance:
         prompt = 2 * BS + rng.randint(5, 70)
         out = rng.randint(8, 45)
         ids = (1, 2) + tuple(next(own) for _ in range(-(-(prompt + out) // BS) - 2))
-        requests.append(Request(id=f"t1-{j}", cls=RequestClass.THROUGHPUT, arrival=round(rng.randint(0, 6) * TAU, 6),
-                                prompt_len=prompt, output_len=out, slack_ratio=50.0, content_ids=ids, content_block=BS))
+        cls, targets = slo(j)
+        requests.append(Request(id=f"t1-{j}", cls=cls, arrival=round(rng.randint(0, 6) * TAU, 6),
+                                prompt_len=prompt, output_len=out, content_ids=ids, content_block=BS, **targets))
     for j, first in enumerate(list(requests)):
         before = first.prompt_len + first.output_len
         prompt = before + rng.randint(5, 40)
         out = rng.randint(5, 20)
         ids = first.content_ids[: before // BS] + tuple(next(own) for _ in range(-(-(prompt + out) // BS) - before // BS))
-        requests.append(Request(id=f"t2-{j}", cls=RequestClass.THROUGHPUT, arrival=second_turn_at + j * TAU,
-                                prompt_len=prompt, output_len=out, slack_ratio=50.0, content_ids=ids, content_block=BS))
+        cls, targets = slo(j)
+        requests.append(Request(id=f"t2-{j}", cls=cls, arrival=second_turn_at + j * TAU,
+                                prompt_len=prompt, output_len=out, content_ids=ids, content_block=BS, **targets))
     return Instance(spec(), tuple(requests))
+
+
+def simulated_steps(instance: Instance, sim) -> list[tuple[int, list[str], int]]:
+    """(slot, request ids, tokens) of every iteration the simulator ran tokens in (its iteration
+    log: the batch as allocated, after each admitted request's hit). An iteration whose planned
+    admission failed at allocation (a hit evicted by an allocation before it) runs nothing but
+    takes its slot, as vLLM's empty step does; the bridge records only steps with tokens."""
+    log = sim.meta["iteration_log"]
+    ids = [r.id for r in instance.requests]
+    return [(round(start / TAU), sorted(ids[i] for i in idx.tolist()), int(tokens))
+            for start, idx, tokens in zip(log["start"], log["scheduled"], log["tokens"], strict=True) if tokens]
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -75,11 +110,7 @@ def test_vllm_default_scheduler_matches_simulator_fcfs_with_shared_prefixes(engi
     first_done = max(t.finish for t in sim.timelines if t.request_id.startswith("t1"))
     assert first_done < 3.0, "second turns must arrive after every first turn finished"
     ref = run_own_scheduler(engine, instance, TAU)
-    log = sim.meta["iteration_log"]
-    ids = [r.id for r in instance.requests]
-    sim_steps = [(round(start / TAU), sorted(ids[i] for i in idx.tolist()), int(tokens))
-                 for start, idx, tokens in zip(log["start"], log["scheduled"], log["tokens"], strict=True)]
-    assert [(slot, sorted(per), sum(per.values())) for slot, per in ref.steps] == sim_steps
+    assert [(slot, sorted(per), sum(per.values())) for slot, per in ref.steps] == simulated_steps(instance, sim)
     done = sorted(sim.timelines, key=lambda t: (t.finish, t.request_id))
     assert ref.finish_order == [t.request_id for t in done]
     assert ref.preemptions == {t.request_id: len(t.preemptions) for t in sim.timelines}
@@ -87,3 +118,30 @@ def test_vllm_default_scheduler_matches_simulator_fcfs_with_shared_prefixes(engi
     # the workload exercises what it is for: hits on the system prompt and on whole first turns
     assert sum(ref.hits_of.values()) > 6 * 2 * BS
     assert sum(len(t.preemptions) for t in sim.timelines) > 0
+
+
+# andes: the bridge and the simulator diverge already without prefix caching (tests/test_vllm_default.py);
+# slo on the mixed workload: they diverge as well with prefix caching off (slo's plan ignores the
+# admission gate, the known gap of tests/test_vllm_default.py)
+KNOWN_GAPS = {"andes": pytest.mark.xfail(strict=True, reason="bridge and simulator diverge (pre-existing)")}
+SLO_GAP = pytest.mark.xfail(strict=True, reason="slo's plan ignores the admission gate (pre-existing)")
+
+
+@pytest.mark.parametrize("slo", [relaxed, mixed])
+@pytest.mark.parametrize("policy", [pytest.param(p, marks=KNOWN_GAPS.get(p, ())) for p in sorted(POLICIES)])
+def test_bridge_matches_simulator_per_policy_with_shared_prefixes(bridged, policy, slo, request) -> None:
+    """The bridge builds each step's view and batch from vLLM's own prefix-cache lookups and
+    block reference counts; the simulator from its BlockPool. Same steps, completion order,
+    preemptions and hit tokens per request."""
+    if policy == "slo" and slo is mixed:
+        request.applymarker(SLO_GAP)
+    instance = realize(conversations(0, n=6, second_turn_at=3.0, slo=slo), bridged.spec)
+    assert instance.engine.enable_prefix_caching and instance.engine.reserve_full_prompt
+    with recorded_hits(bridged.scheduler) as hits:
+        mine, schedule = bridged_steps(bridged, instance, policy)
+    sim_schedule = simulate(instance, make_policy(policy), record_iterations=True)
+    assert [(slot, sorted(per), sum(per.values())) for slot, per in mine] == simulated_steps(instance, sim_schedule)
+    assert finish_order(schedule) == finish_order(sim_schedule)
+    assert preemption_counts(schedule) == preemption_counts(sim_schedule)
+    assert {r.id: hits.get(r.id, 0) for r in instance.requests} == sim_schedule.meta["prefix_cache"]["hits_of"]
+    assert sum(hits.values()) > 6 * 2 * BS, "second turns and the system prompt must hit"
