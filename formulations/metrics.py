@@ -9,6 +9,8 @@ for the answer (`time_to_reject`, from arrival), apart from requests served late
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import asdict, dataclass
 from itertools import chain
 from typing import Any
@@ -31,7 +33,7 @@ class RequestOutcome:
     cls: str
     group: str | None
     arrival: float
-    release: float
+    release: float | None  # None: never released (a DAG child whose parent never finished)
     prompt_len: int
     output_len: int
     ttft_target: float | None
@@ -125,7 +127,8 @@ def _outcomes(instance: Instance, schedule: Schedule, qoe_threshold: float, toke
         else:
             met = group_met[req.group]
         outcomes.append(RequestOutcome(
-            id=req.id, cls=req.cls.value, group=req.group, arrival=req.arrival, release=tl.release,
+            id=req.id, cls=req.cls.value, group=req.group, arrival=req.arrival,
+            release=None if math.isnan(tl.release) else tl.release,
             prompt_len=req.prompt_len, output_len=req.output_len, ttft_target=req.ttft_target,
             read_rate=req.read_rate, deadline=deadline, token_times=times.tolist() if token_lists else times,
             preemptions=len(tl.preemptions), finish=tl.finish if finished else None, qoe=value, slo_met=bool(met),

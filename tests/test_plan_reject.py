@@ -1,11 +1,13 @@
 """Plan.reject in the simulator and in scoring: rejected requests finish at once, unserved."""
 
+import json
+
 import numpy as np
 import pytest
 
 from engine_adapter.simulator import simulate
 from formulations.instance import Instance
-from formulations.metrics import score
+from formulations.metrics import request_outcomes, score
 from formulations.online import EngineView, Plan, PlanError, Policy
 from formulations.requests import Group, Request, RequestClass
 from policy_views import SLOTTED
@@ -63,6 +65,10 @@ def test_rejecting_a_bulk_member_rejects_its_descendants():
     assert p.rejected == q.rejected == pytest.approx(0.1)
     assert q.token_times.size == 0 and t.finish is not None
     assert score(inst, schedule).rejected == 2
+    # the descendant was never released: its outcome says so with None, and stays valid JSON
+    outcomes = request_outcomes(inst, schedule)
+    assert outcomes[1].release is None and outcomes[0].release == 0.0
+    json.dumps([o.to_dict() for o in outcomes], allow_nan=False)
 
 
 def test_a_request_both_run_and_rejected_is_a_plan_error():

@@ -35,6 +35,7 @@ class Moment:
 
 def busiest_moment(outcomes: list[dict[str, Any]], half_window: float) -> Moment:
     """The arrival time at which the most requests had been released and were not finished."""
+    outcomes = [o for o in outcomes if o["release"] is not None]  # never released: never in the system
     release = np.array([o["release"] for o in outcomes])
     finish = np.array([np.inf if o["finish"] is None else o["finish"] for o in outcomes])
     times = np.sort(release)
@@ -48,7 +49,8 @@ def busiest_moment(outcomes: list[dict[str, Any]], half_window: float) -> Moment
 def pick_requests(outcomes: list[dict[str, Any]], moment: Moment, limit: int = MAX_REQUESTS) -> list[str]:
     """Requests released in [start, moment] (the ones competing at that moment), at most `limit`,
     evenly spaced in release order."""
-    chosen = sorted((o for o in outcomes if moment.start <= o["release"] <= moment.time), key=lambda o: o["release"])
+    chosen = sorted((o for o in outcomes if o["release"] is not None and moment.start <= o["release"] <= moment.time),
+                    key=lambda o: o["release"])
     if len(chosen) > limit:
         chosen = [chosen[i] for i in np.linspace(0, len(chosen) - 1, limit).round().astype(int)]
     return [o["id"] for o in chosen]
