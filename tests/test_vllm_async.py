@@ -9,17 +9,14 @@ scheduled before step N's output is fed back, as EngineCore's batch queue does.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 from collections import deque
 
 import pytest
 
-if importlib.util.find_spec("vllm") is None:
-    if os.environ.get("CI"):
-        raise ImportError("vllm is not installed but CI is set: `make test` installs it into .venv-vllm")
-    pytest.skip("vllm not installed (make test installs it into .venv-vllm)", allow_module_level=True)
+from vllm_required import require_vllm  # noqa: E402
+
+require_vllm()
 
 import torch  # noqa: E402
 from vllm.config import CacheConfig, ModelConfig, SchedulerConfig, VllmConfig  # noqa: E402

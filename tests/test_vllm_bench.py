@@ -22,7 +22,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("vllm")
+from vllm_required import require_vllm  # noqa: E402
+
+require_vllm()
 httpx = pytest.importorskip("httpx")
 
 from engine_adapter.tiny_model import write_tiny_llama  # noqa: E402

@@ -10,16 +10,13 @@ identical. Skipped only when vLLM is missing outside CI.
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import random
 
 import pytest
 
-if importlib.util.find_spec("vllm") is None:
-    if os.environ.get("CI"):
-        raise ImportError("vllm is not installed but CI is set: `make test` installs it into .venv-vllm")
-    pytest.skip("vllm not installed (make test installs it into .venv-vllm)", allow_module_level=True)
+from vllm_required import require_vllm  # noqa: E402
+
+require_vllm()
 
 import torch  # noqa: E402
 from vllm.sampling_params import SamplingParams  # noqa: E402

@@ -7,16 +7,13 @@ scheduler is reconfigured between them. Skipped only when vLLM is missing outsid
 
 from __future__ import annotations
 
-import importlib.util
-import os
 
 import numpy as np
 import pytest
 
-if importlib.util.find_spec("vllm") is None:
-    if os.environ.get("CI"):
-        raise ImportError("vllm is not installed but CI is set: `make test` installs it into .venv-vllm")
-    pytest.skip("vllm not installed (make test installs it into .venv-vllm)", allow_module_level=True)
+from vllm_required import require_vllm  # noqa: E402
+
+require_vllm()
 
 from engine_adapter.bridge_config import BridgeConfig  # noqa: E402
 from engine_adapter.simulator import simulate  # noqa: E402

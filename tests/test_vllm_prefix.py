@@ -11,16 +11,13 @@ tokens. Skipped only when vLLM is missing outside CI.
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import random
 
 import pytest
 
-if importlib.util.find_spec("vllm") is None:
-    if os.environ.get("CI"):
-        raise ImportError("vllm is not installed but CI is set: `make test` installs it into .venv-vllm")
-    pytest.skip("vllm not installed (make test installs it into .venv-vllm)", allow_module_level=True)
+from vllm_required import require_vllm  # noqa: E402
+
+require_vllm()
 
 from test_vllm_default import bridged_steps, finish_order, preemption_counts  # noqa: E402
 

@@ -3,15 +3,11 @@ and the simulator replay must agree exactly. Skipped only when vLLM is missing o
 
 from __future__ import annotations
 
-import importlib.util
-import os
 
-import pytest
 
-if importlib.util.find_spec("vllm") is None:
-    if os.environ.get("CI"):
-        raise ImportError("vllm is not installed but CI is set: `make test` installs it into .venv-vllm")
-    pytest.skip("vllm not installed (make test installs it into .venv-vllm)", allow_module_level=True)
+from vllm_required import require_vllm  # noqa: E402
+
+require_vllm()
 
 from experiments.config import config_from_dict  # noqa: E402
 from experiments.studies.serve_eval import ServeSettings, serve_eval, summary_rows  # noqa: E402

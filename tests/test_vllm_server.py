@@ -8,7 +8,6 @@ machine); every wait is bounded and the process is stopped by its own pid.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shlex
@@ -18,10 +17,9 @@ from pathlib import Path
 
 import pytest
 
-if importlib.util.find_spec("vllm") is None:
-    if os.environ.get("CI"):
-        raise ImportError("vllm is not installed but CI is set: `make test` installs it into .venv-vllm")
-    pytest.skip("vllm not installed (make test installs it into .venv-vllm)", allow_module_level=True)
+from vllm_required import require_vllm  # noqa: E402
+
+require_vllm()
 
 import httpx  # noqa: E402
 
