@@ -46,7 +46,16 @@ def test_timed_out_bound_is_at_least_the_proven_optimum(proven, backend, seconds
         assert res.objective == optimum
 
 
-def test_interrupted_solve_returns_incumbent_and_true_bound_quickly():
+@pytest.fixture
+def default_sigint():
+    """SIGINT as a terminal's Ctrl-C finds it: a process started in the background by a
+    non-interactive shell inherits it ignored, and Python then keeps it ignored."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+def test_interrupted_solve_returns_incumbent_and_true_bound_quickly(default_sigint):
     hard = scale_instance(0, 40, 200, **TIGHT)
     hard_hint = simulate(hard, make_policy("edf"), record_iterations=True)
     sent: dict[str, float] = {}

@@ -83,7 +83,11 @@ def test_ctrl_c_prints_one_line_and_keeps_finished_cells(tmp_path):
     config = tmp_path / "sweep.toml"
     config.write_text(CLI_SWEEP)
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "experiments.cli", "run", str(config), "--out", str(out),
+    # SIGINT as a terminal's Ctrl-C finds it, even when this test runs with SIGINT ignored (a
+    # background job of a non-interactive shell), which the child would otherwise inherit
+    entry = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+             "from experiments.cli import main; sys.exit(main())")
+    proc = subprocess.Popen([sys.executable, "-c", entry, "run", str(config), "--out", str(out),
                              "--workers", "2"], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True, text=True)
     store = ResultStore(out)
