@@ -6,7 +6,9 @@ through vLLM with each policy, replay it in the simulator with the calibrated en
 compare per request (engine_adapter/fidelity.py): TTFT, TBT and JCT relative error, median and
 p90. The goal is a median JCT error <= 10%. Also printed: the latency model fitted to the run's
 own steps (R^2, median step error), i.e. how much of the error is the model's form and how much
-the calibration's transfer. Times on a shared machine are noisy: run it on a quiet one.
+the calibration's transfer; the JCT bias (median signed error: systematic or noise); and the
+bridge's share of each step (calibrated with fcfs: a costlier policy's extra time is not in the
+model). Times on a shared machine are noisy: run it on a quiet one.
 
     .venv-vllm/bin/python benchmarks/timed_fidelity.py [--config experiments/configs/serve_tiny.toml]
         [--policies fcfs,edf] [--time-scale 0.03]
@@ -15,6 +17,7 @@ the calibration's transfer. Times on a shared machine are noisy: run it on a qui
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import replace
 
 from engine_adapter.fidelity import FIDELITY_COLUMNS, fidelity_cells
@@ -34,13 +37,19 @@ def main() -> None:
     config = with_overrides(config, policies=args.policies.split(","), limit=args.limit)
     serve = replace(serve, oracle_max_requests=0, slot_time=0.0,
                     time_scale=serve.time_scale if args.time_scale is None else args.time_scale)
+    load_before = os.getloadavg()
     results = serve_eval(config, serve, progress=print)
+    load_after = os.getloadavg()
     print(f"\n{config.name}: {len(results[0].outcomes)} requests, time_scale={serve.time_scale}, "
           f"calibrated on {serve.calibration_requests} other requests; per-request relative error")
-    print(f"{'policy':8} " + " ".join(f"{c:>11}" for c in FIDELITY_COLUMNS) + f" {'run-fit R^2':>12} {'step err':>9}")
+    print(f"load average (1, 5, 15 min) before {load_before[0]:.1f} {load_before[1]:.1f} {load_before[2]:.1f}, "
+          f"after {load_after[0]:.1f} {load_after[1]:.1f} {load_after[2]:.1f} on {os.cpu_count()} CPUs")
+    print(f"{'policy':8} " + " ".join(f"{c:>11}" for c in FIDELITY_COLUMNS)
+          + f" {'JCT bias':>9} {'run-fit R^2':>12} {'step err':>9} {'policy share':>13}")
     for r in results:
         print(f"{r.policy:8} " + " ".join(f"{c:>11}" for c in fidelity_cells(r.fidelity))
-              + f" {r.fit['r2']:12.3f} {r.fit['median_rel_error']:9.1%}")
+              + f" {r.fidelity['jct_bias']:9.1%} {r.fit['r2']:12.3f} {r.fit['median_rel_error']:9.1%}"
+              + f" {r.run['policy_share_of_step']:13.1%}")
 
 
 if __name__ == "__main__":

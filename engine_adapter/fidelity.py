@@ -5,7 +5,9 @@ model calibrated on a *different* run), the relative error |simulated - real| / 
 - TTFT: first token - arrival,
 - TBT: mean time between tokens, (last - first) / (tokens - 1), requests with >= 2 tokens,
 - JCT: last token - arrival,
-summarized by its median and 90th percentile. Requests either run left unfinished are counted
+summarized by its median and 90th percentile; `{metric}_bias` is the median *signed* error
+(simulated - real) / real, negative when the simulator is faster: a bias near the median error
+points at something systematic (an unmodelled cost), one near 0 at noise. Requests either run left unfinished are counted
 (`unfinished`), not scored. No engine import: it compares two `Schedule`s.
 """
 
@@ -42,8 +44,10 @@ def timed_fidelity(instance: Instance, real: Schedule, simulated: Schedule) -> d
                                        "unfinished": int(np.isnan(mine["jct"]).sum() + np.isnan(truth["jct"]).sum())}
     for m in METRICS:
         ok = np.isfinite(mine[m]) & np.isfinite(truth[m]) & (truth[m] > 0)
-        err = np.abs(mine[m][ok] - truth[m][ok]) / truth[m][ok]
+        signed = (mine[m][ok] - truth[m][ok]) / truth[m][ok]
+        err = np.abs(signed)
         summary[f"{m}_scored"] = int(ok.sum())
+        summary[f"{m}_bias"] = float(np.median(signed)) if len(err) else float("nan")
         summary[f"{m}_median"] = float(np.median(err)) if len(err) else float("nan")
         summary[f"{m}_p90"] = float(np.quantile(err, 0.9)) if len(err) else float("nan")
     return summary

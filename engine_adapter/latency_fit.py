@@ -12,7 +12,7 @@ with the engine it actually ran on.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.optimize import nnls
@@ -47,3 +47,22 @@ def fit_latency(log: Mapping[str, np.ndarray], seconds_key: str = "step_seconds"
     model = LatencyModel(c0=float(coef[0]), c_prefill=float(coef[1]), c_decode=float(coef[2]), c_ctx=float(coef[3]),
                          c_prefill_ctx=float(coef[4]), name=name, source=source)
     return LatencyFit(model, len(y), r2, float(np.median(np.abs(resid) / np.maximum(y, 1e-12))))
+
+
+def step_gap(log: Mapping[str, np.ndarray]) -> float:
+    """Median time from the end of one step (`step_seconds` after its `start`) to the start of
+    the next: the engine loop's own time between steps (output processing, the driver adding
+    requests), which no step's `step_seconds` holds. The median skips the gaps where the engine
+    idled for arrivals. 0 with fewer than two steps."""
+    start = np.asarray(log["start"], dtype=np.float64)
+    if len(start) < 2:
+        return 0.0
+    gaps = np.diff(start) - np.asarray(log["step_seconds"], dtype=np.float64)[:-1]
+    return max(0.0, float(np.median(gaps)))
+
+
+def with_step_gap(fit: LatencyFit, log: Mapping[str, np.ndarray]) -> LatencyFit:
+    """The fit with `step_gap(log)` added to c0: a simulated iteration lasts from one step's start
+    to the next's, as the engine's do."""
+    model = fit.model
+    return replace(fit, model=replace(model, c0=model.c0 + step_gap(log)))

@@ -136,14 +136,31 @@ def parse_slo_args(extra_args: Mapping[str, Any] | None, request_id: str, now: f
         raise ValidationError(f"{owner}: {KEY}.group given but class={cls.value} (only bulk requests have groups)")
     pred = levels = None
     if "pred" in raw or "levels" in raw:
-        if "pred" not in raw or "levels" not in raw:
-            raise ValidationError(f"{owner}: {KEY}.pred and {KEY}.levels go together")
-        pred = np.asarray(raw["pred"], dtype=np.float64)
-        levels = tuple(float(x) for x in raw["levels"])
-        if pred.ndim != 1 or len(pred) != len(levels) or not np.all(np.isfinite(pred)) or np.any(pred < 1):
-            raise ValidationError(f"{owner}: {KEY}.pred={raw['pred']!r} must be {len(levels)} numbers >= 1 (one per level)")
+        pred, levels = _quantiles(owner, raw)
     return SloArgs(index, str(raw.get("id", request_id)), CLASS_CODES[cls], arrival, release, ttft, rate, deadline,
                    group, _indices(owner, "parents", raw.get("parents", [])), pred, levels)
+
+
+def _numbers(owner: str, name: str, value: Any) -> list[float]:
+    if not isinstance(value, list | tuple) or not value:
+        raise ValidationError(f"{owner}: {KEY}.{name}={value!r} must be a non-empty list of numbers")
+    return [_number(owner, name, v) for v in value]
+
+
+def _quantiles(owner: str, raw: Mapping[str, Any]) -> tuple[np.ndarray, tuple[float, ...]]:
+    """A client's predicted output length: `pred[k]` tokens at quantile `levels[k]`, the levels
+    strictly increasing in (0, 1) and the lengths >= 1 and non-decreasing (a quantile function),
+    so the scheduler can read them at its predictor's levels (SloScheduler.add_request)."""
+    if "pred" not in raw or "levels" not in raw:
+        raise ValidationError(f"{owner}: {KEY}.pred and {KEY}.levels go together")
+    levels = _numbers(owner, "levels", raw["levels"])
+    pred = _numbers(owner, "pred", raw["pred"])
+    if any(not 0 < q < 1 for q in levels) or any(b <= a for a, b in zip(levels, levels[1:])):
+        raise ValidationError(f"{owner}: {KEY}.levels={raw['levels']!r} must be strictly increasing, each in (0, 1)")
+    if len(pred) != len(levels) or min(pred) < 1 or any(b < a for a, b in zip(pred, pred[1:])):
+        raise ValidationError(f"{owner}: {KEY}.pred={raw['pred']!r} must be {len(levels)} non-decreasing numbers >= 1 "
+                              "(one per level)")
+    return np.array(pred), tuple(levels)
 
 
 def _group(owner: str, raw: Any, arrival: float) -> GroupSpec:

@@ -20,6 +20,7 @@ import torch
 from vllm.config import VllmConfig
 from vllm.exceptions import VLLMValidationError
 from vllm.sampling_params import SamplingParams
+from vllm.v1.kv_cache_interface import FullAttentionSpec, KVCacheConfig, MLAAttentionSpec, UniformTypeKVCacheSpecs
 from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor
 
 from engine_adapter.slo_args import parse_slo_args
@@ -78,3 +79,28 @@ def unsupported_settings(vllm_config: VllmConfig) -> list[str]:
                         "before the engine core, which would otherwise die on it)")
     return problems
 
+
+
+# the KV specs whose blocks follow the plan's rule: ceil(tokens in cache / block_size) per request,
+# all kept until the request leaves (FullAttentionSpec's subclasses that evict or add blocks differ)
+_PLAIN_SPECS = (FullAttentionSpec, MLAAttentionSpec)
+
+
+def _spec_names(spec) -> list[str]:
+    if isinstance(spec, UniformTypeKVCacheSpecs):
+        return sorted({name for inner in spec.kv_cache_specs.values() for name in _spec_names(inner)})
+    return [type(spec).__name__]
+
+
+def kv_cache_problems(kv_cache_config: KVCacheConfig) -> list[str]:
+    """A KV cache whose block accounting is not the plan's: anything but one group of full
+    attention. A hybrid model (sliding-window, chunked-local or Mamba layers beside full
+    attention) gets one group per kind of layer, each holding its own blocks per request and
+    freeing some early, so neither a request's blocks nor the free pool match the plan's counts."""
+    groups = kv_cache_config.kv_cache_groups
+    names = [_spec_names(g.kv_cache_spec) for g in groups]
+    if len(groups) == 1 and all(n in {c.__name__ for c in _PLAIN_SPECS} for n in names[0]):
+        return []
+    found = ", ".join("+".join(n) for n in names) or "none"
+    return [f"the KV cache must be one group of full attention, found {len(groups)} group(s) ({found}): a hybrid or "
+            "attention-free model's KV blocks per request are not the plan's ceil(tokens / block_size)"]

@@ -33,7 +33,7 @@ from engine_adapter.bridge_config import BridgeConfig
 from engine_adapter.plan_batch import PrefixHits, decide_batch
 from engine_adapter.request_book import RequestBook
 from engine_adapter.slo_args import parse_slo_args
-from engine_adapter.vllm_checks import unsupported_settings
+from engine_adapter.vllm_checks import kv_cache_problems, unsupported_settings
 from formulations.engine_spec import EngineSpec
 from formulations.latency_model import prefill_pairs
 from formulations.online import Policy
@@ -125,8 +125,6 @@ class SloScheduler(Scheduler):
     def _check_supported(self) -> None:
         """Settings under which the plan's KV and token accounting would not hold."""
         problems = []
-        if self.cache_config.enable_prefix_caching and len(self.kv_cache_config.kv_cache_groups) != 1:
-            problems.append("prefix caching is supported with one KV cache group (full attention) only")
         if self.scheduler_config.long_prefill_token_threshold:
             problems.append("long_prefill_token_threshold must be 0 (the plan chunks prefills)")
         if self.num_spec_tokens or self.num_lookahead_tokens:
@@ -135,7 +133,7 @@ class SloScheduler(Scheduler):
             problems.append("scheduling_policy must be 'fcfs' (the slosched policy orders requests)")
         if self.connector is not None:
             problems.append("KV connectors are not supported")
-        problems += unsupported_settings(self.vllm_config)
+        problems += unsupported_settings(self.vllm_config) + kv_cache_problems(self.kv_cache_config)
         if problems:
             raise ValidationError(f"{type(self).__name__}: " + "; ".join(problems))
 
@@ -178,10 +176,10 @@ class SloScheduler(Scheduler):
     def add_request(self, request: Request) -> None:
         args = parse_slo_args(request.sampling_params.extra_args, request.request_id, self.now())
         if args.pred is not None:
-            if args.levels != self.book.levels:
-                raise ValidationError(f"request {args.id!r}: slosched.levels={list(args.levels)} differ from the "
-                                      f"predictor's {list(self.book.levels)}")
-            pred = args.pred
+            # a client's quantiles at other levels than the predictor's are read off its quantile
+            # function (linear between its levels, its end values beyond them): the frontend has
+            # no access to the predictor's levels, and raising here would stop the engine core
+            pred = args.pred if args.levels == self.book.levels else np.interp(self.book.levels, args.levels, args.pred)
         else:
             pred = self.predictor.predict([self._as_slo_request(request, args)])[0]
         super().add_request(request)

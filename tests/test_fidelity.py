@@ -44,6 +44,7 @@ def test_relative_errors_against_hand_worked_values():
     assert f["ttft_median"] == pytest.approx(0.1) and f["ttft_p90"] == pytest.approx(0.1 + 0.8 * 0.4)
     assert f["jct_median"] == 0.0 and f["jct_p90"] == pytest.approx(0.08)  # errors 0, 0.1, 0
     assert f["tbt_median"] == pytest.approx(0.1)  # errors 0, 0.1, 0.25
+    assert f["ttft_bias"] == pytest.approx(0.1) and f["jct_bias"] == 0.0
     assert f["ttft_scored"] == f["jct_scored"] == 3 and f["unfinished"] == 0
     assert fidelity_cells(f)[:2] == ("10.0%", "42.0%")
 
@@ -58,3 +59,10 @@ def test_unfinished_and_single_token_requests_are_counted_not_scored():
     assert f["jct_median"] == 0.0
     empty = timed_fidelity(instance(1), schedule([[1.0]]), schedule([[1.0]]))
     assert empty["tbt_scored"] == 0 and math.isnan(empty["tbt_median"])
+
+
+def test_bias_is_signed():
+    inst = instance(2)
+    real = schedule([[1.0, 2.0, 4.0], [2.0, 3.0, 5.0]])  # jct 4 and 4
+    f = timed_fidelity(inst, real, schedule([[1.0, 2.0, 3.0], [2.0, 3.0, 4.0]]))  # both 1 s early: -25%
+    assert f["jct_bias"] == pytest.approx(-0.25) and f["jct_median"] == pytest.approx(0.25)

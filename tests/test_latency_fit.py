@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine_adapter.latency_fit import fit_latency
+from engine_adapter.latency_fit import fit_latency, step_gap, with_step_gap
 
 
 def synthetic_log(rng, n, c, noise=0.0):
@@ -39,3 +39,15 @@ def test_too_few_steps():
     with pytest.raises(ValueError, match="at least"):
         fit_latency({k: np.ones(3) for k in ("step_seconds", "prefill_tokens", "decode_seqs", "decode_ctx_tokens",
                                              "prefill_pairs")})
+
+
+def test_step_gap_is_the_median_time_between_steps_idle_waits_aside():
+    log = synthetic_log(np.random.default_rng(2), 50, (2e-3, 1.5e-5, 4e-5, 2e-8, 0.0))
+    gap = np.full(50, 2e-4)
+    gap[[5, 17, 30]] = 0.5  # the engine idled for arrivals
+    log["start"] = np.concatenate(([0.0], np.cumsum(log["step_seconds"] + gap)[:-1]))
+    assert step_gap(log) == pytest.approx(2e-4)
+    fit = fit_latency(log)
+    assert with_step_gap(fit, log).model.c0 == pytest.approx(fit.model.c0 + 2e-4)
+    assert with_step_gap(fit, log).model.c_prefill == fit.model.c_prefill
+    assert step_gap({"start": np.array([1.0]), "step_seconds": np.array([0.1])}) == 0.0

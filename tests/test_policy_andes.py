@@ -63,8 +63,23 @@ def test_batch_size_bounds_within_limits():
     policy = AndesPolicy(batch_grid=5)
     rows = [dict(cls=0, arrival=0.0, pred=10.0, prompt_len=4) for _ in range(6)]
     view = make_view(rows, engine=ENGINE, now=0.0)
-    sizes = policy._batch_sizes(view, blocks=view.prompt_len / 4.0 + 1, ctx_mean=5.0)
+    sizes = policy._batch_sizes(view, blocks=view.prompt_len / 4.0 + 1, ctx_mean=5.0, capacity=ENGINE.kv_blocks)
     assert sizes.min() >= 1 and sizes.max() <= ENGINE.max_seqs
+
+
+def test_residents_sharing_prefix_blocks_that_fit_all_run():
+    # A and B share 2 prefix blocks (prefix caching): they hold 6 + 5 blocks of the 10, 9 distinct,
+    # 1 free; B's next token starts a block, which the free one covers. A waiting request that
+    # does not fit triggers the knapsack, whose weights count the shared blocks in both
+    # residents (6 + 6): against the pool's 10 blocks one of them would be paused for no reason.
+    rows = [dict(cls=1, arrival=0.0, generated=3, prompt_len=21, resident=True, computed=23, pred=50.0),
+            dict(cls=1, arrival=0.1, generated=3, prompt_len=18, resident=True, computed=20, pred=50.0),
+            dict(cls=1, arrival=0.2, prompt_len=30, pred=50.0)]
+    view = make_view(rows, engine=ENGINE, now=1.0, free_blocks=1)
+    assert int(view.kv_blocks.sum()) + view.free_blocks == ENGINE.kv_blocks + 2
+    plan = _decide(view)
+    assert sorted(plan.run.tolist()) == [0, 1]
+    assert plan.preempt.tolist() == []
 
 
 def test_rejects_bad_parameters():

@@ -61,6 +61,16 @@ def test_relative_deadline_for_http_clients_as_json_string():
     ({"class": "bulk"}, "group"),
     ({"class": "throughput", "deadline": 1, "pred": [1, 2], "levels": [0.5]}, "pred"),
     ({"class": "throughput", "deadline": 1, "index": -1}, "index"),
+    ({"class": "throughput", "deadline": 1, "pred": [3]}, "go together"),
+    ({"class": "throughput", "deadline": 1, "pred": ["a"], "levels": [0.5]}, r"pred='a' must be a finite number"),
+    ({"class": "throughput", "deadline": 1, "pred": {"0.5": 3}, "levels": [0.5]}, "pred=.* non-empty list"),
+    ({"class": "throughput", "deadline": 1, "pred": [3], "levels": 0.5}, "levels=0.5 must be a non-empty list"),
+    ({"class": "throughput", "deadline": 1, "pred": [], "levels": []}, "levels=.* non-empty list"),
+    ({"class": "throughput", "deadline": 1, "pred": [3, 4], "levels": [0.9, 0.5]}, "strictly increasing"),
+    ({"class": "throughput", "deadline": 1, "pred": [3, 4], "levels": [0.5, 1.0]}, r"each in \(0, 1\)"),
+    ({"class": "throughput", "deadline": 1, "pred": [5, 4], "levels": [0.5, 0.9]}, "non-decreasing"),
+    ({"class": "throughput", "deadline": 1, "pred": [0.5, 4], "levels": [0.5, 0.9]}, ">= 1"),
+    ({"class": "throughput", "deadline": 1, "pred": [3, float("nan")], "levels": [0.5, 0.9]}, "finite"),
 ])
 def test_bad_args_name_the_field(args, message):
     with pytest.raises(ValidationError, match=message):

@@ -70,8 +70,11 @@ def complete(base: str, model: str, slo) -> httpx.Response:
 
 def test_good_requests_are_served(server):
     base, model, _ = server
+    # a client's own length prediction, at levels other than the predictor's: read off its
+    # quantile function in the engine core, which must not stop on it
+    predicted = {"class": "throughput", "deadline_in": 30, "pred": [4.0, 9.0], "levels": [0.3, 0.7]}
     for slo in ({"class": "latency", "ttft_target": 1.0, "read_rate": 5.0}, {"class": "throughput", "deadline_in": 30},
-                None):
+                predicted, None):
         reply = complete(base, model, slo)
         assert reply.status_code == 200, reply.text
         assert reply.json()["usage"]["completion_tokens"] == MAX_TOKENS
@@ -81,6 +84,10 @@ def test_good_requests_are_served(server):
     ({"class": "latncy"}, "slosched.class='latncy'"),
     ({"class": "latency", "ttft_target": 1.0}, "read_rate"),
     ("{not json", "not JSON"),
+    ({"class": "throughput", "deadline_in": 30, "pred": ["many"], "levels": [0.5]}, "slosched.pred='many'"),
+    ({"class": "throughput", "deadline_in": 30, "pred": [4.0], "levels": "median"}, "slosched.levels='median'"),
+    ({"class": "throughput", "deadline_in": 30, "pred": [9.0, 4.0], "levels": [0.5, 0.9]}, "non-decreasing"),
+    ({"class": "throughput", "deadline_in": 30, "pred": [4.0, 9.0], "levels": [0.5, 1.5]}, "strictly increasing"),
 ])
 def test_a_malformed_slo_fails_alone_and_the_server_keeps_serving(server, slo, named):
     base, model, proc = server

@@ -29,7 +29,7 @@ import numpy as np
 
 from engine_adapter.bridge_config import BridgeConfig
 from engine_adapter.fidelity import timed_fidelity
-from engine_adapter.latency_fit import LatencyFit, fit_latency
+from engine_adapter.latency_fit import LatencyFit, fit_latency, with_step_gap
 from engine_adapter.realized import realize, with_engine
 from engine_adapter.simulator import simulate
 from experiments.config import ExperimentConfig
@@ -118,7 +118,9 @@ def calibrate(engine, requests: int, seed: int) -> LatencyFit:
             k += 1
         engine.drain()
     log = engine.scheduler.log.arrays()
-    return fit_latency(log, name="vllm-calibration", source="fitted to calibration steps of this engine")
+    fit = fit_latency(log, name="vllm-calibration", source="fitted to calibration steps of this engine, plus the "
+                      "median gap between steps")
+    return with_step_gap(fit, log)
 
 
 def serve_eval(config: ExperimentConfig, serve: ServeSettings, progress=print) -> list[PolicyResult]:

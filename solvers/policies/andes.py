@@ -89,9 +89,17 @@ class AndesPolicy(Policy):
         rates = view.read_rate[np.isfinite(view.read_rate)]
         return bool(len(rates)) and t_iter > 1.0 / rates.max()
 
-    def _batch_sizes(self, view: EngineView, blocks: np.ndarray, ctx_mean: float) -> np.ndarray:
+    @staticmethod
+    def _capacity(view: EngineView) -> float:
+        """The KV cache in the units of the weights: a block that several residents share (prefix
+        caching) is in each one's weight, so it counts once per holder here too (the free blocks
+        plus the residents' own counts; the engine's size when nothing is shared). Against the
+        engine's size a shared prefix would make residents that fit look as if they did not."""
+        return float(view.free_blocks + view.kv_blocks[view.resident].sum())
+
+    def _batch_sizes(self, view: EngineView, blocks: np.ndarray, ctx_mean: float, capacity: float) -> np.ndarray:
         engine = view.engine
-        fit = int(np.searchsorted(np.cumsum(np.sort(blocks)), engine.kv_blocks, side="right"))
+        fit = int(np.searchsorted(np.cumsum(np.sort(blocks)), capacity, side="right"))
         upper = max(1, min(engine.max_seqs, fit, len(view)))
         rates = view.read_rate[np.isfinite(view.read_rate)]
         pace = 1.0 / rates.max() if len(rates) else np.inf
@@ -131,15 +139,16 @@ class AndesPolicy(Policy):
         pre_iters = np.maximum(signals.prefill_iterations(view), 1)
         # ties go by (arrival, index), never by view column, whose order differs between engines
         canon = np.lexsort((view.idx, view.arrival))
+        capacity = self._capacity(view)
         streams = np.flatnonzero(streaming)  # only streams gain QoE: project theirs only
         stream_view = view if len(streams) == n else signals.rows(view, streams)
         best_gain, best_taken, best_values, best_t = -1.0, EMPTY, np.zeros(n), t_now
-        for batch in self._batch_sizes(view, blocks, ctx_mean):
+        for batch in self._batch_sizes(view, blocks, ctx_mean, capacity):
             t_tok = signals.iteration_time(engine, batch, batch * ctx_mean)
             values = np.zeros(n)
             values[streams] = np.nan_to_num(signals.qoe_gain(stream_view, self.horizon, t_tok, total[streams],
                                                              pre_iters[streams] * t_tok))
-            taken = canon[greedy_knapsack(values[canon], blocks[canon, None], np.array([engine.kv_blocks], float),
+            taken = canon[greedy_knapsack(values[canon], blocks[canon, None], np.array([capacity]),
                                           max_items=int(batch))]
             total_gain = float(values[taken].sum())
             if total_gain > best_gain:
@@ -152,7 +161,7 @@ class AndesPolicy(Policy):
         tie = np.empty(n, dtype=np.int64)
         tie[canon] = np.arange(n)
         chosen = self._affordable(view, chosen, evictable, buffer, best_values, blocks, best_t, tie)
-        chosen = self._fill(view, chosen, evictable, buffer, blocks, tie)
+        chosen = self._fill(view, chosen, evictable, buffer, blocks, tie, capacity)
         victims = self._victims(view, chosen, evictable, buffer, blocks, tie)
         self._preempted += len(victims)
         density = best_values / np.maximum(blocks, 1.0)
@@ -198,7 +207,7 @@ class AndesPolicy(Policy):
 
     @staticmethod
     def _fill(view: EngineView, chosen: np.ndarray, evictable: np.ndarray, buffer: np.ndarray,
-              blocks: np.ndarray, tie: np.ndarray) -> np.ndarray:
+              blocks: np.ndarray, tie: np.ndarray, capacity: float) -> np.ndarray:
         """Zero-gain work fills what the knapsack leaves: residents first (least buffer first;
         evictable ones last, they may have to make room), then waiting requests by due time,
         in room that needs no eviction (a stream that can still wait dt is not worth one)."""
@@ -212,7 +221,7 @@ class AndesPolicy(Policy):
                 continue
             rest = rest[np.lexsort((tie[rest], buffer[rest], evictable[rest]))]
             held = view.kv_blocks[view.resident & ~chosen].sum() if waiting else 0.0
-            room = np.array([engine.kv_blocks - blocks[chosen].sum() - held], dtype=np.float64)
+            room = np.array([capacity - blocks[chosen].sum() - held], dtype=np.float64)
             more = greedy_knapsack(np.ones(len(rest)), blocks[rest, None], room,
                                    max_items=seats, order=np.arange(len(rest)))
             chosen[rest[more]] = True
