@@ -31,7 +31,8 @@ class LiveState:
     `computed` counts tokens whose KV exists (on the device when `resident`, on the host for a
     swapped-out request); `token_base` is the request's offset in the token-time buffer; `peak`
     is the running max of delivered_j - (j-1)/r of its tokens (formulations.qoe closed form),
-    `ideal1` = arrival + ttft_target, `inv_rate` = 1/read_rate (latency class only). `lag`,
+    `ideal1` = arrival + ttft_target, `inv_rate` = 1/read_rate (latency class only); a
+    conversation's later turn is sent when it is released, so its `arrival` row is its release. `lag`,
     `delay_area` and `peak` include the first `folded` tokens only (stream_qoe.py brings them up
     to date when a policy reads them).
     `cached`/`hit_held`: a waiting request's prefix-cache hit in tokens and its hit blocks that
@@ -109,6 +110,9 @@ class LiveState:
         self._static_floats = np.ascontiguousarray(static_floats.T)
         self._static_cls = table.cls
         self._static_latency = latency
+        self._static_turn = table.after >= 0
+        self._arrival_row = FLOAT_ROWS.index("arrival")
+        self._ideal1_row = FLOAT_ROWS.index("ideal1")
         self._predictions = predictions
         self._release_row = FLOAT_ROWS.index("release")
 
@@ -128,6 +132,11 @@ class LiveState:
         self.ints[:, lo:hi] = self._static_ints[requests].T
         self.floats[:, lo:hi] = self._static_floats[requests].T
         self.floats[self._release_row, lo:hi] = now
+        turn = self._static_turn[requests]
+        if turn.any():  # sent at its release: its TTFT and reading clock start there
+            cols = lo + np.flatnonzero(turn)
+            self.floats[self._arrival_row, cols] = now
+            self.floats[self._ideal1_row, cols] = now + self.floats[FLOAT_ROWS.index("ttft_target"), cols]
         self.cls[lo:hi] = self._static_cls[requests]
         self.is_latency[lo:hi] = self._static_latency[requests]
         self.resident[lo:hi] = False
