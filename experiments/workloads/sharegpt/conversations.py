@@ -28,9 +28,10 @@ from experiments.workloads.sharegpt.data import Pairs, load_pairs
 from experiments.workloads.sharegpt.split import select
 from experiments.workloads.sharegpt.workload import MAX_CONTEXT, TRACE_SPLITS, require_synthetic_arrivals
 from experiments.workloads.spec import WorkloadConfig
+from experiments.workloads.turns import conversation_turns
 from formulations.engine_spec import EngineSpec
 from formulations.instance import Instance
-from formulations.requests import Request, RequestClass
+from formulations.requests import Request
 
 # rng([seed, k]) streams, disjoint from the builder's 0..4 and the first-turn sample's 101
 _SAMPLE, _ARRIVALS, _THINK, _READ = 201, 202, 203, 204
@@ -98,29 +99,12 @@ def build_multi_turn_instance(config: WorkloadConfig, engine: EngineSpec, seed: 
     fresh = iter(range(1, 2**62))  # content ids: each new block of tokens gets the next one
     requests: list[Request] = []
     for j, (conv, start, rate) in enumerate(zip(chosen, starts.tolist(), read_rates.tolist(), strict=True)):
-        requests.extend(_turns(j, conv, start, rate, config, engine.block_size, fresh,
-                               spec.think.sample(think, len(conv.message))))
+        requests.extend(conversation_turns(
+            f"c{j}", conv.prompts(), conv.answer, start, spec.think.sample(think, len(conv.message)),
+            engine.block_size, fresh, ttft_targets=config.latency.targets(conv.prompts()), read_rate=rate,
+            texts=conv.text))
     meta = {"workload": asdict(config), "seed": seed, "multi_turn": {
         "split": TRACE_SPLITS[config.trace], "conversations_available": len(found),
         "conversations_with_min_turns": len(usable), **cut, "conversations": [c.id for c in chosen],
         "turns": len(requests), "max_context": capacity, "think_time_s": asdict(spec.think)}}
     return Instance(engine=engine, requests=tuple(requests), meta=meta)
-
-
-def _turns(j: int, conv: Conversation, start: float, read_rate: float, config: WorkloadConfig, block: int,
-           fresh, think: np.ndarray) -> list[Request]:
-    """Conversation j's turns: each repeats the previous turn's full blocks of prompt + answer."""
-    prompts = conv.prompts()
-    ttft = config.latency.targets(prompts)
-    turns: list[Request] = []
-    shared: tuple[int, ...] = ()
-    for k, (prompt, answer) in enumerate(zip(prompts.tolist(), conv.answer, strict=True)):
-        total = prompt + answer
-        ids = shared + tuple(next(fresh) for _ in range(-(-total // block) - len(shared)))
-        turns.append(Request(
-            id=f"c{j}t{k}", cls=RequestClass.LATENCY, arrival=start, prompt_len=prompt, output_len=answer,
-            ttft_target=float(ttft[k]), read_rate=read_rate, prompt_text=conv.text[k], content_ids=ids,
-            content_block=block, after=turns[-1].id if turns else None,
-            think_time=float(think[k]) if turns else None))
-        shared = ids[: total // block]
-    return turns
