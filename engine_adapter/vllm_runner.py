@@ -205,11 +205,11 @@ def replay(engine: VllmEngine, instance: Instance, predictor: LengthPredictor | 
     last_progress = time.perf_counter()
     while len(submitted) + len(loop.never_released) < n or engine.busy():
         now = sched.now()
-        for release, i in loop.due(now):
-            if slotted:  # as in the simulator: released at the first slot boundary it can run in
-                release = now
+        for due, i in loop.due(now):
+            # as in the simulator: released at the first slot boundary it can run in
+            release = now if slotted else due
             req = instance.requests[i]
-            sent = release if req.after is not None else float(table.arrival[i])  # a turn is sent at its release
+            sent = due if req.after is not None else float(table.arrival[i])  # a later turn: when its user sent it
             args = slo_extra_args(instance, i, arrival=sent, release=release,
                                   pred=None if pred is None else pred[i], levels=levels)
             engine.submit(req.id, req.prompt_len, req.output_len, args, tokens=content.prompt(i))

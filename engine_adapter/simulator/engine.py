@@ -281,8 +281,8 @@ class _Simulator:
         """Finish rejected requests now, unserved: their blocks are freed, and a DAG descendant is
         rejected with them (it could only be released by their completion)."""
         state, now = self.state, self.clock.now
-        if self.prefix is not None:  # blocks shared with other requests stay held
-            for s in slots.tolist():
+        if self.prefix is not None:  # blocks shared with other requests stay held; a waiting one holds none
+            for s in slots[state.resident[slots]].tolist():
                 self.prefix.release(s)
             self.kv.free = self.prefix.pool.free
         else:
@@ -447,6 +447,7 @@ class _Simulator:
                 if self.parents_left[c] == 0:
                     if self.is_turn[c]:
                         at = turn_release(now, float(self.think_time[c]), self.spec.slot_time)
+                        state.sent[c] = at
                         if at > now:
                             heapq.heappush(self.timed_releases, (at, c))
                             continue
