@@ -26,7 +26,7 @@ from formulations.instance import Instance
 from formulations.latency_model import LatencyModel
 from formulations.metrics import request_outcomes, score
 from formulations.online import Plan, Policy
-from formulations.requests import Request, RequestClass, ValidationError
+from formulations.requests import RequestClass, ValidationError
 from formulations.turns import think_slots, turn_release
 from solvers.policies.registry import make_policy
 
