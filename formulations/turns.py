@@ -36,9 +36,11 @@ def is_closed_loop(requests) -> bool:
     return any(r.after is not None for r in requests)
 
 
-def require_open_loop(requests, model: str) -> None:
-    """A one-line error for models whose release times are fixed before the schedule."""
+def require_open_loop(requests, model: str,
+                      reason: str = "needs release times fixed in advance, but a turn's release depends on the "
+                                    "schedule") -> None:
+    """A one-line error for what cannot run closed-loop turns (e.g. models whose release times
+    are fixed before the schedule)."""
     turn = next((r for r in requests if r.after is not None), None)
     if turn is not None:
-        raise ValidationError(f"request {turn.id!r}: after={turn.after!r} (a closed-loop turn); {model} needs release "
-                              "times fixed in advance, but a turn's release depends on the schedule")
+        raise ValidationError(f"request {turn.id!r}: after={turn.after!r} (a closed-loop turn); {model} {reason}")

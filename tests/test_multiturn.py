@@ -151,6 +151,14 @@ def test_exact_models_reject_closed_loop_instances_in_one_line():
         assert "\n" not in str(err.value)
 
 
+def test_http_bench_refuses_closed_loop_instances_in_one_line():
+    from engine_adapter.http_replay import Replay, ReplaySettings
+
+    with pytest.raises(ValidationError, match=r"after='c0t0'.*slosched bench cannot replay it") as err:
+        Replay(chat(engine(), n=1, turns=2), ReplaySettings(url="http://127.0.0.1:1/v1", model="m"))
+    assert "\n" not in str(err.value)
+
+
 def test_instance_json_round_trip_keeps_turns():
     inst = chat(engine())
     again = Instance.from_dict(inst.to_dict())
