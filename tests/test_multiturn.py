@@ -206,6 +206,22 @@ def test_prefix_caching_sweep_makes_one_cell_per_variant():
         config_from_dict({"policies": ["fcfs"], "sweep": {"prefix_caching": ["yes"]}})
 
 
+def test_caching_variants_are_labelled_in_the_table_and_the_metrics_document():
+    from experiments.cli.run import metrics_document
+    from experiments.cli.run_table import run_table
+    from experiments.runner import execute, expand_cells
+
+    config = config_from_dict({"policies": ["fcfs"], "workload": {"limit": 30},
+                               "sweep": {"prefix_caching": [True, False]}})
+    results = execute(expand_cells(config))
+    table = run_table(config, results, sweep=True)
+    assert "prefix\ncache" in table.headers and "hit\n%" in table.headers
+    assert [row[2] for row in table.rows] == ["on", "off"]
+    document = metrics_document(results)["fcfs"]
+    assert [d["prefix_caching"] for d in document] == ["on", "off"]
+    assert all(d["prefix_hit_rate"] == 0.0 for d in document)  # azure-conv carries no content ids
+
+
 def test_shipped_multi_turn_config_loads_and_round_trips():
     from importlib import resources
     from pathlib import Path
