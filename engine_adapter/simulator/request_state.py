@@ -112,6 +112,7 @@ class LiveState:
         self._static_cls = table.cls
         self._static_latency = latency
         self._static_turn = table.after >= 0
+        self._any_turn = bool(self._static_turn.any())
         self._arrival_row = FLOAT_ROWS.index("arrival")
         self._ideal1_row = FLOAT_ROWS.index("ideal1")
         self._predictions = predictions
@@ -134,8 +135,8 @@ class LiveState:
         self.ints[:, lo:hi] = self._static_ints[requests].T
         self.floats[:, lo:hi] = self._static_floats[requests].T
         self.floats[self._release_row, lo:hi] = now
-        turn = self._static_turn[requests]
-        if turn.any():  # its reading clock starts when its user sent it
+        turn = self._static_turn[requests] if self._any_turn else None
+        if turn is not None and turn.any():  # its reading clock starts when its user sent it
             cols = lo + np.flatnonzero(turn)
             sent = self.sent[requests[turn]]
             self.floats[self._arrival_row, cols] = sent
