@@ -38,6 +38,7 @@ import numpy as np
 from engine_adapter.slo_args import KEY, slo_extra_args
 from formulations.instance import Instance
 from formulations.schedule import RequestTimeline, Schedule
+from formulations.turns import require_open_loop
 
 PROMPT_KINDS = ("tokens", "text")
 FINISHED, CANCELLED, NOT_SENT, PARENT_FAILED = "finished", "cancelled", "not sent", "parent failed"
@@ -150,6 +151,8 @@ class Replay:
                  on_tokens: Callable[[int], None] | None = None, on_done: Callable[[RequestRecord], None] | None = None):
         self.instance, self.settings = instance, settings
         self.on_tokens, self.on_done = on_tokens, on_done
+        require_open_loop(instance.requests, "slosched bench", "cannot replay it: a later turn's prompt must repeat "
+                                                              "the answer the server gave, which this client does not build")
         table = instance.table
         self.parents = [list(map(int, table.parents[i])) for i in range(len(instance.requests))]
         self.children: list[list[int]] = [[] for _ in instance.requests]

@@ -18,10 +18,13 @@ from formulations.requests import Group, RequestClass
 
 
 def realize(instance: Instance, engine: EngineSpec, time_scale: float = 1.0) -> Instance:
-    """The instance as `engine` runs it: every arrival times `time_scale`."""
+    """The instance as `engine` runs it: every arrival (and a later turn's think time) times
+    `time_scale`."""
     if not time_scale > 0:
         raise ValueError(f"time_scale={time_scale} must be > 0")
-    requests = tuple(replace(r, arrival=r.arrival * time_scale) for r in instance.requests)
+    requests = tuple(replace(r, arrival=r.arrival * time_scale,
+                             think_time=None if r.think_time is None else r.think_time * time_scale)
+                     for r in instance.requests)
     groups = tuple(replace(g, arrival=g.arrival * time_scale) for g in instance.groups)
     return Instance(engine, requests, groups, {**instance.meta, "time_scale": time_scale})
 

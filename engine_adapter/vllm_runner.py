@@ -36,7 +36,8 @@ from engine_adapter.tiny_model import write_tiny_llama
 from formulations.engine_spec import EngineSpec
 from formulations.instance import Instance
 from formulations.online import Policy
-from formulations.schedule import Schedule
+from formulations.schedule import RequestTimeline, Schedule
+from formulations.turns import turn_release
 from solvers.prediction.base import LengthPredictor
 
 SCHEDULER_CLS = "engine_adapter.vllm_scheduler.SloScheduler"
@@ -193,32 +194,26 @@ def replay(engine: VllmEngine, instance: Instance, predictor: LengthPredictor | 
     n = len(instance.requests)
     pred = predictor.predict(instance.requests) if predictor is not None else None
     levels = predictor.quantile_levels if predictor is not None else None
-    children: list[list[int]] = [[] for _ in range(n)]
-    for i, parents in enumerate(table.parents):
-        for p in parents:
-            children[int(p)].append(i)
-    parents_left = np.array([len(p) for p in table.parents])
-    finish = np.full(n, np.nan)
-    ready = [(float(table.arrival[i]), i) for i in range(n) if parents_left[i] == 0]
-    heapq.heapify(ready)
+    loop = _ReleaseLoop(instance)
     slotted = instance.engine.slot_time is not None
 
     sched.begin_run(time.perf_counter())
     wall_start = time.perf_counter()
-    submitted = 0
+    submitted: set[int] = set()
+    seen_rejections = 0
     idle_steps = 0
     last_progress = time.perf_counter()
-    while submitted < n or engine.busy():
+    while len(submitted) + len(loop.never_released) < n or engine.busy():
         now = sched.now()
-        while ready and ready[0][0] <= now + 1e-12:
-            release, i = heapq.heappop(ready)
-            if slotted:  # as in the simulator: released at the first slot boundary it can run in
-                release = now
+        for due, i in loop.due(now):
+            # as in the simulator: released at the first slot boundary it can run in
+            release = now if slotted else due
             req = instance.requests[i]
-            args = slo_extra_args(instance, i, arrival=float(table.arrival[i]), release=release,
+            sent = due if req.after is not None else float(table.arrival[i])  # a later turn: when its user sent it
+            args = slo_extra_args(instance, i, arrival=sent, release=release,
                                   pred=None if pred is None else pred[i], levels=levels)
             engine.submit(req.id, req.prompt_len, req.output_len, args, tokens=content.prompt(i))
-            submitted += 1
+            submitted.add(i)
         if engine.busy():
             steps_before = len(sched.log)
             engine.step()
@@ -227,23 +222,23 @@ def replay(engine: VllmEngine, instance: Instance, predictor: LengthPredictor | 
             else:
                 idle_steps += 1
                 if (slotted and idle_steps > STALL_STEPS) or time.perf_counter() - last_progress > STALL_SECONDS:
-                    raise EngineStalled(f"policy {sched.slo_policy.name!r} runs nothing while {submitted} requests "
-                                        f"are submitted (t={now:.3f})")
-        elif ready:
+                    raise EngineStalled(f"policy {sched.slo_policy.name!r} runs nothing while {len(submitted)} "
+                                        f"requests are submitted (t={now:.3f})")
+        elif loop.pending:
             if slotted:
-                sched.advance_to(ready[0][0])
+                sched.advance_to(loop.next_time())
             else:
-                time.sleep(max(0.0, ready[0][0] - sched.now()))
+                time.sleep(max(0.0, loop.next_time() - sched.now()))
         else:
-            raise EngineStalled(f"{n - submitted} requests wait for parents that never finish")
+            raise EngineStalled(f"{n - len(submitted)} requests wait for parents that never finish")
         for index, t in sched.newly_finished:
-            finish[index] = t
             content.finished(index, engine.outputs[instance.requests[index].id])
-            for child in children[index]:
-                parents_left[child] -= 1
-                if parents_left[child] == 0:
-                    heapq.heappush(ready, (max(float(table.arrival[child]), float(finish[table.parents[child]].max())), child))
+            loop.finished(index, t)
         sched.newly_finished.clear()
+        rejections = list(sched.book.rejected.items())
+        for row, t in rejections[seen_rejections:]:
+            loop.rejected(int(sched.book.index[row]), t)
+        seen_rejections = len(rejections)
 
     log = sched.log.arrays()
     meta = {
@@ -252,13 +247,75 @@ def replay(engine: VllmEngine, instance: Instance, predictor: LengthPredictor | 
         "plan_deviations": sched.plan_deviations, "engine_preemptions": sched.engine_preemptions,
         "vllm_preemptions": dict(sched.vllm_preemptions),
     }
-    schedule = sched.book.schedule([r.id for r in instance.requests], iterations=len(sched.log), meta=meta)
+    ids = [r.id for r in instance.requests]
+    schedule = sched.book.schedule([ids[i] for i in sorted(submitted)], iterations=len(sched.log), meta=meta)
+    schedule.timelines = _with_never_released(ids, schedule.timelines, loop.never_released)
     returned = {r.id: engine.output_tokens.pop(r.id, None) for r in instance.requests}
     reasons = {r.id: engine.finish_reasons.pop(r.id, None) for r in instance.requests}
     for r in instance.requests:
         engine.outputs.pop(r.id, None)
     return VllmRun(instance, schedule, {"steps": len(sched.log), "start_seconds": engine.start_seconds,
                                         "output_tokens": returned, "finish_reasons": reasons})
+
+
+class _ReleaseLoop:
+    """When each request of a replay may be submitted: roots at their arrival, a DAG child when
+    its last parent finishes, a conversation's later turn `think_time` after its previous turn
+    finishes (formulations/turns.py). A request whose parent or previous turn was rejected is
+    never released: it is rejected with it (`never_released`: request index -> time)."""
+
+    def __init__(self, instance: Instance) -> None:
+        self.instance = instance
+        table = instance.table
+        self.children: list[list[int]] = [[] for _ in range(len(table))]
+        for i, parents in enumerate(table.parents):
+            for p in parents.tolist():
+                self.children[p].append(i)
+        for turn in np.flatnonzero(table.after >= 0).tolist():
+            self.children[int(table.after[turn])].append(turn)
+        self.waiting_on = np.array([len(p) for p in table.parents]) + (table.after >= 0)
+        self.finish = np.full(len(table), np.nan)
+        self.never_released: dict[int, float] = {}
+        self.pending = [(float(table.arrival[i]), i) for i in range(len(table)) if self.waiting_on[i] == 0]
+        heapq.heapify(self.pending)
+
+    def due(self, now: float) -> list[tuple[float, int]]:
+        """(release, index) of every request released by `now`, in release order."""
+        out = []
+        while self.pending and self.pending[0][0] <= now + 1e-12:
+            out.append(heapq.heappop(self.pending))
+        return out
+
+    def next_time(self) -> float:
+        return self.pending[0][0]
+
+    def finished(self, index: int, t: float) -> None:
+        table, spec = self.instance.table, self.instance.engine
+        self.finish[index] = t
+        for child in self.children[index]:
+            self.waiting_on[child] -= 1
+            if self.waiting_on[child] == 0:
+                if table.after[child] >= 0:
+                    release = turn_release(t, float(table.think_time[child]), spec.slot_time)
+                else:
+                    release = max(float(table.arrival[child]), float(self.finish[table.parents[child]].max()))
+                heapq.heappush(self.pending, (release, child))
+
+    def rejected(self, index: int, t: float) -> None:
+        stack = list(self.children[index])
+        while stack:
+            child = stack.pop()
+            if child not in self.never_released:
+                self.never_released[child] = t
+                stack.extend(self.children[child])
+
+
+def _with_never_released(ids: list[str], timelines: list[RequestTimeline], never: dict[int, float]) -> list[RequestTimeline]:
+    """Timelines in instance order: the submitted ones, and for each never-released request one
+    that says it was rejected with its parent or previous turn (release NaN, as the simulator's)."""
+    by_id = {t.request_id: t for t in timelines}
+    return [by_id.get(rid) or RequestTimeline(request_id=rid, release=float("nan"), rejected=never[i])
+            for i, rid in enumerate(ids)]
 
 
 @dataclass
@@ -325,8 +382,10 @@ def recorded_schedules(scheduler) -> Iterator[list]:
 def run_own_scheduler(engine: VllmEngine, instance: Instance, slot_time: float) -> OwnSchedulerRun:
     """Drive an engine built with bridge=None (vLLM's unmodified scheduler) one step per slot.
 
-    Requests are submitted at the first slot boundary at or after their arrival, as `replay` does;
-    an idle engine jumps to the next arrival. No DAG groups: children need finish-time releases.
+    Requests are submitted at the first slot boundary at or after their release, as `replay`
+    does: an arrival, or for a conversation's later turn its previous turn's finish plus the think
+    time in whole slots (the closed loop: submitted only once that turn finished); an idle engine
+    jumps to the next release. No DAG groups (vLLM's own scheduler has no use for their SLO).
     Prompts realize the instance's content ids (content_tokens.py), so vLLM's prefix cache sees
     the simulator's sharing; the cache is reset first (an earlier run's blocks would hit; after a
     reset no block carries a key, as in a fresh simulator pool, and their free-queue order is a
@@ -341,19 +400,18 @@ def run_own_scheduler(engine: VllmEngine, instance: Instance, slot_time: float) 
     requests = instance.requests
     content = ContentTokens(instance, engine.vocab_size, engine.settings.seed)
     index = {r.id: i for i, r in enumerate(requests)}
-    pending = sorted(range(len(requests)), key=lambda i: (requests[i].arrival, i))
+    loop = _ReleaseLoop(instance)
     steps: list[tuple[int, dict[str, int]]] = []
     preemptions = {r.id: 0 for r in requests}
     finish: dict[str, int] = {}
     slot = submitted = 0
     with recorded_schedules(engine.scheduler) as outputs, recorded_hits(engine.scheduler) as hits:
-        while submitted < len(pending) or engine.busy():
-            while submitted < len(pending) and requests[pending[submitted]].arrival <= slot * slot_time + 1e-12:
-                req = requests[pending[submitted]]
-                engine.submit(req.id, req.prompt_len, req.output_len, tokens=content.prompt(pending[submitted]))
+        while submitted < len(requests) or engine.busy():
+            for _, i in loop.due(slot * slot_time):
+                engine.submit(requests[i].id, requests[i].prompt_len, requests[i].output_len, tokens=content.prompt(i))
                 submitted += 1
             if not engine.busy():
-                slot = int(np.ceil(requests[pending[submitted]].arrival / slot_time - 1e-9))
+                slot = int(np.ceil(loop.next_time() / slot_time - 1e-9))
                 continue
             before = len(outputs)
             engine.step()
@@ -366,6 +424,7 @@ def run_own_scheduler(engine: VllmEngine, instance: Instance, slot_time: float) 
                 if rid not in finish:
                     finish[rid] = slot
                     content.finished(index[rid], engine.outputs[rid])
+                    loop.finished(index[rid], (slot + 1) * slot_time)
             slot += 1
     for r in requests:
         engine.output_tokens.pop(r.id, None)

@@ -7,7 +7,7 @@
     [engine]     profile = "llama3-8b-h100"   plus any EngineSpec field as an override
     [predictor]  name = "noisy"               plus the predictor's parameters
     [policy_params.<policy>]                  parameters of one policy
-    [sweep]      rate_scales = [...]  seeds = [...]
+    [sweep]      rate_scales = [...]  seeds = [...]  prefix_caching = [true, false]
 
 Every key is checked: an unknown key or a wrong name is a ConfigError saying what is valid,
 because a typo silently falling back to a default would measure a different experiment.
@@ -64,17 +64,22 @@ class PredictorConfig:
 
 @dataclass(frozen=True)
 class SweepConfig:
-    """Points to run besides the base one: every rate_scale x seed (empty = the base value)."""
+    """Points to run besides the base one: every rate_scale x seed x prefix_caching (empty = the
+    base value; prefix_caching sets engine.enable_prefix_caching per variant)."""
 
     rate_scales: tuple[float, ...] = ()
     seeds: tuple[int, ...] = ()
+    prefix_caching: tuple[bool, ...] = ()
 
     def __post_init__(self) -> None:
         for k, value in enumerate(self.seeds):
             seed(value, f"sweep.seeds[{k}]")
         for k, value in enumerate(self.rate_scales):
             checked(value, float, f"sweep.rate_scales[{k}]", gt=0)
-        for key, values in (("seeds", self.seeds), ("rate_scales", self.rate_scales)):
+        for k, value in enumerate(self.prefix_caching):
+            checked(value, bool, f"sweep.prefix_caching[{k}]")
+        for key, values in (("seeds", self.seeds), ("rate_scales", self.rate_scales),
+                            ("prefix_caching", self.prefix_caching)):
             repeated = sorted({v for v in values if values.count(v) > 1})
             if repeated:
                 raise ConfigError(f"sweep.{key} = {list(values)}: {repeated[0]!r} is listed twice (each cell "
@@ -120,6 +125,13 @@ class ExperimentConfig:
         except (ValidationError, TypeError, ValueError) as err:
             raise ConfigError(f"[predictor] {err}") from None
         self.engine.build()
+
+    def caching_variants(self) -> list[ExperimentConfig]:
+        """The config once per sweep.prefix_caching value (engine.enable_prefix_caching set), or
+        itself alone."""
+        return [replace(self, engine=EngineConfig(self.engine.profile, {**self.engine.overrides,
+                                                                        "enable_prefix_caching": on}))
+                for on in self.sweep.prefix_caching] or [self]
 
     def policy_kwargs(self, name: str) -> dict[str, Any]:
         """The configured parameters of policy `name`; a policy that plans for a QoE threshold

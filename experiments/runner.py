@@ -29,6 +29,7 @@ from engine_adapter.simulator import simulate
 from experiments.config import ExperimentConfig, config_from_dict
 from experiments.errors import CellFailed, ConfigError
 from experiments.input_files import atomic_file
+from experiments.workloads.sharegpt.conversations import build_multi_turn_instance
 from experiments.workloads.sharegpt.workload import build_sharegpt_instance, is_sharegpt
 from experiments.workloads.trace_loader import Columns, Trace, load_trace
 from experiments.workloads import build_instance
@@ -51,7 +52,7 @@ class Cell:
     @property
     def key(self) -> str:
         """Unique within an experiment and safe as a file name."""
-        return f"{self.policy}-rs{self.rate_scale:g}-seed{self.seed}"
+        return f"{self.policy}-rs{self.rate_scale:g}-seed{self.seed}" + caching_suffix(self.config)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (JSON-able): what identifies the cell, e.g. for a result store's key."""
@@ -91,15 +92,26 @@ class CellResult:
         return cls(**data)
 
 
+def caching_suffix(config: ExperimentConfig) -> str:
+    """"-cache-on"/"-cache-off" for a cell of a sweep over prefix caching, else ""."""
+    if not config.sweep.prefix_caching:
+        return ""
+    return "-cache-on" if config.engine.overrides.get("enable_prefix_caching") else "-cache-off"
+
+
 def expand_cells(config: ExperimentConfig) -> list[Cell]:
-    """Every rate_scale x seed x policy; without a [sweep] the config's own rate_scale and seed."""
+    """Every rate_scale x seed x prefix-caching variant x policy; without a [sweep] the config's
+    own rate_scale, seed and engine."""
     rates = config.sweep.rate_scales or (config.workload.rate_scale,)
     seeds = config.sweep.seeds or (config.seed,)
-    return [Cell(config, policy, float(rate), int(seed)) for rate in rates for seed in seeds for policy in config.policies]
+    return [Cell(variant, policy, float(rate), int(seed)) for rate in rates for seed in seeds
+            for variant in config.caching_variants() for policy in config.policies]
 
 
 def build_cell_instance(cell: Cell) -> Instance:
     workload = replace(cell.config.workload, rate_scale=cell.rate_scale)
+    if workload.kind == "multi-turn":
+        return build_multi_turn_instance(workload, cell.config.engine.build(), cell.seed)
     if is_sharegpt(workload.trace):
         return build_sharegpt_instance(workload, cell.config.engine.build(), cell.seed)
     trace = _trace(workload.trace, workload.columns, workload.time_unit)

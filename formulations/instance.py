@@ -38,6 +38,8 @@ class RequestTable:
     group: np.ndarray  # int64 group index, -1 if none
     parents: list[np.ndarray]  # indices of DAG parents (empty for most requests)
     group_members: list[np.ndarray]  # per group index: member request indices
+    after: np.ndarray  # int64 index of a turn's previous turn, -1 if none (formulations/turns.py)
+    think_time: np.ndarray  # s from the previous turn's finish to a turn's release; 0 if none
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -100,6 +102,8 @@ class Instance:
             group=np.array([group_index[r.group] if r.group is not None else -1 for r in self.requests], dtype=np.int64),
             parents=parents,
             group_members=[np.array([self.index[m] for m in g.members], dtype=np.int64) for g in self.groups],
+            after=np.array([-1 if r.after is None else self.index[r.after] for r in self.requests], dtype=np.int64),
+            think_time=np.array([r.think_time or 0.0 for r in self.requests], dtype=np.float64),
         )
 
     # ---- JSON -------------------------------------------------------------------------------
@@ -161,7 +165,7 @@ def _objects(value: Any, field: str) -> list[dict[str, Any]]:
 
 
 _REQUEST_FIELDS = {"id", "class", "arrival", "prompt_len", "output_len", "ttft_target", "read_rate",
-                   "slack_ratio", "group", "prompt_text", "content_ids", "content_block"}
+                   "slack_ratio", "group", "prompt_text", "content_ids", "content_block", "after", "think_time"}
 
 
 def _request_from_dict(d: dict[str, Any], position: int) -> Request:
@@ -182,7 +186,7 @@ def _request_from_dict(d: dict[str, Any], position: int) -> Request:
                    output_len=d["output_len"], ttft_target=d.get("ttft_target"), read_rate=d.get("read_rate"),
                    slack_ratio=d.get("slack_ratio"), group=d.get("group"), prompt_text=d.get("prompt_text"),
                    content_ids=None if d.get("content_ids") is None else tuple(d["content_ids"]),
-                   content_block=d.get("content_block"))
+                   content_block=d.get("content_block"), after=d.get("after"), think_time=d.get("think_time"))
 
 
 def _group_from_dict(d: dict[str, Any], position: int) -> Group:
@@ -221,6 +225,7 @@ def _validate_request(inst: Instance, r: Request) -> None:
             "or shorten the request)"
         )
     _validate_content(owner, r)
+    _validate_turn(inst, owner, r)
     if r.cls is RequestClass.LATENCY:
         _positive_number(owner, "ttft_target", r.ttft_target)
         _positive_number(owner, "read_rate", r.read_rate)
@@ -253,6 +258,27 @@ def _validate_content(owner: str, r: Request) -> None:
     if len(r.content_ids) > most:
         raise ValidationError(f"{owner}: content_ids has {len(r.content_ids)} ids but prompt_len+output_len="
                               f"{r.prompt_len + r.output_len} tokens make at most {most} blocks of {block}")
+
+
+def _validate_turn(inst: Instance, owner: str, r: Request) -> None:
+    """A later turn names an earlier request (so turns form chains), shares its arrival (the
+    conversation's start), has a think time >= 0 and is latency class."""
+    if r.after is None:
+        if r.think_time is not None:
+            raise ValidationError(f"{owner}: think_time={r.think_time!r} without after (only a later turn has one)")
+        return
+    previous = inst.by_id.get(r.after)
+    if previous is None or inst.index[r.after] >= inst.index[r.id]:
+        raise ValidationError(f"{owner}: after={r.after!r} must name an earlier request of the instance")
+    think = r.think_time
+    if isinstance(think, bool) or not isinstance(think, int | float) or not math.isfinite(think) or think < 0:
+        raise ValidationError(f"{owner}: think_time={think!r} must be a finite number >= 0 (seconds)")
+    if r.cls is not RequestClass.LATENCY:
+        raise ValidationError(f"{owner}: class={r.cls.value} with after={r.after!r}; a later turn must be latency "
+                              "class (a deadline would depend on the schedule)")
+    if r.arrival != previous.arrival:
+        raise ValidationError(f"{owner}: arrival={r.arrival} differs from its previous turn's {previous.arrival} "
+                              "(a turn carries its conversation's start; it is released by think_time)")
 
 
 def _validate_group(inst: Instance, g: Group) -> None:

@@ -5,6 +5,14 @@ members, all or nothing (docs/DESIGN.md, "Objective"). A request that did not co
 and misses its SLO; it is counted in `unfinished`, never dropped. A request the policy rejected
 (Plan.reject) misses its SLO too, but is counted in `rejected` with how long its client waited
 for the answer (`time_to_reject`, from arrival), apart from requests served late.
+
+A conversation's later turn (Request.after) is judged from when its user sent it, its previous
+turn's finish plus its think time (formulations/turns.py), not from its conversation's start: its
+QoE ideal times and time to reject count from there (`sent`), as an arrival's do from the arrival;
+TTFT and JCT count from the release, as for every request. A turn whose
+previous turn was rejected is rejected with it (never released: `release` None), never dropped.
+`prefix_hit_rate` is vLLM's prefix-cache hit rate: tokens found in the cache over tokens looked
+up, over every admission (a resumed request looks up its prompt and outputs again).
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from formulations.instance import Instance
 from formulations.qoe import qoe
 from formulations.requests import RequestClass
 from formulations.schedule import Schedule
+from formulations.turns import turn_release
 
 DEFAULT_QOE_THRESHOLD = 0.95
 
@@ -45,6 +54,10 @@ class RequestOutcome:
     qoe: float | None
     slo_met: bool
     rejected_at: float | None = None  # when the policy rejected it (unserved)
+    after: str | None = None  # a conversation's later turn: its previous turn's id
+    sent: float | None = None  # when its client sent it: its arrival, or a later turn's (None: never sent)
+    cached_tokens: int = 0  # prefix-cache hit tokens over its admissions
+    queried_tokens: int = 0  # tokens it looked up in the prefix cache over its admissions
 
     def to_dict(self) -> dict[str, Any]:
         """Field dict with `class` for `cls`. Shallow: `asdict` would deep-copy every token time
@@ -59,15 +72,16 @@ class Percentiles:
     mean: float | None
     p50: float | None
     p99: float | None
+    p90: float | None = None
 
     @classmethod
     def of(cls, values: np.ndarray) -> Percentiles:
-        """Mean, median and p99 of `values`, which it reorders (no copy of a large array)."""
+        """Mean, median, p99 and p90 of `values`, which it reorders (no copy of a large array)."""
         if len(values) == 0:
             return cls(None, None, None)
         mean = float(values.mean())
-        p50, p99 = np.percentile(values, [50, 99], overwrite_input=True)
-        return cls(mean, float(p50), float(p99))
+        p50, p90, p99 = np.percentile(values, [50, 90, 99], overwrite_input=True)
+        return cls(mean, float(p50), float(p99), float(p90))
 
 
 @dataclass(frozen=True)
@@ -87,6 +101,7 @@ class Metrics:
     rejected: int = 0  # rejected by the policy (SLO missed, client told at once)
     served_late: int = 0  # completed, SLO missed
     time_to_reject: Percentiles = Percentiles(None, None, None)  # s from arrival to rejection
+    prefix_hit_rate: float = 0.0  # prefix-cache hit tokens / looked-up tokens (0: nothing looked up)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,15 +127,18 @@ def _outcomes(instance: Instance, schedule: Schedule, qoe_threshold: float, toke
         finishes = [schedule.timelines[instance.index[m]].finish for m in g.members]
         group_met[g.id] = all(f is not None and f <= deadline + 1e-9 for f in finishes)
     outcomes = []
+    cache = schedule.meta.get("prefix_cache", {})
+    hits, queries = cache.get("hits_of", {}), cache.get("queries_of", {})
     for req, tl in zip(instance.requests, schedule.timelines, strict=True):
         if tl.request_id != req.id:
             raise ValueError(f"schedule timeline {tl.request_id!r} is not aligned with request {req.id!r}")
         times = np.asarray(tl.token_times, dtype=np.float64)
         finished = tl.finish is not None and len(times) >= req.output_len
+        sent = req.arrival if req.after is None else _sent(instance, schedule, req)
         deadline = instance.deadline(req)
         value = None
         if req.cls is RequestClass.LATENCY:
-            value = qoe(times, req.output_len, req.arrival, req.ttft_target, req.read_rate)
+            value = qoe(times, req.output_len, sent, req.ttft_target, req.read_rate)
             met = finished and value >= qoe_threshold
         elif req.cls is RequestClass.THROUGHPUT:
             met = finished and tl.finish <= deadline + 1e-9
@@ -132,9 +150,16 @@ def _outcomes(instance: Instance, schedule: Schedule, qoe_threshold: float, toke
             prompt_len=req.prompt_len, output_len=req.output_len, ttft_target=req.ttft_target,
             read_rate=req.read_rate, deadline=deadline, token_times=times.tolist() if token_lists else times,
             preemptions=len(tl.preemptions), finish=tl.finish if finished else None, qoe=value, slo_met=bool(met),
-            rejected_at=tl.rejected,
+            rejected_at=tl.rejected, after=req.after, sent=sent, cached_tokens=int(hits.get(req.id, 0)),
+            queried_tokens=int(queries.get(req.id, 0)),
         ))
     return outcomes
+
+
+def _sent(instance: Instance, schedule: Schedule, req) -> float | None:
+    """When a later turn's user sent it: its previous turn's finish plus its think time."""
+    finish = schedule.timelines[instance.index[req.after]].finish
+    return None if finish is None else turn_release(finish, req.think_time, instance.engine.slot_time)
 
 
 def score(instance: Instance, schedule: Schedule, qoe_threshold: float = DEFAULT_QOE_THRESHOLD) -> Metrics:
@@ -150,7 +175,8 @@ def summarize(outcomes: list[RequestOutcome], qoe_threshold: float = DEFAULT_QOE
         by_class[cls.value] = float(met[mask].mean()) if mask.any() else None
     qoes = np.array([o.qoe for o in outcomes if o.qoe is not None])
     done = [o for o in outcomes if o.finish is not None]
-    rejected = np.array([o.rejected_at - o.arrival for o in outcomes if o.rejected_at is not None])
+    rejected = np.array([o.rejected_at - (o.arrival if o.sent is None else o.sent) for o in outcomes
+                         if o.rejected_at is not None])
     ttft = np.array([o.token_times[0] - o.release for o in done])
     jct = np.array([o.finish - o.release for o in done])
     tbt = _gaps([o.token_times for o in done])
@@ -173,7 +199,13 @@ def summarize(outcomes: list[RequestOutcome], qoe_threshold: float = DEFAULT_QOE
         rejected=len(rejected),
         served_late=sum(not o.slo_met for o in done),
         time_to_reject=Percentiles.of(rejected),
+        prefix_hit_rate=_hit_rate(outcomes),
     )
+
+
+def _hit_rate(outcomes: list[RequestOutcome]) -> float:
+    queried = sum(o.queried_tokens for o in outcomes)
+    return sum(o.cached_tokens for o in outcomes) / queried if queried else 0.0
 
 
 def _gaps(token_times: list[list[float]] | list[np.ndarray], batch: int = 4096) -> np.ndarray:

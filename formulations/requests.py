@@ -36,6 +36,11 @@ class Request:
     `output_len` is the true output length: only the simulator, the scorer and the hindsight oracle
     read it; policies see a predictor's estimate. For bulk members `arrival` is the group's
     submission time; a DAG child is *released* only when its parents finish.
+
+    A conversation's later turn (`after` set: a closed loop) has its conversation's `arrival` (the
+    first turn's) and is *released* `think_time` seconds after turn `after` finishes
+    (formulations.turns); its TTFT and QoE count from that release, which engines and policies
+    show as its arrival. Turns are latency requests: a deadline would depend on the schedule.
     """
 
     id: str
@@ -54,6 +59,8 @@ class Request:
     # hold the same tokens; tokens past the last id are the request's own. None: all its own.
     content_ids: tuple[int, ...] | None = None
     content_block: int | None = None  # tokens per id of content_ids
+    after: str | None = None  # closed loop: id of the conversation's previous turn
+    think_time: float | None = None  # s between the previous turn's finish and this turn's release
 
 
 @dataclass(frozen=True)

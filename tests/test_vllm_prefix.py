@@ -100,18 +100,25 @@ def simulated_steps(instance: Instance, sim) -> list[tuple[int, list[str], int]]
             for start, idx, tokens in zip(log["start"], log["scheduled"], log["tokens"], strict=True) if tokens]
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_vllm_default_scheduler_matches_simulator_fcfs_with_shared_prefixes(engine, seed) -> None:
-    instance = conversations(seed, n=6, second_turn_at=3.0)
-    sim = simulate(instance, make_policy("fcfs"), record_iterations=True)
-    first_done = max(t.finish for t in sim.timelines if t.request_id.startswith("t1"))
-    assert first_done < 3.0, "second turns must arrive after every first turn finished"
+def own_scheduler_matches_fcfs(engine: VllmEngine, instance: Instance, sim):
+    """vLLM's own scheduler on `instance` against the simulator's fcfs schedule `sim`: the same
+    steps, completion order, preemptions and hit tokens per request; returns vLLM's run."""
     ref = run_own_scheduler(engine, instance, TAU)
     assert [(slot, sorted(per), sum(per.values())) for slot, per in ref.steps] == simulated_steps(instance, sim)
     done = sorted(sim.timelines, key=lambda t: (t.finish, t.request_id))
     assert ref.finish_order == [t.request_id for t in done]
     assert ref.preemptions == {t.request_id: len(t.preemptions) for t in sim.timelines}
     assert ref.hits_of == sim.meta["prefix_cache"]["hits_of"]
+    return ref
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_vllm_default_scheduler_matches_simulator_fcfs_with_shared_prefixes(engine, seed) -> None:
+    instance = conversations(seed, n=6, second_turn_at=3.0)
+    sim = simulate(instance, make_policy("fcfs"), record_iterations=True)
+    first_done = max(t.finish for t in sim.timelines if t.request_id.startswith("t1"))
+    assert first_done < 3.0, "second turns must arrive after every first turn finished"
+    ref = own_scheduler_matches_fcfs(engine, instance, sim)
     # the workload exercises what it is for: hits on the system prompt and on whole first turns
     assert sum(ref.hits_of.values()) > 6 * 2 * BS
     assert sum(len(t.preemptions) for t in sim.timelines) > 0

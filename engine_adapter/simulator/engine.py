@@ -10,6 +10,7 @@ idle engine jumps to the next arrival.
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Callable
 
@@ -28,6 +29,7 @@ from formulations.instance import Instance
 from formulations.latency_model import prefill_pairs
 from formulations.online import GroupState, Plan, PlanError, Policy
 from formulations.schedule import RequestTimeline, Schedule
+from formulations.turns import turn_release
 from solvers.prediction.base import LengthPredictor
 from solvers.prediction.oracle import OraclePredictor
 
@@ -84,12 +86,19 @@ class _Simulator:
         self.swap = spec.preemption == "swap"
         self.swap_cost = spec.swap_time_per_block if self.swap and spec.slot_time is None else 0.0
 
-        # DAG: children are released when their last parent finishes; roots arrive by the clock.
-        self.parents_left = np.array([len(p) for p in table.parents], dtype=np.int64)
+        # DAG: children are released when their last parent finishes; a conversation's later turn
+        # think_time after its previous turn finishes (formulations/turns.py; pending in
+        # `timed_releases` until then); roots arrive by the clock.
+        self.parents_left = np.array([len(p) for p in table.parents], dtype=np.int64) + (table.after >= 0)
         self.children: list[list[int]] = [[] for _ in range(n)]
         for child, parents in enumerate(table.parents):
             for p in parents.tolist():
                 self.children[p].append(child)
+        for turn in np.flatnonzero(table.after >= 0).tolist():
+            self.children[int(table.after[turn])].append(turn)
+        self.is_turn = table.after >= 0
+        self.think_time = table.think_time
+        self.timed_releases: list[tuple[float, int]] = []  # (release time, request index), a heap
         roots = np.flatnonzero(self.parents_left == 0)
         order = np.argsort(table.arrival[roots], kind="stable")
         self.arrival_order = roots[order]
@@ -127,9 +136,10 @@ class _Simulator:
         self._release_arrivals()
         while True:
             if state.n_live == 0:
-                if self.next_arrival_pos == len(self.arrival_order):
+                nxt = self._next_arrival_time()
+                if nxt == np.inf:
                     break
-                clock.jump_to(float(self.arrival_sorted[self.next_arrival_pos]))
+                clock.jump_to(nxt)
                 self._release_arrivals()
                 need_decide = True
                 continue
@@ -184,7 +194,7 @@ class _Simulator:
         nxt = self._next_arrival_time()
         if self.recheck is not None and self.recheck > self.clock.now:
             nxt = min(nxt, self.recheck)
-        pending_arrival = self.next_arrival_pos < len(self.arrival_order)
+        pending_arrival = self.next_arrival_pos < len(self.arrival_order) or bool(self.timed_releases)
         idle_decisions = 0 if pending_arrival else idle_decisions + 1
         if nxt == np.inf or idle_decisions > MAX_IDLE_DECISIONS:
             live = [self.instance.requests[i].id for i in self.state.idx[: self.state.n_live][:5].tolist()]
@@ -271,8 +281,8 @@ class _Simulator:
         """Finish rejected requests now, unserved: their blocks are freed, and a DAG descendant is
         rejected with them (it could only be released by their completion)."""
         state, now = self.state, self.clock.now
-        if self.prefix is not None:  # blocks shared with other requests stay held
-            for s in slots.tolist():
+        if self.prefix is not None:  # blocks shared with other requests stay held; a waiting one holds none
+            for s in slots[state.resident[slots]].tolist():
                 self.prefix.release(s)
             self.kv.free = self.prefix.pool.free
         else:
@@ -435,6 +445,12 @@ class _Simulator:
             for c in self.children[i]:
                 self.parents_left[c] -= 1
                 if self.parents_left[c] == 0:
+                    if self.is_turn[c]:
+                        at = turn_release(now, float(self.think_time[c]), self.spec.slot_time)
+                        state.sent[c] = at
+                        if at > now:
+                            heapq.heappush(self.timed_releases, (at, c))
+                            continue
                     released.append(c)
         self.finished += len(slots)
         state.remove(slots.tolist())
@@ -443,16 +459,25 @@ class _Simulator:
 
     # ---- arrivals -------------------------------------------------------------------------
     def _next_arrival_time(self) -> float:
+        """The next arrival or later turn's release (inf: none is pending)."""
         pos = self.next_arrival_pos
-        return float(self.arrival_sorted[pos]) if pos < len(self.arrival_sorted) else np.inf
+        nxt = float(self.arrival_sorted[pos]) if pos < len(self.arrival_sorted) else np.inf
+        return min(nxt, self.timed_releases[0][0]) if self.timed_releases else nxt
 
     def _release_arrivals(self) -> bool:
-        """Make every request that has arrived by now live; returns whether there was one."""
+        """Make every request that has arrived (or turn released) by now live; returns whether
+        there was one."""
+        now = self.clock.now
+        due = []
+        while self.timed_releases and self.timed_releases[0][0] <= now:
+            due.append(heapq.heappop(self.timed_releases)[1])
+        if due:
+            self.state.add(np.array(sorted(due), dtype=np.int64), now)
         pos = self.next_arrival_pos
-        if pos == len(self.arrival_sorted) or self.arrival_sorted[pos] > self.clock.now:
-            return False
-        hi = int(self.arrival_sorted.searchsorted(self.clock.now, side="right"))
-        self.state.add(self.arrival_order[pos:hi], self.clock.now)
+        if pos == len(self.arrival_sorted) or self.arrival_sorted[pos] > now:
+            return bool(due)
+        hi = int(self.arrival_sorted.searchsorted(now, side="right"))
+        self.state.add(self.arrival_order[pos:hi], now)
         self.next_arrival_pos = hi
         return True
 
@@ -473,9 +498,10 @@ class _Simulator:
         ]
         meta: dict[str, object] = {"wall_seconds": wall, "policy": self.policy.name, "predictor": self.predictor.name}
         if self.prefix is not None:
+            ids = self.instance.table.ids
             meta["prefix_cache"] = {"hit_tokens": self.prefix.hit_tokens, "query_tokens": self.prefix.query_tokens,
-                                    "hits_of": dict(zip(self.instance.table.ids, self.prefix.hits_of.tolist(),
-                                                        strict=True))}
+                                    "hits_of": dict(zip(ids, self.prefix.hits_of.tolist(), strict=True)),
+                                    "queries_of": dict(zip(ids, self.prefix.queries_of.tolist(), strict=True))}
         if self.log is not None:
             meta["iteration_log"] = self.log.as_dict()
         return Schedule(timelines=timelines, iterations=self.iterations, meta=meta)

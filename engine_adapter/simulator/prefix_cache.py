@@ -45,6 +45,7 @@ class PrefixCache:
         self.hit_tokens = 0  # over all admissions (vLLM's prefix-cache stats: hits / queries)
         self.query_tokens = 0
         self.hits_of = np.zeros(len(instance.requests), dtype=np.int64)  # per request, over its admissions
+        self.queries_of = np.zeros(len(instance.requests), dtype=np.int64)
 
     def lookup(self, slots: np.ndarray) -> None:
         """Refresh the hits of the waiting requests among `slots`."""
@@ -106,6 +107,7 @@ class PrefixCache:
             self.hit_tokens += cached
             self.hits_of[i] += cached
             self.query_tokens += num_tokens
+            self.queries_of[i] += num_tokens
             admitted.append(s)
             chunks.append(c)
             budget -= c

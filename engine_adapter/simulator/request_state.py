@@ -31,7 +31,9 @@ class LiveState:
     `computed` counts tokens whose KV exists (on the device when `resident`, on the host for a
     swapped-out request); `token_base` is the request's offset in the token-time buffer; `peak`
     is the running max of delivered_j - (j-1)/r of its tokens (formulations.qoe closed form),
-    `ideal1` = arrival + ttft_target, `inv_rate` = 1/read_rate (latency class only). `lag`,
+    `ideal1` = arrival + ttft_target, `inv_rate` = 1/read_rate (latency class only); a
+    conversation's later turn's `arrival` row is when its user sent it (`sent`, set by the engine
+    when its previous turn finishes: formulations/turns.py). `lag`,
     `delay_area` and `peak` include the first `folded` tokens only (stream_qoe.py brings them up
     to date when a policy reads them).
     `cached`/`hit_held`: a waiting request's prefix-cache hit in tokens and its hit blocks that
@@ -109,6 +111,10 @@ class LiveState:
         self._static_floats = np.ascontiguousarray(static_floats.T)
         self._static_cls = table.cls
         self._static_latency = latency
+        self._static_turn = table.after >= 0
+        self._any_turn = bool(self._static_turn.any())
+        self._arrival_row = FLOAT_ROWS.index("arrival")
+        self._ideal1_row = FLOAT_ROWS.index("ideal1")
         self._predictions = predictions
         self._release_row = FLOAT_ROWS.index("release")
 
@@ -117,6 +123,7 @@ class LiveState:
         self.release_time = np.full(n, np.nan)
         self.finish_time = np.full(n, np.nan)
         self.reject_time = np.full(n, np.nan)  # rejected by the policy (Plan.reject), unserved
+        self.sent = np.full(n, np.nan)  # a later turn: when its user sent it
         self.delivered_at_reject = np.zeros(n, dtype=np.int64)
         self.admissions: list[list[float]] = [[] for _ in range(n)]
         self.preemption_times: list[list[float]] = [[] for _ in range(n)]
@@ -128,6 +135,12 @@ class LiveState:
         self.ints[:, lo:hi] = self._static_ints[requests].T
         self.floats[:, lo:hi] = self._static_floats[requests].T
         self.floats[self._release_row, lo:hi] = now
+        turn = self._static_turn[requests] if self._any_turn else None
+        if turn is not None and turn.any():  # its reading clock starts when its user sent it
+            cols = lo + np.flatnonzero(turn)
+            sent = self.sent[requests[turn]]
+            self.floats[self._arrival_row, cols] = sent
+            self.floats[self._ideal1_row, cols] = sent + self.floats[FLOAT_ROWS.index("ttft_target"), cols]
         self.cls[lo:hi] = self._static_cls[requests]
         self.is_latency[lo:hi] = self._static_latency[requests]
         self.resident[lo:hi] = False

@@ -25,7 +25,7 @@ from experiments.errors import CellFailed, ConfigError, one_line
 from experiments.input_files import output_dir, write_atomically
 from experiments.runner import CellResult, execute, expand_cells, git_commit, versions
 from experiments.cli.dry_run import resolved_toml
-from experiments.cli.run_table import run_csv, run_table
+from experiments.cli.run_table import caching, run_csv, run_table
 from experiments.cli.tables import FORMATS, TextTable, output_console
 from experiments.cli.gap_study import run_gap_command
 from experiments.studies.gap_sweep import is_study_config
@@ -40,7 +40,7 @@ COLUMN_ROLES = ("arrival", "prompt", "output")
 SCHEDULE_FORMATS = ("gz", "jsonl", "none")
 SCHEDULE_SUFFIX = {"gz": ".jsonl.gz", "jsonl": ".jsonl"}
 SUMMARY_KEYS = ("attainment", "attainment_by_class", "slo_met", "requests", "mean_qoe", "qoe_at_threshold",
-                "ttft", "tbt", "jct", "throughput", "preemptions", "unfinished")
+                "ttft", "tbt", "jct", "throughput", "preemptions", "unfinished", "prefix_hit_rate")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -222,9 +222,13 @@ def cell_labels(cells: list) -> list[str]:
 
 
 def summary(result: CellResult, with_point: bool) -> dict[str, Any]:
-    out = {k: result.metrics[k] for k in SUMMARY_KEYS}
+    """The headline metrics; with the sweep point (rate scale, seed and, in a sweep over it,
+    prefix caching "on"/"off") for a sweep's list."""
+    out = {k: result.metrics[k] for k in SUMMARY_KEYS if k in result.metrics}
     if with_point:
-        out = {"rate_scale": result.rate_scale, "seed": result.seed, **out}
+        variant = caching(result)
+        out = {"rate_scale": result.rate_scale, "seed": result.seed,
+               **({"prefix_caching": variant} if variant else {}), **out}
     return out
 
 

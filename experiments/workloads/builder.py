@@ -34,7 +34,7 @@ def build_instance(config: WorkloadConfig, engine: EngineSpec, seed: int, trace:
     prompt = trace.prompt_len[:n].copy()
     output = trace.output_len[:n].copy()
     clipped = _fit_kv(prompt, output, engine, config, trace.line[:n], trace.source)
-    arrival = _arrivals(config, trace.arrival[:n], streams[_ARRIVALS]) / config.rate_scale
+    arrival = draw_arrivals(config, trace.arrival[:n], streams[_ARRIVALS]) / config.rate_scale
     cls = _assign_classes(config, n, streams[_CLASSES])
 
     ttft = config.latency.targets(prompt)
@@ -111,7 +111,7 @@ def _fit_kv(prompt: np.ndarray, output: np.ndarray, engine: EngineSpec, config: 
     return [int(i) for i in too_big]
 
 
-def _arrivals(config: WorkloadConfig, trace_arrival: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def draw_arrivals(config: WorkloadConfig, trace_arrival: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     n = len(trace_arrival)
     if config.arrivals == "trace":
         return trace_arrival.astype(np.float64)

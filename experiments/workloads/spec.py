@@ -19,6 +19,7 @@ ARRIVAL_PROCESSES = ("trace", "poisson", "gamma", "bursts")
 TTFT_RULES = ("andes", "fixed")
 DAG_SHAPES = ("independent", "chain", "map_reduce", "tree_of_thought")
 OVERSIZE_MODES = ("error", "clip")
+WORKLOAD_KINDS = ("requests", "multi-turn")
 CV_RANGE = (0.01, 100.0)  # Gamma shape 1/cv^2 from 1e4 to 1e-4: beyond, float draws degenerate
 
 
@@ -152,13 +153,35 @@ class BulkSLO:
 
 
 @dataclass(frozen=True)
+class MultiTurn:
+    """Closed-loop conversations (workload kind "multi-turn"): each sampled ShareGPT conversation
+    sends its turns one at a time, turn k+1 = the whole previous context (prompts and answers)
+    plus its new message, released `think` seconds after turn k's last token.
+
+    Conversations keep their first `max_turns` turns and need at least `min_turns` usable ones
+    (others are counted in the instance's meta, never silently dropped). `think` is drawn per
+    turn in seconds; the default, uniform on [2, 20] s, is an assumption (reading a short answer
+    and typing a reply), not a measurement: no think times ship with ShareGPT.
+    """
+
+    min_turns: int = 2
+    max_turns: int = 6
+    think: Dist = Dist(kind="uniform", low=2.0, high=20.0)
+
+    def __post_init__(self) -> None:
+        _check(1 <= self.min_turns <= self.max_turns,
+               f"workload.multi_turn: need 1 <= min_turns <= max_turns, got min_turns={self.min_turns}, "
+               f"max_turns={self.max_turns}")
+
+
+@dataclass(frozen=True)
 class WorkloadConfig:
     """A workload: request lengths from a trace, arrivals from it or a synthetic process,
     classes by `mix`, SLO parameters per class.
 
     arrivals: "trace" keeps the trace's times; "poisson", "gamma" (inter-arrival CV `cv`) and
     "bursts" (Poisson during `burst_on` s out of every `burst_on + burst_off` s) draw new ones at
-    `rate` req/s on average (default: the trace's mean rate over the rows used). `rate_scale`
+    `rate` req/s on average (kind "multi-turn": conversations/s, `limit` conversations) (default: the trace's mean rate over the rows used). `rate_scale`
     then divides every arrival time (2.0 = twice the load). `limit` keeps the first N requests.
     `oversize`: a request whose prompt+output can never fit the KV cache is an error, or with
     "clip" its prompt (then output) is shortened to fit and its id recorded in meta["clipped"].
@@ -179,8 +202,14 @@ class WorkloadConfig:
     throughput: ThroughputSLO = ThroughputSLO()
     bulk: BulkSLO = BulkSLO()
     oversize: str = "error"
+    kind: str = "requests"
+    multi_turn: MultiTurn = MultiTurn()
 
     def __post_init__(self) -> None:
+        _check(self.kind in WORKLOAD_KINDS, f"workload.kind={self.kind!r}; valid: {', '.join(WORKLOAD_KINDS)}")
+        _check(self.kind != "multi-turn" or self.mix.latency == 1.0,
+               f"workload.mix: latency={self.mix.latency} but a multi-turn workload is latency only (a later "
+               "turn's deadline would depend on the schedule): set latency = 1.0")
         _check(self.time_unit is None or self.time_unit in TIME_UNITS,
                f"workload.time_unit={self.time_unit!r}; valid: {', '.join(TIME_UNITS)}")
         _check(self.limit is None or self.limit >= 1, f"workload.limit={self.limit!r} must be >= 1")

@@ -24,6 +24,7 @@ import numpy as np
 from formulations.bounds.windows import TokenWindows, token_windows
 from formulations.instance import Instance
 from formulations.metrics import DEFAULT_QOE_THRESHOLD
+from formulations.turns import require_open_loop
 
 CAPACITY_SLACK = 1e-9  # relative slack on every capacity: float noise never cuts a schedule
 
@@ -90,6 +91,7 @@ def attainment_units(instance: Instance) -> tuple[np.ndarray, np.ndarray]:
 
 
 def build_relaxation(instance: Instance, qoe_threshold: float = DEFAULT_QOE_THRESHOLD) -> IntervalRelaxation:
+    require_open_loop(instance.requests, "the interval relaxation")
     windows = token_windows(instance, qoe_threshold)
     unit, weight = attainment_units(instance)
     alive = np.ones(len(weight), dtype=bool)

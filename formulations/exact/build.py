@@ -11,6 +11,7 @@ from formulations.exact.hindsight import HindsightModel, build_hindsight
 from formulations.instance import Instance
 from formulations.metrics import DEFAULT_QOE_THRESHOLD
 from formulations.requests import ValidationError
+from formulations.turns import require_open_loop
 
 KINDS = ("auto", "general", "compact")
 
@@ -18,6 +19,7 @@ KINDS = ("auto", "general", "compact")
 def build_model(instance: Instance, qoe_threshold: float = DEFAULT_QOE_THRESHOLD, kind: str = "auto") -> HindsightModel:
     if kind not in KINDS:
         raise ValidationError(f"model kind={kind!r}; valid: {', '.join(KINDS)}")
+    require_open_loop(instance.requests, "the exact model")
     if instance.engine.enable_prefix_caching and any(r.content_ids for r in instance.requests):
         shared = next(r.id for r in instance.requests if r.content_ids)
         raise ValidationError(f"request {shared!r}: content_ids with engine.enable_prefix_caching=true; the exact model "

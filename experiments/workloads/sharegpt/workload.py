@@ -58,12 +58,16 @@ def sharegpt_trace(trace: str, limit: int | None, seed: int) -> tuple[Trace, lis
     return data, [pairs.prompt_text[i] for i in chosen], meta
 
 
-def build_sharegpt_instance(config: WorkloadConfig, engine: EngineSpec, seed: int) -> Instance:
+def require_synthetic_arrivals(config: WorkloadConfig) -> None:
     if config.arrivals == "trace":
         raise ConfigError(f"workload.trace={config.trace!r} has no arrival times: set workload.arrivals to "
                           "poisson, gamma or bursts (and workload.rate)")
     if config.rate is None:
         raise ConfigError(f"workload.trace={config.trace!r} has no arrival times: set workload.rate (req/s)")
+
+
+def build_sharegpt_instance(config: WorkloadConfig, engine: EngineSpec, seed: int) -> Instance:
+    require_synthetic_arrivals(config)
     trace, texts, meta = sharegpt_trace(config.trace, config.limit, seed)
     base = build_instance(config, engine, seed, trace=trace)
     lines = base.meta["trace_lines"]
