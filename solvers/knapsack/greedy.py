@@ -13,11 +13,15 @@ from __future__ import annotations
 import numpy as np
 
 
+def densities(values: np.ndarray, weights: np.ndarray, capacities: np.ndarray) -> np.ndarray:
+    """Value per normalized weight of each item (inf for an item that weighs nothing)."""
+    norm = (weights / np.maximum(capacities, 1e-12)[None, :]).sum(axis=1)
+    return np.where(norm > 0, values / np.maximum(norm, 1e-300), np.inf)
+
+
 def density_order(values: np.ndarray, weights: np.ndarray, capacities: np.ndarray) -> np.ndarray:
     """Item indices by decreasing value per normalized weight (ties: lower index first)."""
-    norm = (weights / np.maximum(capacities, 1e-12)[None, :]).sum(axis=1)
-    density = np.where(norm > 0, values / np.maximum(norm, 1e-300), np.inf)
-    return np.argsort(-density, kind="stable")
+    return np.argsort(-densities(values, weights, capacities), kind="stable")
 
 
 def greedy_knapsack(
