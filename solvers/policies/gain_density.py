@@ -36,8 +36,9 @@ class GainDensityPolicy(Policy):
         self.qoe_threshold = qoe_threshold
         self.window = window
 
-    def gain(self, view: EngineView, steps: np.ndarray, t: float) -> np.ndarray:
-        """Service gain per request: its SLO weight, 1% of it once the SLO is out of reach."""
+    def gain(self, view: EngineView, steps: np.ndarray, t: float, pre: np.ndarray | None = None) -> np.ndarray:
+        """Service gain per request: its SLO weight, 1% of it once the SLO is out of reach.
+        `pre`: signals.prefill_iterations(view), when the caller has it already."""
         weight = np.ones(len(view))
         bulk = np.flatnonzero(view.cls == signals.BULK)
         if len(bulk) and view.groups:
@@ -50,7 +51,7 @@ class GainDensityPolicy(Policy):
         if latency.any():
             total = np.maximum(view.predicted_output(0.5), view.generated + 1.0)
             need = signals.latest_next_token(view, t, total, self.qoe_threshold)
-            first = np.maximum(signals.prefill_iterations(view), 1) * t
+            first = np.maximum(signals.prefill_iterations(view) if pre is None else pre, 1) * t
             feasible = np.where(latency, need - view.now - first >= 0, feasible)
         return np.where(feasible, weight, 0.01 * weight)
 
@@ -59,8 +60,9 @@ class GainDensityPolicy(Policy):
             return Plan(run=EMPTY)
         t = signals.typical_iteration(view)
         hi = np.maximum(view.predicted_output(self.quantile), view.generated + 1.0)
-        steps = signals.steps_to_finish(view, hi)
-        density = self.gain(view, steps, t) / steps
+        pre = signals.prefill_iterations(view)
+        steps = signals.steps_to_finish(view, hi, pre)
+        density = self.gain(view, steps, t, pre) / steps
         runnable = np.flatnonzero(view.release <= view.now + 1e-12)
         ranked = runnable[np.lexsort((view.arrival[runnable], -density[runnable]))]
         window = self.window or view.engine.max_seqs
