@@ -60,3 +60,9 @@ def test_rows_reads_each_column_of_the_chosen_requests() -> None:
     for name in ("idx", "arrival", "generated", "lag", "read_rate", "pred_quantiles"):
         assert np.array_equal(getattr(sub, name), getattr(view, name)[picked], equal_nan=True)
     assert np.array_equal(sub.predicted_output(0.5), view.predicted_output(0.5)[picked])
+
+
+def test_greedy_in_ranking_of_no_items_takes_none() -> None:
+    empty = np.empty(0)
+    taken = ranking.greedy_in_ranking((empty,), empty, np.empty((0, 1)), np.array([5.0]), 3)
+    assert taken.dtype == np.int64 and len(taken) == 0

@@ -156,11 +156,12 @@ class AndesPolicy(Policy):
         streams = np.flatnonzero(streaming)  # only streams gain QoE: project theirs only
         stream_view = view if len(streams) == n else signals.rows(view, streams)
         best_gain, best_taken, best_values, best_t = -1.0, EMPTY, np.zeros(n), t_now
+        gain = signals.qoe_gain_for(stream_view, total[streams])
+        stream_pre = pre_iters[streams]
         for batch in self._batch_sizes(view, blocks, ctx_mean):
             t_tok = signals.iteration_time(engine, batch, batch * ctx_mean)
             values = np.zeros(n)
-            values[streams] = np.nan_to_num(signals.qoe_gain(stream_view, self.horizon, t_tok, total[streams],
-                                                             pre_iters[streams] * t_tok))
+            values[streams] = np.nan_to_num(gain(self.horizon, t_tok, stream_pre * t_tok))
             taken = self._knapsack(view, values, blocks, int(batch))
             total_gain = float(values[taken].sum())
             if total_gain > best_gain:

@@ -65,14 +65,23 @@ def walk(keys: tuple[np.ndarray, ...], done: Callable[[np.ndarray], bool], first
 def greedy_in_ranking(keys: tuple[np.ndarray, ...], values: np.ndarray, weights: np.ndarray,
                       capacities: np.ndarray, max_items: int) -> np.ndarray:
     """greedy_knapsack(values, weights, capacities, max_items, order=np.lexsort(keys)), ranking
-    only as far as the walk goes: a walk that takes max_items items in a head stops there, as it
-    would in the whole ranking."""
+    only as far as the walk goes: the walk of a head is the whole walk once it has taken
+    max_items items, or once no item outside the head fits in the room it leaves (room only
+    shrinks, so the rest of the ranking would be walked without taking anything)."""
     taken = np.empty(0, dtype=np.int64)
+    if len(values) == 0:
+        return taken
+    weights = np.asarray(weights, dtype=np.float64).reshape(len(values), -1)
 
-    def full(rows: np.ndarray) -> bool:
+    def whole_walk(rows: np.ndarray) -> bool:
         nonlocal taken
         taken = greedy_knapsack(values, weights, capacities, max_items=max_items, order=rows)
-        return len(taken) >= max_items
+        if len(taken) >= max_items:
+            return True
+        room = capacities - weights[taken].sum(axis=0)
+        outside = values > 0
+        outside[rows] = False
+        return not (weights[outside] <= room + 1e-9).all(axis=1).any()
 
-    walk(keys, full, first=2 * max_items + FIRST_HEAD)
+    walk(keys, whole_walk, first=2 * max_items + FIRST_HEAD)
     return taken

@@ -11,6 +11,8 @@ delay area is the current one plus the sum of those terms: a closed form, no per
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from formulations.engine_spec import EngineSpec
@@ -155,18 +157,29 @@ def projected_qoe(view: EngineView, start: np.ndarray, t_tok: float, total: np.n
 
 
 def qoe_gain(view: EngineView, horizon: float, t_tok: float, total: np.ndarray, t_first: np.ndarray) -> np.ndarray:
-    """Andes' value: projected QoE if served now minus if paused for `horizon` seconds first
-    (projected_qoe twice, the terms that do not depend on the start computed once)."""
-    start = view.now + t_first
+    """Andes' value: projected QoE if served now minus if paused for `horizon` seconds first."""
+    return qoe_gain_for(view, total)(horizon, t_tok, t_first)
+
+
+def qoe_gain_for(view: EngineView, total: np.ndarray) -> Callable[[float, float, np.ndarray], np.ndarray]:
+    """`qoe_gain` as a function of (horizon, t_tok, t_first), for a policy that tries several
+    iteration times: what depends on none of them (tokens left, ideal times, whole area) is
+    computed once, and each call does projected_qoe's arithmetic for both starts."""
     m = np.maximum(total - view.generated, 1.0)
-    d = t_tok - 1.0 / view.read_rate
-    pairs, ideal, lag = m * (m - 1), next_token_ideal(view), view.lag
+    inv_rate = 1.0 / view.read_rate
+    pairs, ideal, lag, area = m * (m - 1), next_token_ideal(view), view.lag, view.delay_area
     whole = total * (total + 1.0) / (2.0 * view.read_rate)
 
-    def qoe(x0: np.ndarray) -> np.ndarray:
-        return np.clip(1.0 - (view.delay_area + _added_area(lag, x0, m, d, pairs)) / whole, 0.0, 1.0)
+    def gain(horizon: float, t_tok: float, t_first: np.ndarray) -> np.ndarray:
+        start = view.now + t_first
+        d = t_tok - inv_rate
 
-    return qoe(start - ideal) - qoe(start + horizon - ideal)
+        def qoe(x0: np.ndarray) -> np.ndarray:
+            return np.clip(1.0 - (area + _added_area(lag, x0, m, d, pairs)) / whole, 0.0, 1.0)
+
+        return qoe(start - ideal) - qoe(start + horizon - ideal)
+
+    return gain
 
 
 def latest_next_token(view: EngineView, t_tok: float, total: np.ndarray, threshold: float,
