@@ -52,7 +52,7 @@ def test_empty():
 
 
 @settings(max_examples=150, deadline=None)
-@given(seed=st.integers(0, 10_000), n=st.integers(1, 300), dims=st.integers(1, 3), limit=st.integers(1, 300))
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 300), dims=st.integers(1, 3), limit=st.integers(0, 300))
 def test_short_orders_walked_item_by_item_take_what_the_vectorized_walk_takes(seed, n, dims, limit) -> None:
     """Orders up to WALK_ITEMS long with whole weights take the item-by-item path: it must take
     what the vectorized passes take (forced by WALK_ITEMS = 0) and what the rule says."""

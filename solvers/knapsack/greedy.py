@@ -98,12 +98,12 @@ def _walk_items(weights: list[list[float]], room: list[float], limit: int) -> np
     taken: list[int] = []
     dims = range(len(room))
     for row, w in enumerate(weights):
+        if len(taken) >= limit:
+            break
         if all(w[j] <= room[j] + 1e-9 for j in dims):
             taken.append(row)
             for j in dims:
                 room[j] -= w[j]
-            if len(taken) == limit:
-                break
     return np.array(taken, dtype=np.int64)
 
 
