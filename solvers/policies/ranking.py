@@ -71,6 +71,9 @@ def greedy_in_ranking(keys: tuple[np.ndarray, ...], values: np.ndarray, weights:
     taken = np.empty(0, dtype=np.int64)
     if len(values) == 0:
         return taken
+    first = 2 * max_items + FIRST_HEAD
+    if 2 * first >= len(values):  # `walk` would rank them all at once: no head to check
+        return greedy_knapsack(values, weights, capacities, max_items=max_items, order=np.lexsort(keys))
     weights = np.asarray(weights, dtype=np.float64).reshape(len(values), -1)
 
     def whole_walk(rows: np.ndarray) -> bool:
@@ -83,5 +86,5 @@ def greedy_in_ranking(keys: tuple[np.ndarray, ...], values: np.ndarray, weights:
         outside[rows] = False
         return not (weights[outside] <= room + 1e-9).all(axis=1).any()
 
-    walk(keys, whole_walk, first=2 * max_items + FIRST_HEAD)
+    walk(keys, whole_walk, first=first)
     return taken
