@@ -51,10 +51,10 @@ def greedy_knapsack(
     # an item too heavy for the empty knapsack is never taken: drop those at once
     order = order[(weights[order] <= capacities[None, :] + 1e-9).all(axis=1)]
     limit = len(order) if max_items is None else min(max_items, len(order))
-    if len(order) <= WALK_ITEMS:
+    if len(order) <= WALK_ITEMS and weights.shape[1] <= 2:
         ordered = weights[order]
         if _whole(ordered, capacities):
-            return order[_walk_items(ordered.tolist(), capacities.tolist(), limit)]
+            return order[_walk_items(ordered, capacities, limit)]
     taken: list[np.ndarray] = []
     count = 0
     used = np.zeros_like(capacities)
@@ -93,19 +93,23 @@ def _whole(weights: np.ndarray, capacities: np.ndarray) -> bool:
                 and np.abs(weights).sum() < 2**52 and np.abs(capacities).max() < 2**52)
 
 
-def _walk_items(weights: list[list[float]], room: list[float], limit: int) -> np.ndarray:
-    """greedy_knapsack's walk one item at a time (items in order, as rows of `weights`), for
-    short orders of whole-number weights: a few Python steps per item cost less than the numpy
-    calls of one vectorized pass. Returns the rows taken."""
+def _walk_items(weights: np.ndarray, capacities: np.ndarray, limit: int) -> np.ndarray:
+    """greedy_knapsack's walk one item at a time (items in order, as rows of `weights`, one or
+    two dimensions), for short orders of whole-number weights: a few Python steps per item cost
+    less than the numpy calls of one vectorized pass. Returns the rows taken."""
+    first = weights[:, 0].tolist()
+    second = weights[:, 1].tolist() if weights.shape[1] == 2 else [0.0] * len(first)
+    # whole numbers: room stays exact, and w <= room is the vectorized walk's w <= room + 1e-9
+    room_first = float(capacities[0])
+    room_second = float(capacities[1]) if len(capacities) == 2 else 0.0
     taken: list[int] = []
-    dims = range(len(room))
-    for row, w in enumerate(weights):
+    for row, (w1, w2) in enumerate(zip(first, second, strict=True)):
         if len(taken) >= limit:
             break
-        if all(w[j] <= room[j] + 1e-9 for j in dims):
+        if w1 <= room_first and w2 <= room_second:
             taken.append(row)
-            for j in dims:
-                room[j] -= w[j]
+            room_first -= w1
+            room_second -= w2
     return np.array(taken, dtype=np.int64)
 
 

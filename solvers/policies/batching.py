@@ -30,37 +30,15 @@ def order_by(key: np.ndarray, tiebreak: np.ndarray) -> np.ndarray:
     return order
 
 
-WALK_IN_PYTHON = 512  # orders up to this long are walked item by item: fewer numpy calls
-
-
 def select(view: EngineView, order: np.ndarray) -> np.ndarray:
     """Boolean mask of the requests chosen, taking `order` (view positions) greedily."""
     blocks, tokens = signals.kv_weights(view)
-    engine = view.engine
-    chosen = np.zeros(len(view), dtype=bool)
-    if len(order) <= WALK_IN_PYTHON:
-        chosen[_walk(order.tolist(), blocks.tolist(), tokens.tolist(), engine.kv_blocks, engine.token_budget,
-                     engine.max_seqs)] = True
-        return chosen
     weights = np.stack([blocks, tokens], axis=1)
-    caps = np.array([engine.kv_blocks, engine.token_budget], dtype=np.float64)
-    chosen[greedy_knapsack(np.ones(len(view)), weights, caps, max_items=engine.max_seqs, order=order)] = True
+    caps = np.array([view.engine.kv_blocks, view.engine.token_budget], dtype=np.float64)
+    taken = greedy_knapsack(np.ones(len(view)), weights, caps, max_items=view.engine.max_seqs, order=order)
+    chosen = np.zeros(len(view), dtype=bool)
+    chosen[taken] = True
     return chosen
-
-
-def _walk(order: list[int], blocks: list[float], tokens: list[float], room: float, budget: float,
-          seats: int) -> list[int]:
-    """greedy_knapsack's walk for `select`, item by item (the weights are whole blocks and
-    tokens, so the running sums are exact either way)."""
-    taken: list[int] = []
-    for pos in order:
-        if blocks[pos] <= room + 1e-9 and tokens[pos] <= budget + 1e-9:
-            taken.append(pos)
-            room -= blocks[pos]
-            budget -= tokens[pos]
-            if len(taken) == seats:
-                break
-    return taken
 
 
 def victims(view: EngineView, chosen: np.ndarray, evict_rank: np.ndarray) -> np.ndarray:
