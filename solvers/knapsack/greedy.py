@@ -48,8 +48,9 @@ def greedy_knapsack(
         order = useful[density_order(values[useful], weights[useful], capacities)]
     else:
         order = order[values[order] > 0]
-    # an item too heavy for the empty knapsack is never taken: drop those at once
-    order = order[(weights[order] <= capacities[None, :] + 1e-9).all(axis=1)]
+    if len(order) <= 4 * WALK_ITEMS:  # an item too heavy for the empty knapsack is never taken:
+        # dropped at once, a short order may then be short enough to walk item by item
+        order = order[(weights[order] <= capacities[None, :] + 1e-9).all(axis=1)]
     limit = len(order) if max_items is None else min(max_items, len(order))
     if len(order) <= WALK_ITEMS and weights.shape[1] <= 2:
         ordered = weights[order]
