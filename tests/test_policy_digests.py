@@ -8,7 +8,8 @@ speed work left those renewed digests unchanged too. Each run drives a
 policy through the simulator step by step (the policy asked before every iteration, so every
 decision counts) on the mixed-class reference instance (tests/test_simulator_reference.py: bursty
 overload, a bulk DAG, KV tight enough to preempt) in both timing modes and preemption kinds, and
-on small random instances from the optimality-gap study with noisy predictions.
+on small random instances from the optimality-gap study with noisy predictions. The other
+built-in policies are pinned the same way (digests taken before their speed work).
 """
 
 from __future__ import annotations
@@ -27,13 +28,31 @@ PINNED_REFERENCE = {  # policy/timing/preemption: digest (iterations)
     "slo/slotted/swap": "029884543dbf7612",  # 1568 iterations
     "andes/latency/recompute": "b6551bf30c873bd5",  # 1108 iterations
     "andes/slotted/swap": "2afb4938bd8e5c58",  # 1119 iterations
+    "fcfs/latency/recompute": "cd14ac2119519a11",  # 1206 iterations
+    "fcfs/slotted/swap": "7e1520bb15ac227b",  # 1374 iterations
+    "edf/latency/recompute": "b9e3d5cde240bf5b",  # 1446 iterations
+    "edf/slotted/swap": "dce85c3e66271664",  # 1636 iterations
+    "sjf/latency/recompute": "dccf97afb1086408",  # 1116 iterations
+    "sjf/slotted/swap": "9b1cf7547587c4f4",  # 1167 iterations
+    "gain-density/latency/recompute": "3a97c192df28254d",  # 1153 iterations
+    "gain-density/slotted/swap": "3e6203ed2ac986ea",  # 1157 iterations
+    "ltr/latency/recompute": "6ac2c0db6ba679e4",  # 1198 iterations
+    "ltr/slotted/swap": "782b745250c50f5a",  # 1228 iterations
 }
 PINNED_RANDOM = {
     "slo/3": "f376467d4886ed51", "slo/17": "69d0ed6ea2e80949", "slo/101": "bbc4ed740c92a2d2",
     "slo/2024": "7ccd35ee3716fb31", "andes/3": "39a60bbeed9a0b73", "andes/17": "69d0ed6ea2e80949",
     "andes/101": "bbc4ed740c92a2d2", "andes/2024": "666ecf8e97797ca9",
+    "fcfs/3": "39a60bbeed9a0b73", "fcfs/17": "69d0ed6ea2e80949", "fcfs/101": "bbc4ed740c92a2d2",
+    "fcfs/2024": "666ecf8e97797ca9", "edf/3": "424f50f1f63db0e8", "edf/17": "69d0ed6ea2e80949",
+    "edf/101": "bbc4ed740c92a2d2", "edf/2024": "e1542e63a8746d45", "sjf/3": "39a60bbeed9a0b73",
+    "sjf/17": "69d0ed6ea2e80949", "sjf/101": "bbc4ed740c92a2d2", "sjf/2024": "d4c2e308ecb8e997",
+    "gain-density/3": "39a60bbeed9a0b73", "gain-density/17": "69d0ed6ea2e80949",
+    "gain-density/101": "bbc4ed740c92a2d2", "gain-density/2024": "d4c2e308ecb8e997",
+    "ltr/3": "39a60bbeed9a0b73", "ltr/17": "69d0ed6ea2e80949", "ltr/101": "bbc4ed740c92a2d2",
+    "ltr/2024": "d4c2e308ecb8e997",
 }
-POLICIES = ("slo", "andes")
+POLICIES = ("slo", "andes", "fcfs", "edf", "sjf", "gain-density", "ltr")
 RANDOM_SEEDS = (3, 17, 101, 2024)
 
 

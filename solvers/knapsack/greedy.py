@@ -12,12 +12,18 @@ from __future__ import annotations
 
 import numpy as np
 
+WALK_ITEMS = 256  # orders up to this long are walked item by item (when the weights are whole numbers)
+
+
+def densities(values: np.ndarray, weights: np.ndarray, capacities: np.ndarray) -> np.ndarray:
+    """Value per normalized weight of each item (inf for an item that weighs nothing)."""
+    norm = (weights / np.maximum(capacities, 1e-12)[None, :]).sum(axis=1)
+    return np.where(norm > 0, values / np.maximum(norm, 1e-300), np.inf)
+
 
 def density_order(values: np.ndarray, weights: np.ndarray, capacities: np.ndarray) -> np.ndarray:
     """Item indices by decreasing value per normalized weight (ties: lower index first)."""
-    norm = (weights / np.maximum(capacities, 1e-12)[None, :]).sum(axis=1)
-    density = np.where(norm > 0, values / np.maximum(norm, 1e-300), np.inf)
-    return np.argsort(-density, kind="stable")
+    return np.argsort(-densities(values, weights, capacities), kind="stable")
 
 
 def greedy_knapsack(
@@ -42,7 +48,14 @@ def greedy_knapsack(
         order = useful[density_order(values[useful], weights[useful], capacities)]
     else:
         order = order[values[order] > 0]
+    if len(order) <= 4 * WALK_ITEMS:  # an item too heavy for the empty knapsack is never taken:
+        # dropped at once, a short order may then be short enough to walk item by item
+        order = order[(weights[order] <= capacities[None, :] + 1e-9).all(axis=1)]
     limit = len(order) if max_items is None else min(max_items, len(order))
+    if len(order) <= WALK_ITEMS and weights.shape[1] <= 2:
+        ordered = weights[order]
+        if _whole(ordered, capacities):
+            return order[_walk_items(ordered, capacities, limit)]
     taken: list[np.ndarray] = []
     count = 0
     used = np.zeros_like(capacities)
@@ -73,6 +86,32 @@ def greedy_knapsack(
         count += prefix
         pending = window[prefix + (0 if fits.all() else 1):]
     return np.concatenate(taken).astype(np.int64) if taken else np.empty(0, dtype=np.int64)
+
+
+def _whole(weights: np.ndarray, capacities: np.ndarray) -> bool:
+    """Whether every weight and capacity is a whole number (then sums are exact in any order)."""
+    return bool((weights == np.floor(weights)).all() and (capacities == np.floor(capacities)).all()
+                and np.abs(weights).sum() < 2**52 and np.abs(capacities).max() < 2**52)
+
+
+def _walk_items(weights: np.ndarray, capacities: np.ndarray, limit: int) -> np.ndarray:
+    """greedy_knapsack's walk one item at a time (items in order, as rows of `weights`, one or
+    two dimensions), for short orders of whole-number weights: a few Python steps per item cost
+    less than the numpy calls of one vectorized pass. Returns the rows taken."""
+    first = weights[:, 0].tolist()
+    second = weights[:, 1].tolist() if weights.shape[1] == 2 else [0.0] * len(first)
+    # whole numbers: room stays exact, and w <= room is the vectorized walk's w <= room + 1e-9
+    room_first = float(capacities[0])
+    room_second = float(capacities[1]) if len(capacities) == 2 else 0.0
+    taken: list[int] = []
+    for row, (w1, w2) in enumerate(zip(first, second, strict=True)):
+        if len(taken) >= limit:
+            break
+        if w1 <= room_first and w2 <= room_second:
+            taken.append(row)
+            room_first -= w1
+            room_second -= w2
+    return np.array(taken, dtype=np.int64)
 
 
 def best_of_greedy(

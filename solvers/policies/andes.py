@@ -32,12 +32,23 @@ time), so the KV cache stays full and no work is idle.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from formulations.engine_spec import EngineSpec
 from formulations.online import EMPTY, EngineView, Plan, Policy
-from solvers.knapsack.greedy import greedy_knapsack
-from solvers.policies import signals
+from solvers.knapsack.greedy import densities
+from solvers.policies import ranking, signals
+
+
+@lru_cache(maxsize=1024)
+def batch_grid(lower: int, upper: int, points: int) -> np.ndarray:
+    """At most `points` batch sizes from lower to upper on a geometric grid (cached: np.geomspace
+    costs more than a decision's arithmetic, and the bounds repeat from one decision to the next)."""
+    grid = np.unique(np.geomspace(lower, upper, points).round().astype(np.int64))
+    grid.flags.writeable = False
+    return grid
 
 
 class AndesPolicy(Policy):
@@ -82,8 +93,7 @@ class AndesPolicy(Policy):
         return Plan(run=view.idx[order])
 
     @staticmethod
-    def _triggered(view: EngineView, blocks: np.ndarray, t_iter: float) -> bool:
-        growth = np.where(view.resident, blocks - view.kv_blocks, blocks)
+    def _triggered(view: EngineView, growth: np.ndarray, t_iter: float) -> bool:
         if growth.sum() > view.free_blocks or len(view) > view.engine.max_seqs:
             return True
         rates = view.read_rate[np.isfinite(view.read_rate)]
@@ -99,7 +109,10 @@ class AndesPolicy(Policy):
 
     def _batch_sizes(self, view: EngineView, blocks: np.ndarray, ctx_mean: float, capacity: float) -> np.ndarray:
         engine = view.engine
-        fit = int(np.searchsorted(np.cumsum(np.sort(blocks)), capacity, side="right"))
+        # only the max_seqs smallest contexts can matter: partition them out, sort those
+        smallest = np.sort(np.partition(blocks, engine.max_seqs - 1)[:engine.max_seqs]) \
+            if len(blocks) > engine.max_seqs else np.sort(blocks)
+        fit = int(np.searchsorted(np.cumsum(smallest), capacity, side="right"))
         upper = max(1, min(engine.max_seqs, fit, len(view)))
         rates = view.read_rate[np.isfinite(view.read_rate)]
         pace = 1.0 / rates.max() if len(rates) else np.inf
@@ -110,8 +123,18 @@ class AndesPolicy(Policy):
             lower = int(min((pace - lat.c0) / per_seq, upper)) if per_seq > 0 else upper
         elif engine.slot_time <= pace:
             lower = upper
-        lower = int(np.clip(lower, 1, upper))
-        return np.unique(np.geomspace(lower, upper, self.batch_grid).round().astype(np.int64))
+        return batch_grid(int(np.clip(lower, 1, upper)), upper, self.batch_grid)
+
+    @staticmethod
+    def _knapsack(view: EngineView, values: np.ndarray, blocks: np.ndarray, batch: int, capacity: float) -> np.ndarray:
+        """Positions the greedy knapsack takes (KV blocks, at most `batch` items) by value density,
+        ties by (arrival, index), never by view column, whose order differs between engines."""
+        useful = np.flatnonzero(values > 0)
+        caps = np.array([capacity], dtype=np.float64)
+        weights = blocks[useful, None]
+        density = densities(values[useful], weights, caps)
+        keys = (view.idx[useful], view.arrival[useful], -density)
+        return useful[ranking.greedy_in_ranking(keys, values[useful], weights, caps, batch)]
 
     @staticmethod
     def buffer(view: EngineView) -> np.ndarray:
@@ -129,27 +152,26 @@ class AndesPolicy(Policy):
         self._seen = max(self._seen, int(view.idx.max()) + 1)
         engine = view.engine
         blocks, _tokens = signals.kv_weights(view)
+        growth = np.where(view.resident, blocks - view.kv_blocks, blocks)  # blocks to allocate if run
         t_now = signals.typical_iteration(view)
-        if not self._triggered(view, blocks, t_now):
+        if not self._triggered(view, growth, t_now):
             return self._fcfs(view)
 
         total = np.maximum(view.predicted_output(self.quantile), view.generated + 1.0)
         ctx_mean = float(view.computed.mean()) + 1.0
         streaming = np.isfinite(view.read_rate)
         pre_iters = np.maximum(signals.prefill_iterations(view), 1)
-        # ties go by (arrival, index), never by view column, whose order differs between engines
-        canon = np.lexsort((view.idx, view.arrival))
-        capacity = self._capacity(view)
         streams = np.flatnonzero(streaming)  # only streams gain QoE: project theirs only
         stream_view = view if len(streams) == n else signals.rows(view, streams)
         best_gain, best_taken, best_values, best_t = -1.0, EMPTY, np.zeros(n), t_now
+        gain = signals.qoe_gain_for(stream_view, total[streams])
+        stream_pre = pre_iters[streams]
+        capacity = self._capacity(view)
         for batch in self._batch_sizes(view, blocks, ctx_mean, capacity):
             t_tok = signals.iteration_time(engine, batch, batch * ctx_mean)
             values = np.zeros(n)
-            values[streams] = np.nan_to_num(signals.qoe_gain(stream_view, self.horizon, t_tok, total[streams],
-                                                             pre_iters[streams] * t_tok))
-            taken = canon[greedy_knapsack(values[canon], blocks[canon, None], np.array([capacity]),
-                                          max_items=int(batch))]
+            values[streams] = np.nan_to_num(gain(self.horizon, t_tok, stream_pre * t_tok))
+            taken = self._knapsack(view, values, blocks, int(batch), capacity)
             total_gain = float(values[taken].sum())
             if total_gain > best_gain:
                 best_gain, best_taken, best_values, best_t = total_gain, taken, values, t_tok
@@ -158,15 +180,13 @@ class AndesPolicy(Policy):
         chosen[best_taken] = True
         buffer = np.where(streaming, self.buffer(view), np.inf)
         evictable = view.resident & ~chosen & (buffer - pre_iters * best_t > self.horizon + self.evict_buffer)
-        tie = np.empty(n, dtype=np.int64)
-        tie[canon] = np.arange(n)
-        chosen = self._affordable(view, chosen, evictable, buffer, best_values, blocks, best_t, tie)
-        chosen = self._fill(view, chosen, evictable, buffer, blocks, tie, capacity)
-        victims = self._victims(view, chosen, evictable, buffer, blocks, tie)
+        chosen = self._affordable(view, chosen, evictable, buffer, best_values, blocks, growth, best_t)
+        chosen = self._fill(view, chosen, evictable, buffer, blocks, capacity)
+        victims = self._victims(view, chosen, evictable, buffer, growth)
         self._preempted += len(victims)
-        density = best_values / np.maximum(blocks, 1.0)
         run_pos = np.flatnonzero(chosen)
-        run_pos = run_pos[np.lexsort((tie[run_pos], buffer[run_pos], -density[run_pos]))]
+        density = best_values[run_pos] / np.maximum(blocks[run_pos], 1.0)
+        run_pos = run_pos[np.lexsort((view.idx[run_pos], view.arrival[run_pos], buffer[run_pos], -density))]
         # ask again before the next stream left out starts losing QoE (it needs dt of notice)
         out = streaming & ~chosen & (view.release <= view.now + 1e-12)
         recheck = None
@@ -175,16 +195,16 @@ class AndesPolicy(Policy):
         return Plan(run=view.idx[run_pos], preempt=view.idx[victims], recheck_at=recheck)
 
     def _affordable(self, view: EngineView, chosen: np.ndarray, evictable: np.ndarray, buffer: np.ndarray,
-                    values: np.ndarray, blocks: np.ndarray, t_tok: float, tie: np.ndarray) -> np.ndarray:
+                    values: np.ndarray, blocks: np.ndarray, growth: np.ndarray, t_tok: float) -> np.ndarray:
         """Drop chosen admissions (lowest value density first) until the blocks they need can be
         freed from evictable residents within the preemption cap; with `refine`, also those whose
-        QoE gain does not pay for the stall their prefill causes every running stream. `tie`: each
-        position's rank by (arrival, index), the tie-break everywhere."""
+        QoE gain does not pay for the stall their prefill causes every running stream."""
         chosen = chosen.copy()
         admitted = np.flatnonzero(~view.resident & chosen)
         if not len(admitted):
             return chosen
-        admitted = admitted[np.lexsort((tie[admitted], values[admitted] / np.maximum(blocks[admitted], 1.0)))]
+        density = values[admitted] / np.maximum(blocks[admitted], 1.0)
+        admitted = admitted[np.lexsort((view.idx[admitted], view.arrival[admitted], density))]
         if self.refine and view.engine.slot_time is None:
             running = np.flatnonzero(view.resident & chosen)
             ran = signals.rows(view, running)
@@ -199,7 +219,7 @@ class AndesPolicy(Policy):
             admitted = admitted[pays]
         budget = self.preemption_cap * self._seen - self._preempted
         for req in admitted:
-            victims = self._victims(view, chosen, evictable, buffer, blocks, tie)
+            victims = self._victims(view, chosen, evictable, buffer, growth)
             if len(victims) <= budget and np.all(evictable[victims]):
                 break
             chosen[req] = False
@@ -207,7 +227,7 @@ class AndesPolicy(Policy):
 
     @staticmethod
     def _fill(view: EngineView, chosen: np.ndarray, evictable: np.ndarray, buffer: np.ndarray,
-              blocks: np.ndarray, tie: np.ndarray, capacity: float) -> np.ndarray:
+              blocks: np.ndarray, capacity: float) -> np.ndarray:
         """Zero-gain work fills what the knapsack leaves: residents first (least buffer first;
         evictable ones last, they may have to make room), then waiting requests by due time,
         in room that needs no eviction (a stream that can still wait dt is not worth one)."""
@@ -219,23 +239,25 @@ class AndesPolicy(Policy):
             rest = np.flatnonzero(~chosen & runnable & (view.resident != waiting))
             if not len(rest) or seats <= 0:
                 continue
-            rest = rest[np.lexsort((tie[rest], buffer[rest], evictable[rest]))]
             held = view.kv_blocks[view.resident & ~chosen].sum() if waiting else 0.0
             room = np.array([capacity - blocks[chosen].sum() - held], dtype=np.float64)
-            more = greedy_knapsack(np.ones(len(rest)), blocks[rest, None], room,
-                                   max_items=seats, order=np.arange(len(rest)))
+            keys = (view.idx[rest], view.arrival[rest], buffer[rest], evictable[rest])
+            more = ranking.greedy_in_ranking(keys, np.ones(len(rest)), blocks[rest, None], room, seats)
             chosen[rest[more]] = True
         return chosen
 
     @staticmethod
     def _victims(view: EngineView, chosen: np.ndarray, evictable: np.ndarray, buffer: np.ndarray,
-                 blocks: np.ndarray, tie: np.ndarray) -> np.ndarray:
+                 growth: np.ndarray) -> np.ndarray:
         """Unchosen residents to evict so the chosen fit: evictable ones first, largest buffer
-        first (they can wait longest before they must be recomputed)."""
-        need = float(np.where(view.resident, blocks - view.kv_blocks, blocks)[chosen].sum()) - view.free_blocks
+        first (they can wait longest before they must be recomputed). Only as many are ranked
+        as it takes to free `need` blocks."""
+        need = float(growth[chosen].sum()) - view.free_blocks
         if need <= 0:
             return EMPTY
         cand = np.flatnonzero(view.resident & ~chosen)
-        cand = cand[np.lexsort((tie[cand], -buffer[cand], ~evictable[cand]))]
-        k = int(np.searchsorted(np.cumsum(view.kv_blocks[cand]), need, side="left")) + 1
-        return cand[:k]
+        held = view.kv_blocks[cand]
+        keys = (view.idx[cand], view.arrival[cand], -buffer[cand], ~evictable[cand])
+        first = ranking.walk(keys, lambda rows: held[rows].sum() >= need)
+        k = int(np.searchsorted(np.cumsum(held[first]), need, side="left")) + 1
+        return cand[first[:k]]

@@ -36,22 +36,26 @@ class GainDensityPolicy(Policy):
         self.qoe_threshold = qoe_threshold
         self.window = window
 
-    def gain(self, view: EngineView, steps: np.ndarray, t: float) -> np.ndarray:
-        """Service gain per request: its SLO weight, 1% of it once the SLO is out of reach."""
-        weight = np.ones(len(view))
+    def gain(self, view: EngineView, steps: np.ndarray, t: float, pre: np.ndarray | None = None) -> np.ndarray:
+        """Service gain per request: its SLO weight, 1% of it once the SLO is out of reach.
+        `pre`: signals.prefill_iterations(view), when the caller has it already."""
         bulk = np.flatnonzero(view.cls == signals.BULK)
+        weight = 1.0
         if len(bulk) and view.groups:
             groups = view.group[bulk]
             live = np.bincount(groups, minlength=len(view.groups))
             sizes = np.array([len(g.members) for g in view.groups], dtype=np.float64)
+            weight = np.ones(len(view))
             weight[bulk] = sizes[groups] / live[groups]
-        feasible = view.deadline - view.now - steps * t >= 0
         latency = view.cls == signals.LATENCY
+        streams_only = len(view) > 0 and bool(latency.all())  # then the deadline test is never used
+        feasible = None if streams_only else view.deadline - view.now - steps * t >= 0
         if latency.any():
             total = np.maximum(view.predicted_output(0.5), view.generated + 1.0)
             need = signals.latest_next_token(view, t, total, self.qoe_threshold)
-            first = np.maximum(signals.prefill_iterations(view), 1) * t
-            feasible = np.where(latency, need - view.now - first >= 0, feasible)
+            first = np.maximum(signals.prefill_iterations(view) if pre is None else pre, 1) * t
+            in_time = need - view.now - first >= 0
+            feasible = in_time if streams_only else np.where(latency, in_time, feasible)
         return np.where(feasible, weight, 0.01 * weight)
 
     def decide(self, view: EngineView) -> Plan:
@@ -59,8 +63,9 @@ class GainDensityPolicy(Policy):
             return Plan(run=EMPTY)
         t = signals.typical_iteration(view)
         hi = np.maximum(view.predicted_output(self.quantile), view.generated + 1.0)
-        steps = signals.steps_to_finish(view, hi)
-        density = self.gain(view, steps, t) / steps
+        pre = signals.prefill_iterations(view)
+        steps = signals.steps_to_finish(view, hi, pre)
+        density = self.gain(view, steps, t, pre) / steps
         runnable = np.flatnonzero(view.release <= view.now + 1e-12)
         ranked = runnable[np.lexsort((view.arrival[runnable], -density[runnable]))]
         window = self.window or view.engine.max_seqs

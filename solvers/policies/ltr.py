@@ -46,17 +46,26 @@ class LtrPolicy(Policy):
     def decide(self, view: EngineView) -> Plan:
         if len(view) == 0:
             return Plan(run=EMPTY)
-        self._grow(int(view.idx.max()) + 1)
+        idx = view.idx
+        self._grow(int(idx.max()) + 1)
         mid = np.maximum(view.predicted_output(0.5), view.generated + 1.0)
         remaining = signals.steps_to_finish(view, mid)
-        starved = self._starved[view.idx]
-        newly = (starved >= self.starvation_iterations) & (self._quantum[view.idx] == 0)
-        self._quantum[view.idx[newly]] = self.quantum_iterations
-        promoted = self._quantum[view.idx] > 0
+        starved = self._starved[idx]
+        quantum = self._quantum[idx]
+        if starved.max() >= self.starvation_iterations:  # rare: skip the promotion bookkeeping otherwise
+            newly = (starved >= self.starvation_iterations) & (quantum == 0)
+            quantum[newly] = self.quantum_iterations
+            self._quantum[idx[newly]] = self.quantum_iterations
+        promoted = quantum > 0
         runnable = np.flatnonzero(view.release <= view.now + 1e-12)
-        order = runnable[np.lexsort((view.arrival[runnable], remaining[runnable], ~promoted[runnable]))]
+        if promoted.any():
+            keys = (view.arrival[runnable], remaining[runnable], ~promoted[runnable])
+        else:  # the promotion key would be all equal
+            keys = (view.arrival[runnable], remaining[runnable])
+        order = runnable[np.lexsort(keys)]
         plan = batching.plan_in_order(view, order)
         served = batching.select(view, order)  # what the engine will run of that order
-        self._starved[view.idx] = np.where(served, 0, starved + 1)
-        self._quantum[view.idx] = np.where(served & promoted, self._quantum[view.idx] - 1, self._quantum[view.idx])
+        self._starved[idx] = np.where(served, 0, starved + 1)
+        if promoted.any():
+            self._quantum[idx] = np.where(served & promoted, quantum - 1, quantum)
         return plan

@@ -11,7 +11,7 @@ delay area is the current one plus the sum of those terms: a closed form, no per
 
 from __future__ import annotations
 
-from dataclasses import fields, replace
+from collections.abc import Callable
 
 import numpy as np
 
@@ -94,12 +94,32 @@ def kv_weights(view: EngineView) -> tuple[np.ndarray, np.ndarray]:
     return blocks.astype(np.float64), chunk.astype(np.float64)
 
 
+_SHARED = ("now", "quantile_levels", "free_blocks", "engine", "groups")  # not per request
+
+
+class _Rows(EngineView):
+    """Some rows of a view: each column is indexed when first read (then a plain field), so
+    restricting a view of thousands of requests costs only the columns a signal reads."""
+
+    __slots__ = ("_parent", "_positions")  # outside __dict__: vars(rows) holds only fields
+
+    def __getattr__(self, name: str) -> object:  # called only for columns not read yet
+        if name.startswith("_"):
+            raise AttributeError(name)
+        column = getattr(self._parent, name)
+        value = None if column is None else column[self._positions]
+        self.__dict__[name] = value
+        return value
+
+
 def rows(view: EngineView, positions: np.ndarray) -> EngineView:
     """The view restricted to some live requests (in the order given): per-request signals are
     elementwise, so a policy that needs them for a few requests computes them on those only."""
-    n = len(view)
-    return replace(view, **{f.name: getattr(view, f.name)[positions] for f in fields(view)
-                            if isinstance(getattr(view, f.name), np.ndarray) and len(getattr(view, f.name)) == n})
+    out = _Rows.__new__(_Rows)
+    out.__dict__.update({name: getattr(view, name) for name in _SHARED})
+    object.__setattr__(out, "_parent", view)
+    object.__setattr__(out, "_positions", np.asarray(positions))
+    return out
 
 
 # ---- latency streams ---------------------------------------------------------------------------
@@ -114,18 +134,20 @@ def final_delay_area(view: EngineView, start: np.ndarray, t_tok: float, total: n
     Only meaningful for latency requests (nan elsewhere). `total` is the predicted output length.
     """
     m = np.maximum(total - view.generated, 1.0)
-    lag = view.lag
-    x0 = start - next_token_ideal(view)
     d = t_tok - 1.0 / view.read_rate  # lateness growth per token when the engine is slower than reading
+    return view.delay_area + _added_area(view.lag, start - next_token_ideal(view), m, d, m * (m - 1))
+
+
+def _added_area(lag: np.ndarray, x0: np.ndarray, m: np.ndarray, d: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """The delay area the m remaining tokens add (`final_delay_area`); pairs = m (m - 1)."""
     flat = m * np.maximum(lag, x0)
     with np.errstate(divide="ignore", invalid="ignore"):
         # terms j < j_star stay at max(L, x0); later ones grow as x0 + j d (only when d > 0)
         j_star = np.clip(np.floor((lag - x0) / d) + 1.0, 0.0, m)
         j_star = np.where(x0 >= lag, 0.0, j_star)
-        tail = (m - j_star) * x0 + d * (m * (m - 1) - j_star * (j_star - 1)) / 2.0
+        tail = (m - j_star) * x0 + d * (pairs - j_star * (j_star - 1)) / 2.0
         growing = j_star * lag + tail
-    area = np.where(d > 0, np.maximum(growing, flat), flat)
-    return view.delay_area + area
+    return np.where(d > 0, np.maximum(growing, flat), flat)
 
 
 def projected_qoe(view: EngineView, start: np.ndarray, t_tok: float, total: np.ndarray) -> np.ndarray:
@@ -136,8 +158,28 @@ def projected_qoe(view: EngineView, start: np.ndarray, t_tok: float, total: np.n
 
 def qoe_gain(view: EngineView, horizon: float, t_tok: float, total: np.ndarray, t_first: np.ndarray) -> np.ndarray:
     """Andes' value: projected QoE if served now minus if paused for `horizon` seconds first."""
-    start = view.now + t_first
-    return projected_qoe(view, start, t_tok, total) - projected_qoe(view, start + horizon, t_tok, total)
+    return qoe_gain_for(view, total)(horizon, t_tok, t_first)
+
+
+def qoe_gain_for(view: EngineView, total: np.ndarray) -> Callable[[float, float, np.ndarray], np.ndarray]:
+    """`qoe_gain` as a function of (horizon, t_tok, t_first), for a policy that tries several
+    iteration times: what depends on none of them (tokens left, ideal times, whole area) is
+    computed once, and each call does projected_qoe's arithmetic for both starts."""
+    m = np.maximum(total - view.generated, 1.0)
+    inv_rate = 1.0 / view.read_rate
+    pairs, ideal, lag, area = m * (m - 1), next_token_ideal(view), view.lag, view.delay_area
+    whole = total * (total + 1.0) / (2.0 * view.read_rate)
+
+    def gain(horizon: float, t_tok: float, t_first: np.ndarray) -> np.ndarray:
+        start = view.now + t_first
+        d = t_tok - inv_rate
+
+        def qoe(x0: np.ndarray) -> np.ndarray:
+            return np.clip(1.0 - (area + _added_area(lag, x0, m, d, pairs)) / whole, 0.0, 1.0)
+
+        return qoe(start - ideal) - qoe(start + horizon - ideal)
+
+    return gain
 
 
 def latest_next_token(view: EngineView, t_tok: float, total: np.ndarray, threshold: float,
