@@ -1,5 +1,7 @@
 """`slo` on hand-built situations."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -8,6 +10,7 @@ from formulations.instance import Instance
 from formulations.online import GroupState
 from formulations.requests import Request, RequestClass
 from formulations.requests import ValidationError
+from solvers.policies import batching
 from solvers.policies.registry import make_policy
 from solvers.policies.slo import SloPolicy
 from solvers.policies.slo_params import SloParams
@@ -195,3 +198,17 @@ def test_parameters_by_name_go_through_the_dataclass():
     assert make_policy("slo", reject=False, urgency_horizon=2.0).params == SloParams(reject=False, urgency_horizon=2.0)
     with pytest.raises(ValidationError, match="nope"):
         make_policy("slo", nope=1)
+
+
+def test_spare_budget_is_priced_after_prefix_cache_hits():
+    # a decode runs; a waiting 60-token prompt has 32 tokens in the prefix cache, so the engine
+    # charges it 28 tokens, and a 25-token prompt takes the 21 the budget of 50 still has
+    rows = [dict(cls=1, deadline=30.0, pred=20.0, resident=True, generated=1, computed=8),
+            dict(cls=1, deadline=30.0, pred=5.0, prompt_len=60), dict(cls=1, deadline=30.0, pred=5.0, prompt_len=25)]
+    view = replace(make_view(rows, engine=BUDGET_50), cached=np.array([0, 32, 0]))
+    run = batching.fill_budget(view, np.array([True, False, False]), np.arange(3), np.empty(0, dtype=np.int64))
+    assert run.tolist() == [0, 1, 2]
+    # without the hit the prompt takes the 49 tokens left and the other one waits
+    run = batching.fill_budget(replace(view, cached=np.zeros(3, dtype=np.int64)), np.array([True, False, False]),
+                               np.arange(3), np.empty(0, dtype=np.int64))
+    assert run.tolist() == [0, 1]

@@ -69,11 +69,13 @@ def all_fit(view: EngineView) -> np.ndarray | None:
     engine = view.engine
     if len(view) > engine.max_seqs or float(view.release.max()) > view.now + 1e-12:
         return None
-    step = np.maximum(np.minimum(view.prefill_left, engine.token_budget), 1)  # tokens if run
+    prefill = view.prefill_after_hits()  # what the engine charges a waiting request, as in fill_budget
+    step = np.maximum(np.minimum(prefill, engine.token_budget), 1)  # tokens if run
     if int(step.sum()) > engine.token_budget:
         return None
+    in_cache = view.computed if view.cached is None else view.computed + view.cached
     growth = np.where(view.resident, -(-(view.computed + step) // engine.block_size) - view.kv_blocks,
-                      admission_blocks(view.computed, np.maximum(view.prefill_left, 1), step, 0, engine))
+                      admission_blocks(in_cache, np.maximum(prefill, 1), step, 0, engine))
     if int(growth.sum()) > view.free_blocks:
         return None
     return np.lexsort((view.arrival, ~view.resident))
@@ -91,7 +93,9 @@ def fill_budget(view: EngineView, chosen: np.ndarray, order: np.ndarray, victims
     selection are added, in priority order, while a seat is free, their blocks (a waiting one's
     admission blocks: its whole prompt under the full-prompt gate) fit in what is free once the
     batch has grown and `victims` are evicted, and (a decode) every chosen prefill
-    keeps at least one token or (a prefill) at least one token is left.
+    keeps at least one token or (a prefill) at least one token is left. A waiting request's chunk
+    and blocks are priced after its prefix-cache hit (`view.cached`), as the engine charges them:
+    the hit tokens cost no budget, and they are in its blocks already.
     """
     engine = view.engine
     decoding = view.prefill_left[order] == 0
@@ -106,20 +110,22 @@ def fill_budget(view: EngineView, chosen: np.ndarray, order: np.ndarray, victims
     left_out = ~chosen
     left_out[victims] = False
     rest = order[left_out[order]]
-    rest = rest[-(-(view.computed[rest] + 1) // engine.block_size) - view.kv_blocks[rest] <= room]  # fit with 1 token
+    prefill_left = view.prefill_after_hits()
+    in_cache = view.computed if view.cached is None else view.computed + view.cached
+    rest = rest[-(-(in_cache[rest] + 1) // engine.block_size) - view.kv_blocks[rest] <= room]  # fit with 1 token
     budget = engine.token_budget
     k = 0
     while k < len(rest) and seats >= 1 and len(decodes) + len(prefills) < budget:
         pos = int(rest[k])
         k += 1
-        left = int(view.prefill_left[pos])
+        left = int(prefill_left[pos])
         chunk = 1 if left == 0 else min(left, budget - len(decodes) - int(prefill_tokens))
         if chunk < 1:  # no budget left for prefills: only decodes can still join
-            rest = rest[k:][view.prefill_left[rest[k:]] == 0]
+            rest = rest[k:][prefill_left[rest[k:]] == 0]
             k = 0
             continue
         waiting = not view.resident[pos]
-        computed, held = int(view.computed[pos]), int(view.kv_blocks[pos])
+        computed, held = int(in_cache[pos]), int(view.kv_blocks[pos])
         # the engine's admission check (whole prompt under the full-prompt gate), the watermark left free
         if waiting:
             need = admission_blocks(computed, max(left, 1), chunk, held, engine)
