@@ -10,7 +10,7 @@ from formulations.instance import Instance
 from formulations.online import GroupState
 from formulations.requests import Request, RequestClass
 from formulations.requests import ValidationError
-from solvers.policies import batching
+from solvers.policies import batching, signals
 from solvers.policies.registry import make_policy
 from solvers.policies.slo import SloPolicy
 from solvers.policies.slo_params import SloParams
@@ -206,9 +206,25 @@ def test_spare_budget_is_priced_after_prefix_cache_hits():
     rows = [dict(cls=1, deadline=30.0, pred=20.0, resident=True, generated=1, computed=8),
             dict(cls=1, deadline=30.0, pred=5.0, prompt_len=60), dict(cls=1, deadline=30.0, pred=5.0, prompt_len=25)]
     view = replace(make_view(rows, engine=BUDGET_50), cached=np.array([0, 32, 0]))
-    run = batching.fill_budget(view, np.array([True, False, False]), np.arange(3), np.empty(0, dtype=np.int64))
+    run = batching.fill_budget(view, np.array([True, False, False]), np.arange(3), np.empty(0, dtype=np.int64),
+                               signals.kv_weights(view))
     assert run.tolist() == [0, 1, 2]
     # without the hit the prompt takes the 49 tokens left and the other one waits
-    run = batching.fill_budget(replace(view, cached=np.zeros(3, dtype=np.int64)), np.array([True, False, False]),
-                               np.arange(3), np.empty(0, dtype=np.int64))
+    view = replace(view, cached=np.zeros(3, dtype=np.int64))
+    run = batching.fill_budget(view, np.array([True, False, False]), np.arange(3), np.empty(0, dtype=np.int64),
+                               signals.kv_weights(view))
     assert run.tolist() == [0, 1]
+
+
+def test_spare_room_admits_waiting_requests_in_priority_order_only():
+    # a decode holds 50 of 64 blocks; the first waiting prompt in priority order needs 20, so the
+    # smaller one behind it (5 blocks) is not admitted past it: it would hold the blocks the
+    # first one waits for (head-of-line, as the engine admits its waiting queue)
+    rows = [dict(cls=1, deadline=30.0, pred=20.0, resident=True, generated=1, computed=200),
+            dict(cls=1, deadline=30.0, pred=5.0, prompt_len=80), dict(cls=1, deadline=30.0, pred=5.0, prompt_len=20)]
+    view = make_view(rows, engine=BUDGET_50)
+    chosen = np.array([True, False, False])
+    none = np.empty(0, dtype=np.int64)
+    assert batching.fill_budget(view, chosen, np.arange(3), none, signals.kv_weights(view)).tolist() == [0]
+    # the smaller one first in priority order is admitted
+    assert batching.fill_budget(view, chosen, np.array([0, 2, 1]), none, signals.kv_weights(view)).tolist() == [0, 2]

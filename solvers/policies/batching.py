@@ -41,9 +41,9 @@ def select(view: EngineView, order: np.ndarray) -> np.ndarray:
     return chosen
 
 
-def victims(view: EngineView, chosen: np.ndarray, evict_rank: np.ndarray) -> np.ndarray:
-    """Positions of unchosen residents to preempt so the chosen batch fits (highest rank first)."""
-    blocks, _ = signals.kv_weights(view)
+def victims(view: EngineView, chosen: np.ndarray, evict_rank: np.ndarray, blocks: np.ndarray) -> np.ndarray:
+    """Positions of unchosen residents to preempt so the chosen batch fits (highest rank first).
+    `blocks`: signals.kv_weights(view)[0], which the caller has already."""
     need = float(np.where(view.resident, blocks - view.kv_blocks, blocks)[chosen].sum()) - view.free_blocks
     if need <= 0:
         return np.empty(0, dtype=np.int64)
@@ -81,7 +81,8 @@ def all_fit(view: EngineView) -> np.ndarray | None:
     return np.lexsort((view.arrival, ~view.resident))
 
 
-def fill_budget(view: EngineView, chosen: np.ndarray, order: np.ndarray, victims: np.ndarray) -> np.ndarray:
+def fill_budget(view: EngineView, chosen: np.ndarray, order: np.ndarray, victims: np.ndarray,
+                weights: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """The run order of a chosen batch, with the token budget it leaves put to use.
 
     `order`: the runnable positions a policy may run, in priority order. Decodes run first (one
@@ -95,14 +96,15 @@ def fill_budget(view: EngineView, chosen: np.ndarray, order: np.ndarray, victims
     batch has grown and `victims` are evicted, and (a decode) every chosen prefill
     keeps at least one token or (a prefill) at least one token is left. A waiting request's chunk
     and blocks are priced after its prefix-cache hit (`view.cached`), as the engine charges them:
-    the hit tokens cost no budget, and they are in its blocks already.
+    the hit tokens cost no budget, and they are in its blocks already. `weights`:
+    signals.kv_weights(view), which the caller has already.
     """
     engine = view.engine
     decoding = view.prefill_left[order] == 0
     chosen_in_order = chosen[order]
     decodes = order[chosen_in_order & decoding].tolist()
     prefills = order[chosen_in_order & ~decoding].tolist()
-    blocks, tokens = signals.kv_weights(view)
+    blocks, tokens = weights
     growth = blocks - view.kv_blocks  # waiting requests hold none
     room = view.free_blocks + float(view.kv_blocks[victims].sum()) - float(growth[chosen].sum())
     seats = engine.max_seqs - len(decodes) - len(prefills)
@@ -112,7 +114,11 @@ def fill_budget(view: EngineView, chosen: np.ndarray, order: np.ndarray, victims
     rest = order[left_out[order]]
     prefill_left = view.prefill_after_hits()
     in_cache = view.computed if view.cached is None else view.computed + view.cached
-    rest = rest[-(-(in_cache[rest] + 1) // engine.block_size) - view.kv_blocks[rest] <= room]  # fit with 1 token
+    fits = -(-(in_cache[rest] + 1) // engine.block_size) - view.kv_blocks[rest] <= room  # with 1 token
+    blocked = np.flatnonzero(~fits & ~view.resident[rest])
+    if len(blocked):  # waiting requests queue behind the first one that cannot be admitted
+        fits[blocked[0]:] &= view.resident[rest[blocked[0]:]]
+    rest = rest[fits]
     budget = engine.token_budget
     k = 0
     while k < len(rest) and seats >= 1 and len(decodes) + len(prefills) < budget:
@@ -132,6 +138,9 @@ def fill_budget(view: EngineView, chosen: np.ndarray, order: np.ndarray, victims
         else:
             need = -(-(computed + chunk) // engine.block_size) - held
         if need + (engine.watermark_blocks if waiting else 0) > room:
+            if waiting:  # nor any waiting request after it
+                rest = rest[k:][view.resident[rest[k:]]]
+                k = 0
             continue
         room -= need
         seats -= 1

@@ -214,7 +214,7 @@ class SloPolicy(Policy):
         wait_out = float(est.steps_hi[admitted[urgent]].max()) * est.iteration if urgent.any() else np.inf
         cand = view.resident & ~chosen & (step.doomed | (step.key > (margin if overloaded else wait_out)))
         rank = np.where(cand, step.key, -np.inf)
-        victims = batching.victims(view, chosen, rank)
+        victims = batching.victims(view, chosen, rank, step.weights[:, 0])
         if len(victims) == 0 or (np.all(cand[victims]) and urgent.all()):
             return chosen, victims
         # too costly: keep the urgent admissions only, as far as the evictable blocks allow
@@ -223,7 +223,7 @@ class SloPolicy(Policy):
         pos_rank[step.order] = np.arange(len(step.order))
         chosen[admitted[~urgent]] = False
         for req in admitted[urgent][np.argsort(-pos_rank[admitted[urgent]])]:
-            victims = batching.victims(view, chosen, rank)
+            victims = batching.victims(view, chosen, rank, step.weights[:, 0])
             if len(victims) == 0 or np.all(cand[victims]):
                 break
             chosen[req] = False
@@ -233,7 +233,7 @@ class SloPolicy(Policy):
         more = greedy_knapsack(step.values[rest], step.weights[rest], step.capacities - used,
                                max_items=max(step.max_items - int(chosen.sum()), 0), order=np.arange(len(rest)))
         chosen[rest[more]] = True
-        victims = batching.victims(view, chosen, rank)
+        victims = batching.victims(view, chosen, rank, step.weights[:, 0])
         return chosen, victims[cand[victims]]
 
     def _select(self, step: StepKnapsack, overloaded: bool) -> np.ndarray:
@@ -270,7 +270,7 @@ class SloPolicy(Policy):
             chosen[reject] = False
             victims = victims[~step.given_up[victims]]
         eligible = step.order[~step.given_up[step.order]] if self.params.reject else step.order
-        run_pos = batching.fill_budget(view, chosen, eligible, victims)
+        run_pos = batching.fill_budget(view, chosen, eligible, victims, (step.weights[:, 0], step.weights[:, 1]))
         paused = (view.release <= view.now + 1e-12) & ~step.doomed
         paused[run_pos] = False
         recheck = None
