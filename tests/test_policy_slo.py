@@ -228,3 +228,14 @@ def test_spare_room_admits_waiting_requests_in_priority_order_only():
     assert batching.fill_budget(view, chosen, np.arange(3), none, signals.kv_weights(view)).tolist() == [0]
     # the smaller one first in priority order is admitted
     assert batching.fill_budget(view, chosen, np.array([0, 2, 1]), none, signals.kv_weights(view)).tolist() == [0, 2]
+
+
+def test_spare_budget_fill_walks_the_order_the_selection_packed_by():
+    # packing by density, D (20 tokens) is taken and 30 tokens are left: the fill gives them to
+    # the next request in density order (C: short, ample slack) as a partial chunk, not to the
+    # least-slack one (A: long, low value per token), which priority order would put first
+    rows = [dict(cls=1, deadline=6.0, pred=40.0, prompt_len=60), dict(cls=1, deadline=20.0, pred=2.0, prompt_len=45),
+            dict(cls=1, deadline=20.0, pred=2.0, prompt_len=20)]
+    view = make_view(rows, engine=BUDGET_50)
+    assert _decide(view, selection="density")[1].run.tolist() == [2, 1]
+    assert _decide(view, selection="priority")[1].run.tolist() == [0]  # A first, with the whole budget
