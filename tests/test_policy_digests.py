@@ -4,7 +4,9 @@ their plans, hence the simulated schedules, bit-identical.
 The digests were computed on main before the policies were made incremental, then renewed
 where gatefix changed plans on purpose (waiting requests priced at their admission-gate blocks,
 andes' ties by arrival and index, a recompute at its last output token shown decoding); the
-speed work left those renewed digests unchanged too. Each run drives a
+speed work left those renewed digests unchanged too. slo's reference digests were renewed again
+when its spare-budget fill began admitting waiting requests head-of-line, in the order its batch
+selection walks (plan changes on purpose; the random-instance digests did not change). Each run drives a
 policy through the simulator step by step (the policy asked before every iteration, so every
 decision counts) on the mixed-class reference instance (tests/test_simulator_reference.py: bursty
 overload, a bulk DAG, KV tight enough to preempt) in both timing modes and preemption kinds, and
@@ -24,8 +26,8 @@ from solvers.prediction.oracle import NoisyOraclePredictor
 from tests.test_simulator_reference import digest, reference_instance
 
 PINNED_REFERENCE = {  # policy/timing/preemption: digest (iterations)
-    "slo/latency/recompute": "e296eb19649aa670",  # 1092 iterations
-    "slo/slotted/swap": "029884543dbf7612",  # 1568 iterations
+    "slo/latency/recompute": "56494d7cd3a44ff0",  # 1111 iterations
+    "slo/slotted/swap": "1faf1a2883cc1a86",  # 1343 iterations
     "andes/latency/recompute": "b6551bf30c873bd5",  # 1108 iterations
     "andes/slotted/swap": "2afb4938bd8e5c58",  # 1119 iterations
     "fcfs/latency/recompute": "cd14ac2119519a11",  # 1206 iterations

@@ -1,5 +1,7 @@
 """`slo` on hand-built situations."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -8,6 +10,7 @@ from formulations.instance import Instance
 from formulations.online import GroupState
 from formulations.requests import Request, RequestClass
 from formulations.requests import ValidationError
+from solvers.policies import batching, signals
 from solvers.policies.registry import make_policy
 from solvers.policies.slo import SloPolicy
 from solvers.policies.slo_params import SloParams
@@ -195,3 +198,44 @@ def test_parameters_by_name_go_through_the_dataclass():
     assert make_policy("slo", reject=False, urgency_horizon=2.0).params == SloParams(reject=False, urgency_horizon=2.0)
     with pytest.raises(ValidationError, match="nope"):
         make_policy("slo", nope=1)
+
+
+def test_spare_budget_is_priced_after_prefix_cache_hits():
+    # a decode runs; a waiting 60-token prompt has 32 tokens in the prefix cache, so the engine
+    # charges it 28 tokens, and a 25-token prompt takes the 21 the budget of 50 still has
+    rows = [dict(cls=1, deadline=30.0, pred=20.0, resident=True, generated=1, computed=8),
+            dict(cls=1, deadline=30.0, pred=5.0, prompt_len=60), dict(cls=1, deadline=30.0, pred=5.0, prompt_len=25)]
+    view = replace(make_view(rows, engine=BUDGET_50), cached=np.array([0, 32, 0]))
+    run = batching.fill_budget(view, np.array([True, False, False]), np.arange(3), np.empty(0, dtype=np.int64),
+                               signals.kv_weights(view))
+    assert run.tolist() == [0, 1, 2]
+    # without the hit the prompt takes the 49 tokens left and the other one waits
+    view = replace(view, cached=np.zeros(3, dtype=np.int64))
+    run = batching.fill_budget(view, np.array([True, False, False]), np.arange(3), np.empty(0, dtype=np.int64),
+                               signals.kv_weights(view))
+    assert run.tolist() == [0, 1]
+
+
+def test_spare_room_admits_waiting_requests_in_priority_order_only():
+    # a decode holds 50 of 64 blocks; the first waiting prompt in priority order needs 20, so the
+    # smaller one behind it (5 blocks) is not admitted past it: it would hold the blocks the
+    # first one waits for (head-of-line, as the engine admits its waiting queue)
+    rows = [dict(cls=1, deadline=30.0, pred=20.0, resident=True, generated=1, computed=200),
+            dict(cls=1, deadline=30.0, pred=5.0, prompt_len=80), dict(cls=1, deadline=30.0, pred=5.0, prompt_len=20)]
+    view = make_view(rows, engine=BUDGET_50)
+    chosen = np.array([True, False, False])
+    none = np.empty(0, dtype=np.int64)
+    assert batching.fill_budget(view, chosen, np.arange(3), none, signals.kv_weights(view)).tolist() == [0]
+    # the smaller one first in priority order is admitted
+    assert batching.fill_budget(view, chosen, np.array([0, 2, 1]), none, signals.kv_weights(view)).tolist() == [0, 2]
+
+
+def test_spare_budget_fill_walks_the_order_the_selection_packed_by():
+    # packing by density, D (20 tokens) is taken and 30 tokens are left: the fill gives them to
+    # the next request in density order (C: short, ample slack) as a partial chunk, not to the
+    # least-slack one (A: long, low value per token), which priority order would put first
+    rows = [dict(cls=1, deadline=6.0, pred=40.0, prompt_len=60), dict(cls=1, deadline=20.0, pred=2.0, prompt_len=45),
+            dict(cls=1, deadline=20.0, pred=2.0, prompt_len=20)]
+    view = make_view(rows, engine=BUDGET_50)
+    assert _decide(view, selection="density")[1].run.tolist() == [2, 1]
+    assert _decide(view, selection="priority")[1].run.tolist() == [0]  # A first, with the whole budget

@@ -41,9 +41,9 @@ def select(view: EngineView, order: np.ndarray) -> np.ndarray:
     return chosen
 
 
-def victims(view: EngineView, chosen: np.ndarray, evict_rank: np.ndarray) -> np.ndarray:
-    """Positions of unchosen residents to preempt so the chosen batch fits (highest rank first)."""
-    blocks, _ = signals.kv_weights(view)
+def victims(view: EngineView, chosen: np.ndarray, evict_rank: np.ndarray, blocks: np.ndarray) -> np.ndarray:
+    """Positions of unchosen residents to preempt so the chosen batch fits (highest rank first).
+    `blocks`: signals.kv_weights(view)[0], which the caller has already."""
     need = float(np.where(view.resident, blocks - view.kv_blocks, blocks)[chosen].sum()) - view.free_blocks
     if need <= 0:
         return np.empty(0, dtype=np.int64)
@@ -69,17 +69,20 @@ def all_fit(view: EngineView) -> np.ndarray | None:
     engine = view.engine
     if len(view) > engine.max_seqs or float(view.release.max()) > view.now + 1e-12:
         return None
-    step = np.maximum(np.minimum(view.prefill_left, engine.token_budget), 1)  # tokens if run
+    prefill = view.prefill_after_hits()  # what the engine charges a waiting request, as in fill_budget
+    step = np.maximum(np.minimum(prefill, engine.token_budget), 1)  # tokens if run
     if int(step.sum()) > engine.token_budget:
         return None
+    in_cache = view.computed if view.cached is None else view.computed + view.cached
     growth = np.where(view.resident, -(-(view.computed + step) // engine.block_size) - view.kv_blocks,
-                      admission_blocks(view.computed, np.maximum(view.prefill_left, 1), step, 0, engine))
+                      admission_blocks(in_cache, np.maximum(prefill, 1), step, 0, engine))
     if int(growth.sum()) > view.free_blocks:
         return None
     return np.lexsort((view.arrival, ~view.resident))
 
 
-def fill_budget(view: EngineView, chosen: np.ndarray, order: np.ndarray, victims: np.ndarray) -> np.ndarray:
+def fill_budget(view: EngineView, chosen: np.ndarray, order: np.ndarray, victims: np.ndarray,
+                weights: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """The run order of a chosen batch, with the token budget it leaves put to use.
 
     `order`: the runnable positions a policy may run, in priority order. Decodes run first (one
@@ -91,14 +94,17 @@ def fill_budget(view: EngineView, chosen: np.ndarray, order: np.ndarray, victims
     selection are added, in priority order, while a seat is free, their blocks (a waiting one's
     admission blocks: its whole prompt under the full-prompt gate) fit in what is free once the
     batch has grown and `victims` are evicted, and (a decode) every chosen prefill
-    keeps at least one token or (a prefill) at least one token is left.
+    keeps at least one token or (a prefill) at least one token is left. A waiting request's chunk
+    and blocks are priced after its prefix-cache hit (`view.cached`), as the engine charges them:
+    the hit tokens cost no budget, and they are in its blocks already. `weights`:
+    signals.kv_weights(view), which the caller has already.
     """
     engine = view.engine
     decoding = view.prefill_left[order] == 0
     chosen_in_order = chosen[order]
     decodes = order[chosen_in_order & decoding].tolist()
     prefills = order[chosen_in_order & ~decoding].tolist()
-    blocks, tokens = signals.kv_weights(view)
+    blocks, tokens = weights
     growth = blocks - view.kv_blocks  # waiting requests hold none
     room = view.free_blocks + float(view.kv_blocks[victims].sum()) - float(growth[chosen].sum())
     seats = engine.max_seqs - len(decodes) - len(prefills)
@@ -106,26 +112,35 @@ def fill_budget(view: EngineView, chosen: np.ndarray, order: np.ndarray, victims
     left_out = ~chosen
     left_out[victims] = False
     rest = order[left_out[order]]
-    rest = rest[-(-(view.computed[rest] + 1) // engine.block_size) - view.kv_blocks[rest] <= room]  # fit with 1 token
+    prefill_left = view.prefill_after_hits()
+    in_cache = view.computed if view.cached is None else view.computed + view.cached
+    fits = -(-(in_cache[rest] + 1) // engine.block_size) - view.kv_blocks[rest] <= room  # with 1 token
+    blocked = np.flatnonzero(~fits & ~view.resident[rest])
+    if len(blocked):  # waiting requests queue behind the first one that cannot be admitted
+        fits[blocked[0]:] &= view.resident[rest[blocked[0]:]]
+    rest = rest[fits]
     budget = engine.token_budget
     k = 0
     while k < len(rest) and seats >= 1 and len(decodes) + len(prefills) < budget:
         pos = int(rest[k])
         k += 1
-        left = int(view.prefill_left[pos])
+        left = int(prefill_left[pos])
         chunk = 1 if left == 0 else min(left, budget - len(decodes) - int(prefill_tokens))
         if chunk < 1:  # no budget left for prefills: only decodes can still join
-            rest = rest[k:][view.prefill_left[rest[k:]] == 0]
+            rest = rest[k:][prefill_left[rest[k:]] == 0]
             k = 0
             continue
         waiting = not view.resident[pos]
-        computed, held = int(view.computed[pos]), int(view.kv_blocks[pos])
+        computed, held = int(in_cache[pos]), int(view.kv_blocks[pos])
         # the engine's admission check (whole prompt under the full-prompt gate), the watermark left free
         if waiting:
             need = admission_blocks(computed, max(left, 1), chunk, held, engine)
         else:
             need = -(-(computed + chunk) // engine.block_size) - held
         if need + (engine.watermark_blocks if waiting else 0) > room:
+            if waiting:  # nor any waiting request after it
+                rest = rest[k:][view.resident[rest[k:]]]
+                k = 0
             continue
         room -= need
         seats -= 1

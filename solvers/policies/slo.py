@@ -23,7 +23,9 @@ preemption would cost); above it, value per unit of normalized weight, because o
 cannot finish everything, packing the most SLO value per block and token meets more SLOs than
 spending the engine on long requests that are about to be late. A prefill that does not fit whole
 takes a partial chunk of the budget left (the engine chunks prompts), so no budget is idle while
-a waiting request could use it. Residents that lose their place are preempted only if the chosen
+a waiting request could use it. That fill walks the selection's own order and admits waiting
+requests head-of-line, as the engine admits its queue: admitting one past a request that does not
+fit would let it hold the KV the skipped one waits for. Residents that lose their place are preempted only if the chosen
 batch needs their blocks: below `overload_at` only doomed ones; above it also those whose slack
 after paying their recompute exceeds `preempt_margin_iterations`, to admit an urgent request
 (Andes' move: a stream with a full buffer yields to a starving one).
@@ -48,7 +50,7 @@ import numpy as np
 
 from formulations.engine_spec import EngineSpec
 from formulations.online import EMPTY, EngineView, Plan, Policy
-from solvers.knapsack.greedy import best_of_greedy, greedy_knapsack
+from solvers.knapsack.greedy import best_of_greedy, density_order, greedy_knapsack
 from solvers.policies import batching, signals
 from solvers.policies.dag_deadlines import GroupDeadlines
 from solvers.policies.offered_load import OfferedLoad
@@ -70,6 +72,15 @@ class StepKnapsack:
     estimate: SlackEstimate
     given_up: np.ndarray  # bool: admission control gave up on it (this decision or before)
     doomed: np.ndarray  # bool: doomed or given up (best effort from now on)
+
+
+def _median(values: np.ndarray) -> float:
+    """np.median of a non-empty vector by one partition (np.median's generic path costs several
+    times more on the few dozen requests of a typical decision); same value: the mean of the
+    two middle elements."""
+    n = len(values)
+    mid = np.partition(values, ((n - 1) // 2, n // 2))
+    return float((mid[(n - 1) // 2] + mid[n // 2]) / 2.0)
 
 
 class SloPolicy(Policy):
@@ -191,7 +202,7 @@ class SloPolicy(Policy):
         # value: the SLO lost by not running now (about 1 within urgency_horizon of its slack,
         # falling with slack, tiny once doomed), times (median / own remaining iterations)^short_first
         left = signals.steps_to_finish(view, est.mid)
-        short = np.minimum((float(np.median(left)) / left) ** params.short_first, params.short_first_cap)
+        short = np.minimum((_median(left) / left) ** params.short_first, params.short_first_cap)
         urgency = params.idle_value + 1.0 / (1.0 + np.maximum(est.slack, 0.0) / params.urgency_horizon)
         values = np.where(doomed, 1e-3, urgency) * short
         return StepKnapsack(
@@ -214,7 +225,7 @@ class SloPolicy(Policy):
         wait_out = float(est.steps_hi[admitted[urgent]].max()) * est.iteration if urgent.any() else np.inf
         cand = view.resident & ~chosen & (step.doomed | (step.key > (margin if overloaded else wait_out)))
         rank = np.where(cand, step.key, -np.inf)
-        victims = batching.victims(view, chosen, rank)
+        victims = batching.victims(view, chosen, rank, step.weights[:, 0])
         if len(victims) == 0 or (np.all(cand[victims]) and urgent.all()):
             return chosen, victims
         # too costly: keep the urgent admissions only, as far as the evictable blocks allow
@@ -223,7 +234,7 @@ class SloPolicy(Policy):
         pos_rank[step.order] = np.arange(len(step.order))
         chosen[admitted[~urgent]] = False
         for req in admitted[urgent][np.argsort(-pos_rank[admitted[urgent]])]:
-            victims = batching.victims(view, chosen, rank)
+            victims = batching.victims(view, chosen, rank, step.weights[:, 0])
             if len(victims) == 0 or np.all(cand[victims]):
                 break
             chosen[req] = False
@@ -233,17 +244,24 @@ class SloPolicy(Policy):
         more = greedy_knapsack(step.values[rest], step.weights[rest], step.capacities - used,
                                max_items=max(step.max_items - int(chosen.sum()), 0), order=np.arange(len(rest)))
         chosen[rest[more]] = True
-        victims = batching.victims(view, chosen, rank)
+        victims = batching.victims(view, chosen, rank, step.weights[:, 0])
         return chosen, victims[cand[victims]]
 
-    def _select(self, step: StepKnapsack, overloaded: bool) -> np.ndarray:
-        """Positions taken by the knapsack, by the selection rule in force."""
+    def _rank(self, step: StepKnapsack, overloaded: bool) -> np.ndarray:
+        """Runnable positions in the order the batch selection walks them: by value density when
+        it packs by density ("auto" above `overload_at`, or "density"), else least slack first.
+        The spare-budget fill walks the same order, so it continues the selection's own greedy."""
+        selection, order = self.params.selection, step.order
+        if selection == "density" or (selection == "auto" and overloaded):
+            return order[density_order(step.values[order], step.weights[order], step.capacities)]
+        return order
+
+    def _select(self, step: StepKnapsack, rank: np.ndarray) -> np.ndarray:
+        """Positions taken by the knapsack, by the selection rule in force (`rank`: _rank's)."""
         order, values, weights, caps = step.order, step.values, step.weights, step.capacities
         selection = self.params.selection
-        if selection == "auto" and overloaded:  # one density pass: cheap
-            return order[greedy_knapsack(values[order], weights[order], caps, max_items=step.max_items)]
-        if selection in ("auto", "priority"):
-            return greedy_knapsack(values, weights, caps, max_items=step.max_items, order=order)
+        if selection in ("auto", "priority"):  # above overload_at, "auto" walks the density rank: one pass
+            return greedy_knapsack(values, weights, caps, max_items=step.max_items, order=rank)
         if selection == "density":
             return order[best_of_greedy(values[order], weights[order], caps, max_items=step.max_items)]
         from formulations.exact.knapsack import KnapsackProblem
@@ -263,14 +281,15 @@ class SloPolicy(Policy):
             return Plan(run=view.idx[everyone])
         step = self.knapsack_inputs(view)
         chosen = np.zeros(n, dtype=bool)
-        chosen[self._select(step, overloaded)] = True
+        rank = self._rank(step, overloaded)
+        chosen[self._select(step, rank)] = True
         chosen, victims = self._evictions(view, step, chosen, overloaded)
         reject = np.flatnonzero(step.given_up) if self.params.reject else EMPTY
         if len(reject):  # rejected requests free their blocks themselves
             chosen[reject] = False
             victims = victims[~step.given_up[victims]]
-        eligible = step.order[~step.given_up[step.order]] if self.params.reject else step.order
-        run_pos = batching.fill_budget(view, chosen, eligible, victims)
+        eligible = rank[~step.given_up[rank]] if self.params.reject else rank
+        run_pos = batching.fill_budget(view, chosen, eligible, victims, (step.weights[:, 0], step.weights[:, 1]))
         paused = (view.release <= view.now + 1e-12) & ~step.doomed
         paused[run_pos] = False
         recheck = None
