@@ -1,14 +1,18 @@
 """Per-request simulator state as numpy columns.
 
 Two layouts live side by side:
-- request-indexed arrays (index i = Instance.requests[i]): static facts, the preallocated
-  token-time buffer, release/finish times and the admission/preemption lists of the timelines;
+- request-indexed arrays (index i = Instance.requests[i]): static facts, release/finish times
+  and the admission/preemption lists of the timelines (only for requests that have any);
 - live-slot columns: the state of the requests that are live now (released, not finished),
   packed into slots 0..n_live-1 of a few 2-D arrays. An `EngineView` is then a set of cheap
   slices, and the hot loop works on small packed arrays instead of indexing all n requests.
 
 Removing a finished request moves the last live slot into its place, so slot order is arbitrary;
 `slot_of[i]` maps a request index to its slot (-1 when not live).
+
+Token times live in an arena (`TokenArena`) that holds the live requests' tokens only: a request
+gets its segment when it is released and gives it up when it leaves, so memory follows the live
+set, not the run's total token count (a million-request run delivers hundreds of millions).
 """
 
 from __future__ import annotations
@@ -92,8 +96,6 @@ class LiveState:
         static_ints[INT_ROWS.index("output_len")] = table.output_len
         static_ints[INT_ROWS.index("prefill_left")] = table.prompt_len
         static_ints[INT_ROWS.index("group")] = table.group
-        self.token_offsets = np.concatenate(([0], np.cumsum(table.output_len))).astype(np.int64)
-        static_ints[INT_ROWS.index("token_base")] = self.token_offsets[:-1]
         static_ints[INT_ROWS.index("refined_at")] = -1
         rate = table.read_rate
         latency = table.cls == 0
@@ -111,15 +113,24 @@ class LiveState:
         self._static_latency = latency
         self._predictions = predictions
         self._release_row = FLOAT_ROWS.index("release")
+        self.tokens = TokenArena()
 
         # Request-indexed results.
-        self.token_times = np.empty(int(self.token_offsets[-1]), dtype=np.float64)
         self.release_time = np.full(n, np.nan)
         self.finish_time = np.full(n, np.nan)
         self.reject_time = np.full(n, np.nan)  # rejected by the policy (Plan.reject), unserved
-        self.delivered_at_reject = np.zeros(n, dtype=np.int64)
-        self.admissions: list[list[float]] = [[] for _ in range(n)]
-        self.preemption_times: list[list[float]] = [[] for _ in range(n)]
+        self.admissions: dict[int, list[float]] = {}  # request index -> times, until its timeline is out
+        self.preemption_times: dict[int, list[float]] = {}
+
+    @property
+    def token_times(self) -> np.ndarray:
+        """The arena's buffer: a live slot's tokens are token_times[token_base[s] + j], j < generated[s]."""
+        return self.tokens.buffer
+
+    def delivered(self, slot: int) -> np.ndarray:
+        """The token times of live `slot` so far (a view, valid until the next release)."""
+        base = int(self.token_base[slot])
+        return self.tokens.buffer[base:base + int(self.generated[slot])]
 
     def add(self, requests: np.ndarray, now: float) -> None:
         """Make requests live (released at `now`), appended after the last live slot."""
@@ -132,12 +143,16 @@ class LiveState:
         self.is_latency[lo:hi] = self._static_latency[requests]
         self.resident[lo:hi] = False
         self.pred[lo:hi] = self._predictions[requests]
+        self.token_base[lo:hi] = self.tokens.allocate(self.output_len[lo:hi], self.token_base[:lo],
+                                                      self.generated[:lo], self.output_len[:lo])
         self.slot_of[requests] = np.arange(lo, hi)
         self.release_time[requests] = now
         self.n_live = hi
 
     def remove(self, slots: list[int]) -> None:
-        """Drop finished requests; the last live slot moves into each freed one."""
+        """Drop finished requests (their token segments go back to the arena); the last live slot
+        moves into each freed one."""
+        self.tokens.free(int(self.output_len[slots].sum()))
         for s in sorted(slots, reverse=True):
             last = self.n_live - 1
             self.slot_of[self.idx[s]] = -1
@@ -151,3 +166,42 @@ class LiveState:
                 self.pred_refined[s] = self.pred_refined[last]
                 self.slot_of[self.idx[s]] = s
             self.n_live = last
+
+
+class TokenArena:
+    """One float64 buffer holding the token times of the live requests, each in a segment of its
+    output length. Segments are handed out at the top; when the top would pass the end, the live
+    segments are copied to the front of a buffer twice their size (so copying costs O(1) per token
+    over a run) and their bases returned. `live` is the total length of the segments held."""
+
+    INITIAL = 1 << 16
+
+    def __init__(self) -> None:
+        self.buffer = np.empty(self.INITIAL, dtype=np.float64)
+        self.top = 0
+        self.live = 0
+
+    def allocate(self, lengths: np.ndarray, bases: np.ndarray, filled: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+        """Segments of `lengths` for new requests; `bases`, `filled` and `sizes` (updated in place
+        if the live segments move) describe the segments held now and how much of each is written."""
+        need = int(lengths.sum())
+        if self.top + need > len(self.buffer):
+            self._compact(bases, filled, sizes, need)
+        start = self.top + np.cumsum(lengths) - lengths
+        self.top += need
+        self.live += need
+        return start
+
+    def free(self, tokens: int) -> None:
+        self.live -= tokens
+
+    def _compact(self, bases: np.ndarray, filled: np.ndarray, sizes: np.ndarray, need: int) -> None:
+        moved = np.cumsum(sizes) - sizes
+        buffer = np.empty(max(len(self.buffer), 2 * (self.live + need)), dtype=np.float64)
+        total = int(filled.sum())
+        if total:
+            within = np.arange(total) - np.repeat(np.cumsum(filled) - filled, filled)
+            buffer[np.repeat(moved, filled) + within] = self.buffer[np.repeat(bases, filled) + within]
+        bases[:] = moved
+        self.buffer = buffer
+        self.top = self.live
