@@ -12,6 +12,7 @@ machines are shared: wall seconds compare only within one run of this script.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import subprocess
@@ -74,7 +75,7 @@ def accounted(out: Path, policy: str, requests: int) -> str:
     if not metrics_path.is_file():
         return "no metrics.json"
     metrics = json.loads(metrics_path.read_text())["policies"][policy]
-    with (out / f"schedule-{policy}.jsonl").open() as fh:
+    with gzip.open(out / f"schedule-{policy}.jsonl.gz", "rt") as fh:
         lines = sum(1 for _ in fh)
     ok = metrics["requests"] == requests == lines
     return f"{'yes' if ok else 'NO'} ({metrics['requests']} scored, {lines} lines, {metrics['unfinished']} unfinished)"

@@ -70,6 +70,7 @@ class SpilledValues:
 
     def ordered(self, lo: int, hi: int) -> np.ndarray:
         """Values lo..hi-1 of the key-ordered concatenation."""
+        self._flush()
         out = np.empty(hi - lo, dtype=np.float64)
         if hi <= lo:
             return out

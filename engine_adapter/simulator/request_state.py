@@ -6,6 +6,8 @@ Two layouts live side by side:
 - live-slot columns: the state of the requests that are live now (released, not finished),
   packed into slots 0..n_live-1 of a few 2-D arrays. An `EngineView` is then a set of cheap
   slices, and the hot loop works on small packed arrays instead of indexing all n requests.
+  Their capacity doubles when the live set outgrows it (`generation` counts the moves, so that
+  cached slices can be renewed): memory follows the most requests live at once, not n.
 
 Removing a finished request moves the last live slot into its place, so slot order is arbitrary;
 `slot_of[i]` maps a request index to its slot (-1 when not live).
@@ -27,6 +29,8 @@ INT_ROWS = ("idx", "prompt_len", "output_len", "generated", "computed", "prefill
             "cached", "hit_held")
 FLOAT_ROWS = ("arrival", "release", "ttft_target", "read_rate", "deadline", "lag", "delay_area",
               "peak", "ideal1", "inv_rate")
+SLOT_ARRAYS = ("ints", "floats", "cls", "resident", "is_latency", "pred", "pred_refined")  # slot-indexed
+INITIAL_SLOTS = 1024  # live slots to start with (doubled as needed)
 
 
 class LiveState:
@@ -74,17 +78,8 @@ class LiveState:
         table = instance.table
         n = len(table)
         self.n_requests = n
-        self.ints = np.zeros((len(INT_ROWS), n), dtype=np.int64)
-        self.floats = np.zeros((len(FLOAT_ROWS), n), dtype=np.float64)
-        for k, name in enumerate(INT_ROWS):
-            setattr(self, name, self.ints[k])
-        for k, name in enumerate(FLOAT_ROWS):
-            setattr(self, name, self.floats[k])
-        self.cls = np.zeros(n, dtype=np.int8)
-        self.resident = np.zeros(n, dtype=bool)
-        self.is_latency = np.zeros(n, dtype=bool)
-        self.pred = np.zeros((n, predictions.shape[1]), dtype=np.float64)
-        self.pred_refined = np.zeros_like(self.pred)
+        self.generation = 0
+        self._allocate(min(n, INITIAL_SLOTS), predictions.shape[1])
         self.n_live = 0
         self.slot_of = np.full(n, -1, dtype=np.int64)
 
@@ -132,10 +127,34 @@ class LiveState:
         base = int(self.token_base[slot])
         return self.tokens.buffer[base:base + int(self.generated[slot])]
 
+    def _allocate(self, capacity: int, quantiles: int) -> None:
+        """Live-slot columns of `capacity` slots, the live ones (if any) copied over."""
+        n = self.n_live if hasattr(self, "n_live") else 0
+        old = {name: getattr(self, name) for name in SLOT_ARRAYS} if n else {}
+        self.ints = np.zeros((len(INT_ROWS), capacity), dtype=np.int64)
+        self.floats = np.zeros((len(FLOAT_ROWS), capacity), dtype=np.float64)
+        self.cls = np.zeros(capacity, dtype=np.int8)
+        self.resident = np.zeros(capacity, dtype=bool)
+        self.is_latency = np.zeros(capacity, dtype=bool)
+        self.pred = np.zeros((capacity, quantiles), dtype=np.float64)
+        self.pred_refined = np.zeros_like(self.pred)
+        for name, values in old.items():  # the slot axis is the matrices' second, the others' first
+            if name in ("ints", "floats"):
+                getattr(self, name)[:, :n] = values[:, :n]
+            else:
+                getattr(self, name)[:n] = values[:n]
+        for k, name in enumerate(INT_ROWS):
+            setattr(self, name, self.ints[k])
+        for k, name in enumerate(FLOAT_ROWS):
+            setattr(self, name, self.floats[k])
+        self.generation += 1
+
     def add(self, requests: np.ndarray, now: float) -> None:
         """Make requests live (released at `now`), appended after the last live slot."""
         k = len(requests)
         lo, hi = self.n_live, self.n_live + k
+        if hi > self.ints.shape[1]:
+            self._allocate(max(hi, 2 * self.ints.shape[1]), self.pred.shape[1])
         self.ints[:, lo:hi] = self._static_ints[requests].T
         self.floats[:, lo:hi] = self._static_floats[requests].T
         self.floats[self._release_row, lo:hi] = now
