@@ -17,7 +17,7 @@ import numpy as np
 
 
 class OrderedLines:
-    def __init__(self, out: IO, n: int, directory: Path | None = None, memory: int = 64 << 20) -> None:
+    def __init__(self, out: IO, n: int, directory: Path | None = None, memory: int = 16 << 20) -> None:
         self._out = out
         self._n = n
         self._next = 0
