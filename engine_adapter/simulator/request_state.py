@@ -83,27 +83,23 @@ class LiveState:
         self.n_live = 0
         self.slot_of = np.full(n, -1, dtype=np.int64)
 
-        # Request-indexed static facts, copied into a slot on release. Built column-wise, stored
-        # request-major so that releasing a few requests gathers whole rows (cheap).
-        static_ints = np.zeros((len(INT_ROWS), n), dtype=np.int64)
-        static_ints[INT_ROWS.index("idx")] = np.arange(n)
-        static_ints[INT_ROWS.index("prompt_len")] = table.prompt_len
-        static_ints[INT_ROWS.index("output_len")] = table.output_len
-        static_ints[INT_ROWS.index("prefill_left")] = table.prompt_len
-        static_ints[INT_ROWS.index("group")] = table.group
-        static_ints[INT_ROWS.index("refined_at")] = -1
+        # Request-indexed static facts, copied into a slot on release: only the rows that differ
+        # between requests (the others start at their default), request-major so that releasing
+        # a few requests gathers whole rows (cheap).
         rate = table.read_rate
         latency = table.cls == 0
-        static_floats = np.zeros((len(FLOAT_ROWS), n), dtype=np.float64)
-        static_floats[FLOAT_ROWS.index("arrival")] = table.arrival
-        static_floats[FLOAT_ROWS.index("ttft_target")] = table.ttft_target
-        static_floats[FLOAT_ROWS.index("read_rate")] = rate
-        static_floats[FLOAT_ROWS.index("deadline")] = table.deadline
-        static_floats[FLOAT_ROWS.index("peak")] = -np.inf
-        static_floats[FLOAT_ROWS.index("ideal1")] = np.where(latency, table.arrival + table.ttft_target, 0.0)
-        static_floats[FLOAT_ROWS.index("inv_rate")] = np.where(latency, 1.0 / np.where(latency, rate, 1.0), 0.0)
-        self._static_ints = np.ascontiguousarray(static_ints.T)
-        self._static_floats = np.ascontiguousarray(static_floats.T)
+        static_ints = {"idx": np.arange(n), "prompt_len": table.prompt_len, "output_len": table.output_len,
+                       "prefill_left": table.prompt_len, "group": table.group}
+        static_floats = {"arrival": table.arrival, "ttft_target": table.ttft_target, "read_rate": rate,
+                         "deadline": table.deadline,
+                         "ideal1": np.where(latency, table.arrival + table.ttft_target, 0.0),
+                         "inv_rate": np.where(latency, 1.0 / np.where(latency, rate, 1.0), 0.0)}
+        self._static_int_rows = np.array([INT_ROWS.index(name) for name in static_ints])
+        self._static_float_rows = np.array([FLOAT_ROWS.index(name) for name in static_floats])
+        self._static_ints = np.ascontiguousarray(np.stack(list(static_ints.values()), axis=1), dtype=np.int64)
+        self._static_floats = np.ascontiguousarray(np.stack(list(static_floats.values()), axis=1), dtype=np.float64)
+        self._int_defaults = np.array([[-1 if name == "refined_at" else 0] for name in INT_ROWS], dtype=np.int64)
+        self._float_defaults = np.array([[-np.inf if name == "peak" else 0.0] for name in FLOAT_ROWS])
         self._static_cls = table.cls
         self._static_latency = latency
         self._predictions = predictions
@@ -155,8 +151,10 @@ class LiveState:
         lo, hi = self.n_live, self.n_live + k
         if hi > self.ints.shape[1]:
             self._allocate(max(hi, 2 * self.ints.shape[1]), self.pred.shape[1])
-        self.ints[:, lo:hi] = self._static_ints[requests].T
-        self.floats[:, lo:hi] = self._static_floats[requests].T
+        self.ints[:, lo:hi] = self._int_defaults
+        self.ints[self._static_int_rows, lo:hi] = self._static_ints[requests].T
+        self.floats[:, lo:hi] = self._float_defaults
+        self.floats[self._static_float_rows, lo:hi] = self._static_floats[requests].T
         self.floats[self._release_row, lo:hi] = now
         self.cls[lo:hi] = self._static_cls[requests]
         self.is_latency[lo:hi] = self._static_latency[requests]
