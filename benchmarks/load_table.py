@@ -3,7 +3,8 @@ linear in the request count and <= 1 GB at 1M requests for every policy).
 
 Usage: python benchmarks/load_table.py [--requests 10000 100000] [--policies fcfs slo] [--timeout S]
 Each (requests, policy) runs the real CLI in a fresh process and reports wall seconds, the
-process's peak RSS, MB per 1,000 requests, and whether every request is accounted for (the
+process's CPU seconds (wall seconds mean little on a shared machine), its peak RSS, MB per 1,000
+requests, and whether every request is accounted for (the
 metrics count and the schedule file's lines both equal the trace's rows). The trace resamples
 azure-conv's prompt/output lengths (seeded) with Poisson arrivals at `--rate` req/s. The
 machines are shared: wall seconds compare only within one run of this script.
@@ -12,6 +13,7 @@ machines are shared: wall seconds compare only within one run of this script.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import subprocess
@@ -50,8 +52,8 @@ def synthetic_trace(path: Path, requests: int, rate: float, seed: int = 0) -> No
             fh.write(f"{a:.4f},{p},{o}\n")
 
 
-def run_once(config: Path, policy: str, out: Path, timeout: float) -> tuple[float, float, int | None]:
-    """Wall seconds, peak RSS MB and the exit code (None: timed out) of one CLI run."""
+def run_once(config: Path, policy: str, out: Path, timeout: float) -> tuple[float, float, float, int | None]:
+    """Wall seconds, CPU seconds, peak RSS MB and the exit code (None: timed out) of one CLI run."""
     cmd = [sys.executable, "-m", "experiments.cli", "run", str(config), "--policies", policy, "--out", str(out),
            "--json"]
     started = time.perf_counter()
@@ -61,12 +63,16 @@ def run_once(config: Path, policy: str, out: Path, timeout: float) -> tuple[floa
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             proc.returncode = os.waitstatus_to_exitcode(status)
-            return time.perf_counter() - started, usage.ru_maxrss / 1024, proc.returncode
+            return time.perf_counter() - started, _cpu(usage), usage.ru_maxrss / 1024, proc.returncode
         if time.perf_counter() > deadline:
             proc.kill()
             _, _, usage = os.wait4(proc.pid, 0)
-            return time.perf_counter() - started, usage.ru_maxrss / 1024, None
+            return time.perf_counter() - started, _cpu(usage), usage.ru_maxrss / 1024, None
         time.sleep(0.2)
+
+
+def _cpu(usage: os.struct_rusage) -> float:
+    return usage.ru_utime + usage.ru_stime
 
 
 def accounted(out: Path, policy: str, requests: int) -> str:
@@ -74,7 +80,7 @@ def accounted(out: Path, policy: str, requests: int) -> str:
     if not metrics_path.is_file():
         return "no metrics.json"
     metrics = json.loads(metrics_path.read_text())["policies"][policy]
-    with (out / f"schedule-{policy}.jsonl").open() as fh:
+    with gzip.open(out / f"schedule-{policy}.jsonl.gz", "rt") as fh:
         lines = sum(1 for _ in fh)
     ok = metrics["requests"] == requests == lines
     return f"{'yes' if ok else 'NO'} ({metrics['requests']} scored, {lines} lines, {metrics['unfinished']} unfinished)"
@@ -87,7 +93,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=8.0, help="arrivals per second")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per run")
     args = parser.parse_args()
-    print(f"{'requests':>9} {'policy':>7} {'wall s':>8} {'peak MB':>8} {'MB/1k req':>9}  all accounted for")
+    print(f"{'requests':>9} {'policy':>7} {'wall s':>8} {'cpu s':>8} {'peak MB':>8} {'MB/1k req':>9}  all accounted for")
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.requests:
             trace = Path(tmp) / f"trace-{n}.csv"
@@ -96,9 +102,10 @@ def main() -> None:
             config.write_text(CONFIG.format(trace=trace))
             for policy in args.policies:
                 out = Path(tmp) / f"out-{n}-{policy}"
-                wall, peak, code = run_once(config, policy, out, args.timeout)
+                wall, cpu, peak, code = run_once(config, policy, out, args.timeout)
                 status = "timed out" if code is None else accounted(out, policy, n) if code == 0 else f"exit {code}"
-                print(f"{n:>9} {policy:>7} {wall:>8.1f} {peak:>8.0f} {peak / n * 1000:>9.1f}  {status}", flush=True)
+                print(f"{n:>9} {policy:>7} {wall:>8.1f} {cpu:>8.1f} {peak:>8.0f} {peak / n * 1000:>9.1f}  {status}",
+                      flush=True)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,8 @@ import json
 import platform
 import subprocess
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from importlib import metadata
@@ -29,12 +29,14 @@ from engine_adapter.simulator import simulate
 from experiments.config import ExperimentConfig, config_from_dict
 from experiments.errors import CellFailed, ConfigError
 from experiments.input_files import atomic_file
+from experiments.ordered_lines import OrderedLines
 from experiments.workloads.sharegpt.conversations import build_multi_turn_instance
 from experiments.workloads.sharegpt.workload import build_sharegpt_instance, is_sharegpt
 from experiments.workloads.trace_loader import Columns, Trace, load_trace
 from experiments.workloads import build_instance
 from formulations.instance import Instance
 from formulations.metrics import RequestOutcome, request_outcomes, summarize
+from formulations.streamed_score import StreamedScore
 from solvers.policies.registry import make_policy
 from solvers.prediction.registry import make_predictor, predictor_class
 
@@ -80,7 +82,7 @@ class CellResult:
     config: dict[str, Any]  # ExperimentConfig.to_dict()
     predictor: str
     iterations: int
-    wall_seconds: float  # simulation only
+    wall_seconds: float  # simulation and scoring
     versions: dict[str, str]
     git_commit: str | None
 
@@ -119,38 +121,53 @@ def build_cell_instance(cell: Cell) -> Instance:
 
 
 def run_cell(cell: Cell, instance: Instance | None = None, progress: Progress | None = None,
-             schedule_path: Path | None = None, token_lists: bool = True) -> CellResult:
+             schedule_path: Path | None = None, token_lists: bool = True,
+             streamed_in: Path | None = None) -> CellResult:
     """Simulate one policy on the cell's workload and score it. `instance` may be shared by
-    cells with the same workload key (it is never modified). With `schedule_path` the scored
-    requests are streamed to that JSONL file (atomically) instead of being returned.
-    token_lists=False leaves each outcome's token_times a float64 array (a caller that slims
-    the outcomes then never holds a Python float per token)."""
+    cells with the same workload key (it is never modified). token_lists=False leaves each
+    outcome's token_times a float64 array (a caller that slims the outcomes then never holds a
+    Python float per token).
+
+    With `streamed_in` (a folder for temporary files) the requests are scored as they finish and
+    none is kept (the result has no outcomes): memory follows the live requests, not the run's
+    length. `schedule_path` (streamed only) then receives each scored request as a JSONL line, in
+    instance order, atomically."""
     config = cell.config
     instance = instance if instance is not None else build_cell_instance(cell)
     policy = make_policy(cell.policy, **config.policy_kwargs(cell.policy))
     predictor = make_predictor(config.predictor.name, **_predictor_params(config, cell.seed))
     started = time.perf_counter()
-    schedule = simulate(instance, policy, predictor, progress=progress)
-    wall = time.perf_counter() - started
-    outcomes = request_outcomes(instance, schedule, config.qoe_threshold,
-                                token_lists=token_lists and schedule_path is None)
-    if schedule_path is not None:
-        write_schedule(schedule_path, outcomes)
+    if streamed_in is None:
+        schedule = simulate(instance, policy, predictor, progress=progress)
+        outcomes = request_outcomes(instance, schedule, config.qoe_threshold, token_lists=token_lists)
+        metrics = summarize(outcomes, config.qoe_threshold)
+    else:
+        outcomes = []
+        streamed_in.mkdir(parents=True, exist_ok=True)
+        with _schedule_out(schedule_path) as fh:
+            lines = None if fh is None else OrderedLines(fh, len(instance.requests), streamed_in)
+            scorer = StreamedScore(instance, config.qoe_threshold, None if lines is None else
+                                   (lambda index, outcome: lines.put(index, schedule_line(outcome))), streamed_in)
+            schedule = simulate(instance, policy, predictor, progress=progress, on_done=scorer.add)
+            metrics = scorer.metrics()
+            if lines is not None:
+                lines.close()
     return CellResult(
         key=cell.key, policy=cell.policy, rate_scale=cell.rate_scale, seed=cell.seed,
-        metrics=summarize(outcomes, config.qoe_threshold).to_dict(),
-        outcomes=[] if schedule_path is not None else [o.to_dict() for o in outcomes],
+        metrics=metrics.to_dict(), outcomes=[o.to_dict() for o in outcomes],
         config=config.to_dict(), predictor=config.predictor.name, iterations=schedule.iterations,
-        wall_seconds=wall, versions=versions(), git_commit=git_commit(),
+        wall_seconds=time.perf_counter() - started, versions=versions(), git_commit=git_commit(),
     )
 
 
 def execute(cells: list[Cell], backend: str = "sequential", progress: Callable[[int, float], None] | None = None,
-            keep_going: bool = False, schedule_paths: list[Path] | None = None) -> list[CellResult]:
+            keep_going: bool = False, schedule_paths: list[Path] | None = None,
+            streamed_in: Path | None = None) -> list[CellResult]:
     """Run cells, results in the order of `cells`. `progress(cell_index, fraction)` is called
-    as each cell advances (fraction 1.0 when it is done). `schedule_paths[k]` receives cell k's
-    scored requests (see run_cell). A failing cell raises `CellFailed` with the finished
-    results in `partial`; with `keep_going` after every other cell has run."""
+    as each cell advances (fraction 1.0 when it is done). With `streamed_in` cells are scored
+    streamed (see run_cell) and `schedule_paths[k]` receives cell k's scored requests. A failing
+    cell raises `CellFailed` with the finished results in `partial`; with `keep_going` after
+    every other cell has run."""
     if backend not in BACKENDS:
         raise ConfigError(f"backend {backend!r}; valid: {', '.join(BACKENDS)}")
     instances: dict[tuple[int, tuple[float, int]], Instance] = {}
@@ -164,7 +181,8 @@ def execute(cells: list[Cell], backend: str = "sequential", progress: Callable[[
         if key not in instances:  # bad input fails here, the same for every policy: raised as is
             instances[key] = build_cell_instance(cell)
         try:
-            results.append(run_cell(cell, instances[key], on_progress, schedule_paths[k] if schedule_paths else None))
+            results.append(run_cell(cell, instances[key], on_progress, schedule_paths[k] if schedule_paths else None,
+                                    streamed_in=streamed_in))
         except OSError:
             raise  # a full disk: every cell would fail the same way
         except Exception as err:
@@ -179,15 +197,23 @@ def execute(cells: list[Cell], backend: str = "sequential", progress: Callable[[
     return results
 
 
-def write_schedule(path: Path, outcomes: list[RequestOutcome]) -> None:
-    """JSONL, one JSON object per scored request (id and class first), streamed, atomic; a `.gz`
-    path is gzip'd (a demo's token times are ~35 MB as text, a tenth of that compressed)."""
+@contextmanager
+def _schedule_out(path: Path | None) -> Iterator[IO | None]:
+    """A text stream into `path`, atomic; a `.gz` path is gzip'd (a demo's token times are ~35 MB
+    as text, a tenth of that compressed). None without a path."""
+    if path is None:
+        yield None
+        return
     with atomic_file(path, "wb" if path.suffix == ".gz" else "w") as raw:
         with _text_out(raw, path) as fh:
-            for outcome in outcomes:
-                data = outcome.to_dict()
-                data["token_times"] = np.asarray(data["token_times"]).tolist()
-                fh.write(json.dumps({"id": data["id"], "class": data["class"], **data}, allow_nan=False) + "\n")
+            yield fh
+
+
+def schedule_line(outcome: RequestOutcome) -> str:
+    """One line of a schedule file: the scored request as JSON, id and class first."""
+    data = outcome.to_dict()
+    data["token_times"] = np.asarray(data["token_times"]).tolist()
+    return json.dumps({"id": data["id"], "class": data["class"], **data}, allow_nan=False) + "\n"
 
 
 def _text_out(raw: IO, path: Path) -> IO:

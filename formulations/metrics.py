@@ -26,9 +26,10 @@ from typing import Any
 import numpy as np
 
 from formulations.instance import Instance
+from formulations.percentiles import Percentiles
 from formulations.qoe import qoe
-from formulations.requests import RequestClass
-from formulations.schedule import Schedule
+from formulations.requests import CLASS_CODES, Request, RequestClass
+from formulations.schedule import RequestTimeline, Schedule
 from formulations.turns import turn_release
 
 DEFAULT_QOE_THRESHOLD = 0.95
@@ -68,23 +69,6 @@ class RequestOutcome:
 
 
 @dataclass(frozen=True)
-class Percentiles:
-    mean: float | None
-    p50: float | None
-    p99: float | None
-    p90: float | None = None
-
-    @classmethod
-    def of(cls, values: np.ndarray) -> Percentiles:
-        """Mean, median, p99 and p90 of `values`, which it reorders (no copy of a large array)."""
-        if len(values) == 0:
-            return cls(None, None, None)
-        mean = float(values.mean())
-        p50, p90, p99 = np.percentile(values, [50, 90, 99], overwrite_input=True)
-        return cls(mean, float(p50), float(p99), float(p90))
-
-
-@dataclass(frozen=True)
 class Metrics:
     attainment: float  # share of requests whose SLO is met (bulk groups all or nothing)
     attainment_by_class: dict[str, float | None]  # None where the class has no request
@@ -121,45 +105,53 @@ def _outcomes(instance: Instance, schedule: Schedule, qoe_threshold: float, toke
     time than the rest of the scoring)."""
     if len(schedule.timelines) != len(instance.requests):
         raise ValueError(f"schedule has {len(schedule.timelines)} timelines for {len(instance.requests)} requests")
-    group_met: dict[str, bool] = {}
-    for g in instance.groups:
-        deadline = instance.group_deadlines[g.id]
-        finishes = [schedule.timelines[instance.index[m]].finish for m in g.members]
-        group_met[g.id] = all(f is not None and f <= deadline + 1e-9 for f in finishes)
+    group_met = {g.id: group_verdict(instance, g.id, [schedule.timelines[instance.index[m]] for m in g.members])
+                 for g in instance.groups}
     outcomes = []
-    cache = schedule.meta.get("prefix_cache", {})
-    hits, queries = cache.get("hits_of", {}), cache.get("queries_of", {})
     for req, tl in zip(instance.requests, schedule.timelines, strict=True):
         if tl.request_id != req.id:
             raise ValueError(f"schedule timeline {tl.request_id!r} is not aligned with request {req.id!r}")
-        times = np.asarray(tl.token_times, dtype=np.float64)
-        finished = tl.finish is not None and len(times) >= req.output_len
-        sent = req.arrival if req.after is None else _sent(instance, schedule, req)
-        deadline = instance.deadline(req)
-        value = None
-        if req.cls is RequestClass.LATENCY:
-            value = qoe(times, req.output_len, sent, req.ttft_target, req.read_rate)
-            met = finished and value >= qoe_threshold
-        elif req.cls is RequestClass.THROUGHPUT:
-            met = finished and tl.finish <= deadline + 1e-9
-        else:
-            met = group_met[req.group]
-        outcomes.append(RequestOutcome(
-            id=req.id, cls=req.cls.value, group=req.group, arrival=req.arrival,
-            release=None if math.isnan(tl.release) else tl.release,
-            prompt_len=req.prompt_len, output_len=req.output_len, ttft_target=req.ttft_target,
-            read_rate=req.read_rate, deadline=deadline, token_times=times.tolist() if token_lists else times,
-            preemptions=len(tl.preemptions), finish=tl.finish if finished else None, qoe=value, slo_met=bool(met),
-            rejected_at=tl.rejected, after=req.after, sent=sent, cached_tokens=int(hits.get(req.id, 0)),
-            queried_tokens=int(queries.get(req.id, 0)),
-        ))
+        sent = req.arrival if req.after is None else sent_at(instance, req, schedule.timelines[instance.index[req.after]].finish)
+        outcomes.append(score_request(instance, req, tl, qoe_threshold, group_met.get(req.group), token_lists, sent))
     return outcomes
 
 
-def _sent(instance: Instance, schedule: Schedule, req) -> float | None:
-    """When a later turn's user sent it: its previous turn's finish plus its think time."""
-    finish = schedule.timelines[instance.index[req.after]].finish
-    return None if finish is None else turn_release(finish, req.think_time, instance.engine.slot_time)
+def sent_at(instance: Instance, req: Request, previous_finish: float | None) -> float | None:
+    """When a later turn's user sent it: its previous turn's finish plus its think time (None:
+    the previous turn never finished, so it was never sent)."""
+    return None if previous_finish is None else turn_release(previous_finish, req.think_time, instance.engine.slot_time)
+
+
+def group_verdict(instance: Instance, group: str, timelines: list[RequestTimeline]) -> bool:
+    """A bulk group meets its SLO when every member finished by the group's deadline."""
+    deadline = instance.group_deadlines[group]
+    return all(tl.finish is not None and tl.finish <= deadline + 1e-9 for tl in timelines)
+
+
+def score_request(instance: Instance, req: Request, tl: RequestTimeline, qoe_threshold: float,
+                  group_met: bool | None, token_lists: bool, sent: float | None) -> RequestOutcome:
+    """One request's outcome; a bulk member takes its group's verdict `group_met`, a later turn
+    is judged from when it was `sent` (its arrival for every other request)."""
+    times = np.asarray(tl.token_times, dtype=np.float64)
+    finished = tl.finish is not None and len(times) >= req.output_len
+    deadline = instance.deadline(req)
+    value = None
+    if req.cls is RequestClass.LATENCY:
+        value = qoe(times, req.output_len, sent, req.ttft_target, req.read_rate)
+        met = finished and value >= qoe_threshold
+    elif req.cls is RequestClass.THROUGHPUT:
+        met = finished and tl.finish <= deadline + 1e-9
+    else:
+        met = group_met
+    return RequestOutcome(
+        id=req.id, cls=req.cls.value, group=req.group, arrival=req.arrival,
+        release=None if math.isnan(tl.release) else tl.release,
+        prompt_len=req.prompt_len, output_len=req.output_len, ttft_target=req.ttft_target,
+        read_rate=req.read_rate, deadline=deadline, token_times=times.tolist() if token_lists else times,
+        preemptions=len(tl.preemptions), finish=tl.finish if finished else None, qoe=value, slo_met=bool(met),
+        rejected_at=tl.rejected, after=req.after, sent=sent, cached_tokens=tl.cached_tokens,
+        queried_tokens=tl.queried_tokens,
+    )
 
 
 def score(instance: Instance, schedule: Schedule, qoe_threshold: float = DEFAULT_QOE_THRESHOLD) -> Metrics:
@@ -167,45 +159,83 @@ def score(instance: Instance, schedule: Schedule, qoe_threshold: float = DEFAULT
 
 
 def summarize(outcomes: list[RequestOutcome], qoe_threshold: float = DEFAULT_QOE_THRESHOLD) -> Metrics:
-    met = np.array([o.slo_met for o in outcomes], dtype=bool)
-    classes = np.array([o.cls for o in outcomes], dtype=object)
-    by_class: dict[str, float | None] = {}
-    for cls in RequestClass:
-        mask = classes == cls.value
-        by_class[cls.value] = float(met[mask].mean()) if mask.any() else None
-    qoes = np.array([o.qoe for o in outcomes if o.qoe is not None])
-    done = [o for o in outcomes if o.finish is not None]
-    rejected = np.array([o.rejected_at - (o.arrival if o.sent is None else o.sent) for o in outcomes
-                         if o.rejected_at is not None])
-    ttft = np.array([o.token_times[0] - o.release for o in done])
-    jct = np.array([o.finish - o.release for o in done])
-    tbt = _gaps([o.token_times for o in done])
-    tokens = sum(len(o.token_times) for o in outcomes)
-    start = min((o.arrival for o in outcomes), default=0.0)
-    end = max((o.finish for o in done), default=start)
-    return Metrics(
-        attainment=float(met.mean()) if len(met) else 0.0,
-        attainment_by_class=by_class,
-        slo_met=int(met.sum()),
-        requests=len(outcomes),
-        mean_qoe=float(qoes.mean()) if len(qoes) else None,
-        qoe_at_threshold=float((qoes >= qoe_threshold).mean()) if len(qoes) else None,
-        ttft=Percentiles.of(ttft),
-        tbt=Percentiles.of(tbt),
-        jct=Percentiles.of(jct),
-        throughput=tokens / (end - start) if end > start else 0.0,
-        preemptions=sum(o.preemptions for o in outcomes),
-        unfinished=len(outcomes) - len(done) - len(rejected),
-        rejected=len(rejected),
-        served_late=sum(not o.slo_met for o in done),
-        time_to_reject=Percentiles.of(rejected),
-        prefix_hit_rate=_hit_rate(outcomes),
-    )
+    columns = OutcomeColumns(len(outcomes))
+    for k, o in enumerate(outcomes):
+        columns.set(k, o)
+    return columns.metrics(Percentiles.of(_gaps([o.token_times for o in outcomes if o.finish is not None])),
+                           qoe_threshold)
 
 
-def _hit_rate(outcomes: list[RequestOutcome]) -> float:
-    queried = sum(o.queried_tokens for o in outcomes)
-    return sum(o.cached_tokens for o in outcomes) / queried if queried else 0.0
+class OutcomeColumns:
+    """What the metrics need of each request's outcome, as arrays in request order, so that a
+    long run can be scored one request at a time without keeping the outcomes (the token gaps
+    for the TBT are kept by the caller)."""
+
+    def __init__(self, n: int) -> None:
+        self.met = np.zeros(n, dtype=bool)
+        self.cls = np.zeros(n, dtype=np.int8)
+        self.has_qoe = np.zeros(n, dtype=bool)
+        self.qoe = np.zeros(n)
+        self.done = np.zeros(n, dtype=bool)
+        self.rejected = np.zeros(n, dtype=bool)
+        self.arrival = np.zeros(n)
+        self.ttft = np.zeros(n)  # first token - release, where done
+        self.jct = np.zeros(n)  # finish - release, where done
+        self.finish = np.zeros(n)
+        self.time_to_reject = np.zeros(n)
+        self.tokens = np.zeros(n, dtype=np.int64)
+        self.preemptions = np.zeros(n, dtype=np.int64)
+        self.cached_tokens = np.zeros(n, dtype=np.int64)
+        self.queried_tokens = np.zeros(n, dtype=np.int64)
+
+    def set(self, k: int, o: RequestOutcome) -> None:
+        self.met[k] = o.slo_met
+        self.cls[k] = CLASS_CODES[RequestClass(o.cls)]
+        self.arrival[k] = o.arrival
+        self.tokens[k] = len(o.token_times)
+        self.preemptions[k] = o.preemptions
+        self.cached_tokens[k], self.queried_tokens[k] = o.cached_tokens, o.queried_tokens
+        if o.qoe is not None:
+            self.has_qoe[k], self.qoe[k] = True, o.qoe
+        if o.finish is not None:
+            self.done[k] = True
+            self.ttft[k] = o.token_times[0] - o.release
+            self.jct[k] = o.finish - o.release
+            self.finish[k] = o.finish
+        if o.rejected_at is not None:
+            self.rejected[k], self.time_to_reject[k] = True, o.rejected_at - (o.arrival if o.sent is None else o.sent)
+
+    def metrics(self, tbt: Percentiles, qoe_threshold: float) -> Metrics:
+        met, done, n = self.met, self.done, len(self.met)
+        by_class: dict[str, float | None] = {}
+        for cls in RequestClass:
+            mask = self.cls == CLASS_CODES[cls]
+            by_class[cls.value] = float(met[mask].mean()) if mask.any() else None
+        qoes = self.qoe[self.has_qoe]
+        rejected = self.time_to_reject[self.rejected]
+        tokens = int(self.tokens.sum())
+        start = float(self.arrival.min()) if n else 0.0
+        end = float(self.finish[done].max()) if done.any() else start
+        completed = int(done.sum())
+        queried = int(self.queried_tokens.sum())
+        return Metrics(
+            attainment=float(met.mean()) if n else 0.0,
+            attainment_by_class=by_class,
+            slo_met=int(met.sum()),
+            requests=n,
+            mean_qoe=float(qoes.mean()) if len(qoes) else None,
+            qoe_at_threshold=float((qoes >= qoe_threshold).mean()) if len(qoes) else None,
+            ttft=Percentiles.of(self.ttft[done]),
+            tbt=tbt,
+            jct=Percentiles.of(self.jct[done]),
+            throughput=tokens / (end - start) if end > start else 0.0,
+            preemptions=int(self.preemptions.sum()),
+            unfinished=n - completed - len(rejected),
+            rejected=len(rejected),
+            served_late=int((done & ~met).sum()),
+            time_to_reject=Percentiles.of(rejected),
+            prefix_hit_rate=int(self.cached_tokens.sum()) / queried if queried else 0.0,
+        )
 
 
 def _gaps(token_times: list[list[float]] | list[np.ndarray], batch: int = 4096) -> np.ndarray:

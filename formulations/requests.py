@@ -29,9 +29,9 @@ class ValidationError(ValueError):
     """Bad input: the message names the object, the field and the offending value."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Request:
-    """One generation request.
+    """One generation request (slots: a million-request workload holds a million of them).
 
     `output_len` is the true output length: only the simulator, the scorer and the hindsight oracle
     read it; policies see a predictor's estimate. For bulk members `arrival` is the group's

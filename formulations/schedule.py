@@ -16,6 +16,7 @@ class RequestTimeline:
     its last parent). `admissions` are the times it (re)started holding KV; `preemptions` the
     times it lost them. `token_times[i]` is when output token i+1 was delivered. `rejected` is
     when the policy rejected it (Plan.reject: finished unserved, the client told at once).
+    `cached_tokens` / `queried_tokens`: its prefix-cache hits and lookups (0 without caching).
     """
 
     request_id: str
@@ -25,6 +26,8 @@ class RequestTimeline:
     preemptions: list[float] = field(default_factory=list)
     finish: float | None = None
     rejected: float | None = None
+    cached_tokens: int = 0  # prefix-cache hit tokens over its admissions
+    queried_tokens: int = 0  # tokens it looked up in the prefix cache over its admissions
 
     @property
     def first_token(self) -> float | None:

@@ -75,18 +75,16 @@ def test_a_full_disk_leaves_no_metrics_and_no_cut_schedule(tmp_path, config, mon
     out = tmp_path / "out"
     out.mkdir()
     (out / "metrics.json").write_text("{}")  # from an earlier run into the same folder
-    written = []
-    original = runner.write_schedule
+    lines = []
+    original = runner.schedule_line
 
-    def write_then_fill(path, outcomes):  # the disk fills up after 5 lines of the second schedule
-        def cut_short():
-            yield from outcomes[:5]
-            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+    def line_then_fill(outcome):  # the disk fills up after 5 lines of the second schedule (40 requests each)
+        lines.append(outcome.id)
+        if len(lines) > 45:
+            raise OSError(errno.ENOSPC, "No space left on device", str(out / "schedule-edf.jsonl"))
+        return original(outcome)
 
-        original(path, cut_short() if written else outcomes)
-        written.append(path)
-
-    monkeypatch.setattr(runner, "write_schedule", write_then_fill)
+    monkeypatch.setattr(runner, "schedule_line", line_then_fill)
     code = main(["run", config, "--schedules", "jsonl", "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 2

@@ -38,7 +38,7 @@ def test_fold_in_random_chunks_matches_token_lateness(seed: int) -> None:
     # delivery times with gaps that shrink and grow (not convex: the running max matters)
     times = {i: r.arrival + np.cumsum(rng.choice([0.01, 0.05, 0.4], r.output_len)) for i, r in enumerate(inst.requests)}
     for i, t in times.items():
-        base = int(state.token_offsets[i])
+        base = int(state.token_base[state.slot_of[i]])  # its segment in the token arena
         state.token_times[base:base + len(t)] = t
     checked = 0
     while True:

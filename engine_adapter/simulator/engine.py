@@ -38,6 +38,7 @@ from solvers.prediction.oracle import OraclePredictor
 MAX_IDLE_DECISIONS = 100_000
 PROGRESS_EVERY = 4096  # loop turns between progress callbacks
 SMALL_BATCH = 32  # batches up to this size take plain-Python paths where numpy's per-call cost dominates
+OnDone = Callable[[int, RequestTimeline], None]
 
 
 class SimulationStalled(RuntimeError):
@@ -52,15 +53,29 @@ def simulate(
     record_iterations: bool = False,
     progress: Callable[[float], None] | None = None,
     fast_forward: bool = True,
+    on_done: OnDone | None = None,
 ) -> Schedule:
     """Run `policy` on the simulated engine over `instance`; returns the Schedule.
 
     fast_forward=False asks the policy before every iteration and never skips ahead (slow; used
     to cross-check that fast-forwarding changes nothing for policies whose plan only changes at
-    events).
+    events). With `on_done`, each request's timeline is handed to `on_done(index, timeline)` once
+    it is final (completed, rejected, or at the end of the run), its token times a view valid
+    during the call only, and the returned Schedule holds no timelines: the engine then keeps no
+    finished request's tokens, so a long run's memory follows its live requests.
     """
     sim = _Simulator(instance, policy, predictor or OraclePredictor(), record_iterations, progress, fast_forward)
-    return sim.run()
+    if on_done is not None:
+        return sim.run(on_done)
+    timelines: list[RequestTimeline | None] = [None] * len(instance.requests)
+
+    def keep(index: int, timeline: RequestTimeline) -> None:
+        timeline.token_times = timeline.token_times.copy()
+        timelines[index] = timeline
+
+    schedule = sim.run(keep)
+    schedule.timelines = timelines
+    return schedule
 
 
 class _Simulator:
@@ -89,14 +104,14 @@ class _Simulator:
         # DAG: children are released when their last parent finishes; a conversation's later turn
         # think_time after its previous turn finishes (formulations/turns.py; pending in
         # `timed_releases` until then); roots arrive by the clock.
-        self.parents_left = np.array([len(p) for p in table.parents], dtype=np.int64) + (table.after >= 0)
-        self.children: list[list[int]] = [[] for _ in range(n)]
-        for child, parents in enumerate(table.parents):
-            for p in parents.tolist():
-                self.children[p].append(child)
-        for turn in np.flatnonzero(table.after >= 0).tolist():
-            self.children[int(table.after[turn])].append(turn)
         self.is_turn = table.after >= 0
+        self.parents_left = np.array([len(p) for p in table.parents], dtype=np.int64) + self.is_turn
+        self.children: dict[int, list[int]] = {}  # only requests that have children
+        for child in np.flatnonzero(self.parents_left).tolist():
+            for p in table.parents[child].tolist():
+                self.children.setdefault(p, []).append(child)
+            if self.is_turn[child]:
+                self.children.setdefault(int(table.after[child]), []).append(child)
         self.think_time = table.think_time
         self.timed_releases: list[tuple[float, int]] = []  # (release time, request index), a heap
         roots = np.flatnonzero(self.parents_left == 0)
@@ -126,8 +141,10 @@ class _Simulator:
         self.views = ViewBuilder(self.state, spec, predictor, self.groups)
 
     # ---- main loop ------------------------------------------------------------------------
-    def run(self) -> Schedule:
+    def run(self, on_done: OnDone) -> Schedule:
         wall0 = time.perf_counter()
+        self.on_done = on_done
+        self.done_out = np.zeros(self.n, dtype=bool)  # timeline handed to on_done
         self.policy.reset(self.spec)
         state, clock = self.state, self.clock
         need_decide = True
@@ -175,6 +192,8 @@ class _Simulator:
                 self.progress(self.finished / self.n)
         if self.progress is not None:
             self.progress(1.0)
+        for i in np.flatnonzero(~self.done_out).tolist():  # rejected with a parent, or never released
+            self._hand_over(i, np.empty(0))
         return self._schedule(time.perf_counter() - wall0)
 
     def _gate_stall(self, slot: int) -> None:
@@ -272,7 +291,7 @@ class _Simulator:
                 state.prefill_left[s] = state.prompt_len[s] + state.generated[s]
             if self.prefix is not None:
                 self.prefix.release(s)
-            self.state.preemption_times[int(state.idx[s])].append(now)
+            self.state.preemption_times.setdefault(int(state.idx[s]), []).append(now)
         if self.prefix is not None:
             self.kv.free = self.prefix.pool.free
         return swapped
@@ -288,13 +307,14 @@ class _Simulator:
         else:
             self.kv.free += sum(state.kv_blocks[slots].tolist())
         stack = state.idx[slots].tolist()
-        state.delivered_at_reject[stack] = state.generated[slots]
         while stack:
             i = stack.pop()
             if state.reject_time[i] == state.reject_time[i]:  # reached twice through the DAG
                 continue
             state.reject_time[i] = now
-            stack.extend(self.children[i])
+            stack.extend(self.children.get(i, ()))
+        for s, i in zip(slots.tolist(), state.idx[slots].tolist(), strict=True):
+            self._hand_over(i, state.delivered(s))
         self.finished += len(slots)
         state.remove(slots.tolist())
 
@@ -306,7 +326,7 @@ class _Simulator:
         state.admit_seq[slots] = self.admit_counter + np.arange(k)
         self.admit_counter += k
         for i in state.idx[slots].tolist():
-            state.admissions[i].append(now)
+            state.admissions.setdefault(i, []).append(now)
         if self.swap:
             return int(self.kv.blocks_for(state.computed[slots]).sum())
         return 0
@@ -442,7 +462,7 @@ class _Simulator:
             pos = self.group_pos[i]
             if pos >= 0:
                 self.groups[state.group[s]].done[pos] = True
-            for c in self.children[i]:
+            for c in self.children.get(i, ()):
                 self.parents_left[c] -= 1
                 if self.parents_left[c] == 0:
                     if self.is_turn[c]:
@@ -452,6 +472,7 @@ class _Simulator:
                             heapq.heappush(self.timed_releases, (at, c))
                             continue
                     released.append(c)
+            self._hand_over(i, state.delivered(s))
         self.finished += len(slots)
         state.remove(slots.tolist())
         if released:
@@ -482,20 +503,19 @@ class _Simulator:
         return True
 
     # ---- result ---------------------------------------------------------------------------
-    def _schedule(self, wall: float) -> Schedule:
+    def _hand_over(self, i: int, token_times: np.ndarray) -> None:
+        """Request i's final timeline to on_done; the engine forgets its admissions and preemptions."""
         state = self.state
-        token_times = state.token_times
-        offsets = state.token_offsets.tolist()  # Python numbers: no numpy scalar per request
-        rejected = np.isfinite(state.reject_time)
-        ends = np.where(rejected, state.token_offsets[:-1] + state.delivered_at_reject, state.token_offsets[1:])
-        timelines = [
-            RequestTimeline(request_id=req.id, release=release, token_times=token_times[lo:hi], admissions=admitted,
-                            preemptions=preempted, finish=None if finish != finish else finish,  # nan: unfinished
-                            rejected=None if reject != reject else reject)
-            for req, release, lo, hi, admitted, preempted, finish, reject in zip(
-                self.instance.requests, state.release_time.tolist(), offsets[:-1], ends.tolist(), state.admissions,
-                state.preemption_times, state.finish_time.tolist(), state.reject_time.tolist(), strict=True)
-        ]
+        finish, reject = float(state.finish_time[i]), float(state.reject_time[i])
+        self.done_out[i] = True
+        self.on_done(i, RequestTimeline(
+            request_id=self.instance.table.ids[i], release=float(state.release_time[i]), token_times=token_times,
+            admissions=state.admissions.pop(i, []), preemptions=state.preemption_times.pop(i, []),
+            finish=None if finish != finish else finish, rejected=None if reject != reject else reject,  # nan: none
+            cached_tokens=int(self.prefix.hits_of[i]) if self.prefix is not None else 0,
+            queried_tokens=int(self.prefix.queries_of[i]) if self.prefix is not None else 0))
+
+    def _schedule(self, wall: float) -> Schedule:
         meta: dict[str, object] = {"wall_seconds": wall, "policy": self.policy.name, "predictor": self.predictor.name}
         if self.prefix is not None:
             ids = self.instance.table.ids
@@ -504,4 +524,4 @@ class _Simulator:
                                     "queries_of": dict(zip(ids, self.prefix.queries_of.tolist(), strict=True))}
         if self.log is not None:
             meta["iteration_log"] = self.log.as_dict()
-        return Schedule(timelines=timelines, iterations=self.iterations, meta=meta)
+        return Schedule(timelines=[], iterations=self.iterations, meta=meta)

@@ -57,10 +57,15 @@ class ViewBuilder:
         self.fixed = {"quantile_levels": tuple(predictor.quantile_levels), "engine": engine, "groups": groups}
         self._slices: dict[int, dict[str, object]] = {}
         self._qoe_slices: dict[int, dict[str, np.ndarray]] = {}
+        self._generation = state.generation
 
     def _read_only_slices(self, cache: dict, names: tuple[str, ...], n: int) -> dict:
-        """Read-only views of the first n rows of state columns, cached per n (the state arrays
-        are preallocated, so a slice of a given length stays valid for the whole run)."""
+        """Read-only views of the first n rows of state columns, cached per n (a slice of a given
+        length stays valid until the state's columns move to a larger capacity)."""
+        if self._generation != self.state.generation:
+            self._slices.clear()
+            self._qoe_slices.clear()
+            self._generation = self.state.generation
         cols = cache.get(n)
         if cols is None:
             cols = {}

@@ -212,7 +212,7 @@ def _execute_with_progress(cells: list, out: Path, keep_going: bool, schedules: 
 
         paths = None if schedules == "none" else [out / f"schedule-{label}{SCHEDULE_SUFFIX[schedules]}"
                                                   for label in labels]
-        return execute(cells, progress=advance, keep_going=keep_going, schedule_paths=paths)
+        return execute(cells, progress=advance, keep_going=keep_going, schedule_paths=paths, streamed_in=out)
 
 
 def cell_labels(cells: list) -> list[str]:
