@@ -9,6 +9,12 @@ engine's own rules (KV, budget, admission gate) decide what fits. Unlike ReplayP
 neither slotted mode nor an ungated engine, so its runs are schedules of the engine as
 configured; the search scores them by replaying (the replayed score, not the plan, is the result).
 
+With `hold` (seconds; the slot time in slotted mode) a request whose next token is planned
+later than now + hold pauses, as the plan says, and paused residents are preempted whenever a
+planned request waits for admission (the engine never evicts a resident for a waiting request;
+a plan's pauses hold no KV). Without it the policy is work-conserving: better where the plan's
+slots are only an estimate of the engine's iterations.
+
 Requests with no plan (given up on) are left to a GiveUpPolicy around this one.
 """
 
@@ -16,21 +22,33 @@ from __future__ import annotations
 
 import numpy as np
 
-from formulations.online import EngineView, Plan, Policy
+from formulations.online import EMPTY, EngineView, Plan, Policy
+
+EPS = 1e-9
 
 
 class PlannedPolicy(Policy):
     name = "planned"
 
-    def __init__(self, token_times: list[np.ndarray]) -> None:
+    def __init__(self, token_times: list[np.ndarray], hold: float | None = None) -> None:
         """`token_times[i]`: planned delivery time of each output token of request i (seconds,
-        non-decreasing); requests with fewer planned times than tokens keep their last one."""
+        non-decreasing); a request with fewer planned times than tokens keeps its last one."""
         self._last = np.array([max(len(t) - 1, 0) for t in token_times], dtype=np.int64)
         padded = [t if len(t) else np.array([np.inf]) for t in token_times]
         self._start = np.concatenate([[0], np.cumsum([len(t) for t in padded])[:-1]]).astype(np.int64)
         self._flat = np.concatenate(padded) if padded else np.empty(0)
+        self.hold = hold
 
     def decide(self, view: EngineView) -> Plan:
         idx = view.idx
         key = self._flat[self._start[idx] + np.minimum(view.generated, self._last[idx])]
-        return Plan(run=idx[np.lexsort((idx, view.arrival, key))])
+        order = np.lexsort((idx, view.arrival, key))
+        if self.hold is None:
+            return Plan(run=idx[order])
+        due = key[order] <= view.now + self.hold + EPS
+        run = idx[order[due]]
+        later = key[order[~due]]
+        recheck = float(later.min()) - self.hold if len(later) else None
+        paused = ~np.isin(idx, run) & view.resident
+        preempt = idx[paused] if (paused.any() and (~view.resident[np.isin(idx, run)]).any()) else EMPTY
+        return Plan(run=run, preempt=preempt, recheck_at=recheck)
