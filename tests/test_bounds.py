@@ -32,15 +32,20 @@ def timed(instance: Instance) -> Instance:
 
 @pytest.mark.parametrize("chunk", range(CHUNKS))
 def test_bound_never_below_the_proven_optimum(chunk):
-    binding = 0
+    """Each relaxation alone (the slot one is reported apart) stays above the optimum, and
+    together they are tight on these overloaded instances (issue 14's goal: mean ratio <= 1.10)."""
+    binding, ratios = 0, []
     for seed in range(chunk * 25, chunk * 25 + 25):
         inst = overloaded(seed)
         result = solve(inst, time_limit=20, secondary=False)
         assert result.status == "optimal", f"seed {seed}: {result.status}"
         bound = upper_bound(inst, time_limit=20)
         assert bound.bound >= result.objective, f"seed {seed}: bound {bound.bound} < optimum {result.objective}"
+        assert bound.slot_bound is not None and bound.slot_bound >= result.objective, f"seed {seed}: slot bound"
         binding += bound.bound < len(inst.requests)
+        ratios.append(bound.bound / max(result.objective, 1))
     assert binding >= 5  # the bound is not just the request count
+    assert np.mean(ratios) <= 1.10
 
 
 @pytest.mark.parametrize("seed", range(12))
