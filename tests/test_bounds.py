@@ -8,7 +8,7 @@ import pytest
 
 from engine_adapter.simulator import simulate
 from formulations.bounds.windows import token_windows
-from formulations.exact.generate import random_instance
+from formulations.exact.generate import overloaded_instance as overloaded, random_instance
 from formulations.instance import Instance
 from formulations.metrics import score
 from solvers.bounds.interval_lp import BoundViolated, upper_bound
@@ -17,13 +17,6 @@ from solvers.policies.registry import make_policy
 
 POLICIES = ("fcfs", "edf", "sjf", "andes", "slo")
 CHUNKS = 8  # 8 x 25 = 200 proven instances
-
-
-def overloaded(seed: int) -> Instance:
-    """Small slotted instances where capacity binds: 3-5 requests arriving within 2 slots, KV at
-    35% of the peak demand, slack 1-2x, TTFT 1-2 slots, a forked DAG group in every fourth."""
-    return random_instance(seed, 3 + seed % 3, arrival_slots=2, kv_tightness=0.35, slack=(1.0, 1.3, 2.0),
-                           ttft_slots=(1, 2), output=(2, 6), dag_group=3 if seed % 4 == 3 else 0)
 
 
 def timed(instance: Instance) -> Instance:

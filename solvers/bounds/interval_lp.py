@@ -69,10 +69,11 @@ class BoundResult:
 
 
 def upper_bound(instance: Instance, qoe_threshold: float = DEFAULT_QOE_THRESHOLD, time_limit: float = 60.0,
-                max_ends: int = 1500, integer_units: int = 300) -> BoundResult:
+                max_ends: int = 1500, integer_units: int = 300, slots: bool = True) -> BoundResult:
     """The bound of `instance`. Up to `integer_units` units the rows found by the LP are solved
     again as a MIP (tighter; HiGHS does not always stop on time on large knapsack MIPs, so
-    larger instances keep the LP bound)."""
+    larger instances keep the LP bound). `slots=False` skips the per-slot KV relaxation (the
+    interval bound alone, for comparison)."""
     start = time.perf_counter()
     deadline = start + time_limit
     rel = build_relaxation(instance, qoe_threshold)
@@ -108,7 +109,7 @@ def upper_bound(instance: Instance, qoe_threshold: float = DEFAULT_QOE_THRESHOLD
     bound = min(int(math.floor(min(bounds) + INTEGER_ROUNDING)), int(rel.weight[rel.alive].sum()))
     by_slots = None
     left = deadline - time.perf_counter()
-    if instance.engine.slot_time is not None and left > MIN_SLOT_SECONDS:
+    if slots and instance.engine.slot_time is not None and left > MIN_SLOT_SECONDS:
         by_slots = slot_bound(slot_relaxation(instance, rel.windows, rel.unit, rel.weight, rel.alive, qoe_threshold),
                               left)
         bound = bound if by_slots is None else min(bound, by_slots)
