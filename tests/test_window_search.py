@@ -53,7 +53,8 @@ def test_window_search_lies_between_the_best_policy_and_the_optimum(seed):
     optimum = solve(inst, time_limit=30, secondary=False)
     assert optimum.status == "optimal"
     start = max((replay(inst, make_policy(name)) for name in ("fcfs", "edf", "sjf")), key=lambda r: r.met.sum())
-    follow = lambda times, given: replay(inst, GiveUpPolicy(PlannedPolicy(times, inst.engine.slot_time), given))
+    def follow(times, given):
+        return replay(inst, GiveUpPolicy(PlannedPolicy(times, inst.engine.slot_time), given))
     found = window_search(inst, start, follow, time_limit=4, seed=seed, window_units=4, window_seconds=1)
     assert start.met.sum() <= found.slo_met == optimum.objective  # tiny: the windows reach the proven optimum
     assert found.slo_met == found.best.met.sum() == replay_count(inst, found.best)

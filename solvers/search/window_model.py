@@ -35,7 +35,6 @@ from formulations.bounds.windows import TokenWindows
 from formulations.instance import Instance
 from formulations.metrics import DEFAULT_QOE_THRESHOLD
 from formulations.qoe import whole_area
-from formulations.requests import RequestClass
 from formulations.schedule import Schedule
 from solvers.exact.cpsat import run_cpsat
 from solvers.interrupt import StopToken
