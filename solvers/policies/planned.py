@@ -12,8 +12,8 @@ configured; the search scores them by replaying (the replayed score, not the pla
 With `hold` (seconds; the slot time in slotted mode) a request whose next token is planned
 later than now + hold pauses, as the plan says, and paused residents are preempted whenever a
 planned request waits for admission (the engine never evicts a resident for a waiting request;
-a plan's pauses hold no KV). Without it the policy is work-conserving: better where the plan's
-slots are only an estimate of the engine's iterations.
+a plan's pauses hold no KV). Without it the policy is work-conserving, which under KV pressure
+thrashes: a request behind its plan outranks the residents, is admitted, and is the next victim.
 
 Requests with no plan (given up on) are left to a GiveUpPolicy around this one.
 """
