@@ -8,7 +8,7 @@ import pytest
 
 from engine_adapter.simulator import simulate
 from formulations.bounds.windows import token_windows
-from formulations.exact.generate import random_instance
+from formulations.exact.generate import overloaded_instance as overloaded, random_instance
 from formulations.instance import Instance
 from formulations.metrics import score
 from solvers.bounds.interval_lp import BoundViolated, upper_bound
@@ -19,28 +19,26 @@ POLICIES = ("fcfs", "edf", "sjf", "andes", "slo")
 CHUNKS = 8  # 8 x 25 = 200 proven instances
 
 
-def overloaded(seed: int) -> Instance:
-    """Small slotted instances where capacity binds: 3-5 requests arriving within 2 slots, KV at
-    35% of the peak demand, slack 1-2x, TTFT 1-2 slots, a forked DAG group in every fourth."""
-    return random_instance(seed, 3 + seed % 3, arrival_slots=2, kv_tightness=0.35, slack=(1.0, 1.3, 2.0),
-                           ttft_slots=(1, 2), output=(2, 6), dag_group=3 if seed % 4 == 3 else 0)
-
-
 def timed(instance: Instance) -> Instance:
     return Instance(instance.engine.with_(slot_time=None), instance.requests, instance.groups)
 
 
 @pytest.mark.parametrize("chunk", range(CHUNKS))
 def test_bound_never_below_the_proven_optimum(chunk):
-    binding = 0
+    """Each relaxation alone (the slot one is reported apart) stays above the optimum, and
+    together they are tight on these overloaded instances (issue 14's goal: mean ratio <= 1.10)."""
+    binding, ratios = 0, []
     for seed in range(chunk * 25, chunk * 25 + 25):
         inst = overloaded(seed)
         result = solve(inst, time_limit=20, secondary=False)
         assert result.status == "optimal", f"seed {seed}: {result.status}"
         bound = upper_bound(inst, time_limit=20)
         assert bound.bound >= result.objective, f"seed {seed}: bound {bound.bound} < optimum {result.objective}"
+        assert bound.slot_bound is not None and bound.slot_bound >= result.objective, f"seed {seed}: slot bound"
         binding += bound.bound < len(inst.requests)
+        ratios.append(bound.bound / max(result.objective, 1))
     assert binding >= 5  # the bound is not just the request count
+    assert np.mean(ratios) <= 1.10
 
 
 @pytest.mark.parametrize("seed", range(12))

@@ -1,8 +1,8 @@
 """`slosched gap CONFIG.toml`: each policy's optimality gap at realistic scale, per load.
 
 Where the exact oracle is out of reach the gap is an interval: below by the best-known schedule
-(the best policy improved by a large-neighbourhood search, every candidate replayed through the
-simulator), above by the upper bound on attainment (experiments/studies/gap_at_scale.py).
+(the best policy improved by re-optimizing windows of it with CP-SAT, every candidate replayed
+through the simulator), above by the upper bound on attainment (experiments/studies/gap_at_scale.py).
 """
 
 from __future__ import annotations
@@ -61,4 +61,4 @@ def notes(loads: list[LoadGap]) -> str:
         f"x{g.rate_scale:g}: {g.requests} requests; best-known from {g.best_source}; bound {g.bound['status']} in "
         f"{g.seconds['bound']:.1f} s ({g.bound['rows']} rows, {g.bound['alone_infeasible']} requests infeasible "
         f"alone); search {g.seconds['search']:.1f} s ({g.search['evaluations']} replays, "
-        f"{g.search['improvements']} improvements)" for g in loads)
+        f"{g.search['improvements']} improvements, from {g.search['start']})" for g in loads)

@@ -63,3 +63,11 @@ def scale_instance(seed: int, n_requests: int, iterations: int, kv_tightness: fl
                            arrival_slots=max(1, int(iterations * 0.45)), block_size=16, kv_tightness=kv_tightness,
                            token_budget=8192, max_seqs=64, slot_time=0.05, dag_group=min(4, n_requests // 5),
                            slack=(1.5, 2.0, 3.0), ttft_slots=(2, 4, 8))
+
+
+def overloaded_instance(seed: int) -> Instance:
+    """Small slotted instances where capacity binds (the bound's validity and tightness family):
+    3-5 requests arriving within 2 slots, KV at 35% of the peak demand, slack 1-2x, TTFT 1-2
+    slots, a forked DAG group in every fourth."""
+    return random_instance(seed, 3 + seed % 3, arrival_slots=2, kv_tightness=0.35, slack=(1.0, 1.3, 2.0),
+                           ttft_slots=(1, 2), output=(2, 6), dag_group=3 if seed % 4 == 3 else 0)

@@ -8,6 +8,10 @@ and repeat; then (small instances) make the unit variables integer and repeat wi
 is of a relaxation with a subset of valid rows, so its optimum (LP) or dual bound (MIP) is a valid
 upper bound at any moment: the time limit never makes the result invalid, only looser. The
 returned bound is the least of them, rounded down (attainment counts are integers).
+
+In slotted mode the time left then goes to the per-slot KV relaxation
+(formulations/bounds/slot_relaxation.py, solved by solvers/bounds/slot_cpsat.py), which sees
+the block-slots that interval rows average away; the least of all bounds is returned.
 """
 
 from __future__ import annotations
@@ -20,12 +24,15 @@ import highspy
 import numpy as np
 
 from formulations.bounds.intervals import IntervalRelaxation, build_relaxation
+from formulations.bounds.slot_relaxation import slot_relaxation
 from formulations.instance import Instance
 from formulations.metrics import DEFAULT_QOE_THRESHOLD
+from solvers.bounds.slot_cpsat import slot_bound
 from solvers.exact.highs import _quiet_stdout
 
 ROWS_PER_ROUND = 40
 VIOLATION_TOL = 1e-7  # seconds of overload below which a row is not worth adding
+MIN_SLOT_SECONDS = 0.2  # the slot relaxation is skipped with less time than this left
 INTEGER_ROUNDING = 1e-5  # a bound of 6.99999 proves 7, not 6 (rounding up is always safe)
 
 
@@ -46,6 +53,7 @@ class BoundResult:
     rounds: int
     seconds: float
     alone_infeasible: int  # requests whose unit cannot meet its SLO even alone
+    slot_bound: int | None = None  # the per-slot KV relaxation's bound (slotted mode; None: not run or unproven)
 
     @property
     def attainment(self) -> float:
@@ -61,10 +69,11 @@ class BoundResult:
 
 
 def upper_bound(instance: Instance, qoe_threshold: float = DEFAULT_QOE_THRESHOLD, time_limit: float = 60.0,
-                max_ends: int = 1500, integer_units: int = 300) -> BoundResult:
+                max_ends: int = 1500, integer_units: int = 300, slots: bool = True) -> BoundResult:
     """The bound of `instance`. Up to `integer_units` units the rows found by the LP are solved
     again as a MIP (tighter; HiGHS does not always stop on time on large knapsack MIPs, so
-    larger instances keep the LP bound)."""
+    larger instances keep the LP bound). `slots=False` skips the per-slot KV relaxation (the
+    interval bound alone, for comparison)."""
     start = time.perf_counter()
     deadline = start + time_limit
     rel = build_relaxation(instance, qoe_threshold)
@@ -98,7 +107,14 @@ def upper_bound(instance: Instance, qoe_threshold: float = DEFAULT_QOE_THRESHOLD
         if not integer_phase:
             lp_value = min(bounds)
     bound = min(int(math.floor(min(bounds) + INTEGER_ROUNDING)), int(rel.weight[rel.alive].sum()))
-    return BoundResult(bound, n, lp_value, status, lp.rows, rounds, time.perf_counter() - start, alone_infeasible)
+    by_slots = None
+    left = deadline - time.perf_counter()
+    if slots and instance.engine.slot_time is not None and left > MIN_SLOT_SECONDS:
+        by_slots = slot_bound(slot_relaxation(instance, rel.windows, rel.unit, rel.weight, rel.alive, qoe_threshold),
+                              left)
+        bound = bound if by_slots is None else min(bound, by_slots)
+    return BoundResult(bound, n, lp_value, status, lp.rows, rounds, time.perf_counter() - start, alone_infeasible,
+                       by_slots)
 
 
 class _Scan:

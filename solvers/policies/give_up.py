@@ -1,7 +1,7 @@
 """GiveUpPolicy: another policy, with a fixed set of requests given up on.
 
-The large-neighbourhood search (solvers/search/lns.py) looks for schedules that meet more SLOs
-than a policy by choosing which requests the policy should not spend the engine on. A given-up
+The window search (solvers/search/windows.py) looks for schedules that meet more SLOs than a
+policy; the requests its plans do not serve are given up, so the engine is not spent on them. A given-up
 request is hidden from the inner policy and runs only when the inner policy runs nothing (so
 every run still completes) and is preempted as soon as it does (the engine never evicts a
 resident for a waiting request, so a given-up resident would otherwise block admissions).
