@@ -61,6 +61,17 @@ def test_window_search_lies_between_the_best_policy_and_the_optimum(seed):
     assert found.evaluations >= 1 or start.met.all()
 
 
+def test_a_plan_the_engine_cannot_follow_is_skipped_and_the_start_kept():
+    """evaluate returns None when the replay stalls the engine: the search logs it and goes on."""
+    inst = compact_instance(1)
+    start = replay(inst, make_policy("fcfs"))
+    assert not start.met.all()  # there is something to search for
+    found = window_search(inst, start, lambda times, given: None, time_limit=3, seed=0, window_units=4,
+                          window_seconds=1)
+    assert found.best is start and found.slo_met == found.start and found.improvements == 0
+    assert found.evaluations >= 1 and all(w.get("replayed") == "stalled" for w in found.windows if "replayed" in w)
+
+
 def replay_count(inst, replayed: Replayed) -> int:
     """The met count scored again from the kept schedule (the result is a replayed schedule)."""
     return sum(o.slo_met for o in request_outcomes(inst, replayed.schedule))

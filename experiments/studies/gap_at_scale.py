@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from engine_adapter.simulator import simulate
+from engine_adapter.simulator import SimulationStalled, simulate
 from experiments.config import ExperimentConfig
 from experiments.runner import Cell, _predictor_params, build_cell_instance
 from formulations.instance import Instance
@@ -97,10 +97,17 @@ def gap_at_load(config: ExperimentConfig, rate_scale: float, settings: GapSettin
     seconds["policies"] = time.perf_counter() - t0
     (best_name, best_lengths), start = max(runs.items(), key=lambda kv: int(kv[1].met.sum()))
 
-    def replay_plan(token_times: list[np.ndarray], given_up: np.ndarray) -> Replayed:
+    def replay_plan(token_times: list[np.ndarray], given_up: np.ndarray) -> Replayed | None:
+        """The better replay of the plan (timed mode: with and without a hold); None when every
+        replay stalls the engine (a plan pausing residents while the gate holds its next request)."""
         holds = (instance.engine.slot_time,) if instance.engine.slot_time is not None else (settings.timed_hold, None)
-        return max((_run(config, instance, GiveUpPolicy(PlannedPolicy(token_times, hold), given_up), "oracle")
-                    for hold in holds), key=lambda run: int(run.met.sum()))
+        replays = []
+        for hold in holds:
+            try:
+                replays.append(_run(config, instance, GiveUpPolicy(PlannedPolicy(token_times, hold), given_up), "oracle"))
+            except SimulationStalled:
+                continue
+        return max(replays, key=lambda run: int(run.met.sum()), default=None)
 
     found = window_search(instance, start, replay_plan, settings.search_seconds, settings.seed,
                           settings.window_units, settings.window_seconds, config.qoe_threshold)

@@ -42,7 +42,8 @@ class Replayed:
     met: np.ndarray  # bool per request
 
 
-Evaluate = Callable[[list[np.ndarray], np.ndarray], Replayed]  # (token times per request, given up) -> replay
+# (token times per request, given up) -> the replay, or None when the plan stalls the engine (no schedule)
+Evaluate = Callable[[list[np.ndarray], np.ndarray], Replayed | None]
 
 
 @dataclass
@@ -105,6 +106,9 @@ def window_search(instance: Instance, start: Replayed, evaluate: Evaluate, time_
         replayed = evaluate(times, given_up)
         replay_seconds += time.perf_counter() - t0
         evaluations += 1
+        if replayed is None:  # the engine could not follow this plan: not a schedule, nothing to keep
+            entry["replayed"] = "stalled"
+            continue
         value = _weight_met(replayed.met, unit, weight)
         entry["replayed"] = value
         if value >= best_met:
