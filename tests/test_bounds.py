@@ -3,6 +3,8 @@ schedule, in slotted and timed mode, and binding where the engine is overloaded.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -72,6 +74,6 @@ def test_earliest_tokens_are_the_solo_run_and_latest_follow_the_slo():
 def test_a_request_that_cannot_meet_its_slo_alone_is_out():
     inst = random_instance(0, 2, classes=("throughput",), slack=(1.0,))
     slow = inst.requests[0]
-    tight = Instance(inst.engine, (slow.__class__(**{**slow.__dict__, "slack_ratio": 0.5}), *inst.requests[1:]))
+    tight = Instance(inst.engine, (replace(slow, slack_ratio=0.5), *inst.requests[1:]))
     bound = upper_bound(tight, time_limit=10)
     assert bound.alone_infeasible == 1 and bound.bound <= 1
