@@ -16,7 +16,11 @@ the first one that no longer fits in KV) is preceded by a decision instead: KV e
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+from formulations.online import Plan
 
 
 def prefill_event(was_prefill: np.ndarray, left: np.ndarray, generated: np.ndarray) -> tuple[bool, np.ndarray]:
@@ -32,3 +36,28 @@ def is_steady_batch(victims: bool, any_prefill: bool, all_resident: bool) -> boo
     """Only decode steps of resident requests and no eviction: the batch repeats unchanged until
     the next event."""
     return not victims and not any_prefill and all_resident
+
+
+@dataclass
+class HeldPlan:
+    """An engine's plan between events (the vLLM bridge's; the simulator's loop holds its own
+    run slots): the last decided plan, whether an event happened since, and whether the last
+    iteration was steady."""
+
+    plan: Plan | None = None
+    event: bool = True  # a fresh run asks first
+    steady: bool = False
+
+    def due(self, now: float) -> bool:
+        """Whether the policy must be asked before the iteration starting at `now`."""
+        plan = self.plan
+        return self.event or plan is None or (plan.recheck_at is not None and now >= plan.recheck_at)
+
+    def decided(self, plan: Plan) -> None:
+        self.plan, self.event = plan, False
+
+    def run_set(self, live: np.ndarray) -> Plan:
+        """The held plan's run set, minus requests no longer live (its preemptions and
+        rejections were applied when it was decided)."""
+        run = np.asarray(self.plan.run, dtype=np.int64)
+        return Plan(run=run[np.isin(run, live)])
