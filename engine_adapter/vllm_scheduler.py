@@ -1,12 +1,16 @@
-"""A vLLM v1 scheduler that lets any slosched `Policy` decide every step (vLLM 0.32.0).
+"""A vLLM v1 scheduler that lets any slosched `Policy` choose each step's batch (vLLM 0.32.0).
 
 Load it with `scheduler_cls="engine_adapter.vllm_scheduler.SloScheduler"` (`--scheduler-cls`)
 and settings in `additional_config={"slosched": {...}}` (engine_adapter/bridge_config.py);
 per-request SLOs travel in `SamplingParams.extra_args["slosched"]` (engine_adapter/slo_args.py).
 
 Every step it builds the plain `EngineView` from vLLM's own state (requests, computed and
-generated tokens, KV blocks held and free, budgets), asks the policy for a `Plan`, works out the
-batch by the engine rules (engine_adapter/plan_batch.py), and applies it with vLLM's own
+generated tokens, KV blocks held and free, budgets). It asks the policy for a `Plan` only at the
+simulator's events (engine_adapter/events.py: an arrival or release, a completion, a prefill
+end, an eviction by the KV rule, KV exhaustion after a steady decode run, an idle step, the
+plan's `recheck_at`); in between it holds the last plan's run set (minus requests that left), so
+a policy whose answer moves with time is asked at the same moments as in the simulator. It
+works out the batch by the engine rules (engine_adapter/plan_batch.py), and applies it with vLLM's own
 mechanisms: `_preempt_request` for what must lose its KV, `running` and `waiting` holding just
 the chosen requests in plan order (paused and held-back ones are set aside for the step). Then
 vLLM's `schedule()` builds the batch as usual. `update_from_output` stamps every delivered token

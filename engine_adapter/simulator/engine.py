@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from engine_adapter.events import is_steady_batch, prefill_event
+from engine_adapter.events import prefill_event
 from engine_adapter.plan_rules import Batch
 from engine_adapter.simulator.batch import form_batch, is_steady
 from engine_adapter.simulator.clock import Clock
