@@ -244,7 +244,7 @@ class SloScheduler(Scheduler):
                     return output
                 view, rows, hit_blocks = self._view(now, live, n_running)
             decision = self._decide_batch(view, plan, live, rows, hit_blocks)
-        self._note_batch(view, decision, len(plan.preempt), n_running)
+        any_prefill = self._note_batch(view, decision, len(plan.preempt), n_running)
 
         for k in decision.preempt:
             request = live[k]
@@ -285,7 +285,10 @@ class SloScheduler(Scheduler):
                 self.book.admitted(self.row_of[request.request_id], now)
         if self._deviates(output.num_scheduled_tokens, planned, run_resident, admit):
             self.plan_deviations += 1
-        self._note_prefill_ends(output.num_scheduled_tokens, view, live, decision)
+        if any_prefill:  # only decodes: no prefill can end
+            self._note_prefill_ends(output.num_scheduled_tokens, view, live, decision)
+        elif not output.num_scheduled_tokens:
+            self.held.event = True  # idle
         self._record(output, started, now, planned_indices, policy_seconds + time.perf_counter() - resumed, decide_seconds)
         return output
 
@@ -293,15 +296,16 @@ class SloScheduler(Scheduler):
         hits = None if hit_blocks is None else self._hits_after(live, hit_blocks, int(view.free_blocks))
         return decide_batch(view, plan, self.book.admitted_at[rows], hits)
 
-    def _note_batch(self, view, decision: BatchDecision, plan_preempts: int, n_running: int) -> None:
+    def _note_batch(self, view, decision: BatchDecision, plan_preempts: int, n_running: int) -> bool:
         """Events this step's batch makes (engine_adapter/events.py): an eviction by the KV rule,
-        an empty batch; and whether it is steady."""
+        an empty batch; and whether it is steady. Returns whether it prefills."""
         victims = len(decision.preempt) > plan_preempts
         ran = [k for k, _ in decision.run]
         if victims or not ran:
             self.held.event = True
-        self.held.steady = is_steady_batch(victims, bool((view.prefill_left[ran] > 0).any()),
-                                           all(k < n_running for k in ran))
+        any_prefill = bool(decision.admit_from) or bool((view.prefill_left[ran] > 0).any())
+        self.held.steady = is_steady_batch(victims, any_prefill, all(k < n_running for k in ran))
+        return any_prefill
 
     def _note_prefill_ends(self, scheduled: dict[str, int], view, live: list[Request],
                            decision: BatchDecision) -> None:
