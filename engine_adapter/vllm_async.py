@@ -9,6 +9,8 @@ The plan must see such a request as vLLM does:
 - a request whose in-flight tokens already reach `max_tokens` gets no further step from vLLM, so
   it is kept out of the plan (it still holds its KV, which `free_blocks` reflects), leaving its
   seat and budget to requests that can run.
+The policy is asked at the same events as without async (engine_adapter/events.py), but a
+completion is seen when its step's output comes back, i.e. after the next step was scheduled.
 `SloScheduler` is built as this class automatically when `scheduler_config.async_scheduling` is on.
 """
 

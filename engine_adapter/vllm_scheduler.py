@@ -1,12 +1,16 @@
-"""A vLLM v1 scheduler that lets any slosched `Policy` decide every step (vLLM 0.32.0).
+"""A vLLM v1 scheduler that lets any slosched `Policy` choose each step's batch (vLLM 0.32.0).
 
 Load it with `scheduler_cls="engine_adapter.vllm_scheduler.SloScheduler"` (`--scheduler-cls`)
 and settings in `additional_config={"slosched": {...}}` (engine_adapter/bridge_config.py);
 per-request SLOs travel in `SamplingParams.extra_args["slosched"]` (engine_adapter/slo_args.py).
 
 Every step it builds the plain `EngineView` from vLLM's own state (requests, computed and
-generated tokens, KV blocks held and free, budgets), asks the policy for a `Plan`, works out the
-batch by the engine rules (engine_adapter/plan_batch.py), and applies it with vLLM's own
+generated tokens, KV blocks held and free, budgets). It asks the policy for a `Plan` only at the
+simulator's events (engine_adapter/events.py: an arrival or release, a completion, a prefill
+end, an eviction by the KV rule, KV exhaustion after a steady decode run, an idle step, the
+plan's `recheck_at`); in between it holds the last plan's run set (minus requests that left), so
+a policy whose answer moves with time is asked at the same moments as in the simulator. It
+works out the batch by the engine rules (engine_adapter/plan_batch.py), and applies it with vLLM's own
 mechanisms: `_preempt_request` for what must lose its KV, `running` and `waiting` holding just
 the chosen requests in plan order (paused and held-back ones are set aside for the step). Then
 vLLM's `schedule()` builds the batch as usual. `update_from_output` stamps every delivered token
@@ -30,13 +34,14 @@ from vllm.v1.engine import EngineCoreOutput, EngineCoreOutputs, FinishReason
 from vllm.v1.request import Request, RequestStatus
 
 from engine_adapter.bridge_config import BridgeConfig
-from engine_adapter.plan_batch import PrefixHits, decide_batch
+from engine_adapter.events import HeldPlan, is_steady_batch, prefill_event
+from engine_adapter.plan_batch import BatchDecision, PrefixHits, decide_batch
 from engine_adapter.request_book import RequestBook
 from engine_adapter.slo_args import parse_slo_args
 from engine_adapter.vllm_checks import kv_cache_problems, unsupported_settings
 from formulations.engine_spec import EngineSpec
 from formulations.latency_model import prefill_pairs
-from formulations.online import Policy
+from formulations.online import Plan, Policy
 from formulations.requests import CLASS_BY_CODE
 from formulations.requests import Request as SloRequest
 from formulations.requests import ValidationError
@@ -152,6 +157,7 @@ class SloScheduler(Scheduler):
         self.engine_preemptions = 0  # preemptions vLLM made on its own (should stay 0)
         self.vllm_preemptions: dict[int, int] = {}  # request index -> vLLM's own counter, at finish
         self.slo_policy.reset(self.engine_spec)
+        self.held = HeldPlan()
         self._pending: dict[int, _StepRecord] = {}  # id(SchedulerOutput) -> its step, until its output
         self._live: list[Request] = []  # the last step's live requests and their book rows
         self._live_rows = np.empty(0, dtype=np.int64)
@@ -183,6 +189,7 @@ class SloScheduler(Scheduler):
         else:
             pred = self.predictor.predict([self._as_slo_request(request, args)])[0]
         super().add_request(request)
+        self.held.event = True  # an arrival or release
         index = self.book.register(args, request.num_prompt_tokens, pred)
         self.row_of[request.request_id] = self.book.row(index)
         self._request_of[request.request_id] = request  # until it finishes (vLLM forgets it then)
@@ -210,23 +217,34 @@ class SloScheduler(Scheduler):
         resident = self._resident()
         live = [*resident, *self.waiting]
         if not live or self.kv_holding_waiting:
+            self.held.event = True  # nothing for the plan to run: idle
             output = super().schedule(throttle_prefills)
             self._record(output, started, now, np.empty(0, dtype=np.int64), 0.0, 0.0)
             return output
         n_running = len(resident)
         view, rows, hit_blocks = self._view(now, live, n_running)
-        asked = time.perf_counter()
-        plan = self.slo_policy.decide(view)
-        decide_seconds = time.perf_counter() - asked
-        if len(plan.reject):  # rule 0: rejected requests leave first; the rest of the plan applies as is
-            live, n_running = self._reject(plan.reject, live, rows, now)
-            if not live:
-                output = super().schedule(throttle_prefills)
-                self._record(output, started, now, np.empty(0, dtype=np.int64), 0.0, decide_seconds)
-                return output
-            view, rows, hit_blocks = self._view(now, live, n_running)
-        hits = None if hit_blocks is None else self._hits_after(live, hit_blocks, int(view.free_blocks))
-        decision = decide_batch(view, plan, self.book.admitted_at[rows], hits)
+        decide_seconds = 0.0
+        plan = None
+        if not self.held.due(now):  # between events: the held plan's run set, by the same rules
+            plan = self.held.run_set(view.idx)
+            decision = self._decide_batch(view, plan, live, rows, hit_blocks)
+            if decision.preempt and self.held.steady:  # KV exhausted after a steady run: an event
+                plan = None
+        if plan is None:
+            asked = time.perf_counter()
+            plan = self.slo_policy.decide(view)
+            decide_seconds = time.perf_counter() - asked
+            self.held.decided(plan)
+            if len(plan.reject):  # rule 0: rejected requests leave first; the rest of the plan applies as is
+                live, n_running = self._reject(plan.reject, live, rows, now)
+                if not live:
+                    self.held.event = True  # nothing runs: idle
+                    output = super().schedule(throttle_prefills)
+                    self._record(output, started, now, np.empty(0, dtype=np.int64), 0.0, decide_seconds)
+                    return output
+                view, rows, hit_blocks = self._view(now, live, n_running)
+            decision = self._decide_batch(view, plan, live, rows, hit_blocks)
+        any_prefill = self._note_batch(view, decision, len(plan.preempt), n_running)
 
         for k in decision.preempt:
             request = live[k]
@@ -235,7 +253,7 @@ class SloScheduler(Scheduler):
             self.book.preempted(int(rows[k]), now)
         # live[:n_running] were running; a request the batch rules preempted is not in decision.run
         run_resident = [live[k] for k, _ in decision.run if k < n_running]
-        if hits is None:
+        if hit_blocks is None:
             admit = [live[k] for k, _ in decision.run if k >= n_running]
         else:  # vLLM admits as the simulator's PrefixCache.allocate does, from the plan's waiting ones
             admit = [live[k] for k in decision.admit_from]
@@ -260,14 +278,52 @@ class SloScheduler(Scheduler):
         for request in run_resident:
             if request.status == RequestStatus.PREEMPTED:  # vLLM preempted on its own
                 self.engine_preemptions += 1
+                self.held.event = True
                 self.book.preempted(self.row_of[request.request_id], now)
         for request in admit:
             if request.status == RequestStatus.RUNNING:
                 self.book.admitted(self.row_of[request.request_id], now)
         if self._deviates(output.num_scheduled_tokens, planned, run_resident, admit):
             self.plan_deviations += 1
+        if any_prefill:  # only decodes: no prefill can end
+            self._note_prefill_ends(output.num_scheduled_tokens, view, live, decision)
+        elif not output.num_scheduled_tokens:
+            self.held.event = True  # idle
         self._record(output, started, now, planned_indices, policy_seconds + time.perf_counter() - resumed, decide_seconds)
         return output
+
+    def _decide_batch(self, view, plan: Plan, live: list[Request], rows: np.ndarray, hit_blocks):
+        hits = None if hit_blocks is None else self._hits_after(live, hit_blocks, int(view.free_blocks))
+        return decide_batch(view, plan, self.book.admitted_at[rows], hits)
+
+    def _note_batch(self, view, decision: BatchDecision, plan_preempts: int, n_running: int) -> bool:
+        """Events this step's batch makes (engine_adapter/events.py): an eviction by the KV rule,
+        an empty batch; and whether it is steady. Returns whether it prefills."""
+        victims = len(decision.preempt) > plan_preempts
+        ran = [k for k, _ in decision.run]
+        if victims or not ran:
+            self.held.event = True
+        any_prefill = bool(decision.admit_from) or bool((view.prefill_left[ran] > 0).any())
+        self.held.steady = is_steady_batch(victims, any_prefill, all(k < n_running for k in ran))
+        return any_prefill
+
+    def _note_prefill_ends(self, scheduled: dict[str, int], view, live: list[Request],
+                           decision: BatchDecision) -> None:
+        """A prefill that ended in this step (or a recompute left with its last output token) is
+        an event; read from vLLM's computed tokens after scheduling, which count prefix hits."""
+        if not scheduled:
+            self.held.event = True  # idle
+            return
+        ks = [k for k in dict.fromkeys([*(k for k, _ in decision.run), *decision.admit_from])
+              if live[k].request_id in scheduled]
+        if not ks:
+            return
+        ks_arr = np.array(ks, dtype=np.int64)
+        was_prefill = view.prefill_left[ks_arr] > 0
+        after = np.fromiter((live[k].num_computed_tokens for k in ks), dtype=np.int64, count=len(ks))
+        left = view.prefill_left[ks_arr] + view.computed[ks_arr] - after
+        if prefill_event(was_prefill, left, view.generated[ks_arr])[0]:
+            self.held.event = True
 
     def _deviates(self, scheduled: dict[str, int], planned: dict[str, int], run_resident: list[Request],
                   admit: list[Request]) -> bool:
@@ -419,6 +475,7 @@ class SloScheduler(Scheduler):
         return outputs
 
     def _finished(self, row: int, request_id: str, t: float) -> None:
+        self.held.event = True  # a completion
         self.book.finished(row, t)
         index = int(self.book.index[row])
         self.newly_finished.append((index, t))

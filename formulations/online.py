@@ -29,9 +29,11 @@ them, the exact models encode them):
    Once the engine has evicted a victim for lack of KV in an iteration, no waiting request is
    admitted in it (vLLM admits nothing in a step that preempted).
 3. Resident requests absent from `run` keep their KV blocks and pause for this iteration.
-4. The engine asks again at the next event (arrival, release, completion, prefill end, KV
-   exhaustion) or at `plan.recheck_at`, whichever comes first; between events it may
-   fast-forward several identical decode iterations.
+4. The engine asks again at the next event (arrival, release, completion, prefill end, an
+   eviction by rule 2, KV exhaustion, an iteration that runs nothing) or at `plan.recheck_at`,
+   whichever comes first, and re-applies the plan's run set in between (both engines:
+   engine_adapter/events.py); between events the simulator may fast-forward several identical
+   decode iterations. A policy that wants to be asked sooner sets `recheck_at`.
 A plan naming a request that is not live, or one request in two of run / preempt / reject, is a
 bug and raises `PlanError`.
 """

@@ -80,7 +80,9 @@ class PreferClass(Policy):
 
 
 class PreemptOnce(Policy):
-    """FCFS by index, except that it evicts `target` once, after its `after`-th token."""
+    """FCFS by index, except that it evicts `target` once, after its `after`-th token. Until then
+    it asks to be asked again at the next step (recheck_at now): tokens of a steady decode batch
+    are no event."""
 
     name = "preempt-once"
 
@@ -94,7 +96,7 @@ class PreemptOnce(Policy):
         if not self.asked and len(k) and view.resident[k[0]] and view.generated[k[0]] >= self.after:
             self.asked += 1
             return Plan(run=order[order != self.target], preempt=np.array([self.target]))
-        return Plan(run=order)
+        return Plan(run=order, recheck_at=None if self.asked else view.now)
 
 
 def test_a_policy_preferring_a_class_changes_completion_order(engine):

@@ -57,9 +57,10 @@ def workload(spec) -> Instance:
     return realize(Instance(spec, tuple(requests)), spec)
 
 
-def simulated_steps(instance: Instance, policy: str):
-    """The simulator step by step (fast_forward off): (slot, tokens per request id) per iteration,
-    with the Schedule."""
+def simulated_steps(instance: Instance, policy: str, fast_forward: bool = True):
+    """The simulator's (slot, tokens per request id) per iteration, with the Schedule. A
+    fast-forwarded decode run forms its batch once and logs one `scheduled` array (the same
+    object) for each of its iterations."""
     batches = []
     form_batch = sim_engine.form_batch
 
@@ -72,12 +73,13 @@ def simulated_steps(instance: Instance, policy: str):
 
     sim_engine.form_batch = recording
     try:
-        schedule = simulate(instance, make_policy(policy), fast_forward=False, record_iterations=True)
+        schedule = simulate(instance, make_policy(policy), fast_forward=fast_forward, record_iterations=True)
     finally:
         sim_engine.form_batch = form_batch
-    starts = schedule.meta["iteration_log"]["start"]
-    assert len(starts) == len(batches)
-    return [(round(t / TAU), b) for t, b in zip(starts, batches, strict=True)], schedule
+    log = schedule.meta["iteration_log"]
+    runs = np.cumsum([j == 0 or s is not log["scheduled"][j - 1] for j, s in enumerate(log["scheduled"])]) - 1
+    assert len(runs) == 0 or runs[-1] == len(batches) - 1
+    return [(round(t / TAU), batches[r]) for t, r in zip(log["start"], runs.tolist(), strict=True)], schedule
 
 
 def bridged_steps(engine: VllmEngine, instance: Instance, policy: str):
@@ -105,11 +107,12 @@ def preemption_counts(schedule) -> dict[str, int]:
     return {t.request_id: len(t.preemptions) for t in schedule.timelines}
 
 
-def test_a_vllm_default_scheduler_equals_the_simulators_fcfs(own, bridged):
+@pytest.mark.parametrize("fast_forward", [True, False])
+def test_a_vllm_default_scheduler_equals_the_simulators_fcfs(own, bridged, fast_forward):
     instance = workload(bridged.spec)
     assert bridged.spec.reserve_full_prompt and bridged.spec.watermark == 0.0
     theirs = run_own_scheduler(own, instance, TAU)
-    mine, schedule = simulated_steps(instance, "fcfs")
+    mine, schedule = simulated_steps(instance, "fcfs", fast_forward)
     assert mine == theirs.steps
     assert finish_order(schedule) == theirs.finish_order
     assert preemption_counts(schedule) == theirs.preemptions
@@ -137,6 +140,8 @@ def test_b_bridge_fcfs_equals_vllm_default_scheduler(own, bridged):
 
 @pytest.mark.parametrize("policy", sorted(POLICIES))
 def test_c_bridge_equals_simulator_for_every_policy(bridged, policy):
+    """The simulator as it runs by default (asking only at events, fast-forwarding decode runs):
+    the bridge asks at the same events (engine_adapter/events.py)."""
     instance = workload(bridged.spec)
     mine, schedule = bridged_steps(bridged, instance, policy)
     sim, sim_schedule = simulated_steps(instance, policy)
@@ -146,3 +151,13 @@ def test_c_bridge_equals_simulator_for_every_policy(bridged, policy):
     assert preemption_counts(schedule) == preemption_counts(sim_schedule)
     for a, b in zip(schedule.timelines, sim_schedule.timelines, strict=True):
         np.testing.assert_allclose(a.token_times, b.token_times, err_msg=a.request_id)
+
+
+def test_asking_only_at_events_changes_the_schedule_of_this_workload(bridged):
+    """For policies whose plan moves with time between events, asking at every step schedules
+    this workload differently, so test (c) checks that the bridge asks at the simulator's events
+    (and not at every step)."""
+    instance = workload(bridged.spec)
+    differ = [p for p in sorted(POLICIES)
+              if simulated_steps(instance, p)[0] != simulated_steps(instance, p, fast_forward=False)[0]]
+    assert {"andes", "slo"} <= set(differ), differ

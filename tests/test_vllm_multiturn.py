@@ -74,12 +74,12 @@ def test_vllm_default_scheduler_matches_simulator_fcfs_on_conversations(engine, 
 
 @pytest.mark.parametrize("policy", sorted(POLICIES))
 def test_bridge_matches_simulator_per_policy_on_conversations(bridged, policy) -> None:  # noqa: F811
-    """The bridge asks the policy every step, so the simulator does too (fast_forward off: edf's
-    order among tied streams changes between events, which fast-forwarding skips)."""
+    """Both ask the policy at the same events (engine_adapter/events.py), so the simulator runs
+    as by default (fast-forwarding decode runs)."""
     instance = realize(conversations(0), bridged.spec)
     with recorded_hits(bridged.scheduler) as hits:
         mine, schedule = bridged_steps(bridged, instance, policy)
-    sim_schedule = simulate(instance, make_policy(policy), record_iterations=True, fast_forward=False)
+    sim_schedule = simulate(instance, make_policy(policy), record_iterations=True)
     released_after_finish(instance, schedule)
     assert [(slot, sorted(per), sum(per.values())) for slot, per in mine] == simulated_steps(instance, sim_schedule)
     assert finish_order(schedule) == finish_order(sim_schedule)

@@ -129,14 +129,13 @@ def test_vllm_default_scheduler_matches_simulator_fcfs_with_shared_prefixes(engi
 def test_bridge_matches_simulator_per_policy_with_shared_prefixes(bridged, policy, slo) -> None:
     """The bridge builds each step's view and batch from vLLM's own prefix-cache lookups and
     block reference counts; the simulator from its BlockPool. Same steps, completion order,
-    preemptions and hit tokens per request. The bridge asks the policy every step, so the
-    simulator does too (fast_forward off): a policy whose plan moves with time between events
-    (andes' reading buffers, its recheck_at) would otherwise be asked at other moments."""
+    preemptions and hit tokens per request. Both ask the policy at the same events
+    (engine_adapter/events.py), so the simulator runs as by default (fast-forwarding)."""
     instance = realize(conversations(0, n=6, second_turn_at=3.0, slo=slo), bridged.spec)
     assert instance.engine.enable_prefix_caching and instance.engine.reserve_full_prompt
     with recorded_hits(bridged.scheduler) as hits:
         mine, schedule = bridged_steps(bridged, instance, policy)
-    sim_schedule = simulate(instance, make_policy(policy), record_iterations=True, fast_forward=False)
+    sim_schedule = simulate(instance, make_policy(policy), record_iterations=True)
     assert [(slot, sorted(per), sum(per.values())) for slot, per in mine] == simulated_steps(instance, sim_schedule)
     assert finish_order(schedule) == finish_order(sim_schedule)
     assert preemption_counts(schedule) == preemption_counts(sim_schedule)

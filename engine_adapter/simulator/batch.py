@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine_adapter.events import is_steady_batch
 from engine_adapter.plan_rules import Batch
 from engine_adapter.plan_rules import form_batch as _form_batch
 from engine_adapter.simulator.prefix_cache import PrefixCache
@@ -15,10 +16,9 @@ from formulations.engine_spec import EngineSpec
 def is_steady(batch: Batch, state: LiveState) -> bool:
     """Only decode steps of resident requests and no eviction: the same batch repeats until
     the next event, so the engine may fast-forward it."""
-    if batch.victims or batch.any_prefill:
-        return False
     # a non-resident request has prefill left, except a swapped-out decoding one
-    return np.count_nonzero(state.resident[batch.slots]) == len(batch.slots)
+    return is_steady_batch(bool(batch.victims), batch.any_prefill,
+                           np.count_nonzero(state.resident[batch.slots]) == len(batch.slots))
 
 
 def form_batch(state: LiveState, run_slots: np.ndarray, free_blocks: int, spec: EngineSpec,

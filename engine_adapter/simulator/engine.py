@@ -1,8 +1,8 @@
 """The simulated engine: an event loop over iterations that asks the policy only at events.
 
-Events (formulations/online.py): an arrival or DAG release, a completion, a prefill that ends,
-a preemption by the engine's KV rule, the plan's `recheck_at`, or the next iteration running out
-of KV blocks. Between events the plan is re-applied each iteration; a batch of only decode steps
+Events (engine_adapter/events.py, shared with the vLLM bridge): an arrival or DAG release, a
+completion, a prefill that ends, a preemption by the engine's KV rule, the plan's `recheck_at`,
+an idle iteration, or the next iteration running out of KV blocks. Between events the plan is re-applied each iteration; a batch of only decode steps
 repeats unchanged, so the whole run up to the next event is computed in closed form
 (decode_run.py) instead of iteration by iteration. The engine never loops over idle time: an
 idle engine jumps to the next arrival.
@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from engine_adapter.events import prefill_event
 from engine_adapter.plan_rules import Batch
 from engine_adapter.simulator.batch import form_batch, is_steady
 from engine_adapter.simulator.clock import Clock
@@ -366,14 +367,12 @@ class _Simulator:
         state.computed[slots] = new_comp
         left = np.maximum(state.prefill_left[slots] - chunk, 0)
         delivers = left == 0
-        resumed = False
+        prefill_ended = False
         if any_prefill:
             # a recompute that has reached its last output token goes on as a decode (vLLM's next
             # step for it is the same one-token step, and the vLLM bridge shows it decoding)
-            last = (left == 1) & (state.generated[slots] > 0)
-            resumed = bool(last.any())
-            if resumed:
-                left[last] = 0
+            prefill_ended, last = prefill_event(prefill, left, state.generated[slots])
+            left[last] = 0
         state.prefill_left[slots] = left
         new_kv = (new_comp + (kv.block_size - 1)) // kv.block_size
         kv.free = self.prefix.pool.free if self.prefix is not None else kv.free - sum(
@@ -392,8 +391,7 @@ class _Simulator:
         done = out[g == state.output_len[out]]
         if len(done):
             self._complete(done)
-        return (bool(batch.victims) or len(done) > 0 or resumed
-                or (any_prefill and np.count_nonzero(prefill & delivers) > 0))
+        return bool(batch.victims) or len(done) > 0 or prefill_ended
 
     def _decode_run(self, batch: Batch) -> bool:
         """Fast-forward the steady decode batch to the next event; returns whether one happened."""
