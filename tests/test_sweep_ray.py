@@ -4,12 +4,12 @@ from __future__ import annotations
 
 
 import pytest
+import ray
 
 from experiments.sweep import CellFailed, ResultStore, run_sweep
 from ray_local import init_local_ray
 from sweep_fakes import fake_cell, make_cells
 
-ray = pytest.importorskip("ray")
 
 
 @pytest.fixture(scope="module")

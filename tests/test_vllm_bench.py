@@ -25,7 +25,6 @@ import pytest
 from vllm_required import require_vllm  # noqa: E402
 
 require_vllm()
-httpx = pytest.importorskip("httpx")
 
 from engine_adapter.tiny_model import write_tiny_llama  # noqa: E402
 from experiments.cli import main  # noqa: E402
