@@ -123,21 +123,32 @@ def calibrate(engine, requests: int, seed: int) -> LatencyFit:
     return with_step_gap(fit, log)
 
 
+def coefficients(fit: LatencyFit) -> dict[str, float]:
+    """The fitted latency coefficients as a BridgeConfig's `latency` takes them."""
+    return {k: v for k, v in asdict(fit.model).items() if k.startswith("c")}
+
+
+def vllm_settings(config: ExperimentConfig, serve: ServeSettings):
+    """The in-process vLLM engine's settings for this config's [vllm] table."""
+    from engine_adapter.vllm_runner import VllmSettings
+
+    return VllmSettings(model=serve.model or None, kv_blocks=serve.kv_blocks, block_size=serve.block_size,
+                        max_num_seqs=serve.max_num_seqs, max_num_batched_tokens=serve.max_num_batched_tokens,
+                        max_model_len=serve.max_model_len, dtype=serve.dtype, seed=config.seed)
+
+
 def serve_eval(config: ExperimentConfig, serve: ServeSettings, progress=print) -> list[PolicyResult]:
-    from engine_adapter.vllm_runner import VllmEngine, VllmSettings, replay
+    from engine_adapter.vllm_runner import VllmEngine, replay
 
     base = build_workload(config, serve)
     slot = serve.slot_time or None
-    settings = VllmSettings(model=serve.model or None, kv_blocks=serve.kv_blocks, block_size=serve.block_size,
-                            max_num_seqs=serve.max_num_seqs, max_num_batched_tokens=serve.max_num_batched_tokens,
-                            max_model_len=serve.max_model_len, dtype=serve.dtype, seed=config.seed)
-    engine = VllmEngine(settings, BridgeConfig(policy="fcfs"))
+    engine = VllmEngine(vllm_settings(config, serve), BridgeConfig(policy="fcfs"))
     progress(f"vLLM engine ready in {engine.start_seconds:.1f} s; {len(base.requests)} requests")
     latency: str | dict[str, float] = config.engine.profile  # slotted: iteration times are slot_time
     if slot is None:
         calibration = calibrate(engine, serve.calibration_requests, config.seed)
         progress(f"calibrated latency model on {calibration.steps} steps (R^2 {calibration.r2:.3f})")
-        latency = {k: v for k, v in asdict(calibration.model).items() if k.startswith("c")}
+        latency = coefficients(calibration)
     predictor_params = _predictor_params(config, config.seed)
     results = []
     for name in config.policies:
