@@ -14,15 +14,18 @@ keeps state across decisions is timed on the work it really does per decision; `
 one view (as a policy is asked again without change; a cache keyed on "nothing changed" would
 make this one meaningless, which is why `advancing` is the measure). Times are the best and the
 median of the timed calls in one run (the machine is shared: the minimum is the least disturbed;
-ratios, not absolute claims).
+ratios, not absolute claims). `--replay` also times every policy on the views a real simulation
+asked its policy (the demo config, experiments/configs/demo.toml, driven by fcfs and recorded),
+in their order: the mean and the largest decide() time over that run.
 
     PYTHONPATH=. python benchmarks/policy_speed.py [--policies slo andes] [--repeat 50] [--scenarios busy]
-        [--modes advancing static]
+        [--modes advancing static] [--replay]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import time
 
@@ -30,6 +33,7 @@ import numpy as np
 
 from formulations.engine_spec import EngineSpec
 from formulations.online import EngineView
+from formulations.online import Plan, Policy
 from solvers.policies.registry import POLICIES, make_policy
 
 SIZES = (64, 256, 1024, 4096)
@@ -120,6 +124,37 @@ def view_sequence(n: int, seed: int, engine: EngineSpec, scenario: str, length: 
     return views
 
 
+class Recorder(Policy):
+    """`inner`, keeping a copy of every view it is asked about."""
+
+    def __init__(self, inner: Policy) -> None:
+        self.inner, self.views = inner, []
+        self.name = inner.name
+
+    def reset(self, engine: EngineSpec) -> None:
+        self.inner.reset(engine)
+
+    def decide(self, view: EngineView) -> Plan:
+        columns = {f.name: getattr(view, f.name).copy() for f in dataclasses.fields(view)
+                   if isinstance(getattr(view, f.name), np.ndarray)}  # the engine updates its arrays in place
+        self.views.append(dataclasses.replace(view, groups=copy.deepcopy(view.groups), **columns))
+        return self.inner.decide(view)
+
+
+def recorded_views(limit: int | None) -> list[EngineView]:
+    """Every view the simulator asks fcfs on the demo config (first `limit` decisions)."""
+    from engine_adapter.simulator import simulate
+    from experiments.config import load_config
+    from experiments.workloads import build_instance
+    from solvers.prediction.registry import make_predictor
+
+    config = load_config("experiments/configs/demo.toml")
+    instance = build_instance(config.workload, config.engine.build(), config.seed)
+    recorder = Recorder(make_policy("fcfs"))
+    simulate(instance, recorder, make_predictor(config.predictor.name, **config.predictor.params))
+    return recorder.views[:limit]
+
+
 def iteration_seconds(view: EngineView) -> float:
     """Simulated time of a decode iteration over the residents the engine could batch."""
     engine = view.engine
@@ -148,8 +183,24 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="*", type=int, default=list(SIZES))
     parser.add_argument("--scenarios", nargs="*", default=["busy", "light"], choices=["busy", "light"])
     parser.add_argument("--modes", nargs="*", default=["advancing"], choices=["advancing", "static"])
+    parser.add_argument("--replay", action="store_true", help="also time the views of a recorded demo run")
+    parser.add_argument("--replay-limit", type=int, default=None, help="only the first N recorded views")
     args = parser.parse_args()
     engine = EngineSpec.from_profile(PROFILE)
+    if args.replay:
+        views = recorded_views(args.replay_limit)
+        live = np.array([len(v) for v in views])
+        print(f"replay: {len(views)} decisions of the demo run, live requests mean {live.mean():.0f}, max {live.max()}")
+        print(f"{'policy':<14}{'mean ms':>9}{'max ms':>9}")
+        for name in args.policies:
+            policy = make_policy(name)
+            policy.reset(views[0].engine)
+            times = []
+            for view in views:
+                start = time.perf_counter()
+                policy.decide(view)
+                times.append(time.perf_counter() - start)
+            print(f"{name:<14}{np.mean(times) * 1e3:>9.3f}{np.max(times) * 1e3:>9.3f}")
     print(f"{'mode':<10}{'scenario':<9}{'policy':<14}{'live':>6}{'best ms':>9}{'median ms':>11}{'iter ms':>9}"
           f"{'ratio':>8}")
     for mode in args.modes:

@@ -182,25 +182,34 @@ def qoe_gain_for(view: EngineView, total: np.ndarray) -> Callable[[float, float,
     return gain
 
 
+def _per_row(column: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """A per-request column shaped to broadcast against `like`: (n,) or (n, k), k variants per request."""
+    return column if np.ndim(like) < 2 else column[:, None]
+
+
 def latest_next_token(view: EngineView, t_tok: float, total: np.ndarray, threshold: float,
-                      share: float = 1.0) -> np.ndarray:
+                      share: float | tuple[float, ...] = 1.0) -> np.ndarray:
     """Latest delivery time of the next token that still allows final QoE >= threshold.
 
     With m tokens left, later tokens every t_tok: S_delay = A + m*max(L, x0) + growth, where the
     growth term d*m(m-1)/2 (d = t_tok - 1/r > 0 only) bounds the lateness added by a slow engine.
     Returns -inf where the threshold is already out of reach (A + m*L + growth > allowed).
     `share` < 1 plans to spend only that share of the allowed delay area (a safety margin).
+    `total` may be (n, k), k totals per request, with one `share` per column (a tuple): every
+    variant in one pass of the same arithmetic, elementwise as k separate calls.
     """
-    m = np.maximum(total - view.generated, 1.0)
-    whole = total * (total + 1.0) / (2.0 * view.read_rate)
-    d = np.maximum(t_tok - 1.0 / view.read_rate, 0.0)
-    budget = share * (1.0 - threshold) * whole - view.delay_area - d * m * (m - 1.0) / 2.0
+    rate = _per_row(view.read_rate, total)
+    m = np.maximum(total - _per_row(view.generated, total), 1.0)
+    whole = total * (total + 1.0) / (2.0 * rate)
+    d = np.maximum(t_tok - 1.0 / rate, 0.0)
+    budget = np.asarray(share) * (1.0 - threshold) * whole - _per_row(view.delay_area, total) - d * m * (m - 1.0) / 2.0
     per_token = budget / m
-    latest = next_token_ideal(view) + per_token
-    return np.where(per_token >= view.lag - 1e-12, latest, -np.inf)
+    latest = _per_row(next_token_ideal(view), total) + per_token
+    return np.where(per_token >= _per_row(view.lag, total) - 1e-12, latest, -np.inf)
 
 
-def tightest_total(view: EngineView, lo: np.ndarray, hi: np.ndarray, threshold: float, share: float = 1.0) -> np.ndarray:
+def tightest_total(view: EngineView, lo: np.ndarray, hi: np.ndarray, threshold: float,
+                   share: float | tuple[float, ...] = 1.0) -> np.ndarray:
     """The total output length in [lo, hi] that leaves a stream the least room to wait.
 
     The per-token budget of `latest_next_token` is (c T(T+1) - A) / (T - g) for a total T, with g
@@ -210,12 +219,20 @@ def tightest_total(view: EngineView, lo: np.ndarray, hi: np.ndarray, threshold: 
     (zero derivative). Planning with the shortest likely length alone would be wrong for a
     stream that is predicted to be nearly done but is not: it would look almost free to pause.
     The engine-speed growth term is left out of this choice (it only matters when the engine is
-    slower than the reader).
+    slower than the reader). A tuple `share` gives one column per share, (n, k).
     """
-    scale = share * (1.0 - threshold)
+    scale = np.asarray(share) * (1.0 - threshold)
+    if np.ndim(scale):  # k shares: a column each
+        return np.stack([tightest_total(view, lo, hi, threshold, float(one)) for one in share], axis=1) \
+            if (scale <= 0).any() else _tightest(view, lo[:, None], np.maximum(hi, lo)[:, None], scale)
     if scale <= 0:  # no delay allowed at any length
         return np.asarray(lo, dtype=np.float64)
-    g = view.generated
-    area_per_c = view.delay_area * (2.0 * view.read_rate / scale)  # A / c
+    return _tightest(view, lo, np.maximum(hi, lo), scale)
+
+
+def _tightest(view: EngineView, lo: np.ndarray, top: np.ndarray, scale: np.ndarray | float) -> np.ndarray:
+    """tightest_total for scale = share (1 - threshold) > 0, lo/top shaped like the result."""
+    g = _per_row(view.generated, lo)
+    area_per_c = _per_row(view.delay_area, lo) * (2.0 * _per_row(view.read_rate, lo) / scale)  # A / c
     star = g + np.sqrt(np.maximum(g * g + g - area_per_c, 0.0))  # nan where read_rate is (not a stream)
-    return np.clip(np.where(star == star, star, 0.0), lo, np.maximum(hi, lo))
+    return np.clip(np.where(star == star, star, 0.0), lo, top)

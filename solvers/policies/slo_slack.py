@@ -76,10 +76,10 @@ def estimate(view: EngineView, params: SloParams, groups: GroupDeadlines) -> Sla
         first = np.maximum(pre, 1) * t
         # plan with a share of the delay budget at the tightest likely length; give up only
         # when even the full budget of the longest likely stream fails
-        planned = signals.latest_next_token(view, t, signals.tightest_total(view, lo, hi, threshold, share),
-                                            threshold, share)
-        latest = signals.latest_next_token(view, t, signals.tightest_total(view, lo, hi, threshold), threshold)
-        hope = signals.latest_next_token(view, t, hi, threshold)
+        # (planned, latest, hope): one pass over the three (total, share) variants
+        tight = signals.tightest_total(view, lo, hi, threshold, (share, 1.0))
+        planned, latest, hope = signals.latest_next_token(
+            view, t, np.column_stack([tight, hi]), threshold, (share, 1.0, 1.0)).T
         latest = np.where(np.isfinite(latest), latest, hope)
         # a stream past its planned share is behind plan (urgent), not lost
         need = np.where(np.isfinite(planned), planned, np.minimum(latest, now + first))
