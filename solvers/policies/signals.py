@@ -49,13 +49,18 @@ def engine_seconds(engine: EngineSpec, prefill: np.ndarray, decode: np.ndarray, 
     under load is a third of the engine's time or more.
     """
     blocks = context / engine.block_size
-    share = np.maximum.reduce([np.full_like(steps, 1.0 / engine.max_seqs), blocks / engine.kv_blocks,
-                               (prefill + decode) / np.maximum(steps, 1.0) / engine.token_budget])
+    share = np.maximum(np.maximum(blocks / engine.kv_blocks, 1.0 / engine.max_seqs),
+                       (prefill + decode) / np.maximum(steps, 1.0) / engine.token_budget)
     if engine.slot_time is not None:
         return steps * share * engine.slot_time
     lat = engine.latency
     return (steps * share * lat.c0 + lat.c_prefill * prefill + lat.c_decode * decode
             + lat.c_ctx * context * decode)
+
+
+def _per_row(column: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """A per-request column shaped to broadcast against `like`: (n,) or (n, k), k variants per request."""
+    return column if np.ndim(like) < 2 else column[:, None]
 
 
 def prefill_iterations(view: EngineView) -> np.ndarray:
@@ -69,11 +74,13 @@ def steps_to_finish(view: EngineView, total: np.ndarray, pre: np.ndarray | None 
 
     The last prefill chunk delivers a token, so a request with prefill left needs its prefill
     iterations plus (total - generated - 1) decodes; a decoding one needs total - generated.
-    `pre`: prefill_iterations(view), when the caller has it already.
+    `pre`: prefill_iterations(view), when the caller has it already. `total` may be (n, k): k
+    predicted totals per request, a column each.
     """
-    tokens_left = np.maximum(total - view.generated, 1.0)
+    tokens_left = np.maximum(total - _per_row(view.generated, total), 1.0)
     if pre is None:
         pre = prefill_iterations(view)
+    pre = _per_row(pre, total)
     return np.where(pre > 0, pre + tokens_left - 1.0, tokens_left)
 
 
@@ -180,11 +187,6 @@ def qoe_gain_for(view: EngineView, total: np.ndarray) -> Callable[[float, float,
         return qoe(start - ideal) - qoe(start + horizon - ideal)
 
     return gain
-
-
-def _per_row(column: np.ndarray, like: np.ndarray) -> np.ndarray:
-    """A per-request column shaped to broadcast against `like`: (n,) or (n, k), k variants per request."""
-    return column if np.ndim(like) < 2 else column[:, None]
 
 
 def latest_next_token(view: EngineView, t_tok: float, total: np.ndarray, threshold: float,

@@ -118,7 +118,7 @@ class SloPolicy(Policy):
         self._given_up = grown(self._given_up, int(view.idx.max()) + 1, fill=False)
         self._given_up_group = grown(self._given_up_group, len(view.groups) + 1, fill=False)
         given_up = self._given_up_mask(view)
-        live = np.flatnonzero(~est.doomed & ~given_up & (view.release <= now + 1e-12))
+        live = np.flatnonzero(~(est.doomed | given_up) & (view.release <= now + 1e-12))
         pend = [p for p in est.pending if not self._given_up_group[p.group]]
         if not len(live) and not pend:
             return given_up
@@ -135,11 +135,11 @@ class SloPolicy(Policy):
             demand = np.concatenate([demand, pwork])
             due = np.concatenate([due, [p.due for p in pend]])
             group = np.concatenate([group, np.array([p.group for p in pend], dtype=np.int64)])
-        sizes = np.array([len(g.members) for g in view.groups] + [1], dtype=np.float64)
-        gwork = np.bincount(np.where(group >= 0, group, len(view.groups)), weights=demand, minlength=len(sizes))
-        score = np.where(group >= 0, gwork[group] / sizes[group], demand)  # engine seconds per SLO met
+        grouped = bool(pend) or bool(view.groups) and bool((group >= 0).any())
+        score = self._work_per_slo(view, demand, group) if grouped else demand  # engine seconds per SLO met
         order = np.argsort(due, kind="stable")
-        demand, due, group, score = demand[order], due[order], group[order], score[order]
+        demand, due, score = demand[order], due[order], score[order]
+        group = group[order] if grouped else None
         cap = np.maximum(due - now, 0.0) + 1e-9
         admitted = np.ones(len(due), dtype=bool)
         for _ in range(self.params.max_rejections):
@@ -149,7 +149,7 @@ class SloPolicy(Policy):
             first = int(np.argmax(over))
             window = np.flatnonzero(admitted[: first + 1])
             victim = window[np.argmax(score[window])]
-            if group[victim] >= 0:
+            if group is not None and group[victim] >= 0:
                 self._given_up_group[group[victim]] = True
                 admitted &= group != group[victim]
             else:
@@ -157,8 +157,19 @@ class SloPolicy(Policy):
                 self._given_up[view.idx[live[order[victim]]]] = True
         return self._given_up_mask(view)
 
+    @staticmethod
+    def _work_per_slo(view: EngineView, demand: np.ndarray, group: np.ndarray) -> np.ndarray:
+        """Engine seconds per SLO met: a bulk group's work over its size (it meets one SLO per
+        member or none), a lone request's own work."""
+        sizes = np.array([len(g.members) for g in view.groups] + [1], dtype=np.float64)
+        gwork = np.bincount(np.where(group >= 0, group, len(view.groups)), weights=demand, minlength=len(sizes))
+        return np.where(group >= 0, gwork[group] / sizes[group], demand)
+
     def _given_up_mask(self, view: EngineView) -> np.ndarray:
-        return self._given_up[view.idx] | (view.group >= 0) & self._given_up_group[np.maximum(view.group, 0)]
+        mask = self._given_up[view.idx]
+        if not view.groups:
+            return mask
+        return mask | (view.group >= 0) & self._given_up_group[np.maximum(view.group, 0)]
 
     # ---- decision --------------------------------------------------------------------------------
     def _priority_key(self, view: EngineView, est: SlackEstimate, doomed: np.ndarray) -> np.ndarray:
@@ -201,7 +212,7 @@ class SloPolicy(Policy):
         blocks, tokens = signals.kv_weights(view)
         # value: the SLO lost by not running now (about 1 within urgency_horizon of its slack,
         # falling with slack, tiny once doomed), times (median / own remaining iterations)^short_first
-        left = signals.steps_to_finish(view, est.mid)
+        left = est.steps_mid
         short = np.minimum((_median(left) / left) ** params.short_first, params.short_first_cap)
         urgency = params.idle_value + 1.0 / (1.0 + np.maximum(est.slack, 0.0) / params.urgency_horizon)
         values = np.where(doomed, 1e-3, urgency) * short
