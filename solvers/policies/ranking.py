@@ -15,6 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from solvers.knapsack.greedy import greedy_knapsack
+from solvers.policies.per_request import grown
 
 SMALL = 256  # below this many rows a full sort is as cheap as partitioning first
 FIRST_HEAD = 64  # rows in the first head tried by `walk`; each retry takes four times more
@@ -88,3 +89,57 @@ def greedy_in_ranking(keys: tuple[np.ndarray, ...], values: np.ndarray, weights:
 
     walk(keys, whole_walk, first=first)
     return taken
+
+
+class WarmSort:
+    """np.argsort(key, kind="stable") of a key over live requests that changes little from one
+    decision to the next (a slack, a due time: every request's moves with the clock, few
+    overtake each other).
+
+    The sort starts from the order the same requests had at the last call (new ones after them,
+    in position order), which numpy's stable sort (timsort for floats) finishes in about one
+    pass, where a sort from scratch costs twenty times more on thousands of requests. Exact:
+    when the sorted key has no ties and no nan its order is unique, so any start gives it; when
+    it has, ties must be broken by position, and the key is sorted from scratch. Below `SMALL`
+    rows the plain sort is cheaper than the bookkeeping. One instance per ranking a policy
+    keeps (what it remembers is that ranking's last order); `clear` at reset.
+    """
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self._last = np.empty(0, dtype=np.int64)  # request indices in the last order
+        self._rank = np.zeros(0, dtype=np.int64)  # per request index: its place in `_last`
+
+    def argsort(self, key: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """Positions by `key` (ties by position), as np.argsort(key, kind="stable"); `ids`: the
+        request index of each position (distinct)."""
+        if len(key) <= SMALL:  # (the last order kept is then an older one: any start is exact)
+            return np.argsort(key, kind="stable")
+        start = self._start(ids)
+        order = start[np.argsort(key[start], kind="stable")]
+        ranked = key[order]
+        if (ranked[1:] == ranked[:-1]).any() or ranked[-1] != ranked[-1]:  # ties or nan: by position
+            order = np.argsort(key, kind="stable")
+        self._remember(ids[order])
+        return order
+
+    def _start(self, ids: np.ndarray) -> np.ndarray:
+        """Positions of the requests of the last order still live, in that order, then the others."""
+        last = self._last
+        if not len(last):
+            return np.arange(len(ids))
+        self._rank = grown(self._rank, int(ids.max()) + 1, fill=-1)
+        place = self._rank[ids]
+        seen = place >= 0
+        slots = np.full(len(last), -1, dtype=np.int64)
+        slots[place[seen]] = np.flatnonzero(seen)
+        return np.concatenate([slots[slots >= 0], np.flatnonzero(~seen)])
+
+    def _remember(self, ordered_ids: np.ndarray) -> None:
+        if len(self._last):
+            self._rank[self._last] = -1
+        self._rank = grown(self._rank, int(ordered_ids.max(initial=-1)) + 1, fill=-1)
+        self._rank[ordered_ids] = np.arange(len(ordered_ids))
+        self._last = ordered_ids
