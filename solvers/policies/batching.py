@@ -14,7 +14,7 @@ import numpy as np
 
 from formulations.online import EngineView, Plan, admission_blocks
 from solvers.knapsack.greedy import greedy_knapsack
-from solvers.policies import signals
+from solvers.policies import ranking, signals
 from solvers.policies.ranking import WarmSort
 
 
@@ -51,9 +51,10 @@ def victims(view: EngineView, chosen: np.ndarray, evict_rank: np.ndarray, blocks
     if need <= 0:
         return np.empty(0, dtype=np.int64)
     cand = np.flatnonzero(view.resident & ~chosen)
-    cand = cand[np.argsort(-evict_rank[cand], kind="stable")]
-    k = int(np.searchsorted(np.cumsum(view.kv_blocks[cand]), need, side="left")) + 1
-    return cand[:k]
+    held = view.kv_blocks[cand]
+    first = ranking.walk((-evict_rank[cand],), lambda rows: held[rows].sum() >= need)  # ranks only what it takes
+    k = int(np.searchsorted(np.cumsum(held[first]), need, side="left")) + 1
+    return cand[first[:k]]
 
 
 def plan_in_order(view: EngineView, order: np.ndarray, recheck_at: float | None = None) -> Plan:
