@@ -147,19 +147,27 @@ class SloPolicy(Policy):
         group = group[order] if grouped else None
         cap = np.maximum(due - now, 0.0) + 1e-9
         admitted = np.ones(len(due), dtype=bool)
+        cum = np.cumsum(demand)
+        start = 0  # before it nothing changed since the last pass, and nothing overflowed
         for _ in range(self.params.max_rejections):
-            over = admitted & (np.cumsum(demand * admitted) > cap)
-            if not over.any():
+            over = admitted[start:] & (cum[start:] > cap[start:])
+            first = start + int(np.argmax(over))
+            if not over[first - start]:
                 break
-            first = int(np.argmax(over))
             window = np.flatnonzero(admitted[: first + 1])
-            victim = window[np.argmax(score[window])]
+            victim = int(window[np.argmax(score[window])])
             if group is not None and group[victim] >= 0:
                 self._given_up_group[group[victim]] = True
-                admitted &= group != group[victim]
+                out = group == group[victim]
+                admitted &= ~out
+                start = int(np.argmax(out))
             else:
                 admitted[victim] = False
                 self._given_up[view.idx[live[order[victim]]]] = True
+                start = victim
+            # the admitted work's running sum from `start` on, accumulated as one pass would
+            cum[start:] = np.cumsum(np.concatenate([cum[start - 1:start], demand[start:] * admitted[start:]]))[
+                min(start, 1):]
         return self._given_up_mask(view)
 
     @staticmethod
