@@ -86,4 +86,21 @@ def test_warm_sort_is_the_stable_argsort_whatever_changed_since_the_last_call(se
             key = np.round(key, 2)  # ties
         if rng.random() < 0.2:
             key[rng.random(len(key)) < 0.05] = np.nan
-        assert np.array_equal(warm.argsort(key, ids), np.argsort(key, kind="stable"))
+        if rng.random() < 0.5:
+            assert np.array_equal(warm.argsort(key, ids), np.argsort(key, kind="stable"))
+        else:
+            tiebreak = rng.integers(0, 3, len(ids)).astype(np.float64)
+            assert np.array_equal(warm.argsort(key, ids, tiebreak), np.lexsort((tiebreak, key)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(0, 600), tiebreak=st.booleans())
+def test_ties_broken_orders_every_run_of_equal_keys_as_lexsort(seed: int, n: int, tiebreak: bool) -> None:
+    # a key sorted with its ties (nan, inf, -0.0 and 0.0 among them) in a random order
+    rng = np.random.default_rng(seed)
+    key = rng.choice([0.0, -0.0, 1.0, 2.5, np.inf, np.nan], n) if rng.random() < 0.5 else rng.integers(0, 9, n) / 3
+    breaker = rng.integers(0, 4, n).astype(np.float64) if tiebreak else None
+    shuffled = rng.permutation(n)
+    order = shuffled[np.argsort(key[shuffled], kind="stable")]
+    want = np.lexsort((breaker, key)) if tiebreak else np.argsort(key, kind="stable")
+    assert np.array_equal(ranking.ties_broken(order, key, breaker), want)

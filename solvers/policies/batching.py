@@ -26,7 +26,9 @@ def order_by(key: np.ndarray, tiebreak: np.ndarray, warm: WarmSort | None = None
     two-key lexsort on thousands of requests; the lexsort runs only when the sorted key has
     equal neighbours or nan (nan == nan is False, so nan ties are not seen by the check).
     `warm` (with the request `ids` of the positions): sort with it, started from its last order."""
-    order = np.argsort(key, kind="stable") if warm is None else warm.argsort(key, ids)
+    if warm is not None:
+        return warm.argsort(key, ids, tiebreak)
+    order = np.argsort(key, kind="stable")
     ranked = key[order]
     if len(ranked) and ((ranked[1:] == ranked[:-1]).any() or ranked[-1] != ranked[-1]):
         return np.lexsort((tiebreak, key))

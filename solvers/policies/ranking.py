@@ -91,18 +91,42 @@ def greedy_in_ranking(keys: tuple[np.ndarray, ...], values: np.ndarray, weights:
     return taken
 
 
+def ties_broken(order: np.ndarray, key: np.ndarray, tiebreak: np.ndarray | None = None) -> np.ndarray:
+    """`order` (positions sorted by `key`, equal keys in any order) with each run of equal keys
+    (nan with nan, as numpy sorts them) put in order of `tiebreak`, then position: the result is
+    np.lexsort((tiebreak, key)), or np.argsort(key, kind="stable") without a tiebreak. Only the
+    tied rows are sorted again (a slack has runs of ties, e.g. every stream that must run now)."""
+    if len(order) < 2:
+        return order
+    ranked = key[order]
+    same = ranked[1:] == ranked[:-1]
+    if ranked[-1] != ranked[-1]:  # nan sorts last; nan != nan, so mark that run by hand
+        nan = ranked != ranked
+        same |= nan[1:] & nan[:-1]
+    if not same.any():
+        return order
+    edge = np.concatenate([[False], same])
+    tied = np.flatnonzero(edge | np.concatenate([same, [False]]))
+    run = np.cumsum(~edge)[tied]  # which run of equal keys each tied row is in
+    rows = order[tied]
+    keys = (rows, run) if tiebreak is None else (rows, tiebreak[rows], run)
+    order = order.copy()
+    order[tied] = rows[np.lexsort(keys)]
+    return order
+
+
 class WarmSort:
-    """np.argsort(key, kind="stable") of a key over live requests that changes little from one
-    decision to the next (a slack, a due time: every request's moves with the clock, few
-    overtake each other).
+    """np.lexsort((tiebreak, key)) (np.argsort(key, kind="stable") without a tiebreak) of a key
+    over live requests that changes little from one decision to the next (a slack, a due time:
+    every request's moves with the clock, few overtake each other).
 
     The sort starts from the order the same requests had at the last call (new ones after them,
     in position order), which numpy's stable sort (timsort for floats) finishes in about one
-    pass, where a sort from scratch costs twenty times more on thousands of requests. Exact:
-    when the sorted key has no ties and no nan its order is unique, so any start gives it; when
-    it has, ties must be broken by position, and the key is sorted from scratch. Below `SMALL`
-    rows the plain sort is cheaper than the bookkeeping. One instance per ranking a policy
-    keeps (what it remembers is that ranking's last order); `clear` at reset.
+    pass, where a sort from scratch costs twenty times more on thousands of requests; the rows
+    tied on the key are then ordered by `ties_broken`. Exact: a sort by the key alone is unique
+    up to ties, and the ties are ordered from scratch. Below `SMALL` rows the plain sort is
+    cheaper than the bookkeeping. One instance per ranking a policy keeps (what it remembers is
+    that ranking's last order); `clear` at reset.
     """
 
     def __init__(self) -> None:
@@ -112,19 +136,15 @@ class WarmSort:
         self._last = np.empty(0, dtype=np.int64)  # request indices in the last order
         self._rank = np.zeros(0, dtype=np.int64)  # per request index: its place in `_last`
 
-    def argsort(self, key: np.ndarray, ids: np.ndarray) -> np.ndarray:
-        """Positions by `key` (ties by position), as np.argsort(key, kind="stable"); `ids`: the
-        request index of each position (distinct)."""
+    def argsort(self, key: np.ndarray, ids: np.ndarray, tiebreak: np.ndarray | None = None) -> np.ndarray:
+        """Positions by `key`, ties by `tiebreak` then position; `ids`: the request index of each
+        position (distinct)."""
         if len(key) <= SMALL:  # (the last order kept is then an older one: any start is exact)
-            return np.argsort(key, kind="stable")
+            return ties_broken(np.argsort(key, kind="stable"), key, tiebreak)
         start = self._start(ids)
-        order = start[np.argsort(key[start], kind="stable")]
-        ranked = key[order]
-        if (ranked[1:] == ranked[:-1]).any() or ranked[-1] != ranked[-1]:  # ties or nan: by position
-            order = np.argsort(key, kind="stable")
+        order = ties_broken(start[np.argsort(key[start], kind="stable")], key, tiebreak)
         self._remember(ids[order])
         return order
-
     def _start(self, ids: np.ndarray) -> np.ndarray:
         """Positions of the requests of the last order still live, in that order, then the others."""
         last = self._last
