@@ -51,6 +51,12 @@ def greedy_knapsack(
     if order is None:  # rank only the items that may be taken (ties: lower index first, as before)
         useful = np.flatnonzero(values > 0)
         order = useful[density_order(values[useful], weights[useful], capacities)]
+    elif len(order) <= WALK_ITEMS and weights.shape[1] <= 2:  # a short given order: walk it at once
+        ordered = weights[order]
+        if _whole(ordered, capacities):
+            limit = len(order) if max_items is None else max_items
+            return order[_walk_items(ordered, capacities, limit, (values[order] > 0).tolist())]
+        order = order[values[order] > 0]
     else:
         order = order[values[order] > 0]
     if len(order) <= 4 * WALK_ITEMS:  # an item too heavy for the empty knapsack is never taken:
@@ -95,14 +101,17 @@ def greedy_knapsack(
 
 def _whole(weights: np.ndarray, capacities: np.ndarray) -> bool:
     """Whether every weight and capacity is a whole number (then sums are exact in any order)."""
-    return bool((weights == np.floor(weights)).all() and (capacities == np.floor(capacities)).all()
-                and np.abs(weights).sum() < 2**52 and np.abs(capacities).max() < 2**52)
+    return (all(abs(c) < 2**52 and c == int(c) for c in capacities.tolist())
+            and bool((weights == np.floor(weights)).all()) and float(np.abs(weights).sum()) < 2**52)
 
 
-def _walk_items(weights: np.ndarray, capacities: np.ndarray, limit: int) -> np.ndarray:
+def _walk_items(weights: np.ndarray, capacities: np.ndarray, limit: int,
+                useful: list[bool] | None = None) -> np.ndarray:
     """greedy_knapsack's walk one item at a time (items in order, as rows of `weights`, one or
     two dimensions), for short orders of whole-number weights: a few Python steps per item cost
-    less than the numpy calls of one vectorized pass. Returns the rows taken."""
+    less than the numpy calls of one vectorized pass. `useful`: per row, whether its value is
+    positive (rows without are skipped; None: all are). An item too heavy for the empty knapsack
+    fits no room, so it needs no filter first. Returns the rows taken."""
     first = weights[:, 0].tolist()
     second = weights[:, 1].tolist() if weights.shape[1] == 2 else [0.0] * len(first)
     # whole numbers: room stays exact, and w <= room is the vectorized walk's w <= room + 1e-9
@@ -112,7 +121,7 @@ def _walk_items(weights: np.ndarray, capacities: np.ndarray, limit: int) -> np.n
     for row, (w1, w2) in enumerate(zip(first, second, strict=True)):
         if len(taken) >= limit:
             break
-        if w1 <= room_first and w2 <= room_second:
+        if w1 <= room_first and w2 <= room_second and (useful is None or useful[row]):
             taken.append(row)
             room_first -= w1
             room_second -= w2
