@@ -46,10 +46,16 @@ def select(view: EngineView, order: np.ndarray) -> np.ndarray:
     return chosen
 
 
+def shortfall(view: EngineView, chosen: np.ndarray, blocks: np.ndarray) -> float:
+    """KV blocks the chosen batch needs beyond the free ones (<= 0: it fits without evictions).
+    `blocks`: signals.kv_weights(view)[0]."""
+    return float(np.where(view.resident, blocks - view.kv_blocks, blocks)[chosen].sum()) - view.free_blocks
+
+
 def victims(view: EngineView, chosen: np.ndarray, evict_rank: np.ndarray, blocks: np.ndarray) -> np.ndarray:
     """Positions of unchosen residents to preempt so the chosen batch fits (highest rank first).
     `blocks`: signals.kv_weights(view)[0], which the caller has already."""
-    need = float(np.where(view.resident, blocks - view.kv_blocks, blocks)[chosen].sum()) - view.free_blocks
+    need = shortfall(view, chosen, blocks)
     if need <= 0:
         return np.empty(0, dtype=np.int64)
     cand = np.flatnonzero(view.resident & ~chosen)

@@ -242,6 +242,8 @@ class SloPolicy(Policy):
         their recompute still covers the longest urgent newcomer's whole run (they can wait it
         out), or, when the engine is overloaded, exceeds the margin. Admissions that cannot be
         made that way are dropped, lowest priority first, and the residents keep running."""
+        if batching.shortfall(view, chosen, step.weights[:, 0]) <= 0:  # the batch fits as it is
+            return chosen, EMPTY
         est = step.estimate
         margin = self.params.preempt_margin_iterations * est.iteration
         admitted = np.flatnonzero(chosen & ~view.resident)
