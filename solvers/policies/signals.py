@@ -58,11 +58,6 @@ def engine_seconds(engine: EngineSpec, prefill: np.ndarray, decode: np.ndarray, 
             + lat.c_ctx * context * decode)
 
 
-def _per_row(column: np.ndarray, like: np.ndarray) -> np.ndarray:
-    """A per-request column shaped to broadcast against `like`: (n,) or (n, k), k variants per request."""
-    return column if np.ndim(like) < 2 else column[:, None]
-
-
 def prefill_iterations(view: EngineView) -> np.ndarray:
     """Iterations needed before the next token: ceil(prefill after prefix-cache hits / token
     budget), 0 if decoding."""
@@ -74,13 +69,12 @@ def steps_to_finish(view: EngineView, total: np.ndarray, pre: np.ndarray | None 
 
     The last prefill chunk delivers a token, so a request with prefill left needs its prefill
     iterations plus (total - generated - 1) decodes; a decoding one needs total - generated.
-    `pre`: prefill_iterations(view), when the caller has it already. `total` may be (n, k): k
-    predicted totals per request, a column each.
+    `pre`: prefill_iterations(view), when the caller has it already. `total` may be (k, n): k
+    predicted totals per request, a row each.
     """
-    tokens_left = np.maximum(total - _per_row(view.generated, total), 1.0)
+    tokens_left = np.maximum(total - view.generated, 1.0)
     if pre is None:
         pre = prefill_iterations(view)
-    pre = _per_row(pre, total)
     return np.where(pre > 0, pre + tokens_left - 1.0, tokens_left)
 
 
@@ -197,17 +191,22 @@ def latest_next_token(view: EngineView, t_tok: float, total: np.ndarray, thresho
     growth term d*m(m-1)/2 (d = t_tok - 1/r > 0 only) bounds the lateness added by a slow engine.
     Returns -inf where the threshold is already out of reach (A + m*L + growth > allowed).
     `share` < 1 plans to spend only that share of the allowed delay area (a safety margin).
-    `total` may be (n, k), k totals per request, with one `share` per column (a tuple): every
+    `total` may be (k, n), k totals per request, with one `share` per row (a tuple): every
     variant in one pass of the same arithmetic, elementwise as k separate calls.
     """
-    rate = _per_row(view.read_rate, total)
-    m = np.maximum(total - _per_row(view.generated, total), 1.0)
-    whole = total * (total + 1.0) / (2.0 * rate)
-    d = np.maximum(t_tok - 1.0 / rate, 0.0)
-    budget = np.asarray(share) * (1.0 - threshold) * whole - _per_row(view.delay_area, total) - d * m * (m - 1.0) / 2.0
+    m = np.maximum(total - view.generated, 1.0)
+    whole = total * (total + 1.0) / (2.0 * view.read_rate)
+    d = np.maximum(t_tok - 1.0 / view.read_rate, 0.0)
+    budget = _rows_of(share) * (1.0 - threshold) * whole - view.delay_area - d * m * (m - 1.0) / 2.0
     per_token = budget / m
-    latest = _per_row(next_token_ideal(view), total) + per_token
-    return np.where(per_token >= _per_row(view.lag, total) - 1e-12, latest, -np.inf)
+    latest = next_token_ideal(view) + per_token
+    return np.where(per_token >= view.lag - 1e-12, latest, -np.inf)
+
+
+def _rows_of(share: float | tuple[float, ...]) -> np.ndarray:
+    """A share per row of a (k, n) result (a scalar as it is)."""
+    share = np.asarray(share, dtype=np.float64)
+    return share[:, None] if share.ndim else share
 
 
 def tightest_total(view: EngineView, lo: np.ndarray, hi: np.ndarray, threshold: float,
@@ -221,20 +220,20 @@ def tightest_total(view: EngineView, lo: np.ndarray, hi: np.ndarray, threshold: 
     (zero derivative). Planning with the shortest likely length alone would be wrong for a
     stream that is predicted to be nearly done but is not: it would look almost free to pause.
     The engine-speed growth term is left out of this choice (it only matters when the engine is
-    slower than the reader). A tuple `share` gives one column per share, (n, k).
+    slower than the reader). A tuple `share` gives one row per share, (k, n).
     """
-    scale = np.asarray(share) * (1.0 - threshold)
-    if np.ndim(scale):  # k shares: a column each
-        return np.stack([tightest_total(view, lo, hi, threshold, float(one)) for one in share], axis=1) \
-            if (scale <= 0).any() else _tightest(view, lo[:, None], np.maximum(hi, lo)[:, None], scale)
+    scale = _rows_of(share) * (1.0 - threshold)
+    if np.ndim(scale):  # k shares: a row each
+        return np.stack([tightest_total(view, lo, hi, threshold, float(one)) for one in share]) \
+            if (scale <= 0).any() else _tightest(view, lo, np.maximum(hi, lo), scale)
     if scale <= 0:  # no delay allowed at any length
         return np.asarray(lo, dtype=np.float64)
     return _tightest(view, lo, np.maximum(hi, lo), scale)
 
 
 def _tightest(view: EngineView, lo: np.ndarray, top: np.ndarray, scale: np.ndarray | float) -> np.ndarray:
-    """tightest_total for scale = share (1 - threshold) > 0, lo/top shaped like the result."""
-    g = _per_row(view.generated, lo)
-    area_per_c = _per_row(view.delay_area, lo) * (2.0 * _per_row(view.read_rate, lo) / scale)  # A / c
+    """tightest_total for scale = share (1 - threshold) > 0 (a scalar, or (k, 1) for k rows)."""
+    g = view.generated
+    area_per_c = view.delay_area * (2.0 * view.read_rate / scale)  # A / c
     star = g + np.sqrt(np.maximum(g * g + g - area_per_c, 0.0))  # nan where read_rate is (not a stream)
     return np.clip(np.where(star == star, star, 0.0), lo, top)

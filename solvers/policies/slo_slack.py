@@ -56,10 +56,10 @@ def estimate(view: EngineView, params: SloParams, groups: GroupDeadlines) -> Sla
     levels = view.quantile_levels
     columns = [quantile_column(levels, params.conservative), quantile_column(levels, params.optimistic),
                quantile_column(levels, 0.5)]
-    lengths = np.maximum(view.pred_quantiles[:, columns], view.generated[:, None] + 1.0)  # hi, lo, mid
-    hi, lo, mid = lengths.T
+    lengths = np.maximum(view.pred_quantiles.T[columns], view.generated + 1.0)  # rows: hi, lo, mid
+    hi, lo, mid = lengths
     pre = signals.prefill_iterations(view)
-    steps_hi, steps_lo, steps_mid = signals.steps_to_finish(view, lengths, pre).T
+    steps_hi, steps_lo, steps_mid = signals.steps_to_finish(view, lengths, pre)
     dur_hi = steps_hi * t
     dur_lo = steps_lo * t
     due, due_lo, pending = _bulk_deadlines(view, params, groups, t, dur_hi, dur_lo)
@@ -79,8 +79,8 @@ def estimate(view: EngineView, params: SloParams, groups: GroupDeadlines) -> Sla
         # when even the full budget of the longest likely stream fails
         # (planned, latest, hope): one pass over the three (total, share) variants
         tight = signals.tightest_total(view, lo, hi, threshold, (share, 1.0))
-        planned, latest, hope = signals.latest_next_token(
-            view, t, np.column_stack([tight, hi]), threshold, (share, 1.0, 1.0)).T
+        planned, latest, hope = signals.latest_next_token(view, t, np.vstack([tight, hi]), threshold,
+                                                          (share, 1.0, 1.0))
         latest = np.where(np.isfinite(latest), latest, hope)
         # a stream past its planned share is behind plan (urgent), not lost
         need = np.where(np.isfinite(planned), planned, np.minimum(latest, now + first))
