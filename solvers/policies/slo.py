@@ -84,6 +84,50 @@ def _median(values: np.ndarray) -> float:
     return float((mid[(n - 1) // 2] + mid[n // 2]) / 2.0)
 
 
+class _AdmittedWork:
+    """Moore-Hodgson's running sums: the cumulative engine seconds of the admitted work in due
+    order against the time left until each due time. They are accumulated only as far as the
+    search for the first overflow needs (under overload it is near the front, and each give-up
+    moves it on a little), in chunks that double, from the earliest position a give-up changed;
+    each sum is accumulated exactly as one np.cumsum over all of them would (left to right)."""
+
+    FIRST_CHUNK = 256
+
+    def __init__(self, demand: np.ndarray, cap: np.ndarray) -> None:
+        self.demand, self.cap = demand, cap
+        self.admitted = np.ones(len(demand), dtype=bool)
+        self._sums = np.empty(len(demand))
+        self._valid = 0  # _sums[:_valid] are the running sums of the admitted work
+
+    def drop(self, which: int | np.ndarray, start: int) -> None:
+        """Give up on `which` (a position or a mask), the first of them at `start`."""
+        self.admitted[which] = False
+        self._valid = min(self._valid, start)
+
+    def first_overflow(self, start: int) -> int | None:
+        """The first admitted position from `start` on whose running sum exceeds its time left."""
+        n, pos, chunk = len(self.demand), start, self.FIRST_CHUNK
+        while pos < n:
+            end = min(n, max(self._valid, pos + chunk))
+            self._extend(end)
+            over = self.admitted[pos:end] & (self._sums[pos:end] > self.cap[pos:end])
+            hit = int(np.argmax(over))
+            if over[hit]:
+                return pos + hit
+            pos, chunk = end, 2 * chunk
+        return None
+
+    def _extend(self, end: int) -> None:
+        valid = self._valid
+        if end <= valid:
+            return
+        work = self.demand[valid:end] * self.admitted[valid:end]
+        if valid:  # continue from the last valid sum, one addition at a time as cumsum does
+            work = np.concatenate([self._sums[valid - 1:valid], work])
+        self._sums[valid:end] = np.cumsum(work)[1 if valid else 0:]
+        self._valid = end
+
+
 class SloPolicy(Policy):
     name = "slo"
     Params = SloParams
@@ -145,29 +189,23 @@ class SloPolicy(Policy):
         order = np.argsort(due, kind="stable") if pend else self._sorts["due"].argsort(due, view.idx[live])
         demand, due, score = demand[order], due[order], score[order]
         group = group[order] if grouped else None
-        cap = np.maximum(due - now, 0.0) + 1e-9
-        admitted = np.ones(len(due), dtype=bool)
-        cum = np.cumsum(demand)
-        start = 0  # before it nothing changed since the last pass, and nothing overflowed
+        sums = _AdmittedWork(demand, np.maximum(due - now, 0.0) + 1e-9)
+        start = 0  # before it nothing changed since the last search, and nothing overflowed
         for _ in range(self.params.max_rejections):
-            over = admitted[start:] & (cum[start:] > cap[start:])
-            first = start + int(np.argmax(over))
-            if not over[first - start]:
+            first = sums.first_overflow(start)
+            if first is None:
                 break
-            window = np.flatnonzero(admitted[: first + 1])
+            window = np.flatnonzero(sums.admitted[: first + 1])
             victim = int(window[np.argmax(score[window])])
             if group is not None and group[victim] >= 0:
                 self._given_up_group[group[victim]] = True
                 out = group == group[victim]
-                admitted &= ~out
                 start = int(np.argmax(out))
+                sums.drop(out, start)
             else:
-                admitted[victim] = False
                 self._given_up[view.idx[live[order[victim]]]] = True
                 start = victim
-            # the admitted work's running sum from `start` on, accumulated as one pass would
-            cum[start:] = np.cumsum(np.concatenate([cum[start - 1:start], demand[start:] * admitted[start:]]))[
-                min(start, 1):]
+                sums.drop(victim, start)
         return self._given_up_mask(view)
 
     @staticmethod
