@@ -109,9 +109,11 @@ def ties_broken(order: np.ndarray, key: np.ndarray, tiebreak: np.ndarray | None 
     tied = np.flatnonzero(edge | np.concatenate([same, [False]]))
     run = np.cumsum(~edge)[tied]  # which run of equal keys each tied row is in
     rows = order[tied]
-    keys = (rows, run) if tiebreak is None else (rows, tiebreak[rows], run)
     order = order.copy()
-    order[tied] = rows[np.lexsort(keys)]
+    if tiebreak is None:  # (run, position) as one integer: distinct, so any sort gives the order
+        order[tied] = rows[np.argsort(run * len(order) + rows)]
+    else:
+        order[tied] = rows[np.lexsort((rows, tiebreak[rows], run))]
     return order
 
 
