@@ -55,7 +55,10 @@ def greedy_knapsack(
         ordered = weights[order]
         if _whole(ordered, capacities):
             limit = len(order) if max_items is None else max_items
-            return order[_walk_items(ordered, capacities, limit, (values[order] > 0).tolist())]
+            useful = values[order] > 0
+            if len(order) <= limit and useful.all() and (ordered.sum(axis=0) <= capacities).all():
+                return order.copy()  # all of them fit together (whole numbers: the sums are exact)
+            return order[_walk_items(ordered, capacities, limit, useful.tolist())]
         order = order[values[order] > 0]
     else:
         order = order[values[order] > 0]
