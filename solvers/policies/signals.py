@@ -165,7 +165,8 @@ def qoe_gain(view: EngineView, horizon: float, t_tok: float, total: np.ndarray, 
 def qoe_gain_for(view: EngineView, total: np.ndarray) -> Callable[[float, float, np.ndarray], np.ndarray]:
     """`qoe_gain` as a function of (horizon, t_tok, t_first), for a policy that tries several
     iteration times: what depends on none of them (tokens left, ideal times, whole area) is
-    computed once, and each call does projected_qoe's arithmetic for both starts."""
+    computed once, and each call does projected_qoe's arithmetic for both starts in one pass
+    (a row each)."""
     m = np.maximum(total - view.generated, 1.0)
     inv_rate = 1.0 / view.read_rate
     pairs, ideal, lag, area = m * (m - 1), next_token_ideal(view), view.lag, view.delay_area
@@ -173,12 +174,9 @@ def qoe_gain_for(view: EngineView, total: np.ndarray) -> Callable[[float, float,
 
     def gain(horizon: float, t_tok: float, t_first: np.ndarray) -> np.ndarray:
         start = view.now + t_first
-        d = t_tok - inv_rate
-
-        def qoe(x0: np.ndarray) -> np.ndarray:
-            return np.clip(1.0 - (area + _added_area(lag, x0, m, d, pairs)) / whole, 0.0, 1.0)
-
-        return qoe(start - ideal) - qoe(start + horizon - ideal)
+        x0 = np.stack([start - ideal, start + horizon - ideal])  # served now, paused for `horizon`
+        qoe = np.clip(1.0 - (area + _added_area(lag, x0, m, t_tok - inv_rate, pairs)) / whole, 0.0, 1.0)
+        return qoe[0] - qoe[1]
 
     return gain
 
