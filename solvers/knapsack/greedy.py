@@ -19,7 +19,10 @@ WALK_ITEMS = 256  # orders up to this long are walked item by item (when the wei
 
 def densities(values: np.ndarray, weights: np.ndarray, capacities: np.ndarray) -> np.ndarray:
     """Value per normalized weight of each item (inf for an item that weighs nothing)."""
-    norm = (weights / np.maximum(capacities, 1e-12)[None, :]).sum(axis=1)
+    caps = np.maximum(capacities, 1e-12).tolist()
+    norm = weights[:, 0] / caps[0]
+    for dim in range(1, len(caps)):  # a column at a time: a sum over a short axis iterates slowly
+        norm = norm + weights[:, dim] / caps[dim]
     return np.where(norm > 0, values / np.maximum(norm, 1e-300), np.inf)
 
 
