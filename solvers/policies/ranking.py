@@ -1,11 +1,14 @@
-"""The first few requests of a ranking without sorting all of them.
+"""Rankings of thousands of live requests without full sorts from scratch.
 
-A policy ranks thousands of live requests but uses only the head of the ranking: max_seqs seats,
-the few victims that free enough blocks. Sorting is what a decision over thousands of requests
-spends its time on, so these functions partition on the primary key first and sort only the
-rows that can be in the head. Exact: every row tied with the k-th on the primary key is kept,
-and the sort of that subset is `np.lexsort`'s, stable by position, so the head equals
-`np.lexsort(keys)[:k]` row for row.
+Sorting is what a decision over thousands of requests spends its time on. Two ways around it,
+both exact (row for row what np.lexsort / a stable np.argsort gives):
+- a policy that uses only the head of a ranking (max_seqs seats, the few victims that free
+  enough blocks): `head`, `walk` and `greedy_in_ranking` partition on the primary key first and
+  sort only the rows that can be in the head (every row tied with the k-th on the primary key is
+  kept, and the sort of that subset is np.lexsort's, stable by position);
+- a policy that needs the whole ranking of a key that moves little between decisions:
+  `WarmSort` starts from the last decision's order, and `ties_broken` orders only the rows tied
+  on the key by the tiebreak.
 """
 
 from __future__ import annotations
