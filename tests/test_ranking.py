@@ -68,31 +68,6 @@ def test_greedy_in_ranking_of_no_items_takes_none() -> None:
     assert taken.dtype == np.int64 and len(taken) == 0
 
 
-@settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 10_000), steps=st.integers(1, 6), n=st.integers(1, 1200))
-def test_warm_sort_is_the_stable_argsort_whatever_changed_since_the_last_call(seed: int, steps: int, n: int) -> None:
-    # each call: some requests leave, new ones arrive, every key moves a little, some a lot;
-    # keys with ties and nan now and then (then the order by position must come out)
-    rng = np.random.default_rng(seed)
-    warm = ranking.WarmSort()
-    ids = rng.permutation(3 * n)[:n]
-    key = rng.random(n)
-    for _ in range(steps):
-        stay = rng.random(len(ids)) < 0.9
-        fresh = np.setdiff1d(rng.integers(0, 4 * n, max(1, n // 10)), ids)
-        ids = rng.permutation(np.concatenate([ids[stay], fresh]))
-        key = rng.random(len(ids)) if rng.random() < 0.3 else np.sort(rng.random(len(ids))) + rng.normal(0, 1e-3, len(ids))
-        if rng.random() < 0.3:
-            key = np.round(key, 2)  # ties
-        if rng.random() < 0.2:
-            key[rng.random(len(key)) < 0.05] = np.nan
-        if rng.random() < 0.5:
-            assert np.array_equal(warm.argsort(key, ids), np.argsort(key, kind="stable"))
-        else:
-            tiebreak = rng.integers(0, 3, len(ids)).astype(np.float64)
-            assert np.array_equal(warm.argsort(key, ids, tiebreak), np.lexsort((tiebreak, key)))
-
-
 @settings(max_examples=200, deadline=None)
 @given(seed=st.integers(0, 10_000), n=st.integers(0, 600), tiebreak=st.booleans())
 def test_ties_broken_orders_every_run_of_equal_keys_as_lexsort(seed: int, n: int, tiebreak: bool) -> None:

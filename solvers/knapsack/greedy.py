@@ -10,8 +10,6 @@ at as many items as may still be taken.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 WALK_ITEMS = 256  # orders up to this long are walked item by item (when the weights are whole numbers)
@@ -26,12 +24,9 @@ def densities(values: np.ndarray, weights: np.ndarray, capacities: np.ndarray) -
     return np.where(norm > 0, values / np.maximum(norm, 1e-300), np.inf)
 
 
-def density_order(values: np.ndarray, weights: np.ndarray, capacities: np.ndarray,
-                  argsort: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
-    """Item indices by decreasing value per normalized weight (ties: lower index first).
-    `argsort`: a stable argsort to use instead of numpy's (a caller's warm-started one)."""
-    key = -densities(values, weights, capacities)
-    return np.argsort(key, kind="stable") if argsort is None else argsort(key)
+def density_order(values: np.ndarray, weights: np.ndarray, capacities: np.ndarray) -> np.ndarray:
+    """Item indices by decreasing value per normalized weight (ties: lower index first)."""
+    return np.argsort(-densities(values, weights, capacities), kind="stable")
 
 
 def greedy_knapsack(

@@ -6,9 +6,9 @@ both exact (row for row what np.lexsort / a stable np.argsort gives):
   enough blocks): `head`, `walk` and `greedy_in_ranking` partition on the primary key first and
   sort only the rows that can be in the head (every row tied with the k-th on the primary key is
   kept, and the sort of that subset is np.lexsort's, stable by position);
-- a policy that needs the whole ranking of a key that moves little between decisions:
-  `WarmSort` starts from the last decision's order, and `ties_broken` orders only the rows tied
-  on the key by the tiebreak.
+- a policy that needs the whole ranking by a float key with a tiebreak: one sort by the key,
+  then `ties_broken` orders only the rows tied on it (np.lexsort of two keys costs about three
+  sorts of one).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from collections.abc import Callable
 import numpy as np
 
 from solvers.knapsack.greedy import greedy_knapsack
-from solvers.policies.per_request import grown
 
 SMALL = 256  # below this many rows a full sort is as cheap as partitioning first
 FIRST_HEAD = 64  # rows in the first head tried by `walk`; each retry takes four times more
@@ -118,53 +117,3 @@ def ties_broken(order: np.ndarray, key: np.ndarray, tiebreak: np.ndarray | None 
     else:
         order[tied] = rows[np.lexsort((rows, tiebreak[rows], run))]
     return order
-
-
-class WarmSort:
-    """np.lexsort((tiebreak, key)) (np.argsort(key, kind="stable") without a tiebreak) of a key
-    over live requests that changes little from one decision to the next (a slack, a due time:
-    every request's moves with the clock, few overtake each other).
-
-    The sort starts from the order the same requests had at the last call (new ones after them,
-    in position order), which numpy's stable sort (timsort for floats) finishes in about one
-    pass, where a sort from scratch costs twenty times more on thousands of requests; the rows
-    tied on the key are then ordered by `ties_broken`. Exact: a sort by the key alone is unique
-    up to ties, and the ties are ordered from scratch. Below `SMALL` rows the plain sort is
-    cheaper than the bookkeeping. One instance per ranking a policy keeps (what it remembers is
-    that ranking's last order); `clear` at reset.
-    """
-
-    def __init__(self) -> None:
-        self.clear()
-
-    def clear(self) -> None:
-        self._last = np.empty(0, dtype=np.int64)  # request indices in the last order
-        self._rank = np.zeros(0, dtype=np.int64)  # per request index: its place in `_last`
-
-    def argsort(self, key: np.ndarray, ids: np.ndarray, tiebreak: np.ndarray | None = None) -> np.ndarray:
-        """Positions by `key`, ties by `tiebreak` then position; `ids`: the request index of each
-        position (distinct)."""
-        if len(key) <= SMALL:  # (the last order kept is then an older one: any start is exact)
-            return ties_broken(np.argsort(key, kind="stable"), key, tiebreak)
-        start = self._start(ids)
-        order = ties_broken(start[np.argsort(key[start], kind="stable")], key, tiebreak)
-        self._remember(ids[order])
-        return order
-    def _start(self, ids: np.ndarray) -> np.ndarray:
-        """Positions of the requests of the last order still live, in that order, then the others."""
-        last = self._last
-        if not len(last):
-            return np.arange(len(ids))
-        self._rank = grown(self._rank, int(ids.max()) + 1, fill=-1)
-        place = self._rank[ids]
-        seen = place >= 0
-        slots = np.full(len(last), -1, dtype=np.int64)
-        slots[place[seen]] = np.flatnonzero(seen)
-        return np.concatenate([slots[slots >= 0], np.flatnonzero(~seen)])
-
-    def _remember(self, ordered_ids: np.ndarray) -> None:
-        if len(self._last):
-            self._rank[self._last] = -1
-        self._rank = grown(self._rank, int(ordered_ids.max(initial=-1)) + 1, fill=-1)
-        self._rank[ordered_ids] = np.arange(len(ordered_ids))
-        self._last = ordered_ids

@@ -55,7 +55,6 @@ from solvers.policies import batching, signals
 from solvers.policies.dag_deadlines import GroupDeadlines
 from solvers.policies.offered_load import OfferedLoad
 from solvers.policies.per_request import grown
-from solvers.policies.ranking import WarmSort
 from solvers.policies.slo_params import SloParams
 from solvers.policies.slo_slack import SlackEstimate, estimate
 
@@ -138,16 +137,12 @@ class SloPolicy(Policy):
         self._groups = GroupDeadlines()
         self._given_up = np.zeros(0, dtype=bool)  # per request index
         self._given_up_group = np.zeros(0, dtype=bool)  # per group index (+1: "no group", never set)
-        # the last decision's rankings, to start this one's sorts from (exact, see WarmSort)
-        self._sorts = {name: WarmSort() for name in ("priority", "density", "due")}
 
     def reset(self, engine: EngineSpec) -> None:
         self._load.clear()
         self._groups.clear()
         self._given_up = np.zeros(0, dtype=bool)
         self._given_up_group = np.zeros(0, dtype=bool)
-        for sort in self._sorts.values():
-            sort.clear()
 
     def slack(self, view: EngineView) -> SlackEstimate:
         """Slack, doom and due times of every live request (slo_slack.py)."""
@@ -186,7 +181,7 @@ class SloPolicy(Policy):
             group = np.concatenate([group, np.array([p.group for p in pend], dtype=np.int64)])
         grouped = bool(pend) or bool(view.groups) and bool((group >= 0).any())
         score = self._work_per_slo(view, demand, group) if grouped else demand  # engine seconds per SLO met
-        order = np.argsort(due, kind="stable") if pend else self._sorts["due"].argsort(due, view.idx[live])
+        order = np.argsort(due, kind="stable")
         demand, due, score = demand[order], due[order], score[order]
         group = group[order] if grouped else None
         sums = _AdmittedWork(demand, np.maximum(due - now, 0.0) + 1e-9)
@@ -258,7 +253,7 @@ class SloPolicy(Policy):
         doomed = est.doomed | given_up
         key = self._priority_key(view, est, doomed)
         runnable = view.release <= view.now + 1e-12
-        order = batching.order_by(key, view.arrival, self._sorts["priority"], view.idx)
+        order = batching.order_by(key, view.arrival)
         order = order[runnable[order]]
         blocks, tokens = signals.kv_weights(view)
         # value: the SLO lost by not running now (about 1 within urgency_horizon of its slack,
@@ -311,15 +306,13 @@ class SloPolicy(Policy):
         victims = batching.victims(view, chosen, rank, step.weights[:, 0])
         return chosen, victims[cand[victims]]
 
-    def _rank(self, view: EngineView, step: StepKnapsack, overloaded: bool) -> np.ndarray:
+    def _rank(self, step: StepKnapsack, overloaded: bool) -> np.ndarray:
         """Runnable positions in the order the batch selection walks them: by value density when
         it packs by density ("auto" above `overload_at`, or "density"), else least slack first.
         The spare-budget fill walks the same order, so it continues the selection's own greedy."""
         selection, order = self.params.selection, step.order
         if selection == "density" or (selection == "auto" and overloaded):
-            ids = view.idx[order]
-            return order[density_order(step.values[order], step.weights[order], step.capacities,
-                                       lambda key: self._sorts["density"].argsort(key, ids))]
+            return order[density_order(step.values[order], step.weights[order], step.capacities)]
         return order
 
     def _select(self, step: StepKnapsack, rank: np.ndarray) -> np.ndarray:
@@ -347,7 +340,7 @@ class SloPolicy(Policy):
             return Plan(run=view.idx[everyone])
         step = self.knapsack_inputs(view)
         chosen = np.zeros(n, dtype=bool)
-        rank = self._rank(view, step, overloaded)
+        rank = self._rank(step, overloaded)
         chosen[self._select(step, rank)] = True
         chosen, victims = self._evictions(view, step, chosen, overloaded)
         reject = np.flatnonzero(step.given_up) if self.params.reject else EMPTY
