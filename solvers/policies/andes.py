@@ -39,7 +39,7 @@ import numpy as np
 from formulations.engine_spec import EngineSpec
 from formulations.online import EMPTY, EngineView, Plan, Policy
 from solvers.knapsack.greedy import densities
-from solvers.policies import ranking, signals
+from solvers.policies import batching, ranking, signals
 
 
 @lru_cache(maxsize=1024)
@@ -225,7 +225,7 @@ class AndesPolicy(Policy):
             need = float(growth[chosen].sum()) - view.free_blocks
             if ranked is None and need > 0:
                 ranked, freed = self._eviction_order(view, chosen, evictable, buffer, need)
-            victims = EMPTY if need <= 0 else ranked[:int(np.searchsorted(freed, need, side="left")) + 1]
+            victims = EMPTY if need <= 0 else batching.enough(ranked, freed, need)
             if len(victims) <= budget and np.all(evictable[victims]):
                 break
             chosen[req] = False
@@ -259,8 +259,7 @@ class AndesPolicy(Policy):
         need = float(growth[chosen].sum()) - view.free_blocks
         if need <= 0:
             return EMPTY
-        ranked, freed = AndesPolicy._eviction_order(view, chosen, evictable, buffer, need)
-        return ranked[:int(np.searchsorted(freed, need, side="left")) + 1]
+        return batching.enough(*AndesPolicy._eviction_order(view, chosen, evictable, buffer, need), need)
 
     @staticmethod
     def _eviction_order(view: EngineView, chosen: np.ndarray, evictable: np.ndarray, buffer: np.ndarray,

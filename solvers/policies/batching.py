@@ -49,11 +49,24 @@ def victims(view: EngineView, chosen: np.ndarray, evict_rank: np.ndarray, blocks
     need = shortfall(view, chosen, blocks)
     if need <= 0:
         return np.empty(0, dtype=np.int64)
+    return enough(*eviction_order(view, chosen, evict_rank, need), need)
+
+
+def eviction_order(view: EngineView, chosen: np.ndarray, evict_rank: np.ndarray,
+                   need: float) -> tuple[np.ndarray, np.ndarray]:
+    """Unchosen residents by `evict_rank` (highest first) and the blocks the first k of them free,
+    ranked only as far as it takes to free `need` blocks (all of them if that is not enough).
+    Unchanged while only waiting requests leave the batch: then one ranking serves every
+    smaller need (`enough`)."""
     cand = np.flatnonzero(view.resident & ~chosen)
     held = view.kv_blocks[cand]
-    first = ranking.walk((-evict_rank[cand],), lambda rows: held[rows].sum() >= need)  # ranks only what it takes
-    k = int(np.searchsorted(np.cumsum(held[first]), need, side="left")) + 1
-    return cand[first[:k]]
+    first = ranking.walk((-evict_rank[cand],), lambda rows: held[rows].sum() >= need)
+    return cand[first], np.cumsum(held[first])
+
+
+def enough(ranked: np.ndarray, freed: np.ndarray, need: float) -> np.ndarray:
+    """The first of `ranked` that free `need` blocks (`freed`: the blocks the first k free)."""
+    return ranked[:int(np.searchsorted(freed, need, side="left")) + 1]
 
 
 def plan_in_order(view: EngineView, order: np.ndarray, recheck_at: float | None = None) -> Plan:

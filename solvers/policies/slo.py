@@ -292,9 +292,14 @@ class SloPolicy(Policy):
         pos_rank = np.empty(len(view))
         pos_rank[step.order] = np.arange(len(step.order))
         chosen[admitted[~urgent]] = False
+        ranked = freed = None  # dropping admissions leaves the eviction ranking as it is
         for req in admitted[urgent][np.argsort(-pos_rank[admitted[urgent]])]:
-            victims = batching.victims(view, chosen, rank, step.weights[:, 0])
-            if len(victims) == 0 or np.all(cand[victims]):
+            need = batching.shortfall(view, chosen, step.weights[:, 0])
+            if need <= 0:
+                break
+            if ranked is None:
+                ranked, freed = batching.eviction_order(view, chosen, rank, need)
+            if np.all(cand[batching.enough(ranked, freed, need)]):
                 break
             chosen[req] = False
         # residents fill the room the dropped admissions leave
