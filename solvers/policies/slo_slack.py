@@ -109,22 +109,24 @@ def _bulk_deadlines(view: EngineView, params: SloParams, groups: GroupDeadlines,
                                   pred[:, quantile_column(view.quantile_levels, params.optimistic)]], axis=1), axis=0)
     for g in np.unique(view.group[bulk]).tolist():
         group = view.groups[g]
-        done = group.done.tolist()
-        positions = [pos_of.get(member) for member in group.members.tolist()]  # None: not live
-        placed = [k for k, pos in enumerate(positions) if pos is not None]
-        live = [k for k in placed if not done[k]]
-        unreleased = [k for k, pos in enumerate(positions) if pos is None and not done[k]]
-        durations = np.zeros((len(positions), 2))  # finished members: 0
-        if live:
-            durations[live] = dur[[positions[k] for k in live]]
-        if unreleased:  # not released yet, no prediction seen: the group's typical length for its
-            # priority, the shortest possible run (prefill + 1 token) for doom and admission
-            prefill = -(-group.prompt_len[unreleased].astype(np.int64) // budget)
-            durations[unreleased, 0] = (prefill + typical[0] - 1.0) * t
-            durations[unreleased, 1] = prefill * t
+        durations = np.zeros((len(group.members), 2))
+        unreleased = []
+        for k, member in enumerate(group.members.tolist()):
+            pos = pos_of.get(member)
+            if group.done[k]:
+                continue
+            if pos is not None:
+                durations[k] = dur[pos]
+            else:  # not released yet, no prediction seen: the group's typical length for its
+                # priority, the shortest possible run (prefill + 1 token) for doom and admission
+                prefill = -(-int(group.prompt_len[k]) // budget)
+                durations[k] = ((prefill + typical[0] - 1.0) * t, prefill * t)
+                unreleased.append(k)
         lf = groups.member_deadlines(group, durations)
-        if placed:
-            due[[positions[k] for k in placed]] = np.minimum(lf[placed], group.deadline)
+        for k, member in enumerate(group.members.tolist()):
+            pos = pos_of.get(member)
+            if pos is not None:
+                due[pos] = np.minimum(lf[k], group.deadline)
         pending.extend(PendingMember(g, float(lf[k, 1]), float(durations[k, 1]), float(group.prompt_len[k] + 1))
                        for k in unreleased)
     return due[:, 0], due[:, 1], tuple(pending)
