@@ -275,7 +275,8 @@ class SloPolicy(Policy):
         their recompute still covers the longest urgent newcomer's whole run (they can wait it
         out), or, when the engine is overloaded, exceeds the margin. Admissions that cannot be
         made that way are dropped, lowest priority first, and the residents keep running."""
-        if batching.shortfall(view, chosen, step.weights[:, 0]) <= 0:  # the batch fits as it is
+        need = batching.shortfall(view, chosen, step.weights[:, 0])
+        if need <= 0:  # the batch fits as it is
             return chosen, EMPTY
         est = step.estimate
         margin = self.params.preempt_margin_iterations * est.iteration
@@ -284,7 +285,7 @@ class SloPolicy(Policy):
         wait_out = float(est.steps_hi[admitted[urgent]].max()) * est.iteration if urgent.any() else np.inf
         cand = view.resident & ~chosen & (step.doomed | (step.key > (margin if overloaded else wait_out)))
         rank = np.where(cand, step.key, -np.inf)
-        victims = batching.victims(view, chosen, rank, step.weights[:, 0])
+        victims = batching.enough(*batching.eviction_order(view, chosen, rank, need), need)
         if len(victims) == 0 or (np.all(cand[victims]) and urgent.all()):
             return chosen, victims
         # too costly: keep the urgent admissions only, as far as the evictable blocks allow
