@@ -17,7 +17,10 @@ WALK_ITEMS = 256  # orders up to this long are walked item by item (when the wei
 
 def densities(values: np.ndarray, weights: np.ndarray, capacities: np.ndarray) -> np.ndarray:
     """Value per normalized weight of each item (inf for an item that weighs nothing)."""
-    norm = (weights / np.maximum(capacities, 1e-12)[None, :]).sum(axis=1)
+    caps = np.maximum(capacities, 1e-12).tolist()
+    norm = weights[:, 0] / caps[0]
+    for dim in range(1, len(caps)):  # a column at a time: a sum over a short axis iterates slowly
+        norm = norm + weights[:, dim] / caps[dim]
     return np.where(norm > 0, values / np.maximum(norm, 1e-300), np.inf)
 
 
@@ -46,6 +49,15 @@ def greedy_knapsack(
     if order is None:  # rank only the items that may be taken (ties: lower index first, as before)
         useful = np.flatnonzero(values > 0)
         order = useful[density_order(values[useful], weights[useful], capacities)]
+    elif len(order) <= WALK_ITEMS and weights.shape[1] <= 2:  # a short given order: walk it at once
+        ordered = weights[order]
+        if _whole(ordered, capacities):
+            limit = len(order) if max_items is None else max_items
+            useful = values[order] > 0
+            if len(order) <= limit and useful.all() and (ordered.sum(axis=0) <= capacities).all():
+                return order.copy()  # all of them fit together (whole numbers: the sums are exact)
+            return order[_walk_items(ordered, capacities, limit, useful.tolist())]
+        order = order[values[order] > 0]
     else:
         order = order[values[order] > 0]
     if len(order) <= 4 * WALK_ITEMS:  # an item too heavy for the empty knapsack is never taken:
@@ -90,14 +102,17 @@ def greedy_knapsack(
 
 def _whole(weights: np.ndarray, capacities: np.ndarray) -> bool:
     """Whether every weight and capacity is a whole number (then sums are exact in any order)."""
-    return bool((weights == np.floor(weights)).all() and (capacities == np.floor(capacities)).all()
-                and np.abs(weights).sum() < 2**52 and np.abs(capacities).max() < 2**52)
+    return (all(abs(c) < 2**52 and c == int(c) for c in capacities.tolist())
+            and bool((weights == np.floor(weights)).all()) and float(np.abs(weights).sum()) < 2**52)
 
 
-def _walk_items(weights: np.ndarray, capacities: np.ndarray, limit: int) -> np.ndarray:
+def _walk_items(weights: np.ndarray, capacities: np.ndarray, limit: int,
+                useful: list[bool] | None = None) -> np.ndarray:
     """greedy_knapsack's walk one item at a time (items in order, as rows of `weights`, one or
     two dimensions), for short orders of whole-number weights: a few Python steps per item cost
-    less than the numpy calls of one vectorized pass. Returns the rows taken."""
+    less than the numpy calls of one vectorized pass. `useful`: per row, whether its value is
+    positive (rows without are skipped; None: all are). An item too heavy for the empty knapsack
+    fits no room, so it needs no filter first. Returns the rows taken."""
     first = weights[:, 0].tolist()
     second = weights[:, 1].tolist() if weights.shape[1] == 2 else [0.0] * len(first)
     # whole numbers: room stays exact, and w <= room is the vectorized walk's w <= room + 1e-9
@@ -107,7 +122,7 @@ def _walk_items(weights: np.ndarray, capacities: np.ndarray, limit: int) -> np.n
     for row, (w1, w2) in enumerate(zip(first, second, strict=True)):
         if len(taken) >= limit:
             break
-        if w1 <= room_first and w2 <= room_second:
+        if w1 <= room_first and w2 <= room_second and (useful is None or useful[row]):
             taken.append(row)
             room_first -= w1
             room_second -= w2

@@ -39,7 +39,7 @@ import numpy as np
 from formulations.engine_spec import EngineSpec
 from formulations.online import EMPTY, EngineView, Plan, Policy
 from solvers.knapsack.greedy import densities
-from solvers.policies import ranking, signals
+from solvers.policies import batching, ranking, signals
 
 
 @lru_cache(maxsize=1024)
@@ -218,8 +218,14 @@ class AndesPolicy(Policy):
             chosen[admitted[~pays]] = False
             admitted = admitted[pays]
         budget = self.preemption_cap * self._seen - self._preempted
+        # dropping a waiting request leaves the eviction candidates (unchosen residents) as they
+        # are, only the blocks needed shrink: one ranking serves every try
+        ranked = freed = None
         for req in admitted:
-            victims = self._victims(view, chosen, evictable, buffer, growth)
+            need = float(growth[chosen].sum()) - view.free_blocks
+            if ranked is None and need > 0:
+                ranked, freed = self._eviction_order(view, chosen, evictable, buffer, need)
+            victims = EMPTY if need <= 0 else batching.enough(ranked, freed, need)
             if len(victims) <= budget and np.all(evictable[victims]):
                 break
             chosen[req] = False
@@ -249,15 +255,20 @@ class AndesPolicy(Policy):
     @staticmethod
     def _victims(view: EngineView, chosen: np.ndarray, evictable: np.ndarray, buffer: np.ndarray,
                  growth: np.ndarray) -> np.ndarray:
-        """Unchosen residents to evict so the chosen fit: evictable ones first, largest buffer
-        first (they can wait longest before they must be recomputed). Only as many are ranked
-        as it takes to free `need` blocks."""
+        """Unchosen residents to evict so the chosen fit (`_eviction_order`'s first ones)."""
         need = float(growth[chosen].sum()) - view.free_blocks
         if need <= 0:
             return EMPTY
+        return batching.enough(*AndesPolicy._eviction_order(view, chosen, evictable, buffer, need), need)
+
+    @staticmethod
+    def _eviction_order(view: EngineView, chosen: np.ndarray, evictable: np.ndarray, buffer: np.ndarray,
+                        need: float) -> tuple[np.ndarray, np.ndarray]:
+        """Unchosen residents in eviction order, evictable ones first, largest buffer first (they
+        can wait longest before they must be recomputed), and the blocks the first k free; only
+        as many are ranked as it takes to free `need` blocks (all of them if that is not enough)."""
         cand = np.flatnonzero(view.resident & ~chosen)
         held = view.kv_blocks[cand]
         keys = (view.idx[cand], view.arrival[cand], -buffer[cand], ~evictable[cand])
         first = ranking.walk(keys, lambda rows: held[rows].sum() >= need)
-        k = int(np.searchsorted(np.cumsum(held[first]), need, side="left")) + 1
-        return cand[first[:k]]
+        return cand[first], np.cumsum(held[first])

@@ -14,20 +14,16 @@ import numpy as np
 
 from formulations.online import EngineView, Plan, admission_blocks
 from solvers.knapsack.greedy import greedy_knapsack
-from solvers.policies import signals
+from solvers.policies import ranking, signals
 
 
 def order_by(key: np.ndarray, tiebreak: np.ndarray) -> np.ndarray:
     """Positions by `key`, ties by `tiebreak`, then by position: np.lexsort((tiebreak, key)).
 
-    A float key (a slack) rarely has ties, and one stable argsort is about 3x cheaper than a
-    two-key lexsort on thousands of requests; the lexsort runs only when the sorted key has
-    equal neighbours or nan (nan == nan is False, so nan ties are not seen by the check)."""
-    order = np.argsort(key, kind="stable")
-    ranked = key[order]
-    if len(ranked) and ((ranked[1:] == ranked[:-1]).any() or ranked[-1] != ranked[-1]):
-        return np.lexsort((tiebreak, key))
-    return order
+    One stable argsort of the key, then only the rows tied on it are sorted again
+    (ranking.ties_broken): a float key (a slack) has few ties, or runs of them (every stream that
+    must run now), and a two-key lexsort of thousands of requests costs about three sorts."""
+    return ranking.ties_broken(np.argsort(key, kind="stable"), key, tiebreak)
 
 
 def select(view: EngineView, order: np.ndarray) -> np.ndarray:
@@ -41,16 +37,36 @@ def select(view: EngineView, order: np.ndarray) -> np.ndarray:
     return chosen
 
 
+def shortfall(view: EngineView, chosen: np.ndarray, blocks: np.ndarray) -> float:
+    """KV blocks the chosen batch needs beyond the free ones (<= 0: it fits without evictions).
+    `blocks`: signals.kv_weights(view)[0]."""
+    return float(np.where(view.resident, blocks - view.kv_blocks, blocks)[chosen].sum()) - view.free_blocks
+
+
 def victims(view: EngineView, chosen: np.ndarray, evict_rank: np.ndarray, blocks: np.ndarray) -> np.ndarray:
     """Positions of unchosen residents to preempt so the chosen batch fits (highest rank first).
     `blocks`: signals.kv_weights(view)[0], which the caller has already."""
-    need = float(np.where(view.resident, blocks - view.kv_blocks, blocks)[chosen].sum()) - view.free_blocks
+    need = shortfall(view, chosen, blocks)
     if need <= 0:
         return np.empty(0, dtype=np.int64)
+    return enough(*eviction_order(view, chosen, evict_rank, need), need)
+
+
+def eviction_order(view: EngineView, chosen: np.ndarray, evict_rank: np.ndarray,
+                   need: float) -> tuple[np.ndarray, np.ndarray]:
+    """Unchosen residents by `evict_rank` (highest first) and the blocks the first k of them free,
+    ranked only as far as it takes to free `need` blocks (all of them if that is not enough).
+    Unchanged while only waiting requests leave the batch: then one ranking serves every
+    smaller need (`enough`)."""
     cand = np.flatnonzero(view.resident & ~chosen)
-    cand = cand[np.argsort(-evict_rank[cand], kind="stable")]
-    k = int(np.searchsorted(np.cumsum(view.kv_blocks[cand]), need, side="left")) + 1
-    return cand[:k]
+    held = view.kv_blocks[cand]
+    first = ranking.walk((-evict_rank[cand],), lambda rows: held[rows].sum() >= need)
+    return cand[first], np.cumsum(held[first])
+
+
+def enough(ranked: np.ndarray, freed: np.ndarray, need: float) -> np.ndarray:
+    """The first of `ranked` that free `need` blocks (`freed`: the blocks the first k free)."""
+    return ranked[:int(np.searchsorted(freed, need, side="left")) + 1]
 
 
 def plan_in_order(view: EngineView, order: np.ndarray, recheck_at: float | None = None) -> Plan:

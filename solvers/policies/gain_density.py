@@ -66,8 +66,12 @@ class GainDensityPolicy(Policy):
         pre = signals.prefill_iterations(view)
         steps = signals.steps_to_finish(view, hi, pre)
         density = self.gain(view, steps, t, pre) / steps
-        runnable = np.flatnonzero(view.release <= view.now + 1e-12)
-        ranked = runnable[np.lexsort((view.arrival[runnable], -density[runnable]))]
+        runnable = view.release <= view.now + 1e-12
+        if runnable.all():
+            ranked = np.lexsort((view.arrival, -density))
+        else:
+            runnable = np.flatnonzero(runnable)
+            ranked = runnable[np.lexsort((view.arrival[runnable], -density[runnable]))]
         window = self.window or view.engine.max_seqs
         head, rest = ranked[:window], ranked[window:]
         if len(head):

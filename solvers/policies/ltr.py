@@ -57,15 +57,17 @@ class LtrPolicy(Policy):
             quantum[newly] = self.quantum_iterations
             self._quantum[idx[newly]] = self.quantum_iterations
         promoted = quantum > 0
-        runnable = np.flatnonzero(view.release <= view.now + 1e-12)
-        if promoted.any():
-            keys = (view.arrival[runnable], remaining[runnable], ~promoted[runnable])
-        else:  # the promotion key would be all equal
-            keys = (view.arrival[runnable], remaining[runnable])
-        order = runnable[np.lexsort(keys)]
+        any_promoted = bool(promoted.any())
+        keys = (view.arrival, remaining, ~promoted) if any_promoted else (view.arrival, remaining)  # else all equal
+        runnable = view.release <= view.now + 1e-12
+        if runnable.all():
+            order = np.lexsort(keys)
+        else:
+            runnable = np.flatnonzero(runnable)
+            order = runnable[np.lexsort(tuple(key[runnable] for key in keys))]
         plan = batching.plan_in_order(view, order)
         served = batching.select(view, order)  # what the engine will run of that order
         self._starved[idx] = np.where(served, 0, starved + 1)
-        if promoted.any():
+        if any_promoted:
             self._quantum[idx] = np.where(served & promoted, quantum - 1, quantum)
         return plan

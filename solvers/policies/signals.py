@@ -49,8 +49,8 @@ def engine_seconds(engine: EngineSpec, prefill: np.ndarray, decode: np.ndarray, 
     under load is a third of the engine's time or more.
     """
     blocks = context / engine.block_size
-    share = np.maximum.reduce([np.full_like(steps, 1.0 / engine.max_seqs), blocks / engine.kv_blocks,
-                               (prefill + decode) / np.maximum(steps, 1.0) / engine.token_budget])
+    share = np.maximum(np.maximum(blocks / engine.kv_blocks, 1.0 / engine.max_seqs),
+                       (prefill + decode) / np.maximum(steps, 1.0) / engine.token_budget)
     if engine.slot_time is not None:
         return steps * share * engine.slot_time
     lat = engine.latency
@@ -69,7 +69,8 @@ def steps_to_finish(view: EngineView, total: np.ndarray, pre: np.ndarray | None 
 
     The last prefill chunk delivers a token, so a request with prefill left needs its prefill
     iterations plus (total - generated - 1) decodes; a decoding one needs total - generated.
-    `pre`: prefill_iterations(view), when the caller has it already.
+    `pre`: prefill_iterations(view), when the caller has it already. `total` may be (k, n): k
+    predicted totals per request, a row each.
     """
     tokens_left = np.maximum(total - view.generated, 1.0)
     if pre is None:
@@ -164,7 +165,8 @@ def qoe_gain(view: EngineView, horizon: float, t_tok: float, total: np.ndarray, 
 def qoe_gain_for(view: EngineView, total: np.ndarray) -> Callable[[float, float, np.ndarray], np.ndarray]:
     """`qoe_gain` as a function of (horizon, t_tok, t_first), for a policy that tries several
     iteration times: what depends on none of them (tokens left, ideal times, whole area) is
-    computed once, and each call does projected_qoe's arithmetic for both starts."""
+    computed once, and each call does projected_qoe's arithmetic for both starts in one pass
+    (a row each)."""
     m = np.maximum(total - view.generated, 1.0)
     inv_rate = 1.0 / view.read_rate
     pairs, ideal, lag, area = m * (m - 1), next_token_ideal(view), view.lag, view.delay_area
@@ -172,35 +174,41 @@ def qoe_gain_for(view: EngineView, total: np.ndarray) -> Callable[[float, float,
 
     def gain(horizon: float, t_tok: float, t_first: np.ndarray) -> np.ndarray:
         start = view.now + t_first
-        d = t_tok - inv_rate
-
-        def qoe(x0: np.ndarray) -> np.ndarray:
-            return np.clip(1.0 - (area + _added_area(lag, x0, m, d, pairs)) / whole, 0.0, 1.0)
-
-        return qoe(start - ideal) - qoe(start + horizon - ideal)
+        x0 = np.stack([start - ideal, start + horizon - ideal])  # served now, paused for `horizon`
+        qoe = np.clip(1.0 - (area + _added_area(lag, x0, m, t_tok - inv_rate, pairs)) / whole, 0.0, 1.0)
+        return qoe[0] - qoe[1]
 
     return gain
 
 
 def latest_next_token(view: EngineView, t_tok: float, total: np.ndarray, threshold: float,
-                      share: float = 1.0) -> np.ndarray:
+                      share: float | tuple[float, ...] = 1.0) -> np.ndarray:
     """Latest delivery time of the next token that still allows final QoE >= threshold.
 
     With m tokens left, later tokens every t_tok: S_delay = A + m*max(L, x0) + growth, where the
     growth term d*m(m-1)/2 (d = t_tok - 1/r > 0 only) bounds the lateness added by a slow engine.
     Returns -inf where the threshold is already out of reach (A + m*L + growth > allowed).
     `share` < 1 plans to spend only that share of the allowed delay area (a safety margin).
+    `total` may be (k, n), k totals per request, with one `share` per row (a tuple): every
+    variant in one pass of the same arithmetic, elementwise as k separate calls.
     """
     m = np.maximum(total - view.generated, 1.0)
     whole = total * (total + 1.0) / (2.0 * view.read_rate)
     d = np.maximum(t_tok - 1.0 / view.read_rate, 0.0)
-    budget = share * (1.0 - threshold) * whole - view.delay_area - d * m * (m - 1.0) / 2.0
+    budget = _rows_of(share) * (1.0 - threshold) * whole - view.delay_area - d * m * (m - 1.0) / 2.0
     per_token = budget / m
     latest = next_token_ideal(view) + per_token
     return np.where(per_token >= view.lag - 1e-12, latest, -np.inf)
 
 
-def tightest_total(view: EngineView, lo: np.ndarray, hi: np.ndarray, threshold: float, share: float = 1.0) -> np.ndarray:
+def _rows_of(share: float | tuple[float, ...]) -> np.ndarray:
+    """A share per row of a (k, n) result (a scalar as it is)."""
+    share = np.asarray(share, dtype=np.float64)
+    return share[:, None] if share.ndim else share
+
+
+def tightest_total(view: EngineView, lo: np.ndarray, hi: np.ndarray, threshold: float,
+                   share: float | tuple[float, ...] = 1.0) -> np.ndarray:
     """The total output length in [lo, hi] that leaves a stream the least room to wait.
 
     The per-token budget of `latest_next_token` is (c T(T+1) - A) / (T - g) for a total T, with g
@@ -210,12 +218,20 @@ def tightest_total(view: EngineView, lo: np.ndarray, hi: np.ndarray, threshold: 
     (zero derivative). Planning with the shortest likely length alone would be wrong for a
     stream that is predicted to be nearly done but is not: it would look almost free to pause.
     The engine-speed growth term is left out of this choice (it only matters when the engine is
-    slower than the reader).
+    slower than the reader). A tuple `share` gives one row per share, (k, n).
     """
-    scale = share * (1.0 - threshold)
+    scale = _rows_of(share) * (1.0 - threshold)
+    if np.ndim(scale):  # k shares: a row each
+        return np.stack([tightest_total(view, lo, hi, threshold, float(one)) for one in share]) \
+            if (scale <= 0).any() else _tightest(view, lo, np.maximum(hi, lo), scale)
     if scale <= 0:  # no delay allowed at any length
         return np.asarray(lo, dtype=np.float64)
+    return _tightest(view, lo, np.maximum(hi, lo), scale)
+
+
+def _tightest(view: EngineView, lo: np.ndarray, top: np.ndarray, scale: np.ndarray | float) -> np.ndarray:
+    """tightest_total for scale = share (1 - threshold) > 0 (a scalar, or (k, 1) for k rows)."""
     g = view.generated
     area_per_c = view.delay_area * (2.0 * view.read_rate / scale)  # A / c
     star = g + np.sqrt(np.maximum(g * g + g - area_per_c, 0.0))  # nan where read_rate is (not a stream)
-    return np.clip(np.where(star == star, star, 0.0), lo, np.maximum(hi, lo))
+    return np.clip(np.where(star == star, star, 0.0), lo, top)

@@ -83,6 +83,50 @@ def _median(values: np.ndarray) -> float:
     return float((mid[(n - 1) // 2] + mid[n // 2]) / 2.0)
 
 
+class _AdmittedWork:
+    """Moore-Hodgson's running sums: the cumulative engine seconds of the admitted work in due
+    order against the time left until each due time. They are accumulated only as far as the
+    search for the first overflow needs (under overload it is near the front, and each give-up
+    moves it on a little), in chunks that double, from the earliest position a give-up changed;
+    each sum is accumulated exactly as one np.cumsum over all of them would (left to right)."""
+
+    FIRST_CHUNK = 256
+
+    def __init__(self, demand: np.ndarray, cap: np.ndarray) -> None:
+        self.demand, self.cap = demand, cap
+        self.admitted = np.ones(len(demand), dtype=bool)
+        self._sums = np.empty(len(demand))
+        self._valid = 0  # _sums[:_valid] are the running sums of the admitted work
+
+    def drop(self, which: int | np.ndarray, start: int) -> None:
+        """Give up on `which` (a position or a mask), the first of them at `start`."""
+        self.admitted[which] = False
+        self._valid = min(self._valid, start)
+
+    def first_overflow(self, start: int) -> int | None:
+        """The first admitted position from `start` on whose running sum exceeds its time left."""
+        n, pos, chunk = len(self.demand), start, self.FIRST_CHUNK
+        while pos < n:
+            end = min(n, max(self._valid, pos + chunk))
+            self._extend(end)
+            over = self.admitted[pos:end] & (self._sums[pos:end] > self.cap[pos:end])
+            hit = int(np.argmax(over))
+            if over[hit]:
+                return pos + hit
+            pos, chunk = end, 2 * chunk
+        return None
+
+    def _extend(self, end: int) -> None:
+        valid = self._valid
+        if end <= valid:
+            return
+        work = self.demand[valid:end] * self.admitted[valid:end]
+        if valid:  # continue from the last valid sum, one addition at a time as cumsum does
+            work = np.concatenate([self._sums[valid - 1:valid], work])
+        self._sums[valid:end] = np.cumsum(work)[1 if valid else 0:]
+        self._valid = end
+
+
 class SloPolicy(Policy):
     name = "slo"
     Params = SloParams
@@ -118,7 +162,7 @@ class SloPolicy(Policy):
         self._given_up = grown(self._given_up, int(view.idx.max()) + 1, fill=False)
         self._given_up_group = grown(self._given_up_group, len(view.groups) + 1, fill=False)
         given_up = self._given_up_mask(view)
-        live = np.flatnonzero(~est.doomed & ~given_up & (view.release <= now + 1e-12))
+        live = np.flatnonzero(~(est.doomed | given_up) & (view.release <= now + 1e-12))
         pend = [p for p in est.pending if not self._given_up_group[p.group]]
         if not len(live) and not pend:
             return given_up
@@ -135,30 +179,43 @@ class SloPolicy(Policy):
             demand = np.concatenate([demand, pwork])
             due = np.concatenate([due, [p.due for p in pend]])
             group = np.concatenate([group, np.array([p.group for p in pend], dtype=np.int64)])
-        sizes = np.array([len(g.members) for g in view.groups] + [1], dtype=np.float64)
-        gwork = np.bincount(np.where(group >= 0, group, len(view.groups)), weights=demand, minlength=len(sizes))
-        score = np.where(group >= 0, gwork[group] / sizes[group], demand)  # engine seconds per SLO met
+        grouped = bool(pend) or bool(view.groups) and bool((group >= 0).any())
+        score = self._work_per_slo(view, demand, group) if grouped else demand  # engine seconds per SLO met
         order = np.argsort(due, kind="stable")
-        demand, due, group, score = demand[order], due[order], group[order], score[order]
-        cap = np.maximum(due - now, 0.0) + 1e-9
-        admitted = np.ones(len(due), dtype=bool)
+        demand, due, score = demand[order], due[order], score[order]
+        group = group[order] if grouped else None
+        sums = _AdmittedWork(demand, np.maximum(due - now, 0.0) + 1e-9)
+        start = 0  # before it nothing changed since the last search, and nothing overflowed
         for _ in range(self.params.max_rejections):
-            over = admitted & (np.cumsum(demand * admitted) > cap)
-            if not over.any():
+            first = sums.first_overflow(start)
+            if first is None:
                 break
-            first = int(np.argmax(over))
-            window = np.flatnonzero(admitted[: first + 1])
-            victim = window[np.argmax(score[window])]
-            if group[victim] >= 0:
+            window = np.flatnonzero(sums.admitted[: first + 1])
+            victim = int(window[np.argmax(score[window])])
+            if group is not None and group[victim] >= 0:
                 self._given_up_group[group[victim]] = True
-                admitted &= group != group[victim]
+                out = group == group[victim]
+                start = int(np.argmax(out))
+                sums.drop(out, start)
             else:
-                admitted[victim] = False
                 self._given_up[view.idx[live[order[victim]]]] = True
+                start = victim
+                sums.drop(victim, start)
         return self._given_up_mask(view)
 
+    @staticmethod
+    def _work_per_slo(view: EngineView, demand: np.ndarray, group: np.ndarray) -> np.ndarray:
+        """Engine seconds per SLO met: a bulk group's work over its size (it meets one SLO per
+        member or none), a lone request's own work."""
+        sizes = np.array([len(g.members) for g in view.groups] + [1], dtype=np.float64)
+        gwork = np.bincount(np.where(group >= 0, group, len(view.groups)), weights=demand, minlength=len(sizes))
+        return np.where(group >= 0, gwork[group] / sizes[group], demand)
+
     def _given_up_mask(self, view: EngineView) -> np.ndarray:
-        return self._given_up[view.idx] | (view.group >= 0) & self._given_up_group[np.maximum(view.group, 0)]
+        mask = self._given_up[view.idx]
+        if not view.groups:
+            return mask
+        return mask | (view.group >= 0) & self._given_up_group[np.maximum(view.group, 0)]
 
     # ---- decision --------------------------------------------------------------------------------
     def _priority_key(self, view: EngineView, est: SlackEstimate, doomed: np.ndarray) -> np.ndarray:
@@ -201,7 +258,7 @@ class SloPolicy(Policy):
         blocks, tokens = signals.kv_weights(view)
         # value: the SLO lost by not running now (about 1 within urgency_horizon of its slack,
         # falling with slack, tiny once doomed), times (median / own remaining iterations)^short_first
-        left = signals.steps_to_finish(view, est.mid)
+        left = est.steps_mid
         short = np.minimum((_median(left) / left) ** params.short_first, params.short_first_cap)
         urgency = params.idle_value + 1.0 / (1.0 + np.maximum(est.slack, 0.0) / params.urgency_horizon)
         values = np.where(doomed, 1e-3, urgency) * short
@@ -218,6 +275,9 @@ class SloPolicy(Policy):
         their recompute still covers the longest urgent newcomer's whole run (they can wait it
         out), or, when the engine is overloaded, exceeds the margin. Admissions that cannot be
         made that way are dropped, lowest priority first, and the residents keep running."""
+        need = batching.shortfall(view, chosen, step.weights[:, 0])
+        if need <= 0:  # the batch fits as it is
+            return chosen, EMPTY
         est = step.estimate
         margin = self.params.preempt_margin_iterations * est.iteration
         admitted = np.flatnonzero(chosen & ~view.resident)
@@ -225,7 +285,7 @@ class SloPolicy(Policy):
         wait_out = float(est.steps_hi[admitted[urgent]].max()) * est.iteration if urgent.any() else np.inf
         cand = view.resident & ~chosen & (step.doomed | (step.key > (margin if overloaded else wait_out)))
         rank = np.where(cand, step.key, -np.inf)
-        victims = batching.victims(view, chosen, rank, step.weights[:, 0])
+        victims = batching.enough(*batching.eviction_order(view, chosen, rank, need), need)
         if len(victims) == 0 or (np.all(cand[victims]) and urgent.all()):
             return chosen, victims
         # too costly: keep the urgent admissions only, as far as the evictable blocks allow
@@ -233,9 +293,14 @@ class SloPolicy(Policy):
         pos_rank = np.empty(len(view))
         pos_rank[step.order] = np.arange(len(step.order))
         chosen[admitted[~urgent]] = False
+        ranked = freed = None  # dropping admissions leaves the eviction ranking as it is
         for req in admitted[urgent][np.argsort(-pos_rank[admitted[urgent]])]:
-            victims = batching.victims(view, chosen, rank, step.weights[:, 0])
-            if len(victims) == 0 or np.all(cand[victims]):
+            need = batching.shortfall(view, chosen, step.weights[:, 0])
+            if need <= 0:
+                break
+            if ranked is None:
+                ranked, freed = batching.eviction_order(view, chosen, rank, need)
+            if np.all(cand[batching.enough(ranked, freed, need)]):
                 break
             chosen[req] = False
         # residents fill the room the dropped admissions leave

@@ -46,21 +46,22 @@ class SlackEstimate:
     steps_hi: np.ndarray  # iterations to finish at the conservative length
     hi: np.ndarray  # tokens: conservative predicted total output length
     mid: np.ndarray  # tokens: median predicted total output length
+    steps_mid: np.ndarray  # iterations to finish at the median length
     pending: tuple[PendingMember, ...]
 
 
 def estimate(view: EngineView, params: SloParams, groups: GroupDeadlines) -> SlackEstimate:
     t = signals.typical_iteration(view)
     now = view.now
-    pred = view.pred_quantiles
-    floor = view.generated + 1.0
-    hi = np.maximum(pred[:, quantile_column(view.quantile_levels, params.conservative)], floor)
-    lo = np.maximum(pred[:, quantile_column(view.quantile_levels, params.optimistic)], floor)
-    mid = np.maximum(pred[:, quantile_column(view.quantile_levels, 0.5)], floor)
+    levels = view.quantile_levels
+    columns = [quantile_column(levels, params.conservative), quantile_column(levels, params.optimistic),
+               quantile_column(levels, 0.5)]
+    lengths = np.maximum(view.pred_quantiles.T[columns], view.generated + 1.0)  # rows: hi, lo, mid
+    hi, lo, mid = lengths
     pre = signals.prefill_iterations(view)
-    steps_hi = signals.steps_to_finish(view, hi, pre)
+    steps_hi, steps_lo, steps_mid = signals.steps_to_finish(view, lengths, pre)
     dur_hi = steps_hi * t
-    dur_lo = signals.steps_to_finish(view, lo, pre) * t
+    dur_lo = steps_lo * t
     due, due_lo, pending = _bulk_deadlines(view, params, groups, t, dur_hi, dur_lo)
     slack = due - now - dur_hi
     doomed = due_lo - now - dur_lo < -1e-9
@@ -76,10 +77,10 @@ def estimate(view: EngineView, params: SloParams, groups: GroupDeadlines) -> Sla
         first = np.maximum(pre, 1) * t
         # plan with a share of the delay budget at the tightest likely length; give up only
         # when even the full budget of the longest likely stream fails
-        planned = signals.latest_next_token(view, t, signals.tightest_total(view, lo, hi, threshold, share),
-                                            threshold, share)
-        latest = signals.latest_next_token(view, t, signals.tightest_total(view, lo, hi, threshold), threshold)
-        hope = signals.latest_next_token(view, t, hi, threshold)
+        # (planned, latest, hope): one pass over the three (total, share) variants
+        tight = signals.tightest_total(view, lo, hi, threshold, (share, 1.0))
+        planned, latest, hope = signals.latest_next_token(view, t, np.vstack([tight, hi]), threshold,
+                                                          (share, 1.0, 1.0))
         latest = np.where(np.isfinite(latest), latest, hope)
         # a stream past its planned share is behind plan (urgent), not lost
         need = np.where(np.isfinite(planned), planned, np.minimum(latest, now + first))
@@ -88,7 +89,7 @@ def estimate(view: EngineView, params: SloParams, groups: GroupDeadlines) -> Sla
         # admission judges the full budget; the last token is needed about (m - 1)/r after the next
         admission_due = np.where(latency, latest + (mid - view.generated - 1.0) / view.read_rate, due_lo)
     return SlackEstimate(iteration=t, slack=slack, doomed=doomed, due=admission_due, steps_hi=steps_hi, hi=hi,
-                         mid=mid, pending=pending)
+                         mid=mid, steps_mid=steps_mid, pending=pending)
 
 
 def _bulk_deadlines(view: EngineView, params: SloParams, groups: GroupDeadlines, t: float, dur_hi: np.ndarray,
