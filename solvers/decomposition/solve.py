@@ -8,9 +8,9 @@ be met is a schedule: with every row of the master valid for every set that can 
 optimum is a proven bound, so a feasible choice weighing the bound is optimal. A set that
 cannot yields a core (shrunk to few units), and its no-good cut rules out every superset. A
 check that stays undecided within its time skips its set with an unproven cut: from then on the
-master's optimum is no proof in this pass. When the master runs out of sets, the next pass starts
-from a master with the proven cuts only and gives each check 4x as long (what was proven is
-cached, so the checks resume where they stopped).
+master's optimum is no proof in this pass. When the master runs out of sets (or a few are left
+undecided), the next pass starts from a master with the proven cuts only and gives each check
+4x as long (what was proven is cached, so the checks resume where they stopped).
 
 The result is the exact solvers' `SolveResult`: `optimal` only when proven; `bound` a proven
 bound; on timeout or Ctrl-C / SIGTERM the best schedule (the hint's, if nothing better) and
@@ -36,6 +36,7 @@ from solvers.result import Status, check_time_limit
 
 FIRST_CHECK_SECONDS = 4.0  # a set's check in the first pass; each later pass gives 4x as long
 PASS_GROWTH = 4.0
+UNDECIDED_PER_PASS = 8  # a pass ends after this many undecided sets (the next checks get longer)
 PROBE_SHARE = 0.25  # of a check's time, spent on the whole set before building it up unit by unit
 SHRINK_SHARE = 0.5  # shrinking one core may take this share of a check's time
 SHRINK_CHECK_SECONDS = 0.3  # each check while shrinking a core (undecided: the unit stays)
@@ -101,15 +102,15 @@ class _Decomposition:
                            hm.unfinished_slots(self.values), None, hm.horizon, stats)
 
     def _pass(self, deadline: float, check: float, start: float) -> int:
-        """Master rounds until the master runs out of sets (or time); the number of sets left
-        undecided. The master starts from the proven cores only, so its bound is a proof until
+        """Master rounds until the master runs out of sets, `UNDECIDED_PER_PASS` sets stay
+        undecided, or time runs out; the number of sets left undecided. The master starts from the proven cores only, so its bound is a proof until
         the first undecided set."""
         master = MetSetMaster(self.rel, self.units)
         master.better_than(self.best)
         for core in self.cache.cores:
             master.cut(core)
         undecided = 0
-        while not self.stop.requested and self.best < self.bound:
+        while not self.stop.requested and self.best < self.bound and undecided < UNDECIDED_PER_PASS:
             left = deadline - time.perf_counter()
             if left <= 0:
                 break
