@@ -20,9 +20,9 @@ CLI = [sys.executable, "-c", "import sys; from experiments.cli import main; sys.
 KNAPSACK_FILE = ROOT / "tests" / "data" / "mknap_small.txt"
 
 
-def _start_solve(path: Path, backend: str) -> subprocess.Popen:
-    proc = subprocess.Popen([*CLI, "solve", str(path), "--backend", backend, "--time-limit", "300", "--hint", "edf",
-                             "--json"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, text=True,
+def _start_solve(path: Path, backend: str, method: str = "direct") -> subprocess.Popen:
+    proc = subprocess.Popen([*CLI, "solve", str(path), "--backend", backend, "--method", method, "--time-limit", "300",
+                             "--hint", "edf", "--json"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     assert "Ctrl-C stops" in proc.stderr.readline()  # printed just before the solve starts
     time.sleep(4)  # let it build the model and get into the search
@@ -38,14 +38,15 @@ def _stopped(proc: subprocess.Popen, sent_at: float) -> tuple[dict, float]:
     return json.loads(out), time.perf_counter() - sent_at
 
 
-@pytest.mark.parametrize("backend, sig, to_group, size", [
-    ("cpsat", signal.SIGINT, True, (40, 200)),  # Ctrl-C in a terminal: the whole process group
-    ("cbc", signal.SIGTERM, False, (20, 100)),  # a kill of the parent only: the CBC child is stopped for it
+@pytest.mark.parametrize("backend, method, sig, to_group, size", [
+    ("cpsat", "direct", signal.SIGINT, True, (40, 200)),  # Ctrl-C in a terminal: the whole process group
+    ("cbc", "direct", signal.SIGTERM, False, (20, 100)),  # a kill of the parent only: the CBC child is stopped for it
+    ("cpsat", "decomposition", signal.SIGTERM, False, (40, 200)),  # stops its feasibility checks and the loop
 ])
-def test_signal_stops_a_long_solve_with_its_incumbent(tmp_path, backend, sig, to_group, size):
+def test_signal_stops_a_long_solve_with_its_incumbent(tmp_path, backend, method, sig, to_group, size):
     path = tmp_path / "hard.json"
     scale_instance(0, *size, kv_tightness=0.12).to_json(path)
-    proc = _start_solve(path, backend)
+    proc = _start_solve(path, backend, method)
     sent_at = time.perf_counter()
     os.killpg(proc.pid, sig) if to_group else proc.send_signal(sig)
     result, seconds = _stopped(proc, sent_at)

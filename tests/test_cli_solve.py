@@ -3,7 +3,7 @@
 import json
 
 from experiments.cli import main
-from formulations.exact.generate import random_instance
+from formulations.exact.generate import random_instance, scale_instance
 
 
 def test_solve_cli_json_and_schedule(tmp_path, capsys):
@@ -29,3 +29,18 @@ def test_solve_cli_rejects_unslotted(tmp_path, capsys):
     path.write_text(json.dumps(data))
     assert main(["solve", str(path)]) == 2
     assert "slot_time" in capsys.readouterr().err
+
+
+def test_solve_cli_decomposition(tmp_path, capsys):
+    """`--method decomposition` prints the same result fields, proven optimal on a small tight
+    instance, and refuses a backend other than cpsat in one line."""
+    path = tmp_path / "inst.json"
+    scale_instance(3, 8, 30, kv_tightness=0.12).to_json(path)
+    assert main(["solve", str(path), "--method", "decomposition", "--json", "--hint", "edf"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["status"] == "optimal" and result["objective"] == result["bound"]
+    assert result["stats"]["model"] == "decomposition" and result["stats"]["checks"] >= 1
+    assert result["hint_attainment"] <= result["objective"] == round(result["attainment"] * 8)
+    assert main(["solve", str(path), "--method", "decomposition", "--backend", "highs"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--method decomposition" in err[0]

@@ -355,15 +355,23 @@ def _add_deficit_cut(m: LinearModel, v: RequestVars, r, met: int, tau_t: int, sc
         m.add(terms, "<=", budget_t - before, enforce=(met,))
 
 
-def _break_symmetry(m: LinearModel, instance: Instance, rv: list[RequestVars]) -> None:
-    """Interchangeable requests (same class, arrival, lengths and SLO, no group) finish in index
-    order: relabelling any schedule achieves that, so no objective value is lost."""
+def interchangeable_requests(instance: Instance) -> list[list[int]]:
+    """Classes (of two or more, in index order) of requests that no rule tells apart: same class,
+    arrival, lengths and SLO, no group. Swapping two of them maps any schedule to one with the
+    same attainment, so models may order them (symmetry breaking) and a set of requests that
+    cannot all be served stays so when one is swapped for its twin."""
     classes: dict[tuple, list[int]] = {}
     for i, r in enumerate(instance.requests):
         if r.group is None:
             key = (r.cls, r.arrival, r.prompt_len, r.output_len, r.ttft_target, r.read_rate, r.slack_ratio)
             classes.setdefault(key, []).append(i)
-    for members in classes.values():
+    return [members for members in classes.values() if len(members) > 1]
+
+
+def _break_symmetry(m: LinearModel, instance: Instance, rv: list[RequestVars]) -> None:
+    """Interchangeable requests finish in index order: relabelling any schedule achieves that,
+    so no objective value is lost."""
+    for members in interchangeable_requests(instance):
         for a, b in zip(members, members[1:]):
             va, vb = rv[a], rv[b]
             assert va.start == vb.start and len(va.x) == len(vb.x)

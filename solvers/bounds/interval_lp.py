@@ -82,8 +82,8 @@ def upper_bound(instance: Instance, qoe_threshold: float = DEFAULT_QOE_THRESHOLD
     alone_infeasible = n - len(live)
     if len(live) == 0:
         return BoundResult(0, n, 0.0, "converged", 0, 0, time.perf_counter() - start, alone_infeasible)
-    scan = _Scan(rel, live, max_ends)
-    lp = _Master(rel)
+    scan = IntervalScan(rel, live, max_ends)
+    lp = UnitMaster(rel)
     bounds = [float(rel.weight[rel.alive].sum())]
     rounds = 0
     status = "time limit"
@@ -117,7 +117,7 @@ def upper_bound(instance: Instance, qoe_threshold: float = DEFAULT_QOE_THRESHOLD
                        by_slots)
 
 
-class _Scan:
+class IntervalScan:
     """The grid of candidate rows: W_i,res(b) for the live requests sorted by release (latest
     first), so the rows of every start a are prefix sums."""
 
@@ -150,7 +150,7 @@ class _Scan:
         return rows
 
 
-class _Master:
+class UnitMaster:
     """The LP/MIP over unit variables, kept in one HiGHS object so rows are added incrementally."""
 
     def __init__(self, rel: IntervalRelaxation) -> None:
@@ -173,7 +173,7 @@ class _Master:
 
     def add_rows(self, rows: list[tuple[np.ndarray, float]]) -> int:
         for coef, cap in rows:
-            idx = np.flatnonzero(coef > 0).astype(np.int32)
+            idx = np.flatnonzero(coef).astype(np.int32)
             self.h.addRow(-highspy.kHighsInf, cap, len(idx), idx, coef[idx])
         self.rows += len(rows)
         return len(rows)

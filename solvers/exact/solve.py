@@ -96,7 +96,7 @@ def _solve(instance: Instance, backend: str, time_limit: float, hint, qoe_thresh
     start = time.perf_counter()
     deadline = start + time_limit
     hm = build_model(instance, qoe_threshold=qoe_threshold, kind=model)
-    start_values = _warm_start(instance, hm, hint)
+    start_values = warm_start(instance, hm, hint)
     floor = max(hm.attainment(start_values) if start_values is not None else 0, min_attainment or 0)
     if floor:
         hm.model.add(hm.attainment_terms(), ">=", int(floor))
@@ -123,16 +123,22 @@ def _solve(instance: Instance, backend: str, time_limit: float, hint, qoe_thresh
     secondary_status = None
     if secondary:
         secondary_status, values = _secondary(hm, backend, use_tokens, deadline, values, objective, workers, stop)
-    assignment = decode(hm, values)
-    played = play(instance, assignment, hm.horizon)
-    if not played.feasible:
-        raise AssertionError(f"solver solution is not an engine schedule: {played.problem}")
-    schedule = to_schedule(instance, played, hm.tau, meta={"policy": f"exact-{backend}", "status": str(phase.status)})
+    assignment, schedule = engine_schedule(hm, values, {"policy": f"exact-{backend}", "status": str(phase.status)})
     return SolveResult(phase.status, objective, bound, time.perf_counter() - start, backend, schedule, assignment,
                        hm.unfinished_slots(values), secondary_status, hm.horizon, stats)
 
 
-def _warm_start(instance: Instance, hm: HindsightModel, hint) -> list[int] | None:
+def engine_schedule(hm: HindsightModel, values: list[int], meta: dict) -> tuple[Assignment, Schedule]:
+    """A model point as an engine schedule (played by the engine rules, so a point the engine
+    cannot follow fails loudly)."""
+    assignment = decode(hm, values)
+    played = play(hm.instance, assignment, hm.horizon)
+    if not played.feasible:
+        raise AssertionError(f"solver solution is not an engine schedule: {played.problem}")
+    return assignment, to_schedule(hm.instance, played, hm.tau, meta=meta)
+
+
+def warm_start(instance: Instance, hm: HindsightModel, hint) -> list[int] | None:
     """The hint as a full model point, or None when it is not a feasible one."""
     if hint is None:
         return None

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from ortools.sat.python import cp_model
 
 from formulations.exact.assignment import decode, model_values, play
-from formulations.exact.hindsight import HindsightModel
+from formulations.exact.hindsight import HindsightModel, interchangeable_requests
 from formulations.exact.slots import last_slot_by
 from formulations.requests import RequestClass
 from solvers.exact.cpsat import cpsat_bound, has_solution, run_cpsat
@@ -43,9 +43,14 @@ class TokenModel:
     windows: list[tuple[int, int]] = field(default_factory=list)  # per request (start, end) inclusive, or (0, -1)
 
 
-def build_tokens(hm: HindsightModel) -> TokenModel:
+def build_tokens(hm: HindsightModel, only: frozenset[int] | None = None, order_met: bool = True) -> TokenModel:
     """The token-indexed CP-SAT model of the instance behind the compact model `hm` (same windows,
-    met keys, weights and time ticks)."""
+    met keys, weights and time ticks).
+
+    `only`: model just these requests (indices; whole bulk groups), the others dropped (met 0,
+    no tasks), which is exact by dominance 2 of compact.py. `order_met=False` leaves out the
+    symmetry rule "of interchangeable requests the met ones come first", so met literals can
+    be assumed freely (a feasibility check of any chosen set)."""
     if hm.kind != "compact":
         raise ValueError("the token-indexed model needs the compact regime (token budget that never binds)")
     inst = hm.instance
@@ -55,16 +60,19 @@ def build_tokens(hm: HindsightModel) -> TokenModel:
     for key, var in hm.met.items():
         if hm.model.ub[var] == 0:
             model.Add(met[key] == 0)
+    if only is not None:
+        for i, r in enumerate(inst.requests):
+            if i not in only:
+                model.Add(met[_key(r)] == 0)
     tau_t = round(hm.tau * hm.scale)
     kv_intervals, kv_demands, seq_intervals = [], [], []
     slots: list[list[cp_model.IntVar]] = []
     windows = []
     secondary_terms = []
     for i, (r, v) in enumerate(zip(inst.requests, hm.req, strict=True)):
-        key = f"g:{r.group}" if r.group is not None else f"r:{r.id}"
-        lit = met[key]
+        lit = met[_key(r)]
         n, P = r.output_len, r.prompt_len
-        if not v.x:
+        if not v.x or (only is not None and i not in only):
             slots.append([])
             windows.append((0, -1))
             continue
@@ -102,7 +110,7 @@ def build_tokens(hm: HindsightModel) -> TokenModel:
             if slots[i] and slots[p]:
                 key = f"g:{inst.requests[i].group}"
                 model.Add(slots[i][0] >= slots[p][-1] + 1).OnlyEnforceIf(met[key])
-    _symmetry(model, hm, slots, met)
+    _symmetry(model, hm, slots, met, order_met)
     attainment = sum(hm.weight[k] * met[k] for k in met)
     return TokenModel(model, met, slots, sum(secondary_terms), attainment, windows)
 
@@ -124,19 +132,21 @@ def _latency(model: cp_model.CpModel, hm: HindsightModel, r, s: list, lit, tau_t
     model.Add(sum(lateness) <= budget_t).OnlyEnforceIf(lit)
 
 
-def _symmetry(model: cp_model.CpModel, hm: HindsightModel, slots, met) -> None:
-    """Interchangeable requests: met ones first (by index), and those finish in index order."""
+def _key(r) -> str:
+    return f"g:{r.group}" if r.group is not None else f"r:{r.id}"
+
+
+def _symmetry(model: cp_model.CpModel, hm: HindsightModel, slots, met, order_met: bool) -> None:
+    """Interchangeable requests: met ones first (by index; unless not `order_met`), and when both
+    are met they finish in index order."""
     inst = hm.instance
-    classes: dict[tuple, list[int]] = {}
-    for i, r in enumerate(inst.requests):
-        if r.group is None and slots[i]:
-            key = (r.cls, r.arrival, r.prompt_len, r.output_len, r.ttft_target, r.read_rate, r.slack_ratio)
-            classes.setdefault(key, []).append(i)
-    for members in classes.values():
+    for members in interchangeable_requests(inst):
+        members = [i for i in members if slots[i]]
         for a, b in zip(members, members[1:]):
-            ma, mb = met[f"r:{inst.requests[a].id}"], met[f"r:{inst.requests[b].id}"]
-            model.Add(ma >= mb)
-            model.Add(slots[a][-1] <= slots[b][-1]).OnlyEnforceIf(mb)
+            ma, mb = met[_key(inst.requests[a])], met[_key(inst.requests[b])]
+            if order_met:
+                model.Add(ma >= mb)
+            model.Add(slots[a][-1] <= slots[b][-1]).OnlyEnforceIf([ma, mb])
 
 
 def solve_attainment(hm: HindsightModel, time_limit: float, start_values: list[int] | None, workers: int,
@@ -208,7 +218,9 @@ def _solve_once(hm: HindsightModel, time_limit: float, start_values: list[int] |
         return Phase(status, None, None)
     if not has_solution(solver, status):
         return Phase(status, None, cpsat_bound(solver))
-    return Phase(status, _compact_point(hm, tm, solver), cpsat_bound(solver))
+    met_slots = {i: [solver.Value(var) for var in tm.slots[i]] for i, r in enumerate(hm.instance.requests)
+                 if tm.slots[i] and solver.Value(tm.met[_key(r)])}
+    return Phase(status, compact_point(hm, met_slots), cpsat_bound(solver))
 
 
 def _hint(hm: HindsightModel, tm: TokenModel, start_values: list[int]) -> None:
@@ -221,14 +233,14 @@ def _hint(hm: HindsightModel, tm: TokenModel, start_values: list[int]) -> None:
                 tm.model.AddHint(var, k)
 
 
-def _compact_point(hm: HindsightModel, tm: TokenModel, solver: cp_model.CpSolver) -> list[int]:
-    """The token model's solution as a full, checked point of the slot-indexed compact model."""
+def compact_point(hm: HindsightModel, met_slots: dict[int, list[int]]) -> list[int]:
+    """A token-model solution (the slot of each token of every met request, by request index)
+    as a full, checked point of the slot-indexed compact model."""
     x_values = list(hm.model.lb)
-    for i, (r, v) in enumerate(zip(hm.instance.requests, hm.req, strict=True)):
-        key = f"g:{r.group}" if r.group is not None else f"r:{r.id}"
-        if solver.Value(tm.met[key]):
-            for var in tm.slots[i]:
-                x_values[v.x[solver.Value(var) - v.start]] = 1
+    for i, slots in met_slots.items():
+        v = hm.req[i]
+        for k in slots:
+            x_values[v.x[k - v.start]] = 1
     played = play(hm.instance, decode(hm, x_values), hm.horizon)
     values = model_values(hm, played)
     problems = hm.model.check(values)
