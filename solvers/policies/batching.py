@@ -109,7 +109,8 @@ def fill_budget(view: EngineView, chosen: np.ndarray, order: np.ndarray, victims
     admits anyone, so the vLLM bridge can only realize that order). Requests left out by the batch
     selection are added, in priority order, while a seat is free, their blocks (a waiting one's
     admission blocks: its whole prompt under the full-prompt gate) fit in what is free once the
-    batch has grown and `victims` are evicted, and (a decode) every chosen prefill
+    batch has grown and `victims` (evicted or rejected: they free their blocks and do not run)
+    are gone, and (a decode) every chosen prefill
     keeps at least one token or (a prefill) at least one token is left. A waiting request's chunk
     and blocks are priced after its prefix-cache hit (`view.cached`), as the engine charges them:
     the hit tokens cost no budget, and they are in its blocks already. `weights`:

@@ -354,7 +354,8 @@ class SloPolicy(Policy):
             chosen[reject] = False
             victims = victims[~step.given_up[victims]]
         eligible = rank[~step.given_up[rank]] if self.params.reject else rank
-        run_pos = batching.fill_budget(view, chosen, eligible, victims, (step.weights[:, 0], step.weights[:, 1]))
+        leaving = np.concatenate([victims, reject]) if len(reject) else victims  # both free their blocks now
+        run_pos = batching.fill_budget(view, chosen, eligible, leaving, (step.weights[:, 0], step.weights[:, 1]))
         paused = (view.release <= view.now + 1e-12) & ~step.doomed
         paused[run_pos] = False
         recheck = None
