@@ -54,9 +54,7 @@ def greedy_knapsack(
         if _whole(ordered, capacities):
             limit = len(order) if max_items is None else max_items
             useful = values[order] > 0
-            if len(order) <= limit and useful.all() and (ordered.sum(axis=0) <= capacities).all():
-                return order.copy()  # all of them fit together (whole numbers: the sums are exact)
-            return order[_walk_items(ordered, capacities, limit, useful.tolist())]
+            return order[walk_items(ordered, capacities, limit, None if useful.all() else useful.tolist())]
         order = order[values[order] > 0]
     else:
         order = order[values[order] > 0]
@@ -67,7 +65,7 @@ def greedy_knapsack(
     if len(order) <= WALK_ITEMS and weights.shape[1] <= 2:
         ordered = weights[order]
         if _whole(ordered, capacities):
-            return order[_walk_items(ordered, capacities, limit)]
+            return order[walk_items(ordered, capacities, limit)]
     taken: list[np.ndarray] = []
     count = 0
     used = np.zeros_like(capacities)
@@ -106,13 +104,17 @@ def _whole(weights: np.ndarray, capacities: np.ndarray) -> bool:
             and bool((weights == np.floor(weights)).all()) and float(np.abs(weights).sum()) < 2**52)
 
 
-def _walk_items(weights: np.ndarray, capacities: np.ndarray, limit: int,
-                useful: list[bool] | None = None) -> np.ndarray:
+def walk_items(weights: np.ndarray, capacities: np.ndarray | tuple[float, ...], limit: int,
+               useful: list[bool] | None = None) -> np.ndarray:
     """greedy_knapsack's walk one item at a time (items in order, as rows of `weights`, one or
     two dimensions), for short orders of whole-number weights: a few Python steps per item cost
     less than the numpy calls of one vectorized pass. `useful`: per row, whether its value is
     positive (rows without are skipped; None: all are). An item too heavy for the empty knapsack
-    fits no room, so it needs no filter first. Returns the rows taken."""
+    fits no room, so it needs no filter first. Returns the rows taken. A caller whose weights
+    are whole numbers by construction (token and block counts) may call it directly, skipping
+    greedy_knapsack's checks: the result is greedy_knapsack's."""
+    if useful is None and len(weights) <= limit and (weights.sum(axis=0) <= capacities).all():
+        return np.arange(len(weights))  # all of them fit together (whole numbers: the sums are exact)
     first = weights[:, 0].tolist()
     second = weights[:, 1].tolist() if weights.shape[1] == 2 else [0.0] * len(first)
     # whole numbers: room stays exact, and w <= room is the vectorized walk's w <= room + 1e-9
