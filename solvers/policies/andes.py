@@ -93,11 +93,13 @@ class AndesPolicy(Policy):
         return Plan(run=view.idx[order])
 
     @staticmethod
-    def _triggered(view: EngineView, growth: np.ndarray, t_iter: float) -> bool:
-        if growth.sum() > view.free_blocks or len(view) > view.engine.max_seqs:
-            return True
-        rates = view.read_rate[np.isfinite(view.read_rate)]
-        return bool(len(rates)) and t_iter > 1.0 / rates.max()
+    def _triggered(view: EngineView, growth: np.ndarray, t_iter: float, pace: float) -> bool:
+        return bool(growth.sum() > view.free_blocks or len(view) > view.engine.max_seqs or t_iter > pace)
+
+    @staticmethod
+    def _pace(view: EngineView, streaming: np.ndarray) -> float:
+        """The strictest reading pace, 1/max(r) seconds per token (inf without streams)."""
+        return 1.0 / float(view.read_rate[streaming].max()) if streaming.any() else np.inf
 
     @staticmethod
     def _capacity(view: EngineView) -> float:
@@ -107,15 +109,14 @@ class AndesPolicy(Policy):
         engine's size a shared prefix would make residents that fit look as if they did not."""
         return float(view.free_blocks + view.kv_blocks[view.resident].sum())
 
-    def _batch_sizes(self, view: EngineView, blocks: np.ndarray, ctx_mean: float, capacity: float) -> np.ndarray:
+    def _batch_sizes(self, view: EngineView, blocks: np.ndarray, ctx_mean: float, capacity: float,
+                     pace: float) -> np.ndarray:
         engine = view.engine
         # only the max_seqs smallest contexts can matter: partition them out, sort those
         smallest = np.sort(np.partition(blocks, engine.max_seqs - 1)[:engine.max_seqs]) \
             if len(blocks) > engine.max_seqs else np.sort(blocks)
         fit = int(np.searchsorted(np.cumsum(smallest), capacity, side="right"))
         upper = max(1, min(engine.max_seqs, fit, len(view)))
-        rates = view.read_rate[np.isfinite(view.read_rate)]
-        pace = 1.0 / rates.max() if len(rates) else np.inf
         lower = 1
         if engine.slot_time is None:
             lat = engine.latency
@@ -123,7 +124,7 @@ class AndesPolicy(Policy):
             lower = int(min((pace - lat.c0) / per_seq, upper)) if per_seq > 0 else upper
         elif engine.slot_time <= pace:
             lower = upper
-        return batch_grid(int(np.clip(lower, 1, upper)), upper, self.batch_grid)
+        return batch_grid(min(max(int(lower), 1), upper), upper, self.batch_grid)  # scalars: no np.clip
 
     @staticmethod
     def _knapsack(view: EngineView, values: np.ndarray, blocks: np.ndarray, batch: int, capacity: float) -> np.ndarray:
@@ -154,12 +155,13 @@ class AndesPolicy(Policy):
         blocks, _tokens = signals.kv_weights(view)
         growth = np.where(view.resident, blocks - view.kv_blocks, blocks)  # blocks to allocate if run
         t_now = signals.typical_iteration(view)
-        if not self._triggered(view, growth, t_now):
+        streaming = np.isfinite(view.read_rate)
+        pace = self._pace(view, streaming)
+        if not self._triggered(view, growth, t_now, pace):
             return self._fcfs(view)
 
         total = np.maximum(view.predicted_output(self.quantile), view.generated + 1.0)
         ctx_mean = float(view.computed.mean()) + 1.0
-        streaming = np.isfinite(view.read_rate)
         pre_iters = np.maximum(signals.prefill_iterations(view), 1)
         streams = np.flatnonzero(streaming)  # only streams gain QoE: project theirs only
         stream_view = view if len(streams) == n else signals.rows(view, streams)
@@ -167,7 +169,7 @@ class AndesPolicy(Policy):
         gain = signals.qoe_gain_for(stream_view, total[streams])
         stream_pre = pre_iters[streams]
         capacity = self._capacity(view)
-        for batch in self._batch_sizes(view, blocks, ctx_mean, capacity):
+        for batch in self._batch_sizes(view, blocks, ctx_mean, capacity, pace):
             t_tok = signals.iteration_time(engine, batch, batch * ctx_mean)
             values = np.zeros(n)
             values[streams] = np.nan_to_num(gain(self.horizon, t_tok, stream_pre * t_tok))
@@ -210,9 +212,9 @@ class AndesPolicy(Policy):
             ran = signals.rows(view, running)
             total = np.maximum(ran.predicted_output(self.quantile), ran.generated + 1.0)
             step = 1e-3  # QoE the running streams lose per second of stall (finite difference)
-            base = signals.projected_qoe(ran, view.now + t_tok, t_tok, total)
-            later = signals.projected_qoe(ran, view.now + t_tok + step, t_tok, total)
-            loss_per_s = float(np.nan_to_num(base - later).sum()) / step
+            # projected QoE if the next token comes after t_tok minus if it comes `step` later
+            loss = signals.qoe_gain_for(ran, total)(step, t_tok, t_tok)
+            loss_per_s = float(np.nan_to_num(loss).sum()) / step
             stall = view.engine.latency.c_prefill * view.prefill_after_hits()[admitted]
             pays = values[admitted] > loss_per_s * stall
             chosen[admitted[~pays]] = False
