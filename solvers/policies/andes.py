@@ -109,14 +109,14 @@ class AndesPolicy(Policy):
         engine's size a shared prefix would make residents that fit look as if they did not."""
         return float(view.free_blocks + view.kv_blocks[view.resident].sum())
 
-    def _batch_sizes(self, view: EngineView, blocks: np.ndarray, ctx_mean: float, capacity: float,
-                     pace: float) -> np.ndarray:
+    def _batch_sizes(self, view: EngineView, blocks: np.ndarray, ctx_mean: float, capacity: float) -> np.ndarray:
         engine = view.engine
         # only the max_seqs smallest contexts can matter: partition them out, sort those
         smallest = np.sort(np.partition(blocks, engine.max_seqs - 1)[:engine.max_seqs]) \
             if len(blocks) > engine.max_seqs else np.sort(blocks)
         fit = int(np.searchsorted(np.cumsum(smallest), capacity, side="right"))
         upper = max(1, min(engine.max_seqs, fit, len(view)))
+        pace = self._pace(view, np.isfinite(view.read_rate))
         lower = 1
         if engine.slot_time is None:
             lat = engine.latency
@@ -169,7 +169,7 @@ class AndesPolicy(Policy):
         gain = signals.qoe_gain_for(stream_view, total[streams])
         stream_pre = pre_iters[streams]
         capacity = self._capacity(view)
-        for batch in self._batch_sizes(view, blocks, ctx_mean, capacity, pace):
+        for batch in self._batch_sizes(view, blocks, ctx_mean, capacity):
             t_tok = signals.iteration_time(engine, batch, batch * ctx_mean)
             values = np.zeros(n)
             values[streams] = np.nan_to_num(gain(self.horizon, t_tok, stream_pre * t_tok))
