@@ -182,9 +182,9 @@ class AndesPolicy(Policy):
         chosen[best_taken] = True
         buffer = np.where(streaming, self.buffer(view), np.inf)
         evictable = view.resident & ~chosen & (buffer - pre_iters * best_t > self.horizon + self.evict_buffer)
-        chosen = self._affordable(view, chosen, evictable, buffer, best_values, blocks, growth, best_t)
+        chosen, ranked = self._affordable(view, chosen, evictable, buffer, best_values, blocks, growth, best_t)
         chosen = self._fill(view, chosen, evictable, buffer, blocks, capacity)
-        victims = self._victims(view, chosen, evictable, buffer, growth)
+        victims = self._victims(view, chosen, evictable, buffer, growth, ranked)
         self._preempted += len(victims)
         run_pos = np.flatnonzero(chosen)
         density = best_values[run_pos] / np.maximum(blocks[run_pos], 1.0)
@@ -197,14 +197,16 @@ class AndesPolicy(Policy):
         return Plan(run=view.idx[run_pos], preempt=view.idx[victims], recheck_at=recheck)
 
     def _affordable(self, view: EngineView, chosen: np.ndarray, evictable: np.ndarray, buffer: np.ndarray,
-                    values: np.ndarray, blocks: np.ndarray, growth: np.ndarray, t_tok: float) -> np.ndarray:
+                    values: np.ndarray, blocks: np.ndarray, growth: np.ndarray,
+                    t_tok: float) -> tuple[np.ndarray, np.ndarray | None]:
         """Drop chosen admissions (lowest value density first) until the blocks they need can be
         freed from evictable residents within the preemption cap; with `refine`, also those whose
-        QoE gain does not pay for the stall their prefill causes every running stream."""
+        QoE gain does not pay for the stall their prefill causes every running stream. Returns
+        the choice and the head of the eviction ranking it walked (None if it needed none)."""
         chosen = chosen.copy()
         admitted = np.flatnonzero(~view.resident & chosen)
         if not len(admitted):
-            return chosen
+            return chosen, None
         density = values[admitted] / np.maximum(blocks[admitted], 1.0)
         admitted = admitted[np.lexsort((view.idx[admitted], view.arrival[admitted], density))]
         if self.refine and view.engine.slot_time is None:
@@ -231,7 +233,7 @@ class AndesPolicy(Policy):
             if len(victims) <= budget and np.all(evictable[victims]):
                 break
             chosen[req] = False
-        return chosen
+        return chosen, ranked
 
     @staticmethod
     def _fill(view: EngineView, chosen: np.ndarray, evictable: np.ndarray, buffer: np.ndarray,
@@ -256,11 +258,20 @@ class AndesPolicy(Policy):
 
     @staticmethod
     def _victims(view: EngineView, chosen: np.ndarray, evictable: np.ndarray, buffer: np.ndarray,
-                 growth: np.ndarray) -> np.ndarray:
-        """Unchosen residents to evict so the chosen fit (`_eviction_order`'s first ones)."""
+                 growth: np.ndarray, ranked: np.ndarray | None) -> np.ndarray:
+        """Unchosen residents to evict so the chosen fit (`_eviction_order`'s first ones).
+
+        `ranked`: a head of the eviction ranking for a choice with no fewer residents chosen (from
+        `_affordable`), or None. Its rows still unchosen are the head of this choice's ranking
+        (the same keys, fewer candidates), so when they free enough they are the ranking needed."""
         need = float(growth[chosen].sum()) - view.free_blocks
         if need <= 0:
             return EMPTY
+        if ranked is not None:
+            kept = ranked[~chosen[ranked]]
+            freed = np.cumsum(view.kv_blocks[kept])
+            if len(freed) and freed[-1] >= need:
+                return batching.enough(kept, freed, need)
         return batching.enough(*AndesPolicy._eviction_order(view, chosen, evictable, buffer, need), need)
 
     @staticmethod
