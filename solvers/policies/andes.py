@@ -99,7 +99,8 @@ class AndesPolicy(Policy):
     @staticmethod
     def _pace(view: EngineView, streaming: np.ndarray) -> float:
         """The strictest reading pace, 1/max(r) seconds per token (inf without streams)."""
-        return 1.0 / float(view.read_rate[streaming].max()) if streaming.any() else np.inf
+        top = float(view.read_rate.max(where=streaming, initial=-np.inf))  # no copy of the streams' rates
+        return 1.0 / top if top > -np.inf else np.inf
 
     @staticmethod
     def _capacity(view: EngineView) -> float:
@@ -107,7 +108,7 @@ class AndesPolicy(Policy):
         caching) is in each one's weight, so it counts once per holder here too (the free blocks
         plus the residents' own counts; the engine's size when nothing is shared). Against the
         engine's size a shared prefix would make residents that fit look as if they did not."""
-        return float(view.free_blocks + view.kv_blocks[view.resident].sum())
+        return float(view.free_blocks + view.kv_blocks.sum(where=view.resident))
 
     def _batch_sizes(self, view: EngineView, blocks: np.ndarray, ctx_mean: float, capacity: float) -> np.ndarray:
         engine = view.engine
