@@ -31,12 +31,12 @@ def select(view: EngineView, order: np.ndarray) -> np.ndarray:
     weights are whole token and block counts, so a short order is walked item by item at once
     (greedy_knapsack's own walk, without its checks)."""
     blocks, tokens = signals.kv_weights(view)
-    weights = np.stack([blocks, tokens], axis=1)
     caps = (float(view.engine.kv_blocks), float(view.engine.token_budget))
     if len(order) <= WALK_ITEMS:
-        taken = order[walk_items(weights[order], caps, view.engine.max_seqs)]
+        taken = order[walk_items(blocks[order].tolist(), tokens[order].tolist(), caps, view.engine.max_seqs)]
     else:
-        taken = greedy_knapsack(np.ones(len(view)), weights, np.array(caps), max_items=view.engine.max_seqs, order=order)
+        taken = greedy_knapsack(np.ones(len(view)), np.stack([blocks, tokens], axis=1), np.array(caps),
+                                max_items=view.engine.max_seqs, order=order)
     chosen = np.zeros(len(view), dtype=bool)
     chosen[taken] = True
     return chosen
