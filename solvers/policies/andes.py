@@ -222,18 +222,26 @@ class AndesPolicy(Policy):
             pays = values[admitted] > loss_per_s * stall
             chosen[admitted[~pays]] = False
             admitted = admitted[pays]
+        if not len(admitted):
+            return chosen, None
         budget = self.preemption_cap * self._seen - self._preempted
-        # dropping a waiting request leaves the eviction candidates (unchosen residents) as they
-        # are, only the blocks needed shrink: one ranking serves every try
-        ranked = freed = None
-        for req in admitted:
-            need = float(growth[chosen].sum()) - view.free_blocks
-            if ranked is None and need > 0:
-                ranked, freed = self._eviction_order(view, chosen, evictable, buffer, need)
-            victims = EMPTY if need <= 0 else batching.enough(ranked, freed, need)
-            if len(victims) <= budget and np.all(evictable[victims]):
-                break
-            chosen[req] = False
+        # dropping a waiting request (lowest density first) leaves the eviction candidates (the
+        # unchosen residents) as they are and shrinks the blocks needed by its own: one ranking
+        # serves every try, and the tries are one vector: the need before each drop, the victims
+        # that free it, the first try within the cap whose victims are all evictable
+        dropped = np.concatenate(([0.0], np.cumsum(growth[admitted[:-1]])))
+        need = (float(growth[chosen].sum()) - view.free_blocks) - dropped
+        count = np.zeros(len(admitted), dtype=np.int64)
+        protected = 0
+        ranked = None
+        if need[0] > 0:
+            ranked, freed = self._eviction_order(view, chosen, evictable, buffer, float(need[0]))
+            count = np.where(need > 0, batching.enough_count(freed, need), 0)
+            kept = np.flatnonzero(~evictable[ranked])
+            protected = int(kept[0]) if len(kept) else len(ranked)
+        fine = (count <= budget) & (count <= protected)
+        tries = int(np.argmax(fine)) if fine.any() else len(admitted)
+        chosen[admitted[:tries]] = False
         return chosen, ranked
 
     @staticmethod

@@ -71,7 +71,13 @@ def eviction_order(view: EngineView, chosen: np.ndarray, evict_rank: np.ndarray,
 
 def enough(ranked: np.ndarray, freed: np.ndarray, need: float) -> np.ndarray:
     """The first of `ranked` that free `need` blocks (`freed`: the blocks the first k free)."""
-    return ranked[:int(np.searchsorted(freed, need, side="left")) + 1]
+    return ranked[:int(enough_count(freed, need))]
+
+
+def enough_count(freed: np.ndarray, need: float | np.ndarray) -> int | np.ndarray:
+    """How many of a ranking free `need` blocks (`freed`: the blocks its first k free; all of
+    them when they cannot), for one need or an array of them."""
+    return np.minimum(np.searchsorted(freed, need, side="left") + 1, len(freed))
 
 
 def plan_in_order(view: EngineView, order: np.ndarray, recheck_at: float | None = None) -> Plan:
