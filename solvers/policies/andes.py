@@ -51,6 +51,12 @@ def batch_grid(lower: int, upper: int, points: int) -> np.ndarray:
     return grid
 
 
+def _zero_nan(gain: np.ndarray) -> np.ndarray:
+    """A QoE gain with nan (a stream without a projection) as 0: gains are differences of QoE
+    clipped to [0, 1], never infinite, so this is np.nan_to_num's result in fewer passes."""
+    return np.where(gain == gain, gain, 0.0)
+
+
 class AndesPolicy(Policy):
     name = "andes"
 
@@ -173,7 +179,7 @@ class AndesPolicy(Policy):
         for batch in self._batch_sizes(view, blocks, ctx_mean, capacity):
             t_tok = signals.iteration_time(engine, batch, batch * ctx_mean)
             values = np.zeros(n)
-            values[streams] = np.nan_to_num(gain(self.horizon, t_tok, stream_pre * t_tok))
+            values[streams] = _zero_nan(gain(self.horizon, t_tok, stream_pre * t_tok))
             taken = self._knapsack(view, values, blocks, int(batch), capacity)
             total_gain = float(values[taken].sum())
             if total_gain > best_gain:
@@ -217,7 +223,7 @@ class AndesPolicy(Policy):
             step = 1e-3  # QoE the running streams lose per second of stall (finite difference)
             # projected QoE if the next token comes after t_tok minus if it comes `step` later
             loss = signals.qoe_gain_for(ran, total)(step, t_tok, t_tok)
-            loss_per_s = float(np.nan_to_num(loss).sum()) / step
+            loss_per_s = float(_zero_nan(loss).sum()) / step
             stall = view.engine.latency.c_prefill * view.prefill_after_hits()[admitted]
             pays = values[admitted] > loss_per_s * stall
             chosen[admitted[~pays]] = False
