@@ -54,9 +54,7 @@ def greedy_knapsack(
         if _whole(ordered, capacities):
             limit = len(order) if max_items is None else max_items
             useful = values[order] > 0
-            if len(order) <= limit and useful.all() and (ordered.sum(axis=0) <= capacities).all():
-                return order.copy()  # all of them fit together (whole numbers: the sums are exact)
-            return order[_walk_items(ordered, capacities, limit, useful.tolist())]
+            return order[walk_items(*_columns(ordered), capacities, limit, None if useful.all() else useful.tolist())]
         order = order[values[order] > 0]
     else:
         order = order[values[order] > 0]
@@ -67,7 +65,7 @@ def greedy_knapsack(
     if len(order) <= WALK_ITEMS and weights.shape[1] <= 2:
         ordered = weights[order]
         if _whole(ordered, capacities):
-            return order[_walk_items(ordered, capacities, limit)]
+            return order[walk_items(*_columns(ordered), capacities, limit)]
     taken: list[np.ndarray] = []
     count = 0
     used = np.zeros_like(capacities)
@@ -106,18 +104,26 @@ def _whole(weights: np.ndarray, capacities: np.ndarray) -> bool:
             and bool((weights == np.floor(weights)).all()) and float(np.abs(weights).sum()) < 2**52)
 
 
-def _walk_items(weights: np.ndarray, capacities: np.ndarray, limit: int,
-                useful: list[bool] | None = None) -> np.ndarray:
-    """greedy_knapsack's walk one item at a time (items in order, as rows of `weights`, one or
-    two dimensions), for short orders of whole-number weights: a few Python steps per item cost
-    less than the numpy calls of one vectorized pass. `useful`: per row, whether its value is
-    positive (rows without are skipped; None: all are). An item too heavy for the empty knapsack
-    fits no room, so it needs no filter first. Returns the rows taken."""
-    first = weights[:, 0].tolist()
-    second = weights[:, 1].tolist() if weights.shape[1] == 2 else [0.0] * len(first)
+def _columns(weights: np.ndarray) -> tuple[list[float], list[float] | None]:
+    """The one or two weight columns of `weights` as lists, for `walk_items`."""
+    return weights[:, 0].tolist(), (weights[:, 1].tolist() if weights.shape[1] == 2 else None)
+
+
+def walk_items(first: list[float], second: list[float] | None, capacities: np.ndarray | tuple[float, ...],
+               limit: int, useful: list[bool] | None = None) -> np.ndarray:
+    """greedy_knapsack's walk one item at a time (items in order; `first`, `second`: their
+    weights in one or two dimensions), for short orders of whole-number weights: a few Python
+    steps per item cost less than the numpy calls of one vectorized pass. `useful`: per item,
+    whether its value is positive (items without are skipped; None: all are). An item too heavy
+    for the empty knapsack fits no room, so it needs no filter first. Returns the positions
+    taken. A caller whose weights are whole numbers by construction (token and block counts) may
+    call it directly, skipping greedy_knapsack's checks: the result is greedy_knapsack's."""
+    second = [0.0] * len(first) if second is None else second
     # whole numbers: room stays exact, and w <= room is the vectorized walk's w <= room + 1e-9
     room_first = float(capacities[0])
     room_second = float(capacities[1]) if len(capacities) == 2 else 0.0
+    if useful is None and len(first) <= limit and sum(first) <= room_first and sum(second) <= room_second:
+        return np.arange(len(first))  # all of them fit together (whole numbers: the sums are exact)
     taken: list[int] = []
     for row, (w1, w2) in enumerate(zip(first, second, strict=True)):
         if len(taken) >= limit:

@@ -51,6 +51,12 @@ def batch_grid(lower: int, upper: int, points: int) -> np.ndarray:
     return grid
 
 
+def _zero_nan(gain: np.ndarray) -> np.ndarray:
+    """A QoE gain with nan (a stream without a projection) as 0: gains are differences of QoE
+    clipped to [0, 1], never infinite, so this is np.nan_to_num's result in fewer passes."""
+    return np.where(gain == gain, gain, 0.0)
+
+
 class AndesPolicy(Policy):
     name = "andes"
 
@@ -93,11 +99,14 @@ class AndesPolicy(Policy):
         return Plan(run=view.idx[order])
 
     @staticmethod
-    def _triggered(view: EngineView, growth: np.ndarray, t_iter: float) -> bool:
-        if growth.sum() > view.free_blocks or len(view) > view.engine.max_seqs:
-            return True
-        rates = view.read_rate[np.isfinite(view.read_rate)]
-        return bool(len(rates)) and t_iter > 1.0 / rates.max()
+    def _triggered(view: EngineView, growth: np.ndarray, t_iter: float, pace: float) -> bool:
+        return bool(growth.sum() > view.free_blocks or len(view) > view.engine.max_seqs or t_iter > pace)
+
+    @staticmethod
+    def _pace(view: EngineView, streaming: np.ndarray) -> float:
+        """The strictest reading pace, 1/max(r) seconds per token (inf without streams)."""
+        top = float(view.read_rate.max(where=streaming, initial=-np.inf))  # no copy of the streams' rates
+        return 1.0 / top if top > -np.inf else np.inf
 
     @staticmethod
     def _capacity(view: EngineView) -> float:
@@ -105,7 +114,7 @@ class AndesPolicy(Policy):
         caching) is in each one's weight, so it counts once per holder here too (the free blocks
         plus the residents' own counts; the engine's size when nothing is shared). Against the
         engine's size a shared prefix would make residents that fit look as if they did not."""
-        return float(view.free_blocks + view.kv_blocks[view.resident].sum())
+        return float(view.free_blocks + view.kv_blocks.sum(where=view.resident))
 
     def _batch_sizes(self, view: EngineView, blocks: np.ndarray, ctx_mean: float, capacity: float) -> np.ndarray:
         engine = view.engine
@@ -114,8 +123,7 @@ class AndesPolicy(Policy):
             if len(blocks) > engine.max_seqs else np.sort(blocks)
         fit = int(np.searchsorted(np.cumsum(smallest), capacity, side="right"))
         upper = max(1, min(engine.max_seqs, fit, len(view)))
-        rates = view.read_rate[np.isfinite(view.read_rate)]
-        pace = 1.0 / rates.max() if len(rates) else np.inf
+        pace = self._pace(view, np.isfinite(view.read_rate))
         lower = 1
         if engine.slot_time is None:
             lat = engine.latency
@@ -123,7 +131,7 @@ class AndesPolicy(Policy):
             lower = int(min((pace - lat.c0) / per_seq, upper)) if per_seq > 0 else upper
         elif engine.slot_time <= pace:
             lower = upper
-        return batch_grid(int(np.clip(lower, 1, upper)), upper, self.batch_grid)
+        return batch_grid(min(max(int(lower), 1), upper), upper, self.batch_grid)  # scalars: no np.clip
 
     @staticmethod
     def _knapsack(view: EngineView, values: np.ndarray, blocks: np.ndarray, batch: int, capacity: float) -> np.ndarray:
@@ -154,12 +162,13 @@ class AndesPolicy(Policy):
         blocks, _tokens = signals.kv_weights(view)
         growth = np.where(view.resident, blocks - view.kv_blocks, blocks)  # blocks to allocate if run
         t_now = signals.typical_iteration(view)
-        if not self._triggered(view, growth, t_now):
+        streaming = np.isfinite(view.read_rate)
+        pace = self._pace(view, streaming)
+        if not self._triggered(view, growth, t_now, pace):
             return self._fcfs(view)
 
         total = np.maximum(view.predicted_output(self.quantile), view.generated + 1.0)
         ctx_mean = float(view.computed.mean()) + 1.0
-        streaming = np.isfinite(view.read_rate)
         pre_iters = np.maximum(signals.prefill_iterations(view), 1)
         streams = np.flatnonzero(streaming)  # only streams gain QoE: project theirs only
         stream_view = view if len(streams) == n else signals.rows(view, streams)
@@ -170,7 +179,7 @@ class AndesPolicy(Policy):
         for batch in self._batch_sizes(view, blocks, ctx_mean, capacity):
             t_tok = signals.iteration_time(engine, batch, batch * ctx_mean)
             values = np.zeros(n)
-            values[streams] = np.nan_to_num(gain(self.horizon, t_tok, stream_pre * t_tok))
+            values[streams] = _zero_nan(gain(self.horizon, t_tok, stream_pre * t_tok))
             taken = self._knapsack(view, values, blocks, int(batch), capacity)
             total_gain = float(values[taken].sum())
             if total_gain > best_gain:
@@ -180,9 +189,9 @@ class AndesPolicy(Policy):
         chosen[best_taken] = True
         buffer = np.where(streaming, self.buffer(view), np.inf)
         evictable = view.resident & ~chosen & (buffer - pre_iters * best_t > self.horizon + self.evict_buffer)
-        chosen = self._affordable(view, chosen, evictable, buffer, best_values, blocks, growth, best_t)
+        chosen, ranked = self._affordable(view, chosen, evictable, buffer, best_values, blocks, growth, best_t)
         chosen = self._fill(view, chosen, evictable, buffer, blocks, capacity)
-        victims = self._victims(view, chosen, evictable, buffer, growth)
+        victims = self._victims(view, chosen, evictable, buffer, growth, ranked)
         self._preempted += len(victims)
         run_pos = np.flatnonzero(chosen)
         density = best_values[run_pos] / np.maximum(blocks[run_pos], 1.0)
@@ -195,14 +204,16 @@ class AndesPolicy(Policy):
         return Plan(run=view.idx[run_pos], preempt=view.idx[victims], recheck_at=recheck)
 
     def _affordable(self, view: EngineView, chosen: np.ndarray, evictable: np.ndarray, buffer: np.ndarray,
-                    values: np.ndarray, blocks: np.ndarray, growth: np.ndarray, t_tok: float) -> np.ndarray:
+                    values: np.ndarray, blocks: np.ndarray, growth: np.ndarray,
+                    t_tok: float) -> tuple[np.ndarray, np.ndarray | None]:
         """Drop chosen admissions (lowest value density first) until the blocks they need can be
         freed from evictable residents within the preemption cap; with `refine`, also those whose
-        QoE gain does not pay for the stall their prefill causes every running stream."""
+        QoE gain does not pay for the stall their prefill causes every running stream. Returns
+        the choice and the head of the eviction ranking it walked (None if it needed none)."""
         chosen = chosen.copy()
         admitted = np.flatnonzero(~view.resident & chosen)
         if not len(admitted):
-            return chosen
+            return chosen, None
         density = values[admitted] / np.maximum(blocks[admitted], 1.0)
         admitted = admitted[np.lexsort((view.idx[admitted], view.arrival[admitted], density))]
         if self.refine and view.engine.slot_time is None:
@@ -210,26 +221,34 @@ class AndesPolicy(Policy):
             ran = signals.rows(view, running)
             total = np.maximum(ran.predicted_output(self.quantile), ran.generated + 1.0)
             step = 1e-3  # QoE the running streams lose per second of stall (finite difference)
-            base = signals.projected_qoe(ran, view.now + t_tok, t_tok, total)
-            later = signals.projected_qoe(ran, view.now + t_tok + step, t_tok, total)
-            loss_per_s = float(np.nan_to_num(base - later).sum()) / step
+            # projected QoE if the next token comes after t_tok minus if it comes `step` later
+            loss = signals.qoe_gain_for(ran, total)(step, t_tok, t_tok)
+            loss_per_s = float(_zero_nan(loss).sum()) / step
             stall = view.engine.latency.c_prefill * view.prefill_after_hits()[admitted]
             pays = values[admitted] > loss_per_s * stall
             chosen[admitted[~pays]] = False
             admitted = admitted[pays]
+        if not len(admitted):
+            return chosen, None
         budget = self.preemption_cap * self._seen - self._preempted
-        # dropping a waiting request leaves the eviction candidates (unchosen residents) as they
-        # are, only the blocks needed shrink: one ranking serves every try
-        ranked = freed = None
-        for req in admitted:
-            need = float(growth[chosen].sum()) - view.free_blocks
-            if ranked is None and need > 0:
-                ranked, freed = self._eviction_order(view, chosen, evictable, buffer, need)
-            victims = EMPTY if need <= 0 else batching.enough(ranked, freed, need)
-            if len(victims) <= budget and np.all(evictable[victims]):
-                break
-            chosen[req] = False
-        return chosen
+        # dropping a waiting request (lowest density first) leaves the eviction candidates (the
+        # unchosen residents) as they are and shrinks the blocks needed by its own: one ranking
+        # serves every try, and the tries are one vector: the need before each drop, the victims
+        # that free it, the first try within the cap whose victims are all evictable
+        dropped = np.concatenate(([0.0], np.cumsum(growth[admitted[:-1]])))
+        need = (float(growth[chosen].sum()) - view.free_blocks) - dropped
+        count = np.zeros(len(admitted), dtype=np.int64)
+        protected = 0
+        ranked = None
+        if need[0] > 0:
+            ranked, freed = self._eviction_order(view, chosen, evictable, buffer, float(need[0]))
+            count = np.where(need > 0, batching.enough_count(freed, need), 0)
+            kept = np.flatnonzero(~evictable[ranked])
+            protected = int(kept[0]) if len(kept) else len(ranked)
+        fine = (count <= budget) & (count <= protected)
+        tries = int(np.argmax(fine)) if fine.any() else len(admitted)
+        chosen[admitted[:tries]] = False
+        return chosen, ranked
 
     @staticmethod
     def _fill(view: EngineView, chosen: np.ndarray, evictable: np.ndarray, buffer: np.ndarray,
@@ -254,11 +273,20 @@ class AndesPolicy(Policy):
 
     @staticmethod
     def _victims(view: EngineView, chosen: np.ndarray, evictable: np.ndarray, buffer: np.ndarray,
-                 growth: np.ndarray) -> np.ndarray:
-        """Unchosen residents to evict so the chosen fit (`_eviction_order`'s first ones)."""
+                 growth: np.ndarray, ranked: np.ndarray | None) -> np.ndarray:
+        """Unchosen residents to evict so the chosen fit (`_eviction_order`'s first ones).
+
+        `ranked`: a head of the eviction ranking for a choice with no fewer residents chosen (from
+        `_affordable`), or None. Its rows still unchosen are the head of this choice's ranking
+        (the same keys, fewer candidates), so when they free enough they are the ranking needed."""
         need = float(growth[chosen].sum()) - view.free_blocks
         if need <= 0:
             return EMPTY
+        if ranked is not None:
+            kept = ranked[~chosen[ranked]]
+            freed = np.cumsum(view.kv_blocks[kept])
+            if len(freed) and freed[-1] >= need:
+                return batching.enough(kept, freed, need)
         return batching.enough(*AndesPolicy._eviction_order(view, chosen, evictable, buffer, need), need)
 
     @staticmethod

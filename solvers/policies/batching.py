@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from formulations.online import EngineView, Plan, admission_blocks
-from solvers.knapsack.greedy import greedy_knapsack
+from solvers.knapsack.greedy import WALK_ITEMS, greedy_knapsack, walk_items
 from solvers.policies import ranking, signals
 
 
@@ -27,11 +27,16 @@ def order_by(key: np.ndarray, tiebreak: np.ndarray) -> np.ndarray:
 
 
 def select(view: EngineView, order: np.ndarray) -> np.ndarray:
-    """Boolean mask of the requests chosen, taking `order` (view positions) greedily."""
+    """Boolean mask of the requests chosen, taking `order` (view positions) greedily. The
+    weights are whole token and block counts, so a short order is walked item by item at once
+    (greedy_knapsack's own walk, without its checks)."""
     blocks, tokens = signals.kv_weights(view)
-    weights = np.stack([blocks, tokens], axis=1)
-    caps = np.array([view.engine.kv_blocks, view.engine.token_budget], dtype=np.float64)
-    taken = greedy_knapsack(np.ones(len(view)), weights, caps, max_items=view.engine.max_seqs, order=order)
+    caps = (float(view.engine.kv_blocks), float(view.engine.token_budget))
+    if len(order) <= WALK_ITEMS:
+        taken = order[walk_items(blocks[order].tolist(), tokens[order].tolist(), caps, view.engine.max_seqs)]
+    else:
+        taken = greedy_knapsack(np.ones(len(view)), np.stack([blocks, tokens], axis=1), np.array(caps),
+                                max_items=view.engine.max_seqs, order=order)
     chosen = np.zeros(len(view), dtype=bool)
     chosen[taken] = True
     return chosen
@@ -66,7 +71,13 @@ def eviction_order(view: EngineView, chosen: np.ndarray, evict_rank: np.ndarray,
 
 def enough(ranked: np.ndarray, freed: np.ndarray, need: float) -> np.ndarray:
     """The first of `ranked` that free `need` blocks (`freed`: the blocks the first k free)."""
-    return ranked[:int(np.searchsorted(freed, need, side="left")) + 1]
+    return ranked[:int(enough_count(freed, need))]
+
+
+def enough_count(freed: np.ndarray, need: float | np.ndarray) -> int | np.ndarray:
+    """How many of a ranking free `need` blocks (`freed`: the blocks its first k free; all of
+    them when they cannot), for one need or an array of them."""
+    return np.minimum(np.searchsorted(freed, need, side="left") + 1, len(freed))
 
 
 def plan_in_order(view: EngineView, order: np.ndarray, recheck_at: float | None = None) -> Plan:
