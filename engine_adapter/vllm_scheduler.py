@@ -4,8 +4,11 @@ Load it with `scheduler_cls="engine_adapter.vllm_scheduler.SloScheduler"` (`--sc
 and settings in `additional_config={"slosched": {...}}` (engine_adapter/bridge_config.py);
 per-request SLOs travel in `SamplingParams.extra_args["slosched"]` (engine_adapter/slo_args.py).
 
-Every step it builds the plain `EngineView` from vLLM's own state (requests, computed and
-generated tokens, KV blocks held and free, budgets). It asks the policy for a `Plan` only at the
+Every step it builds the `EngineView` from columns it keeps per request in its `RequestBook`,
+updated by its hooks as vLLM's state changes (computed tokens after each schedule, delivered
+tokens, preemptions; tests/test_vllm_incremental.py checks them against vLLM's own state at every
+step), with vLLM's free blocks and budgets; columns only some policies read (predictions, reading
+lag) are filled in when read. It asks the policy for a `Plan` only at the
 simulator's events (engine_adapter/events.py: an arrival or release, a completion, a prefill
 end, an eviction by the KV rule, KV exhaustion after a steady decode run, an idle step, the
 plan's `recheck_at`); in between it holds the last plan's run set (minus requests that left), so
