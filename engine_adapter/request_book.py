@@ -3,8 +3,9 @@
 vLLM knows token ids and computed-token counts; a policy also needs each request's SLO, its
 reading lag and delay area so far, its group's progress, and the run needs every token's time to
 rebuild a `Schedule`. `RequestBook` keeps those in numpy columns indexed by request index, is fed
-by the scheduler's hooks (admission, preemption, tokens, finish), and builds the `EngineView`.
-No vLLM import: it is tested on its own.
+by the scheduler's hooks (admission, preemption, tokens, finish, and the computed-token counts
+vLLM leaves after each schedule, so that a step's view reads no request object), and builds the
+`EngineView`. No vLLM import: it is tested on its own.
 """
 
 from __future__ import annotations
