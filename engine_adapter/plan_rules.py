@@ -138,6 +138,10 @@ def _walk(run_positions: np.ndarray, resident_col: np.ndarray, computed_col: np.
     outside = outside[np.argsort(admit_order[outside], kind="stable")].tolist()  # pop(): most recent
     holders = sum(resident)  # requests holding KV (vLLM applies the watermark only if one does)
     tail = len(run) - 1
+    # past the last resident request in `run`, once admission has closed, every request is
+    # skipped: the walk ends there (a long plan of waiting requests costs nothing)
+    run_resident = np.flatnonzero(resident_col[run_positions])
+    last_resident = int(run_resident[-1]) if len(run_resident) else -1
     gone: set[int] = set()
     victims: list[int] = []
     slots: list[int] = []
@@ -145,7 +149,7 @@ def _walk(run_positions: np.ndarray, resident_col: np.ndarray, computed_col: np.
     prefill: list[bool] = []
     blocked: int | None = None  # head-of-line: a waiting request did not fit
     for pos, s in enumerate(run):
-        if budget == 0 or seqs_left == 0:
+        if budget == 0 or seqs_left == 0 or (pos > last_resident and (blocked is not None or victims)):
             break
         if s in gone or ((blocked is not None or victims) and not resident[s]):
             continue

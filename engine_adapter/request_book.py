@@ -3,8 +3,9 @@
 vLLM knows token ids and computed-token counts; a policy also needs each request's SLO, its
 reading lag and delay area so far, its group's progress, and the run needs every token's time to
 rebuild a `Schedule`. `RequestBook` keeps those in numpy columns indexed by request index, is fed
-by the scheduler's hooks (admission, preemption, tokens, finish), and builds the `EngineView`.
-No vLLM import: it is tested on its own.
+by the scheduler's hooks (admission, preemption, tokens, finish, and the computed-token counts
+vLLM leaves after each schedule, so that a step's view reads no request object), and builds the
+`EngineView`. No vLLM import: it is tested on its own.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ import math
 
 import numpy as np
 
+from collections.abc import Callable
+
+from engine_adapter.simulator.view import LazyView
+from engine_adapter.slo_args import GroupSpec, SloArgs
 from formulations.engine_spec import EngineSpec
 from formulations.online import EngineView, GroupState
 from formulations.schedule import RequestTimeline, Schedule
-from engine_adapter.slo_args import GroupSpec, SloArgs
 
 
 class RequestBook:
@@ -41,6 +45,9 @@ class RequestBook:
         self.delay_area = np.zeros(cap)
         self.run_max = np.zeros(cap)  # max_j (delivered_j - (j-1)/r): the closed form of qoe.py
         self.delivered = np.zeros(cap, dtype=np.int64)
+        # the engine's computed tokens as of its last schedule: set by the scheduler for the
+        # requests it scheduled, 0 on preemption (kept here, not read back from every request)
+        self.computed = np.zeros(cap, dtype=np.int64)
         self.admitted_at = np.zeros(cap)  # last time it became resident (engine victim order)
         self.preemption_count = np.zeros(cap, dtype=np.int64)
         self.pred = np.zeros((cap, len(self.levels)))
@@ -77,6 +84,7 @@ class RequestBook:
         self.lag[row] = self.delay_area[row] = 0.0
         self.run_max[row] = -math.inf
         self.delivered[row] = 0
+        self.computed[row] = 0
         self.admitted_at[row] = -np.inf
         self.preemption_count[row] = 0
         self.pred[row] = pred
@@ -102,7 +110,7 @@ class RequestBook:
 
     def _grow(self) -> None:
         for name in ("index", "cls", "arrival", "release", "prompt_len", "ttft_target", "read_rate", "deadline", "group", "lag",
-                     "delay_area", "run_max", "delivered", "admitted_at", "preemption_count", "pred"):
+                     "delay_area", "run_max", "delivered", "computed", "admitted_at", "preemption_count", "pred"):
             old = getattr(self, name)
             new = np.zeros((2 * len(old),) + old.shape[1:], dtype=old.dtype)
             new[: len(old)] = old
@@ -119,6 +127,7 @@ class RequestBook:
     def preempted(self, row: int, t: float) -> None:
         self.preemptions[row].append(t)
         self.preemption_count[row] += 1
+        self.computed[row] = 0
 
     def tokens(self, row: int, count: int, t: float) -> None:
         """`count` output tokens delivered at time t; updates the reading lag and delay area."""
@@ -169,23 +178,26 @@ class RequestBook:
 
     def view(self, *, now: float, rows: np.ndarray, generated: np.ndarray, computed: np.ndarray,
              prefill_left: np.ndarray, resident: np.ndarray, kv_blocks: np.ndarray, preemptions: np.ndarray,
-             pred_quantiles: np.ndarray, free_blocks: int, engine: EngineSpec,
+             refine: Callable[[np.ndarray, np.ndarray], np.ndarray], free_blocks: int, engine: EngineSpec,
              static: dict[str, np.ndarray] | None = None, cached: np.ndarray | None = None) -> EngineView:
         """The EngineView of the live requests at `rows` (engine progress given per row);
-        `static`: `static_columns(rows)` kept from an earlier step with the same rows.
+        `static`: `static_columns(rows)` kept from an earlier step with the same rows;
+        `refine(quantiles, generated)`: the predictor's conditioning of `pred_quantiles`.
 
-        Built by filling the instance dictionary directly: the frozen dataclass's __init__
-        assigns its 24 fields one by one through object.__setattr__, a sizeable part of the
-        bridge's per-step time (the object is the same; tests/test_request_book.py checks it)."""
-        view = EngineView.__new__(EngineView)
+        A `LazyView`: `pred_quantiles`, `lag` and `delay_area` are read only when the policy
+        reads them (fcfs never does; the batch rules between events never ask a policy). Built
+        by filling the instance dictionary directly: the frozen dataclass's __init__ assigns its
+        24 fields one by one through object.__setattr__, a sizeable part of the bridge's per-step
+        time (reading every field gives the full view; tests/test_request_book.py checks it)."""
+        view = LazyView.__new__(LazyView)
         fields = view.__dict__
         fields.update(static if static is not None else self.static_columns(rows))
         fields.update(
             now=now, generated=generated, computed=computed, prefill_left=prefill_left, resident=resident,
-            kv_blocks=kv_blocks, lag=self.lag[rows], delay_area=self.delay_area[rows], preemptions=preemptions,
-            pred_quantiles=pred_quantiles, quantile_levels=self.levels, free_blocks=free_blocks, engine=engine,
-            groups=self.groups, cached=cached,
+            kv_blocks=kv_blocks, preemptions=preemptions, quantile_levels=self.levels, free_blocks=free_blocks,
+            engine=engine, groups=self.groups, cached=cached,
         )
+        object.__setattr__(view, "_builder", _LateColumns(self, rows, generated, refine))
         return view
 
     def schedule(self, ids: list[str], *, iterations: int, meta: dict) -> Schedule:
@@ -203,3 +215,20 @@ class RequestBook:
                 rejected=self.rejected.get(row),
             ))
         return Schedule(timelines=timelines, iterations=iterations, meta=meta)
+
+
+class _LateColumns:
+    """A bridge view's columns that only some policies read, taken from the book on first access
+    (the `LazyView` builder protocol; valid during the decide() call the view was built for)."""
+
+    __slots__ = ("book", "rows", "generated", "refine")
+
+    def __init__(self, book: RequestBook, rows: np.ndarray, generated: np.ndarray,
+                 refine: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> None:
+        self.book, self.rows, self.generated, self.refine = book, rows, generated, refine
+
+    def refined(self) -> np.ndarray:
+        return self.refine(self.book.pred[self.rows], self.generated)
+
+    def qoe_columns(self) -> dict[str, np.ndarray]:
+        return {"lag": self.book.lag[self.rows], "delay_area": self.book.delay_area[self.rows]}

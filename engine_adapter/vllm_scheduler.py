@@ -4,8 +4,11 @@ Load it with `scheduler_cls="engine_adapter.vllm_scheduler.SloScheduler"` (`--sc
 and settings in `additional_config={"slosched": {...}}` (engine_adapter/bridge_config.py);
 per-request SLOs travel in `SamplingParams.extra_args["slosched"]` (engine_adapter/slo_args.py).
 
-Every step it builds the plain `EngineView` from vLLM's own state (requests, computed and
-generated tokens, KV blocks held and free, budgets). It asks the policy for a `Plan` only at the
+Every step it builds the `EngineView` from columns it keeps per request in its `RequestBook`,
+updated by its hooks as vLLM's state changes (computed tokens after each schedule, delivered
+tokens, preemptions; tests/test_vllm_incremental.py checks them against vLLM's own state at every
+step), with vLLM's free blocks and budgets; columns only some policies read (predictions, reading
+lag) are filled in when read. It asks the policy for a `Plan` only at the
 simulator's events (engine_adapter/events.py: an arrival or release, a completion, a prefill
 end, an eviction by the KV rule, KV exhaustion after a steady decode run, an idle step, the
 plan's `recheck_at`); in between it holds the last plan's run set (minus requests that left), so
@@ -47,7 +50,6 @@ from formulations.requests import Request as SloRequest
 from formulations.requests import ValidationError
 
 _REQUEST_ID = attrgetter("request_id")
-_COMPUTED = attrgetter("num_computed_tokens")
 
 # policy_seconds: all the bridge's own time in a step (view, decide, batch rules, applying the
 # plan, restoring vLLM's queues, stamping tokens; not vLLM's own schedule/update); decide_seconds: the policy's decide() alone; step_seconds: schedule() to the end of
@@ -159,9 +161,11 @@ class SloScheduler(Scheduler):
         self.slo_policy.reset(self.engine_spec)
         self.held = HeldPlan()
         self._pending: dict[int, _StepRecord] = {}  # id(SchedulerOutput) -> its step, until its output
-        self._live: list[Request] = []  # the last step's live requests and their book rows
+        self._live: list[Request] = []  # the last step's live requests, their book rows and columns
+        self._live_running = 0
         self._live_rows = np.empty(0, dtype=np.int64)
         self._live_static: dict[str, np.ndarray] = {}
+        self._live_resident = np.empty(0, dtype=bool)
 
     def now(self) -> float:
         if self.bridge.slot_time is not None:
@@ -364,9 +368,10 @@ class SloScheduler(Scheduler):
             return
         entered = time.perf_counter()
         prefill = pairs = decodes = ctx = 0
-        requests = self.requests
+        requests, row_of, computed = self.requests, self.row_of, self.book.computed
         for rid, n in output.num_scheduled_tokens.items():
             request = requests[rid]
+            computed[row_of[rid]] = request.num_computed_tokens  # the book's copy, for the next view
             start = request.num_computed_tokens - n
             if n == 1 and start >= request.num_prompt_tokens:  # the input is an output token: a decode
                 decodes += 1
@@ -379,35 +384,35 @@ class SloScheduler(Scheduler):
                                                 len(output.num_scheduled_tokens), planned, policy_seconds, decide_seconds)
 
     def _view(self, now: float, live: list[Request], n_running: int):
-        """live = running requests (resident: they hold KV) followed by waiting ones. Only the
-        computed-token count is read from vLLM; generated tokens and preemptions are the book's own
-        counts (equal to vLLM's: the integration tests check it), prompt lengths never change."""
+        """live = running requests (resident: they hold KV) followed by waiting ones. Every column
+        is the book's, kept up to date by the hooks (computed tokens as vLLM left them after
+        each schedule, generated tokens and preemptions as delivered and made), so nothing is
+        read back from the requests; the live rows and their static columns are rebuilt only
+        when the live set or its order changed."""
         n = len(live)
-        if live == self._live:  # (identity comparisons) the live set and order rarely change
-            rows, static = self._live_rows, self._live_static
-        else:
+        if live != self._live or n_running != self._live_running:  # (identity comparisons) rarely changes
             rows = np.fromiter(map(self.row_of.__getitem__, map(_REQUEST_ID, live)), dtype=np.int64, count=n)
-            static = self.book.static_columns(rows)
-            self._live, self._live_rows, self._live_static = live, rows, static
-        computed = np.fromiter(map(_COMPUTED, live), dtype=np.int64, count=n)
-        generated = self.book.delivered[rows]
-        preemptions = self.book.preemption_count[rows]
-        total = static["prompt_len"] + generated  # = num_tokens (no speculative tokens)
-        resident = np.arange(n) < n_running
-        total = total + self._in_flight(live)  # under async: tokens still on their way count as generated
+            self._live, self._live_running, self._live_rows = live, n_running, rows
+            self._live_static = self.book.static_columns(rows)
+            self._live_resident = np.arange(n) < n_running
+        rows, static, resident = self._live_rows, self._live_static, self._live_resident
+        book = self.book
+        computed = book.computed[rows]
+        generated = book.delivered[rows]
+        total = static["prompt_len"] + generated + self._in_flight(live)  # = num_tokens (no speculative tokens);
+        # under async, tokens still on their way count as generated
         decoding = (total > static["prompt_len"]) & (computed >= total - 1)
         prefill_left = np.where(decoding, 0, total - computed)
         kv_blocks = np.where(resident, -(-computed // self.block_size), 0)
-        pred = self.predictor.refine(self.book.pred[rows], generated)
         hit_blocks = cached = None
         if self.cache_config.enable_prefix_caching:
             hit_blocks = self._hit_blocks(live, n_running)
             cached = np.fromiter(map(len, hit_blocks), dtype=np.int64, count=n) * self.block_size
-        view = self.book.view(
+        view = book.view(
             now=now, rows=rows, generated=generated, computed=computed, prefill_left=prefill_left,
-            resident=resident, kv_blocks=kv_blocks, preemptions=preemptions, pred_quantiles=pred,
-            free_blocks=self.kv_cache_manager.block_pool.get_num_free_blocks(), engine=self.engine_spec, static=static,
-            cached=cached,
+            resident=resident, kv_blocks=kv_blocks, preemptions=book.preemption_count[rows],
+            refine=self.predictor.refine, free_blocks=self.kv_cache_manager.block_pool.get_num_free_blocks(),
+            engine=self.engine_spec, static=static, cached=cached,
         )
         return view, rows, hit_blocks
 

@@ -58,12 +58,14 @@ def test_groups_fresh_indices_view_and_schedule():
     rows = np.array([book.row(b), book.row(c)])
     v = book.view(now=1.0, rows=rows, generated=np.array([0, 1]), computed=np.array([0, 7]),
                   prefill_left=np.array([6, 0]), resident=np.array([False, True]), kv_blocks=np.array([0, 1]),
-                  preemptions=np.zeros(2, dtype=np.int64), pred_quantiles=book.pred[rows], free_blocks=3,
-                  engine=EngineSpec.from_profile("llama3-8b-h100"))
+                  preemptions=np.zeros(2, dtype=np.int64), refine=lambda q, g: np.maximum(q, (g + 1)[:, None]),
+                  free_blocks=3, engine=EngineSpec.from_profile("llama3-8b-h100"))
     assert v.idx.tolist() == [1, 2] and v.group.tolist() == [0, -1] and v.prompt_len.tolist() == [6, 7]
     assert v.deadline.tolist() == [5.0, 5.0]
+    assert v.pred_quantiles.tolist() == [[3.0, 8.0], [2.0, 4.0]]  # refined on first read (c generated 1)
+    assert v.lag.tolist() == [0.0, 0.0] and v.delay_area.tolist() == [0.0, 0.0]
     rebuilt = EngineView(**{f.name: getattr(v, f.name) for f in dataclasses.fields(EngineView)})
-    assert type(v) is EngineView and vars(v).keys() == vars(rebuilt).keys()  # the fast build is a full view
+    assert isinstance(v, EngineView) and vars(v).keys() == vars(rebuilt).keys()  # once read, a full view
     s = book.schedule(["r0", "r1"], iterations=4, meta={})
     assert s.timelines[0].token_times.tolist() == [0.5, 0.5] and s.timelines[0].finish == 0.5
     assert s.timelines[1].finish is None and s.iterations == 4

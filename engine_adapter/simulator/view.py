@@ -32,9 +32,10 @@ _COLUMNS = ("idx", "cls", "arrival", "release", "prompt_len", "generated", "comp
 _QOE_COLUMNS = ("lag", "delay_area")  # filled in on first access
 
 
-class _View(EngineView):
+class LazyView(EngineView):
     """An EngineView whose `pred_quantiles`, `lag` and `delay_area` are filled in on first
-    access (then plain fields)."""
+    access (then plain fields), from its builder's `refined()` and `qoe_columns()` (the vLLM
+    bridge builds its views this way too: engine_adapter/request_book.py)."""
 
     __slots__ = ("_builder",)  # outside __dict__, so vars(view) holds exactly the dataclass fields
 
@@ -91,7 +92,7 @@ class ViewBuilder:
         state = self.state
         n = state.n_live
         cols = self._columns(n)
-        view = _View.__new__(_View)
+        view = LazyView.__new__(LazyView)
         fields = view.__dict__
         fields.update(cols)
         fields["now"] = now
