@@ -2,10 +2,11 @@
 each stage of one cell, so the load table's peak can be split into imports, trace, workload and
 the simulator's own state.
 
-Usage: python benchmarks/load_stages.py [--requests 1000000] [--policy fcfs] [--simulate]
-Stages: the CLI's `run` imports, the synthetic trace read, the workload built (Instance), its
-request table, the simulator set up (policy, predictor, live state) and, with --simulate, the
-whole streamed run. The trace is load_table.py's (azure-conv lengths, Poisson arrivals).
+Usage: python benchmarks/load_stages.py [--requests 1000000] [--policy fcfs] [--seconds S]
+Stages: the CLI's `run` imports, the synthetic trace written, the workload built (Instance), its
+request table, then the streamed simulation (`run_cell` as `slosched run` calls it), with a line
+at every further 10% of simulated progress, stopped after `--seconds` (0: no simulation). The
+trace is load_table.py's (azure-conv lengths, Poisson arrivals).
 """
 
 from __future__ import annotations
@@ -34,16 +35,15 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1_000_000)
     parser.add_argument("--policy", default="fcfs")
     parser.add_argument("--rate", type=float, default=8.0, help="arrivals per second")
-    parser.add_argument("--simulate", action="store_true", help="also run the simulation, scored streamed")
+    parser.add_argument("--seconds", type=float, default=0.0, help="simulate for at most this long (0: not at all)")
     args = parser.parse_args()
     started = time.perf_counter()
     print(f"{'stage':<28} {'RSS MB':>8} {'peak MB':>8} {'s':>8}")
     stage("interpreter", started)
-    from experiments.cli import build_parser
-    build_parser(["run"])
+    import experiments.cli.run  # noqa: F401  (what `slosched run` imports)
     from load_table import CONFIG, synthetic_trace
     from experiments.config import load_config
-    from experiments.runner import Cell, build_cell_instance, run_cell
+    from experiments.runner import Cell, build_cell_instance
     stage("imports (slosched run)", started)
     with tempfile.TemporaryDirectory() as tmp:
         trace = Path(tmp) / "trace.csv"
@@ -57,9 +57,32 @@ def main() -> None:
         stage("workload built (Instance)", started)
         table = instance.table
         stage(f"request table ({len(table)} rows)", started)
-        if args.simulate:
-            result = run_cell(cell, instance, streamed_in=Path(tmp) / "spill")
-            stage(f"simulated ({result.metrics['requests']} scored)", started)
+        if args.seconds > 0:
+            simulate_for(cell, instance, Path(tmp), started, args.seconds)
+
+
+class _Stop(Exception):
+    """Raised from the progress callback when the time is up."""
+
+
+def simulate_for(cell, instance, tmp: Path, started: float, seconds: float) -> None:
+    from experiments.runner import run_cell
+
+    deadline = time.perf_counter() + seconds
+    shown = [-1]
+
+    def progress(fraction: float) -> None:
+        if int(fraction * 10) > shown[0]:
+            shown[0] = int(fraction * 10)
+            stage(f"simulating: {fraction:.0%}", started)
+        if time.perf_counter() > deadline:
+            raise _Stop
+
+    try:
+        result = run_cell(cell, instance, progress=progress, streamed_in=tmp / "spill")
+        stage(f"simulated ({result.metrics['requests']} scored)", started)
+    except _Stop:
+        stage("stopped (--seconds)", started)
 
 
 if __name__ == "__main__":
