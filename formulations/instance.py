@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -66,7 +66,10 @@ class Instance:
         return {r.id: r for r in self.requests}
 
     @cached_property
-    def index(self) -> dict[str, int]:
+    def index(self) -> Mapping[str, int]:
+        """Request id -> position in `requests`."""
+        if isinstance(self.requests, RequestColumns):
+            return self.requests.positions()
         return {r.id: i for i, r in enumerate(self.requests)}
 
     @cached_property

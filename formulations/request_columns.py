@@ -9,13 +9,65 @@ Conversation turns and prompt texts are not columns: workloads with them keep a 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import overload
 
 import numpy as np
 
 from formulations.requests import CLASS_BY_CODE, Request, RequestClass
+
+
+@dataclass(frozen=True, eq=False)
+class NumberedIds(Sequence[str]):
+    """The ids `prefix`0 .. `prefix`{n-1} in order (a generated workload's), without a million
+    strings: id k is made when read, and `positions` maps an id back to k by parsing it."""
+
+    prefix: str
+    n: int
+
+    def __len__(self) -> int:
+        return self.n
+
+    @overload
+    def __getitem__(self, k: int) -> str: ...
+
+    @overload
+    def __getitem__(self, k: slice) -> list[str]: ...
+
+    def __getitem__(self, k: int | slice) -> str | list[str]:
+        if isinstance(k, slice):
+            return [f"{self.prefix}{i}" for i in range(*k.indices(self.n))]
+        if not -self.n <= k < self.n:
+            raise IndexError(f"id index {k} out of range for {self.n} ids")
+        return f"{self.prefix}{k % self.n}"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and len(other) == self.n and all(a == b for a, b in zip(self, other))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def positions(self) -> Mapping[str, int]:
+        return _NumberedPositions(self)
+
+
+class _NumberedPositions(Mapping[str, int]):
+    """id -> position for NumberedIds (a read-only dict that holds nothing)."""
+
+    def __init__(self, ids: NumberedIds) -> None:
+        self._ids = ids
+
+    def __getitem__(self, rid: str) -> int:
+        digits = rid[len(self._ids.prefix):] if isinstance(rid, str) and rid.startswith(self._ids.prefix) else ""
+        if digits.isascii() and digits.isdigit() and (digits == "0" or digits[0] != "0") and int(digits) < self._ids.n:
+            return int(digits)
+        raise KeyError(rid)
+
+    def __len__(self) -> int:
+        return self._ids.n
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ids)
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,6 +112,12 @@ class RequestColumns(Sequence[Request]):
 
     def __iter__(self) -> Iterator[Request]:
         return (self._request(k) for k in range(len(self)))
+
+    def positions(self) -> Mapping[str, int]:
+        """Request id -> index."""
+        if isinstance(self.ids, NumberedIds):
+            return self.ids.positions()
+        return {rid: k for k, rid in enumerate(self.ids)}
 
     def __eq__(self, other: object) -> bool:
         """Equal to any sequence of the same requests (a tuple of them included)."""

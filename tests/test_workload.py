@@ -15,7 +15,7 @@ from experiments.workloads.arrivals import burst_arrivals, gamma_arrivals, poiss
 from experiments.workloads.dags import chain, independent, map_reduce, shape_edges, tree_of_thought
 from formulations.engine_spec import EngineSpec
 from formulations.instance import Instance
-from formulations.request_columns import RequestColumns
+from formulations.request_columns import NumberedIds, RequestColumns
 from formulations.requests import RequestClass
 
 ENGINE = EngineSpec.from_profile("llama3-8b-h100", kv_blocks=2000)
@@ -242,3 +242,15 @@ def test_columns_hold_the_same_requests_and_table_as_request_objects():
         np.testing.assert_array_equal(ours, theirs)
     with pytest.raises(IndexError):
         inst.requests[len(inst.requests)]
+
+
+def test_numbered_ids_read_and_map_back_like_a_list_and_a_dict():
+    ids = NumberedIds("r", 12)
+    listed = [f"r{k}" for k in range(12)]
+    assert ids == listed and ids[-1] == "r11" and ids[2:5] == listed[2:5] and list(ids) == listed
+    positions = ids.positions()
+    assert dict(positions) == {rid: k for k, rid in enumerate(listed)} and len(positions) == 12
+    for absent in ("r12", "r01", "r-1", "x1", "r", "r1.0", "r١"):
+        assert absent not in positions and positions.get(absent) is None
+    with pytest.raises(IndexError):
+        ids[12]

@@ -18,7 +18,7 @@ from experiments.workloads.dags import shape_edges
 from experiments.workloads.spec import WorkloadConfig
 from formulations.engine_spec import EngineSpec
 from formulations.instance import Instance
-from formulations.request_columns import RequestColumns
+from formulations.request_columns import NumberedIds, RequestColumns
 from formulations.requests import CLASS_CODES, Group, RequestClass
 
 LATENCY, THROUGHPUT, BULK = (CLASS_CODES[c] for c in (RequestClass.LATENCY, RequestClass.THROUGHPUT, RequestClass.BULK))
@@ -49,12 +49,13 @@ def build_instance(config: WorkloadConfig, engine: EngineSpec, seed: int, trace:
         group_of[draft.members] = g
         arrival[draft.members] = arrival[draft.members[0]]
     order = np.argsort(arrival, kind="stable")  # ties keep group members in topological order
-    ids = np.empty(n, dtype=object)
-    ids[order] = [f"r{k}" for k in range(n)]
+    ids = NumberedIds("r", n)  # request k (in arrival order) is r{k}
+    position = np.empty(n, dtype=np.int64)  # of each trace row, in arrival order
+    position[order] = np.arange(n)
 
     ordered_cls = cls[order]
     requests = RequestColumns(
-        ids=ids[order].tolist(), cls=ordered_cls, arrival=arrival[order], prompt_len=prompt[order].astype(np.int64),
+        ids=ids, cls=ordered_cls, arrival=arrival[order], prompt_len=prompt[order].astype(np.int64),
         output_len=output[order].astype(np.int64),
         ttft_target=np.where(ordered_cls == LATENCY, ttft[order], np.nan),
         read_rate=np.where(ordered_cls == LATENCY, read_rate[order], np.nan),
@@ -63,15 +64,16 @@ def build_instance(config: WorkloadConfig, engine: EngineSpec, seed: int, trace:
         **_content(trace, order, prompt[order] + output[order]),
     )
     group_objs = tuple(
-        Group(id=f"g{g}", members=tuple(ids[m] for m in d.members), arrival=float(arrival[d.members[0]]),
-              slack_ratio=d.slack, edges=tuple((ids[d.members[a]], ids[d.members[b]]) for a, b in d.edges))
+        Group(id=f"g{g}", members=tuple(ids[k] for k in position[d.members].tolist()),
+              arrival=float(arrival[d.members[0]]), slack_ratio=d.slack,
+              edges=tuple((ids[int(position[d.members[a]])], ids[int(position[d.members[b]])]) for a, b in d.edges))
         for g, d in enumerate(groups)
     )
     meta = {
         "workload": asdict(config),
         "seed": seed,
         "trace_lines": [int(trace.line[i]) for i in order],
-        "clipped": sorted((ids[i] for i in clipped), key=lambda s: int(s[1:])),
+        "clipped": [ids[k] for k in sorted(int(position[i]) for i in clipped)],
         "group_shapes": {f"g{g}": d.shape for g, d in enumerate(groups)},
     }
     return Instance(engine=engine, requests=requests, groups=group_objs, meta=meta)
