@@ -104,8 +104,10 @@ class Instance:
                 preds = list(dag.predecessors(member))
                 if preds:
                     parents[self.index[member]] = np.array([self.index[p] for p in preds], dtype=np.int64)
-        deadlines = np.array([NAN if d is None else d for d in map(self.deadline, self.requests)], dtype=np.float64)
         columns = self._columns() if isinstance(self.requests, RequestColumns) else self._columns_of_objects()
+        deadlines = np.full(n, NAN)  # latency requests have none: only the others are read
+        for k in np.flatnonzero(columns["cls"] != CLASS_CODES[RequestClass.LATENCY]).tolist():
+            deadlines[k] = self.deadline(self.requests[k])
         return RequestTable(
             ids=self.requests.ids if isinstance(self.requests, RequestColumns) else [r.id for r in self.requests],
             **columns, deadline=deadlines, parents=parents,
