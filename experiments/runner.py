@@ -122,7 +122,8 @@ def build_cell_instance(cell: Cell) -> Instance:
 
 def run_cell(cell: Cell, instance: Instance | None = None, progress: Progress | None = None,
              schedule_path: Path | None = None, token_lists: bool = True,
-             streamed_in: Path | None = None) -> CellResult:
+             streamed_in: Path | None = None,
+             outcome_row: Callable[[RequestOutcome], dict[str, Any]] | None = None) -> CellResult:
     """Simulate one policy on the cell's workload and score it. `instance` may be shared by
     cells with the same workload key (it is never modified). token_lists=False leaves each
     outcome's token_times a float64 array (a caller that slims the outcomes then never holds a
@@ -131,7 +132,8 @@ def run_cell(cell: Cell, instance: Instance | None = None, progress: Progress | 
     With `streamed_in` (a folder for temporary files) the requests are scored as they finish and
     none is kept (the result has no outcomes): memory follows the live requests, not the run's
     length. `schedule_path` (streamed only) then receives each scored request as a JSONL line, in
-    instance order, atomically."""
+    instance order, atomically; `outcome_row` (streamed only) makes the result's outcomes, one row
+    per request as it is scored (e.g. without its token times)."""
     config = cell.config
     instance = instance if instance is not None else build_cell_instance(cell)
     policy = make_policy(cell.policy, **config.policy_kwargs(cell.policy))
@@ -141,20 +143,27 @@ def run_cell(cell: Cell, instance: Instance | None = None, progress: Progress | 
         schedule = simulate(instance, policy, predictor, progress=progress)
         outcomes = request_outcomes(instance, schedule, config.qoe_threshold, token_lists=token_lists)
         metrics = summarize(outcomes, config.qoe_threshold)
+        rows = [o.to_dict() for o in outcomes]
     else:
-        outcomes = []
         streamed_in.mkdir(parents=True, exist_ok=True)
+        rows = [] if outcome_row is None else [{}] * len(instance.requests)
         with _schedule_out(schedule_path) as fh:
             lines = None if fh is None else OrderedLines(fh, len(instance.requests), streamed_in)
-            scorer = StreamedScore(instance, config.qoe_threshold, None if lines is None else
-                                   (lambda index, outcome: lines.put(index, schedule_line(outcome))), streamed_in)
+
+            def emit(index: int, outcome: RequestOutcome) -> None:
+                if lines is not None:
+                    lines.put(index, schedule_line(outcome))
+                if outcome_row is not None:
+                    rows[index] = outcome_row(outcome)
+
+            scorer = StreamedScore(instance, config.qoe_threshold, emit, streamed_in)
             schedule = simulate(instance, policy, predictor, progress=progress, on_done=scorer.add)
             metrics = scorer.metrics()
             if lines is not None:
                 lines.close()
     return CellResult(
         key=cell.key, policy=cell.policy, rate_scale=cell.rate_scale, seed=cell.seed,
-        metrics=metrics.to_dict(), outcomes=[o.to_dict() for o in outcomes],
+        metrics=metrics.to_dict(), outcomes=rows,
         config=config.to_dict(), predictor=config.predictor.name, iterations=schedule.iterations,
         wall_seconds=time.perf_counter() - started, versions=versions(), git_commit=git_commit(),
     )

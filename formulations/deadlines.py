@@ -49,9 +49,10 @@ def t_alone(spec: EngineSpec, prompt_len: int, output_len: int) -> float:
 def t_alone_group(spec: EngineSpec, group: Group, requests: Mapping[str, Request]) -> float:
     """Longest path through the group's DAG, each member weighted by its own T_alone."""
     finish: dict[str, float] = {}
-    for member in nx.topological_sort(group.dag):
+    dag = group.dag
+    for member in nx.topological_sort(dag):
         req = requests[member]
-        ready = max((finish[p] for p in group.dag.predecessors(member)), default=0.0)
+        ready = max((finish[p] for p in dag.predecessors(member)), default=0.0)
         finish[member] = ready + t_alone(spec, req.prompt_len, req.output_len)
     return max(finish.values(), default=0.0)
 

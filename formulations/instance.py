@@ -2,12 +2,16 @@
 
 `RequestTable` is the same requests as numpy columns indexed 0..n-1 (the order of
 `Instance.requests`); engines and policies use those integer indices in their hot loops.
+`Instance.requests` is a tuple of `Request` or, for a generated workload, `RequestColumns`
+(formulations/request_columns.py: the same sequence without a million objects in memory); code
+that runs on a whole workload reads `table` and the requests it needs one by one, never `by_id`.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -18,6 +22,7 @@ import numpy as np
 
 from formulations.deadlines import group_deadline, request_deadline
 from formulations.engine_spec import EngineSpec
+from formulations.request_columns import RequestColumns
 from formulations.requests import CLASS_CODES, Group, Request, RequestClass, ValidationError
 
 NAN = float("nan")
@@ -48,7 +53,7 @@ class RequestTable:
 @dataclass(frozen=True)
 class Instance:
     engine: EngineSpec
-    requests: tuple[Request, ...]
+    requests: Sequence[Request]  # a tuple, or RequestColumns
     groups: tuple[Group, ...] = ()
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -57,10 +62,14 @@ class Instance:
 
     @cached_property
     def by_id(self) -> dict[str, Request]:
+        """Every request by id (all of them as objects: for small instances, e.g. the exact solvers)."""
         return {r.id: r for r in self.requests}
 
     @cached_property
-    def index(self) -> dict[str, int]:
+    def index(self) -> Mapping[str, int]:
+        """Request id -> position in `requests`."""
+        if isinstance(self.requests, RequestColumns):
+            return self.requests.positions()
         return {r.id: i for i, r in enumerate(self.requests)}
 
     @cached_property
@@ -69,7 +78,11 @@ class Instance:
 
     @cached_property
     def group_deadlines(self) -> dict[str, float]:
-        return {g.id: group_deadline(self.engine, g, self.by_id) for g in self.groups}
+        return {g.id: group_deadline(self.engine, g, self.members_of(g)) for g in self.groups}
+
+    def members_of(self, group: Group) -> dict[str, Request]:
+        """A group's member requests by id."""
+        return {m: self.requests[self.index[m]] for m in group.members}
 
     def deadline(self, req: Request) -> float | None:
         """A throughput request's deadline, a bulk member's group deadline, None for latency."""
@@ -82,28 +95,50 @@ class Instance:
     @cached_property
     def table(self) -> RequestTable:
         n = len(self.requests)
-        group_index = {g.id: k for k, g in enumerate(self.groups)}
         parents: list[np.ndarray] = [np.empty(0, dtype=np.int64)] * n
         for g in self.groups:
+            if not g.edges:
+                continue
+            dag = g.dag
             for member in g.members:
-                preds = list(g.dag.predecessors(member))
+                preds = list(dag.predecessors(member))
                 if preds:
                     parents[self.index[member]] = np.array([self.index[p] for p in preds], dtype=np.int64)
-        deadlines = [self.deadline(r) for r in self.requests]
+        columns = self._columns() if isinstance(self.requests, RequestColumns) else self._columns_of_objects()
+        deadlines = np.full(n, NAN)  # latency requests have none: only the others are read
+        for k in np.flatnonzero(columns["cls"] != CLASS_CODES[RequestClass.LATENCY]).tolist():
+            deadlines[k] = self.deadline(self.requests[k])
         return RequestTable(
-            ids=[r.id for r in self.requests],
-            cls=np.array([CLASS_CODES[r.cls] for r in self.requests], dtype=np.int8),
-            arrival=np.array([r.arrival for r in self.requests], dtype=np.float64),
-            prompt_len=np.array([r.prompt_len for r in self.requests], dtype=np.int64),
-            output_len=np.array([r.output_len for r in self.requests], dtype=np.int64),
-            ttft_target=np.array([NAN if r.ttft_target is None else r.ttft_target for r in self.requests]),
-            read_rate=np.array([NAN if r.read_rate is None else r.read_rate for r in self.requests]),
-            deadline=np.array([NAN if d is None else d for d in deadlines], dtype=np.float64),
-            group=np.array([group_index[r.group] if r.group is not None else -1 for r in self.requests], dtype=np.int64),
-            parents=parents,
+            ids=self.requests.ids if isinstance(self.requests, RequestColumns) else [r.id for r in self.requests],
+            **columns, deadline=deadlines, parents=parents,
             group_members=[np.array([self.index[m] for m in g.members], dtype=np.int64) for g in self.groups],
-            after=np.array([-1 if r.after is None else self.index[r.after] for r in self.requests], dtype=np.int64),
-            think_time=np.array([r.think_time or 0.0 for r in self.requests], dtype=np.float64),
+        )
+
+    def _columns(self) -> dict[str, np.ndarray]:
+        """The table's per-request columns from RequestColumns (no turns there)."""
+        reqs = self.requests
+        assert isinstance(reqs, RequestColumns)
+        group_index = {g.id: k for k, g in enumerate(self.groups)}
+        # position[k]: the instance's index of reqs.group_ids[k]; the trailing -1 maps "no group" to -1
+        position = np.array([group_index[gid] for gid in reqs.group_ids] + [-1], dtype=np.int64)
+        return dict(cls=reqs.cls, arrival=reqs.arrival, prompt_len=reqs.prompt_len, output_len=reqs.output_len,
+                    ttft_target=reqs.ttft_target, read_rate=reqs.read_rate, group=position[reqs.group],
+                    after=np.full(len(reqs), -1, dtype=np.int64), think_time=np.zeros(len(reqs)))
+
+    def _columns_of_objects(self) -> dict[str, np.ndarray]:
+        """The table's per-request columns from Request objects."""
+        reqs = self.requests
+        group_index = {g.id: k for k, g in enumerate(self.groups)}
+        return dict(
+            cls=np.array([CLASS_CODES[r.cls] for r in reqs], dtype=np.int8),
+            arrival=np.array([r.arrival for r in reqs], dtype=np.float64),
+            prompt_len=np.array([r.prompt_len for r in reqs], dtype=np.int64),
+            output_len=np.array([r.output_len for r in reqs], dtype=np.int64),
+            ttft_target=np.array([NAN if r.ttft_target is None else r.ttft_target for r in reqs], dtype=np.float64),
+            read_rate=np.array([NAN if r.read_rate is None else r.read_rate for r in reqs], dtype=np.float64),
+            group=np.array([group_index[r.group] if r.group is not None else -1 for r in reqs], dtype=np.int64),
+            after=np.array([-1 if r.after is None else self.index[r.after] for r in reqs], dtype=np.int64),
+            think_time=np.array([r.think_time or 0.0 for r in reqs], dtype=np.float64),
         )
 
     # ---- JSON -------------------------------------------------------------------------------
@@ -267,9 +302,9 @@ def _validate_turn(inst: Instance, owner: str, r: Request) -> None:
         if r.think_time is not None:
             raise ValidationError(f"{owner}: think_time={r.think_time!r} without after (only a later turn has one)")
         return
-    previous = inst.by_id.get(r.after)
-    if previous is None or inst.index[r.after] >= inst.index[r.id]:
+    if r.after not in inst.index or inst.index[r.after] >= inst.index[r.id]:
         raise ValidationError(f"{owner}: after={r.after!r} must name an earlier request of the instance")
+    previous = inst.requests[inst.index[r.after]]
     think = r.think_time
     if isinstance(think, bool) or not isinstance(think, int | float) or not math.isfinite(think) or think < 0:
         raise ValidationError(f"{owner}: think_time={think!r} must be a finite number >= 0 (seconds)")
@@ -291,9 +326,9 @@ def _validate_group(inst: Instance, g: Group) -> None:
     if len(set(g.members)) != len(g.members):
         raise ValidationError(f"{owner}: members has duplicates")
     for m in g.members:
-        req = inst.by_id.get(m)
-        if req is None:
+        if m not in inst.index:
             raise ValidationError(f"{owner}: member {m!r} is not a request of the instance")
+        req = inst.requests[inst.index[m]]
         if req.group != g.id:
             raise ValidationError(f"{owner}: member {m!r} has group={req.group!r}")
         if req.arrival != g.arrival:
@@ -303,8 +338,9 @@ def _validate_group(inst: Instance, g: Group) -> None:
         for end in (parent, child):
             if end not in members:
                 raise ValidationError(f"{owner}: dependency {parent!r}->{child!r} names {end!r}, not a member (dangling)")
-    if not nx.is_directed_acyclic_graph(g.dag):
-        cycle = nx.find_cycle(g.dag)
+    dag = g.dag
+    if not nx.is_directed_acyclic_graph(dag):
+        cycle = nx.find_cycle(dag)
         raise ValidationError(f"{owner}: dependencies have a cycle {[e[0] for e in cycle]}")
 
 
@@ -312,11 +348,12 @@ def validate(inst: Instance) -> None:
     """Reject every malformed field with an error naming the request/group and the field."""
     if not isinstance(inst.engine, EngineSpec):
         raise ValidationError(f"instance: engine must be an EngineSpec, got {type(inst.engine).__name__}")
-    seen: set[str] = set()
-    for r in inst.requests:
-        if r.id in seen:
-            raise ValidationError(f"request {r.id!r}: id is duplicated")
-        seen.add(r.id)
+    if len(inst.index) < len(inst.requests):
+        seen: set[str] = set()
+        for r in inst.requests:
+            if r.id in seen:
+                raise ValidationError(f"request {r.id!r}: id is duplicated")
+            seen.add(r.id)
     gseen: set[str] = set()
     for g in inst.groups:
         if g.id in gseen:

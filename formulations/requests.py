@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from functools import cached_property
 
 import networkx as nx
 
@@ -76,12 +75,11 @@ class Group:
     slack_ratio: float
     edges: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
-    @cached_property
+    @property
     def dag(self) -> nx.DiGraph:
+        """The members and edges as a graph, built on each call (not kept: a workload of many
+        groups would hold one graph per group); read it once per use."""
         graph = nx.DiGraph()
         graph.add_nodes_from(self.members)
         graph.add_edges_from(self.edges)
         return graph
-
-    def parents(self, member: str) -> list[str]:
-        return list(self.dag.predecessors(member))

@@ -35,7 +35,8 @@ class StreamedScore:
         self._groups: dict[str, list[tuple[int, RequestTimeline]]] = {}  # bulk members waiting for their group
         # a conversation's turns: the finish of each previous turn scored so far, and later turns
         # handed over before their previous one (kept until it is)
-        self._previous = {instance.index[r.after] for r in instance.requests if r.after is not None}
+        after = instance.table.after
+        self._previous = set(after[after >= 0].tolist())
         self._finish_of: dict[int, float | None] = {}
         self._turns_waiting: dict[int, list[tuple[int, RequestTimeline]]] = {}
 

@@ -14,6 +14,8 @@ from experiments.workloads import BulkSLO, ClassMix, Dist, LatencySLO, Throughpu
 from experiments.workloads.arrivals import burst_arrivals, gamma_arrivals, poisson_arrivals
 from experiments.workloads.dags import chain, independent, map_reduce, shape_edges, tree_of_thought
 from formulations.engine_spec import EngineSpec
+from formulations.instance import Instance
+from formulations.request_columns import NumberedIds, RequestColumns
 from formulations.requests import RequestClass
 
 ENGINE = EngineSpec.from_profile("llama3-8b-h100", kv_blocks=2000)
@@ -222,3 +224,33 @@ def test_bad_workload_values_are_named(make, message):
     with pytest.raises(ConfigError) as err:
         make()
     assert message in str(err.value)
+
+
+def test_columns_hold_the_same_requests_and_table_as_request_objects():
+    """A built workload keeps its requests as columns; the same requests as objects give an equal
+    instance and the same request table, column by column."""
+    inst = build(replace(MIXED, mix=ClassMix(latency=0.4, throughput=0.3, bulk=0.3)), 5)
+    assert isinstance(inst.requests, RequestColumns)
+    objects = Instance(inst.engine, tuple(inst.requests), inst.groups, inst.meta)
+    assert objects == inst and inst.requests == objects.requests and inst.requests[-3:] == objects.requests[-3:]
+    assert inst.requests[-1] == objects.requests[-1] and len({r.cls for r in inst.requests}) == 3
+    for name in ("ids", "cls", "arrival", "prompt_len", "output_len", "ttft_target", "read_rate", "deadline", "group",
+                 "after", "think_time"):
+        np.testing.assert_array_equal(np.asarray(getattr(inst.table, name)), np.asarray(getattr(objects.table, name)))
+    for ours, theirs in zip(inst.table.parents + inst.table.group_members,
+                            objects.table.parents + objects.table.group_members, strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+    with pytest.raises(IndexError):
+        inst.requests[len(inst.requests)]
+
+
+def test_numbered_ids_read_and_map_back_like_a_list_and_a_dict():
+    ids = NumberedIds("r", 12)
+    listed = [f"r{k}" for k in range(12)]
+    assert ids == listed and ids[-1] == "r11" and ids[2:5] == listed[2:5] and list(ids) == listed
+    positions = ids.positions()
+    assert dict(positions) == {rid: k for k, rid in enumerate(listed)} and len(positions) == 12
+    for absent in ("r12", "r01", "r-1", "x1", "r", "r1.0", "r١"):
+        assert absent not in positions and positions.get(absent) is None
+    with pytest.raises(IndexError):
+        ids[12]

@@ -1,20 +1,27 @@
-"""The `slosched` command line. Each sub-command lives in its own module in this package.."""
+"""The `slosched` command line. Each sub-command lives in its own module in this package.
+
+Only the module of the sub-command asked for is imported (all of them for `--help` or a command
+line that names none): the solvers, report and bridge modules weigh ~200 MB that a million-request
+`run` cannot spare.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
+from collections.abc import Sequence
 from typing import NoReturn
 
-from experiments.cli import bench, compare, gap, knapsack, predictor, report, run, serve_eval, solve
-from experiments.cli import list as list_command
 from experiments.errors import CellFailed, ConfigError, one_line
 from formulations.online import PlanError
 from formulations.requests import ValidationError
 
-# Sub-command modules, in the order `slosched --help` lists them.
-COMMANDS = [run, report, solve, knapsack, compare, gap, predictor, serve_eval, bench, list_command]
+# Sub-command names and their modules (in experiments.cli), in the order `slosched --help` lists them.
+COMMANDS = {"run": "run", "report": "report", "solve": "solve", "knapsack": "knapsack", "compare": "compare",
+            "gap": "gap", "predictor": "predictor", "serve-eval": "serve_eval", "bench": "bench", "list": "list"}
+DEFAULT_COMMAND = "run"
 
 
 class UsageError(ConfigError):
@@ -28,20 +35,32 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands: Sequence[str] = tuple(COMMANDS)) -> argparse.ArgumentParser:
+    """The parser with the sub-commands `commands` (default: all)."""
     parser = _Parser(prog="slosched", description="SLO-aware scheduling of LLM serving")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in COMMANDS:
-        module.register(sub)
+    for name in commands:
+        importlib.import_module(f"experiments.cli.{COMMANDS[name]}").register(sub)
     return parser
 
 
+def commands_needed(argv: Sequence[str]) -> tuple[str, ...]:
+    """The one sub-command a command line runs, or all of them when it asks for help, names none
+    (the default command's own options may come first) or names an unknown one (so the error
+    lists them)."""
+    first = next((a for a in argv if not a.startswith("-")), None)
+    if first in COMMANDS and not any(a in ("-h", "--help") for a in argv[:argv.index(first)]):
+        return (first,)
+    return tuple(COMMANDS)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
     try:
+        parser = build_parser(commands_needed(argv))
         args = parser.parse_args(argv)
         if args.command is None:
-            args = parser.parse_args(["run", *(argv or [])])
+            args = parser.parse_args([DEFAULT_COMMAND, *argv])
         code = args.handler(args)
         sys.stdout.flush()  # a reader that went away shows up here, not in the interpreter's exit
         return code

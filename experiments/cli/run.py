@@ -27,7 +27,6 @@ from experiments.runner import CellResult, execute, expand_cells, git_commit, ve
 from experiments.cli.dry_run import resolved_toml
 from experiments.cli.run_table import caching, run_csv, run_table
 from experiments.cli.tables import FORMATS, TextTable, output_console
-from experiments.cli.gap_study import run_gap_command
 from experiments.studies.gap_sweep import is_study_config
 from experiments.cli.sweep_options import add_sweep_arguments, execute_sweep, is_sweep, sweep_out
 from experiments.sweep.quick import quick
@@ -75,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         if args.dry_run or args.schedules or args.format in ("csv", "markdown"):
             raise ConfigError(f"{args.config} is a gap study config: --dry-run, --schedules and --format "
                               "csv|markdown only apply to experiment configs")
+        from experiments.cli.gap_study import run_gap_command  # its report imports matplotlib: only a study pays
         return run_gap_command(args)
     config = configure(args)
     if args.dry_run:

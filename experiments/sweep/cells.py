@@ -13,6 +13,7 @@ any stored cell when a plot needs token times.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -57,9 +58,10 @@ def slim_outcome(outcome: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_cell_slim(cell: Cell) -> dict[str, Any]:
-    """run_cell, returned as plain data with slim outcomes (what a worker sends back and the store keeps)."""
-    result = run_cell(cell, token_lists=False)
-    result.outcomes = [slim_outcome(o) for o in result.outcomes]
+    """run_cell, returned as plain data with slim outcomes (what a worker sends back and the store
+    keeps). Scored streamed: no request's token times outlive its scoring."""
+    with tempfile.TemporaryDirectory(prefix="slosched-cell-") as spill:
+        result = run_cell(cell, streamed_in=Path(spill), outcome_row=lambda o: slim_outcome(o.to_dict()))
     return result.to_dict()
 
 

@@ -18,9 +18,10 @@ from experiments.workloads.dags import shape_edges
 from experiments.workloads.spec import WorkloadConfig
 from formulations.engine_spec import EngineSpec
 from formulations.instance import Instance
-from formulations.requests import Group, Request, RequestClass
+from formulations.request_columns import NumberedIds, RequestColumns
+from formulations.requests import CLASS_CODES, Group, RequestClass
 
-CLASSES = (RequestClass.LATENCY, RequestClass.THROUGHPUT, RequestClass.BULK)
+LATENCY, THROUGHPUT, BULK = (CLASS_CODES[c] for c in (RequestClass.LATENCY, RequestClass.THROUGHPUT, RequestClass.BULK))
 _ARRIVALS, _CLASSES, _LATENCY, _THROUGHPUT, _BULK = range(5)
 
 
@@ -40,7 +41,7 @@ def build_instance(config: WorkloadConfig, engine: EngineSpec, seed: int, trace:
     ttft = config.latency.targets(prompt)
     read_rate = config.latency.read_rate.sample(streams[_LATENCY], n)
     slack = config.throughput.slack.sample(streams[_THROUGHPUT], n)
-    groups = _cut_groups(config, np.flatnonzero(cls == 2), streams[_BULK])
+    groups = _cut_groups(config, np.flatnonzero(cls == BULK), streams[_BULK])
 
     # bulk members are submitted together at their group's first member's arrival
     group_of = np.full(n, -1, dtype=np.int64)
@@ -48,41 +49,44 @@ def build_instance(config: WorkloadConfig, engine: EngineSpec, seed: int, trace:
         group_of[draft.members] = g
         arrival[draft.members] = arrival[draft.members[0]]
     order = np.argsort(arrival, kind="stable")  # ties keep group members in topological order
-    ids = np.empty(n, dtype=object)
-    ids[order] = [f"r{k}" for k in range(n)]
+    ids = NumberedIds("r", n)  # request k (in arrival order) is r{k}
+    position = np.empty(n, dtype=np.int64)  # of each trace row, in arrival order
+    position[order] = np.arange(n)
 
-    requests = []
-    for i in order:
-        c = CLASSES[cls[i]]
-        requests.append(Request(
-            id=ids[i], cls=c, arrival=float(arrival[i]), prompt_len=int(prompt[i]), output_len=int(output[i]),
-            ttft_target=float(ttft[i]) if c is RequestClass.LATENCY else None,
-            read_rate=float(read_rate[i]) if c is RequestClass.LATENCY else None,
-            slack_ratio=float(slack[i]) if c is RequestClass.THROUGHPUT else None,
-            group=f"g{group_of[i]}" if c is RequestClass.BULK else None,
-            **_content(trace, i, int(prompt[i]) + int(output[i])),
-        ))
+    ordered_cls = cls[order]
+    requests = RequestColumns(
+        ids=ids, cls=ordered_cls, arrival=arrival[order], prompt_len=prompt[order].astype(np.int64),
+        output_len=output[order].astype(np.int64),
+        ttft_target=np.where(ordered_cls == LATENCY, ttft[order], np.nan),
+        read_rate=np.where(ordered_cls == LATENCY, read_rate[order], np.nan),
+        slack_ratio=np.where(ordered_cls == THROUGHPUT, slack[order], np.nan),
+        group=np.where(ordered_cls == BULK, group_of[order], -1), group_ids=tuple(f"g{g}" for g in range(len(groups))),
+        **_content(trace, order, prompt[order] + output[order]),
+    )
     group_objs = tuple(
-        Group(id=f"g{g}", members=tuple(ids[m] for m in d.members), arrival=float(arrival[d.members[0]]),
-              slack_ratio=d.slack, edges=tuple((ids[d.members[a]], ids[d.members[b]]) for a, b in d.edges))
+        Group(id=f"g{g}", members=tuple(ids[k] for k in position[d.members].tolist()),
+              arrival=float(arrival[d.members[0]]), slack_ratio=d.slack,
+              edges=tuple((ids[int(position[d.members[a]])], ids[int(position[d.members[b]])]) for a, b in d.edges))
         for g, d in enumerate(groups)
     )
     meta = {
         "workload": asdict(config),
         "seed": seed,
         "trace_lines": [int(trace.line[i]) for i in order],
-        "clipped": sorted((ids[i] for i in clipped), key=lambda s: int(s[1:])),
+        "clipped": [ids[k] for k in sorted(int(position[i]) for i in clipped)],
         "group_shapes": {f"g{g}": d.shape for g, d in enumerate(groups)},
     }
-    return Instance(engine=engine, requests=tuple(requests), groups=group_objs, meta=meta)
+    return Instance(engine=engine, requests=requests, groups=group_objs, meta=meta)
 
 
-def _content(trace: Trace, i: int, tokens: int) -> dict[str, object]:
-    """A trace's hash ids as the request's content ids (cut to the request's tokens if clipped)."""
+def _content(trace: Trace, order: np.ndarray, tokens: np.ndarray) -> dict[str, object]:
+    """A trace's hash ids as the requests' content ids (cut to each request's tokens if clipped;
+    none for a request whose row has none)."""
     if trace.hash_ids is None:
         return {}
-    ids = trace.hash_ids[i][: -(-tokens // trace.hash_block)]
-    return {"content_ids": ids, "content_block": trace.hash_block} if ids else {}
+    block = trace.hash_block
+    content = [trace.hash_ids[i][: -(-int(t) // block)] or None for i, t in zip(order.tolist(), tokens.tolist())]
+    return {"content_ids": content, "content_block": block}
 
 
 @dataclass(frozen=True)

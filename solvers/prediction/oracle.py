@@ -6,7 +6,6 @@ import hashlib
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.stats import norm
 
 from formulations.requests import Request
 from solvers.prediction.base import DEFAULT_LEVELS, LengthPredictor
@@ -41,6 +40,8 @@ class NoisyOraclePredictor(LengthPredictor):
         self.sigma = sigma
         self.seed = seed
         self.quantile_levels = tuple(quantile_levels)
+        from scipy.stats import norm  # ~60 MB: imported by the predictor that uses it, not by every run
+
         self._z = norm.ppf(np.asarray(self.quantile_levels))
 
     def predict(self, requests: Sequence[Request]) -> np.ndarray:
