@@ -4,20 +4,26 @@ schedule, in slotted and timed mode, and binding where the engine is overloaded.
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from engine_adapter.simulator import simulate
+from experiments.input_files import load_instance
+from formulations.bounds.intervals import build_relaxation
+from formulations.bounds.slot_relaxation import slot_relaxation
 from formulations.bounds.windows import token_windows
 from formulations.exact.generate import overloaded_instance as overloaded, random_instance
 from formulations.instance import Instance
 from formulations.metrics import score
 from solvers.bounds.interval_lp import BoundViolated, upper_bound
+from solvers.bounds.slot_lp import SlotLp, slot_lp_bound
 from solvers.exact.solve import solve
 from solvers.policies.registry import make_policy
 
 POLICIES = ("fcfs", "edf", "sjf", "andes", "slo")
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 CHUNKS = 8  # 8 x 25 = 200 proven instances
 
 
@@ -37,6 +43,7 @@ def test_bound_never_below_the_proven_optimum(chunk):
         bound = upper_bound(inst, time_limit=20)
         assert bound.bound >= result.objective, f"seed {seed}: bound {bound.bound} < optimum {result.objective}"
         assert bound.slot_bound is not None and bound.slot_bound >= result.objective, f"seed {seed}: slot bound"
+        assert bound.slot_lp_bound is not None and bound.slot_lp_bound >= result.objective, f"seed {seed}: slot LP"
         binding += bound.bound < len(inst.requests)
         ratios.append(bound.bound / max(result.objective, 1))
     assert binding >= 5  # the bound is not just the request count
@@ -49,6 +56,18 @@ def test_bound_above_every_policy_in_both_modes(seed):
         bound = upper_bound(inst, time_limit=20)
         for name in POLICIES:
             bound.check(score(inst, simulate(inst, make_policy(name))).slo_met, f"seed {seed} {name}")
+
+
+def test_slot_lp_proves_what_the_interval_rows_cannot_where_kv_is_tight_all_along():
+    """DESIGN's tight-KV instance: the interval bound stops at 37 of 40; the time-indexed LP
+    keeps every slot's 30 blocks and proves 36 (the best schedule known meets 35)."""
+    inst = load_instance(EXAMPLES / "tight-kv-40x200.json")
+    interval = upper_bound(inst, time_limit=30, slots=False)
+    rel = build_relaxation(inst)
+    lp = slot_lp_bound(slot_relaxation(inst, rel.windows, rel.unit, rel.weight, rel.alive), time_limit=300)
+    assert lp is not None and lp < interval.bound
+    for name in POLICIES:
+        assert score(inst, simulate(inst, make_policy(name))).slo_met <= lp, name
 
 
 def test_check_raises_when_a_schedule_beats_the_bound():
@@ -77,3 +96,17 @@ def test_a_request_that_cannot_meet_its_slo_alone_is_out():
     tight = Instance(inst.engine, (replace(slow, slack_ratio=0.5), *inst.requests[1:]))
     bound = upper_bound(tight, time_limit=10)
     assert bound.alone_infeasible == 1 and bound.bound <= 1
+
+
+def test_a_dive_proposes_sets_within_the_floor_and_leaves_no_bound_behind():
+    """Seed 5's LP optimum is fractional, so the dive fixes units and rounds three optima."""
+    inst = overloaded(5)
+    rel = build_relaxation(inst)
+    lp = SlotLp(slot_relaxation(inst, rel.windows, rel.unit, rel.weight, rel.alive))
+    bound = lp.solve(20)
+    sets = lp.dive(20)
+    assert sets and all(sum(int(rel.weight[u]) for u in s) <= bound for s in sets)
+    assert len(sets) > 1 and len(set(sets)) == len(sets)
+    assert lp.fixed
+    with pytest.raises(RuntimeError):
+        lp.solve(20)

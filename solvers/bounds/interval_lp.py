@@ -10,8 +10,10 @@ upper bound at any moment: the time limit never makes the result invalid, only l
 returned bound is the least of them, rounded down (attainment counts are integers).
 
 In slotted mode the time left then goes to the per-slot KV relaxation
-(formulations/bounds/slot_relaxation.py, solved by solvers/bounds/slot_cpsat.py), which sees
-the block-slots that interval rows average away; the least of all bounds is returned.
+(formulations/bounds/slot_relaxation.py), which sees the block-slots that interval rows average
+away: first its time-indexed LP (solvers/bounds/slot_lp.py, seconds where KV is tight all along),
+then CP-SAT on it (solvers/bounds/slot_cpsat.py, which also uses integrality); the least of all
+bounds is returned.
 """
 
 from __future__ import annotations
@@ -28,12 +30,13 @@ from formulations.bounds.slot_relaxation import slot_relaxation
 from formulations.instance import Instance
 from formulations.metrics import DEFAULT_QOE_THRESHOLD
 from solvers.bounds.slot_cpsat import slot_bound
+from solvers.bounds import INTEGER_ROUNDING
+from solvers.bounds.slot_lp import slot_lp_bound
 from solvers.exact.highs import _quiet_stdout
 
 ROWS_PER_ROUND = 40
 VIOLATION_TOL = 1e-7  # seconds of overload below which a row is not worth adding
 MIN_SLOT_SECONDS = 0.2  # the slot relaxation is skipped with less time than this left
-INTEGER_ROUNDING = 1e-5  # a bound of 6.99999 proves 7, not 6 (rounding up is always safe)
 
 
 class BoundViolated(AssertionError):
@@ -53,7 +56,8 @@ class BoundResult:
     rounds: int
     seconds: float
     alone_infeasible: int  # requests whose unit cannot meet its SLO even alone
-    slot_bound: int | None = None  # the per-slot KV relaxation's bound (slotted mode; None: not run or unproven)
+    slot_bound: int | None = None  # the per-slot KV relaxation's bound by CP-SAT (slotted mode; None: not run or unproven)
+    slot_lp_bound: int | None = None  # the same relaxation's time-indexed LP bound (None: not run, too large or out of time)
 
     @property
     def attainment(self) -> float:
@@ -107,14 +111,15 @@ def upper_bound(instance: Instance, qoe_threshold: float = DEFAULT_QOE_THRESHOLD
         if not integer_phase:
             lp_value = min(bounds)
     bound = min(int(math.floor(min(bounds) + INTEGER_ROUNDING)), int(rel.weight[rel.alive].sum()))
-    by_slots = None
-    left = deadline - time.perf_counter()
-    if slots and instance.engine.slot_time is not None and left > MIN_SLOT_SECONDS:
-        by_slots = slot_bound(slot_relaxation(instance, rel.windows, rel.unit, rel.weight, rel.alive, qoe_threshold),
-                              left)
-        bound = bound if by_slots is None else min(bound, by_slots)
+    by_slots = by_slot_lp = None
+    if slots and instance.engine.slot_time is not None and deadline - time.perf_counter() > MIN_SLOT_SECONDS:
+        relaxation = slot_relaxation(instance, rel.windows, rel.unit, rel.weight, rel.alive, qoe_threshold)
+        by_slot_lp = slot_lp_bound(relaxation, deadline - time.perf_counter())
+        left = deadline - time.perf_counter()
+        by_slots = slot_bound(relaxation, left) if left > MIN_SLOT_SECONDS else None
+        bound = min([bound] + [b for b in (by_slot_lp, by_slots) if b is not None])
     return BoundResult(bound, n, lp_value, status, lp.rows, rounds, time.perf_counter() - start, alone_infeasible,
-                       by_slots)
+                       by_slots, by_slot_lp)
 
 
 class IntervalScan:

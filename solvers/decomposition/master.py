@@ -19,7 +19,8 @@ import numpy as np
 
 from formulations.bounds.intervals import IntervalRelaxation
 from formulations.exact.met_units import MetUnits
-from solvers.bounds.interval_lp import INTEGER_ROUNDING, IntervalScan, UnitMaster
+from solvers.bounds.interval_lp import IntervalScan, UnitMaster
+from solvers.bounds import INTEGER_ROUNDING
 
 
 class MasterChoice(NamedTuple):
@@ -51,6 +52,10 @@ class MetSetMaster:
         """Not every unit of `core` is met."""
         self._add(self._coef({u: 1.0 for u in core}), len(core) - 1.0)
         self.cuts += 1
+
+    def at_most(self, weight: int) -> None:
+        """No set weighs more than `weight` (a proven bound from elsewhere, e.g. the slot LP)."""
+        self._add(self.units.weight.astype(np.float64), float(weight))
 
     def better_than(self, weight: int) -> None:
         """Only sets weighing more than `weight` (an incumbent's) are of interest now."""

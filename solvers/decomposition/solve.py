@@ -19,13 +19,19 @@ the bound. `stats["curve"]` lists (seconds, best, bound) after each master round
 
 from __future__ import annotations
 
+import contextlib
+
+import threading
 import time
+from collections.abc import Iterator
 
 from formulations.bounds.intervals import build_relaxation
+from formulations.bounds.slot_relaxation import slot_relaxation
 from formulations.exact.build import build_model
 from formulations.exact.met_units import MetUnits, met_units
 from formulations.instance import Instance
 from formulations.metrics import DEFAULT_QOE_THRESHOLD
+from solvers.bounds.slot_lp import SlotLp
 from solvers.decomposition.cache import SubsetCache
 from solvers.decomposition.feasibility import FeasibilityOracle
 from solvers.decomposition.master import MetSetMaster
@@ -69,6 +75,7 @@ class _Decomposition:
         self.curve: list[tuple[float, int, int]] = []
         self.rounds: list[dict] = []
         self.cuts = self.interval_rows = self.passes = 0
+        self.slot_lp_bound: int | None = None
 
     def run(self, time_limit: float, hint) -> SolveResult:
         start = time.perf_counter()
@@ -79,12 +86,14 @@ class _Decomposition:
         self.bound = units.total(u for u in range(units.count) if units.alive[u])
         check = FIRST_CHECK_SECONDS
         undecided = 0
-        while not self.stop.requested and self.best < self.bound and time.perf_counter() < deadline:
-            undecided = self._pass(deadline, check, start)
-            self.passes += 1
-            check *= PASS_GROWTH
-            if not undecided:
-                break
+        with self._slot_lp_alongside(time_limit):
+            while not self.stop.requested and self.best < self.bound and time.perf_counter() < deadline:
+                undecided = self._pass(deadline, check, start)
+                self.passes += 1
+                check *= PASS_GROWTH
+                if not undecided:
+                    break
+            self._take_slot_lp()
         status = Status.TIMEOUT
         if self.best >= self.bound:
             status, self.bound = Status.OPTIMAL, self.best
@@ -96,21 +105,53 @@ class _Decomposition:
                  "units": units.count, "passes": self.passes, "checks": self.oracle.checks,
                  "check_seconds": round(self.oracle.check_seconds, 2), "cores": len(self.cache.cores),
                  "cuts": self.cuts, "interval_rows": self.interval_rows, "cache_hits": self.cache.hits,
-                 "undecided": undecided, "curve": self.curve, "rounds": self.rounds,
+                 "undecided": undecided, "slot_lp_bound": self.slot_lp_bound, "curve": self.curve, "rounds": self.rounds,
                  "core_sets": [sorted(core) for core in self.cache.cores]}
         return SolveResult(status, self.best, self.bound, time.perf_counter() - start, "cpsat", schedule, assignment,
                            hm.unfinished_slots(self.values), None, hm.horizon, stats)
+
+    @contextlib.contextmanager
+    def _slot_lp_alongside(self, time_limit: float) -> Iterator[None]:
+        """The slot relaxation's LP bound (solvers/bounds/slot_lp.py) solved in a thread while the
+        master and the checks run: where KV is tight all along it proves what no core refutes,
+        and it takes as long as many checks. It is cancelled when the block ends."""
+        rel = self.rel
+        lp = SlotLp(slot_relaxation(self.hm.instance, rel.windows, rel.unit, rel.weight, rel.alive,
+                                    self.hm.qoe_threshold))
+
+        def solve() -> None:
+            self.slot_lp_bound = lp.solve(time_limit)
+
+        thread = threading.Thread(target=solve, name="slot-lp", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            lp.cancel()
+            thread.join()
+
+    def _take_slot_lp(self) -> bool:
+        """Cap the bound by the slot LP's once it is in; whether that lowered it."""
+        if self.slot_lp_bound is None or self.slot_lp_bound >= self.bound:
+            return False
+        self.bound = max(self.slot_lp_bound, self.best)
+        return True
 
     def _pass(self, deadline: float, check: float, start: float) -> int:
         """Master rounds until the master runs out of sets, `UNDECIDED_PER_PASS` sets stay
         undecided, or time runs out; the number of sets left undecided. The master starts from the proven cores only, so its bound is a proof until
         the first undecided set."""
         master = MetSetMaster(self.rel, self.units)
+        master.at_most(self.bound)
         master.better_than(self.best)
         for core in self.cache.cores:
             master.cut(core)
         undecided = 0
         while not self.stop.requested and self.best < self.bound and undecided < UNDECIDED_PER_PASS:
+            if self._take_slot_lp():
+                master.at_most(self.bound)
+                if self.best >= self.bound:
+                    break
             left = deadline - time.perf_counter()
             if left <= 0:
                 break
