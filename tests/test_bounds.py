@@ -73,7 +73,7 @@ def test_the_tight_kv_optimum_is_proven_by_the_slot_lp_and_a_replayed_schedule()
     assert lp is not None and lp < interval.bound
     for name in POLICIES:
         assert score(inst, simulate(inst, make_policy(name))).slo_met <= lp, name
-    cert = json.loads((EXAMPLES / "tight-kv-40x200-optimum.json").read_text())
+    cert = json.loads((EXAMPLES / "certificates" / "tight-kv-40x200-optimum.json").read_text())
     assignment = Assignment(cert["slot_time"], cert["run"], cert["preempt"])
     ungated = replace(inst, engine=inst.engine.with_(reserve_full_prompt=False, watermark=0.0))  # as the exact model
     assert score(inst, simulate(ungated, ReplayPolicy(assignment))).slo_met == cert["met"] == lp
