@@ -299,6 +299,7 @@ def _highs(cols: _Columns, rows: _Rows) -> highspy.Highs:
         h = highspy.Highs()
     for option, value in (("output_flag", False), ("solver", "ipm"), ("run_crossover", "off")):
         h.setOptionValue(option, value)
+    h.HandleUserInterrupt = True  # cancelSolve() stops the interior point at its next iteration
     if h.passModel(lp) != highspy.HighsStatus.kOk:
         raise AssertionError("HiGHS refused the slot LP")
     return h
