@@ -42,11 +42,13 @@ class GainDensityPolicy(Policy):
         bulk = np.flatnonzero(view.cls == signals.BULK)
         weight = 1.0
         if len(bulk) and view.groups:
-            groups = view.group[bulk]
-            live = np.bincount(groups, minlength=len(view.groups))
-            sizes = np.array([len(g.members) for g in view.groups], dtype=np.float64)
+            # only the groups with live members: view.groups lists every group of the run
+            # (tens of thousands at 1M requests), too many to walk at every decision
+            present, inverse = np.unique(view.group[bulk], return_inverse=True)
+            live = np.bincount(inverse)
+            sizes = np.array([len(view.groups[g].members) for g in present.tolist()], dtype=np.float64)
             weight = np.ones(len(view))
-            weight[bulk] = sizes[groups] / live[groups]
+            weight[bulk] = sizes[inverse] / live[inverse]
         latency = view.cls == signals.LATENCY
         streams_only = len(view) > 0 and bool(latency.all())  # then the deadline test is never used
         feasible = None if streams_only else view.deadline - view.now - steps * t >= 0
