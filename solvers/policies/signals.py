@@ -17,6 +17,7 @@ import numpy as np
 
 from formulations.engine_spec import EngineSpec
 from formulations.online import EngineView, admission_blocks
+from solvers.policies.compiled import kernel
 
 LATENCY, THROUGHPUT, BULK = 0, 1, 2
 
@@ -38,24 +39,47 @@ def typical_iteration(view: EngineView) -> float:
 
 def engine_seconds(engine: EngineSpec, prefill: np.ndarray, decode: np.ndarray, context: np.ndarray,
                    steps: np.ndarray) -> np.ndarray:
-    """Engine time a piece of work takes from a shared engine, when it is batched with others.
+    """Engine time a piece of work takes from a shared engine, when it is batched with others
+    (`engine_seconds_at`, elementwise; the arguments broadcast)."""
+    prefill, decode, context, steps = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64)
+                                                            for a in (prefill, decode, context, steps)))
+    return _engine_seconds_each(engine_costs(engine), prefill.ravel(), decode.ravel(), context.ravel(),
+                                steps.ravel()).reshape(prefill.shape)
 
-    `prefill` tokens to prefill, `decode` tokens to decode at a mean `context`, over `steps`
-    iterations. The per-token costs add up whatever the batch; the fixed cost of an iteration is
-    shared by the requests in it, and how many share it is bounded by whichever of max_seqs, the
-    KV cache (context / block_size blocks each) and the token budget binds first. In slotted
-    mode every iteration costs one slot, so the share of the slots is the whole cost. Used by
-    admission control: a fixed decode-only iteration time ignores prefill and recompute, which
-    under load is a third of the engine's time or more.
-    """
-    blocks = context / engine.block_size
-    share = np.maximum(np.maximum(blocks / engine.kv_blocks, 1.0 / engine.max_seqs),
-                       (prefill + decode) / np.maximum(steps, 1.0) / engine.token_budget)
-    if engine.slot_time is not None:
-        return steps * share * engine.slot_time
+
+def engine_costs(engine: EngineSpec) -> np.ndarray:
+    """What `engine_seconds_at` reads of an engine, as one float vector (nan slot_time: not slotted)."""
     lat = engine.latency
-    return (steps * share * lat.c0 + lat.c_prefill * prefill + lat.c_decode * decode
-            + lat.c_ctx * context * decode)
+    slot = np.nan if engine.slot_time is None else engine.slot_time
+    return np.array([engine.block_size, engine.kv_blocks, engine.max_seqs, engine.token_budget, slot,
+                     lat.c0, lat.c_prefill, lat.c_decode, lat.c_ctx], dtype=np.float64)
+
+
+@kernel
+def engine_seconds_at(costs: np.ndarray, prefill: float, decode: float, context: float, steps: float) -> float:
+    """Engine time of `prefill` tokens to prefill and `decode` tokens to decode at a mean `context`,
+    over `steps` iterations, when batched with others (`costs`: engine_costs).
+
+    The per-token costs add up whatever the batch; the fixed cost of an iteration is shared by
+    the requests in it, and how many share it is bounded by whichever of max_seqs, the KV cache
+    (context / block_size blocks each) and the token budget binds first. In slotted mode every
+    iteration costs one slot, so the share of the slots is the whole cost. Used by admission
+    control and the offered load: a fixed decode-only iteration time ignores prefill and
+    recompute, which under load is a third of the engine's time or more.
+    """
+    block_size, kv_blocks, max_seqs, budget, slot, c0, c_prefill, c_decode, c_ctx = costs
+    share = max(max(context / block_size / kv_blocks, 1.0 / max_seqs), (prefill + decode) / max(steps, 1.0) / budget)
+    if slot == slot:
+        return steps * share * slot
+    return steps * share * c0 + c_prefill * prefill + c_decode * decode + c_ctx * context * decode
+
+
+@kernel
+def _engine_seconds_each(costs, prefill, decode, context, steps):
+    out = np.empty(len(prefill))
+    for i in range(len(prefill)):
+        out[i] = engine_seconds_at(costs, prefill[i], decode[i], context[i], steps[i])
+    return out
 
 
 def prefill_iterations(view: EngineView) -> np.ndarray:
@@ -65,17 +89,32 @@ def prefill_iterations(view: EngineView) -> np.ndarray:
 
 
 def steps_to_finish(view: EngineView, total: np.ndarray, pre: np.ndarray | None = None) -> np.ndarray:
-    """Iterations to finish if run every iteration, given a predicted total output length.
-
-    The last prefill chunk delivers a token, so a request with prefill left needs its prefill
-    iterations plus (total - generated - 1) decodes; a decoding one needs total - generated.
-    `pre`: prefill_iterations(view), when the caller has it already. `total` may be (k, n): k
-    predicted totals per request, a row each.
-    """
-    tokens_left = np.maximum(total - view.generated, 1.0)
+    """Iterations to finish if run every iteration, given a predicted total output length
+    (`steps_to_finish_at`, elementwise). `pre`: prefill_iterations(view), when the caller has it
+    already. `total` may be (k, n): k predicted totals per request, a row each."""
     if pre is None:
         pre = prefill_iterations(view)
-    return np.where(pre > 0, pre + tokens_left - 1.0, tokens_left)
+    total = np.asarray(total, dtype=np.float64)
+    rows = np.atleast_2d(total)
+    return _steps_each(rows, view.generated, pre).reshape(total.shape)
+
+
+@kernel
+def steps_to_finish_at(total: float, generated: int, pre: int) -> float:
+    """Iterations to finish one request run every iteration: the last prefill chunk delivers a
+    token, so with `pre` prefill iterations left it needs those plus (total - generated - 1)
+    decodes; a decoding one (pre = 0) needs total - generated (at least one either way)."""
+    tokens_left = max(total - generated, 1.0)
+    return pre + tokens_left - 1.0 if pre > 0 else tokens_left
+
+
+@kernel
+def _steps_each(total, generated, pre):
+    out = np.empty(total.shape)
+    for k in range(total.shape[0]):
+        for i in range(total.shape[1]):
+            out[k, i] = steps_to_finish_at(total[k, i], generated[i], pre[i])
+    return out
 
 
 def kv_weights(view: EngineView) -> tuple[np.ndarray, np.ndarray]:
@@ -125,8 +164,22 @@ def rows(view: EngineView, positions: np.ndarray) -> EngineView:
 
 # ---- latency streams ---------------------------------------------------------------------------
 def next_token_ideal(view: EngineView) -> np.ndarray:
+    """ideal_{k+1} of every request (`next_token_ideal_at`)."""
+    return _ideal_each(view.arrival, view.ttft_target, view.generated, view.read_rate)
+
+
+@kernel
+def next_token_ideal_at(arrival: float, ttft_target: float, generated: int, read_rate: float) -> float:
     """ideal_{k+1} = arrival + TTFT target + k/r for the next token (k = tokens delivered)."""
-    return view.arrival + view.ttft_target + view.generated / view.read_rate
+    return arrival + ttft_target + generated / read_rate
+
+
+@kernel
+def _ideal_each(arrival, ttft_target, generated, read_rate):
+    out = np.empty(len(arrival))
+    for i in range(len(arrival)):
+        out[i] = next_token_ideal_at(arrival[i], ttft_target[i], generated[i], read_rate[i])
+    return out
 
 
 def final_delay_area(view: EngineView, start: np.ndarray, t_tok: float, total: np.ndarray) -> np.ndarray:
@@ -183,55 +236,86 @@ def qoe_gain_for(view: EngineView, total: np.ndarray) -> Callable[[float, float,
 
 def latest_next_token(view: EngineView, t_tok: float, total: np.ndarray, threshold: float,
                       share: float | tuple[float, ...] = 1.0) -> np.ndarray:
-    """Latest delivery time of the next token that still allows final QoE >= threshold.
+    """Latest delivery time of the next token that still allows final QoE >= threshold
+    (`latest_next_token_at`, elementwise). `total` may be (k, n), k totals per request, with one
+    `share` per row (a tuple): every variant in one pass."""
+    total = np.asarray(total, dtype=np.float64)
+    rows = np.atleast_2d(total)
+    shares = np.broadcast_to(np.asarray(share, dtype=np.float64), (rows.shape[0],)).copy()
+    return _latest_each(view.arrival, view.ttft_target, view.generated, view.read_rate, view.delay_area, view.lag,
+                        float(t_tok), rows, float(threshold), shares).reshape(total.shape)
 
-    With m tokens left, later tokens every t_tok: S_delay = A + m*max(L, x0) + growth, where the
-    growth term d*m(m-1)/2 (d = t_tok - 1/r > 0 only) bounds the lateness added by a slow engine.
-    Returns -inf where the threshold is already out of reach (A + m*L + growth > allowed).
-    `share` < 1 plans to spend only that share of the allowed delay area (a safety margin).
-    `total` may be (k, n), k totals per request, with one `share` per row (a tuple): every
-    variant in one pass of the same arithmetic, elementwise as k separate calls.
+
+@kernel
+def latest_next_token_at(ideal: float, generated: int, read_rate: float, delay_area: float, lag: float,
+                         t_tok: float, total: float, threshold: float, share: float) -> float:
+    """Latest delivery time of a stream's next token (ideal time `ideal`) that still allows final
+    QoE >= threshold when it has `total` output tokens and later tokens come every `t_tok`.
+
+    With m tokens left: S_delay = A + m*max(L, x0) + growth, where the growth term d*m(m-1)/2
+    (d = t_tok - 1/r > 0 only) bounds the lateness added by a slow engine. -inf where the
+    threshold is already out of reach (A + m*L + growth > allowed; also where a value is nan:
+    not a stream). `share` < 1 plans to spend only that share of the allowed delay area (a
+    safety margin).
     """
-    m = np.maximum(total - view.generated, 1.0)
-    whole = total * (total + 1.0) / (2.0 * view.read_rate)
-    d = np.maximum(t_tok - 1.0 / view.read_rate, 0.0)
-    budget = _rows_of(share) * (1.0 - threshold) * whole - view.delay_area - d * m * (m - 1.0) / 2.0
+    m = max(total - generated, 1.0)
+    whole = total * (total + 1.0) / (2.0 * read_rate)
+    d = max(t_tok - 1.0 / read_rate, 0.0)
+    budget = share * (1.0 - threshold) * whole - delay_area - d * m * (m - 1.0) / 2.0
     per_token = budget / m
-    latest = next_token_ideal(view) + per_token
-    return np.where(per_token >= view.lag - 1e-12, latest, -np.inf)
+    return ideal + per_token if per_token >= lag - 1e-12 else -np.inf
 
 
-def _rows_of(share: float | tuple[float, ...]) -> np.ndarray:
-    """A share per row of a (k, n) result (a scalar as it is)."""
-    share = np.asarray(share, dtype=np.float64)
-    return share[:, None] if share.ndim else share
+@kernel
+def _latest_each(arrival, ttft_target, generated, read_rate, delay_area, lag, t_tok, total, threshold, shares):
+    out = np.empty(total.shape)
+    for i in range(total.shape[1]):
+        ideal = next_token_ideal_at(arrival[i], ttft_target[i], generated[i], read_rate[i])
+        for k in range(total.shape[0]):
+            out[k, i] = latest_next_token_at(ideal, generated[i], read_rate[i], delay_area[i], lag[i], t_tok,
+                                             total[k, i], threshold, shares[k])
+    return out
 
 
 def tightest_total(view: EngineView, lo: np.ndarray, hi: np.ndarray, threshold: float,
                    share: float | tuple[float, ...] = 1.0) -> np.ndarray:
-    """The total output length in [lo, hi] that leaves a stream the least room to wait.
+    """The total output length in [lo, hi] that leaves a stream the least room to wait
+    (`tightest_total_at`, elementwise). A tuple `share` gives one row per share, (k, n)."""
+    scales = np.atleast_1d(np.asarray(share, dtype=np.float64)) * (1.0 - threshold)
+    out = _tightest_each(view.generated, view.read_rate, view.delay_area, np.asarray(lo, dtype=np.float64),
+                         np.asarray(hi, dtype=np.float64), scales)
+    return out if np.ndim(share) else out[0]
 
-    The per-token budget of `latest_next_token` is (c T(T+1) - A) / (T - g) for a total T, with g
-    tokens delivered, A the delay area and c = share (1 - threshold) / (2r): it explodes when T is
-    just above g (one token left: being late costs little) and grows again for long streams (a
-    larger allowed area), so its minimum is inside the range at T* = g + sqrt(g^2 + g - A/c)
-    (zero derivative). Planning with the shortest likely length alone would be wrong for a
-    stream that is predicted to be nearly done but is not: it would look almost free to pause.
-    The engine-speed growth term is left out of this choice (it only matters when the engine is
-    slower than the reader). A tuple `share` gives one row per share, (k, n).
+
+@kernel
+def tightest_total_at(generated: int, read_rate: float, delay_area: float, lo: float, hi: float,
+                      scale: float) -> float:
+    """The total output length in [lo, hi] that leaves one stream the least room to wait, for
+    scale = share (1 - threshold).
+
+    The per-token budget of `latest_next_token_at` is (c T(T+1) - A) / (T - g) for a total T, with
+    g tokens delivered, A the delay area and c = scale / (2r): it explodes when T is just above g
+    (one token left: being late costs little) and grows again for long streams (a larger allowed
+    area), so its minimum is inside the range at T* = g + sqrt(g^2 + g - A/c) (zero derivative).
+    Planning with the shortest likely length alone would be wrong for a stream that is predicted
+    to be nearly done but is not: it would look almost free to pause. The engine-speed growth
+    term is left out of this choice (it only matters when the engine is slower than the reader).
+    No delay allowed (scale <= 0) or not a stream (nan): `lo`.
     """
-    scale = _rows_of(share) * (1.0 - threshold)
-    if np.ndim(scale):  # k shares: a row each
-        return np.stack([tightest_total(view, lo, hi, threshold, float(one)) for one in share]) \
-            if (scale <= 0).any() else _tightest(view, lo, np.maximum(hi, lo), scale)
-    if scale <= 0:  # no delay allowed at any length
-        return np.asarray(lo, dtype=np.float64)
-    return _tightest(view, lo, np.maximum(hi, lo), scale)
+    top = max(hi, lo)
+    if scale <= 0:
+        return lo
+    area_per_c = delay_area * (2.0 * read_rate / scale)  # A / c
+    if area_per_c != area_per_c:
+        return lo
+    star = generated + np.sqrt(max(generated * generated + generated - area_per_c, 0.0))
+    return min(max(star, lo), top)
 
 
-def _tightest(view: EngineView, lo: np.ndarray, top: np.ndarray, scale: np.ndarray | float) -> np.ndarray:
-    """tightest_total for scale = share (1 - threshold) > 0 (a scalar, or (k, 1) for k rows)."""
-    g = view.generated
-    area_per_c = view.delay_area * (2.0 * view.read_rate / scale)  # A / c
-    star = g + np.sqrt(np.maximum(g * g + g - area_per_c, 0.0))  # nan where read_rate is (not a stream)
-    return np.clip(np.where(star == star, star, 0.0), lo, top)
+@kernel
+def _tightest_each(generated, read_rate, delay_area, lo, hi, scales):
+    out = np.empty((len(scales), len(lo)))
+    for k in range(len(scales)):
+        for i in range(len(lo)):
+            out[k, i] = tightest_total_at(generated[i], read_rate[i], delay_area[i], lo[i], hi[i], scales[k])
+    return out

@@ -21,6 +21,7 @@ import numpy as np
 
 from formulations.online import EngineView, quantile_column
 from solvers.policies import signals
+from solvers.policies.compiled import kernel
 from solvers.policies.dag_deadlines import GroupDeadlines
 from solvers.policies.slo_params import SloParams
 
@@ -52,44 +53,73 @@ class SlackEstimate:
 
 def estimate(view: EngineView, params: SloParams, groups: GroupDeadlines) -> SlackEstimate:
     t = signals.typical_iteration(view)
-    now = view.now
     levels = view.quantile_levels
-    columns = [quantile_column(levels, params.conservative), quantile_column(levels, params.optimistic),
-               quantile_column(levels, 0.5)]
-    lengths = np.maximum(view.pred_quantiles.T[columns], view.generated + 1.0)  # rows: hi, lo, mid
-    hi, lo, mid = lengths
+    columns = np.array([quantile_column(levels, params.conservative), quantile_column(levels, params.optimistic),
+                        quantile_column(levels, 0.5)])
     pre = signals.prefill_iterations(view)
-    steps_hi, steps_lo, steps_mid = signals.steps_to_finish(view, lengths, pre)
-    dur_hi = steps_hi * t
-    dur_lo = steps_lo * t
-    due, due_lo, pending = _bulk_deadlines(view, params, groups, t, dur_hi, dur_lo)
-    slack = due - now - dur_hi
-    doomed = due_lo - now - dur_lo < -1e-9
-    bulk = view.cls == signals.BULK
-    if bulk.any():  # all or nothing: one member out of reach dooms its group
-        lost = np.zeros(len(view.groups) + 1, dtype=bool)
-        lost[view.group[bulk & doomed]] = True
-        doomed = np.where(bulk, lost[view.group], doomed)
-    admission_due = due_lo  # admission judges feasibility: optimistic DAG latest finish times
-    latency = view.cls == signals.LATENCY
-    if latency.any():
-        threshold, share = params.qoe_threshold, params.latency_budget_share
-        first = np.maximum(pre, 1) * t
-        # plan with a share of the delay budget at the tightest likely length; give up only
-        # when even the full budget of the longest likely stream fails
-        # (planned, latest, hope): one pass over the three (total, share) variants
-        tight = signals.tightest_total(view, lo, hi, threshold, (share, 1.0))
-        planned, latest, hope = signals.latest_next_token(view, t, np.vstack([tight, hi]), threshold,
-                                                          (share, 1.0, 1.0))
-        latest = np.where(np.isfinite(latest), latest, hope)
+    lengths = _lengths(view.pred_quantiles, columns, view.generated, pre)  # rows: hi, lo, mid, their steps
+    due, due_lo, pending = _bulk_deadlines(view, params, groups, t, lengths[3] * t, lengths[4] * t)
+    slack, doomed, admission_due = _slack_each(
+        view.now, t, view.cls, due, due_lo, pre, lengths, view.arrival, view.ttft_target, view.generated,
+        view.read_rate, view.delay_area, view.lag, view.group, len(view.groups), params.qoe_threshold,
+        params.latency_budget_share)
+    return SlackEstimate(iteration=t, slack=slack, doomed=doomed, due=admission_due, steps_hi=lengths[3],
+                         hi=lengths[0], mid=lengths[2], steps_mid=lengths[5], pending=pending)
+
+
+@kernel
+def _lengths(pred, columns, generated, pre):
+    """Predicted total lengths at the conservative, optimistic and median quantiles (at least one
+    more token than delivered) and the iterations each needs to finish: rows hi, lo, mid, then
+    steps_hi, steps_lo, steps_mid."""
+    out = np.empty((6, len(generated)))
+    for i in range(len(generated)):
+        for k in range(3):
+            total = max(pred[i, columns[k]], generated[i] + 1.0)
+            out[k, i] = total
+            out[3 + k, i] = signals.steps_to_finish_at(total, generated[i], pre[i])
+    return out
+
+
+@kernel
+def _slack_each(now, t, cls, due, due_lo, pre, lengths, arrival, ttft_target, generated, read_rate, delay_area,
+                lag, group, n_groups, threshold, share):
+    """Slack, doom and admission due time of every live request (the rules of the module
+    docstring); `due`/`due_lo`: deadlines at the conservative and optimistic lengths (a bulk
+    member's along its DAG)."""
+    n = len(cls)
+    slack, doomed, admission_due = np.empty(n), np.empty(n, dtype=np.bool_), np.empty(n)
+    lost = np.zeros(n_groups + 1, dtype=np.bool_)  # a bulk group with a doomed member (last: no group)
+    for i in range(n):
+        slack[i] = due[i] - now - lengths[3, i] * t
+        doomed[i] = due_lo[i] - now - lengths[4, i] * t < -1e-9
+        admission_due[i] = due_lo[i]  # admission judges feasibility: optimistic DAG latest finish times
+        if cls[i] == signals.BULK and doomed[i]:
+            lost[group[i]] = True
+        if cls[i] != signals.LATENCY:
+            continue
+        # plan with a share of the delay budget at the tightest likely length; give up only when
+        # even the full budget of the longest likely stream fails
+        g, rate, area, hi, lo = generated[i], read_rate[i], delay_area[i], lengths[0, i], lengths[1, i]
+        first = max(pre[i], 1) * t
+        ideal = signals.next_token_ideal_at(arrival[i], ttft_target[i], g, rate)
+        planned = signals.latest_next_token_at(ideal, g, rate, area, lag[i], t, signals.tightest_total_at(
+            g, rate, area, lo, hi, share * (1.0 - threshold)), threshold, share)
+        latest = signals.latest_next_token_at(ideal, g, rate, area, lag[i], t, signals.tightest_total_at(
+            g, rate, area, lo, hi, 1.0 * (1.0 - threshold)), threshold, 1.0)
+        hope = signals.latest_next_token_at(ideal, g, rate, area, lag[i], t, hi, threshold, 1.0)
+        if not np.isfinite(latest):
+            latest = hope
         # a stream past its planned share is behind plan (urgent), not lost
-        need = np.where(np.isfinite(planned), planned, np.minimum(latest, now + first))
-        slack = np.where(latency, need - now - first, slack)
-        doomed = np.where(latency, hope - now - first < -1e-9, doomed)
+        need = planned if np.isfinite(planned) else min(latest, now + first)
+        slack[i] = need - now - first
+        doomed[i] = hope - now - first < -1e-9
         # admission judges the full budget; the last token is needed about (m - 1)/r after the next
-        admission_due = np.where(latency, latest + (mid - view.generated - 1.0) / view.read_rate, due_lo)
-    return SlackEstimate(iteration=t, slack=slack, doomed=doomed, due=admission_due, steps_hi=steps_hi, hi=hi,
-                         mid=mid, steps_mid=steps_mid, pending=pending)
+        admission_due[i] = latest + (lengths[2, i] - g - 1.0) / rate
+    for i in range(n):  # all or nothing: one member out of reach dooms its group
+        if cls[i] == signals.BULK:
+            doomed[i] = lost[group[i]]
+    return slack, doomed, admission_due
 
 
 def _bulk_deadlines(view: EngineView, params: SloParams, groups: GroupDeadlines, t: float, dur_hi: np.ndarray,
