@@ -29,10 +29,10 @@ from formulations.bounds.intervals import IntervalRelaxation, build_relaxation
 from formulations.bounds.slot_relaxation import slot_relaxation
 from formulations.instance import Instance
 from formulations.metrics import DEFAULT_QOE_THRESHOLD
-from solvers.bounds.slot_cpsat import slot_bound
 from solvers.bounds import INTEGER_ROUNDING
+from solvers.bounds.slot_cpsat import slot_bound
 from solvers.bounds.slot_lp import slot_lp_bound
-from solvers.exact.highs import _quiet_stdout
+from solvers.exact.highs import quiet_stdout
 
 ROWS_PER_ROUND = 40
 VIOLATION_TOL = 1e-7  # seconds of overload below which a row is not worth adding
@@ -159,7 +159,7 @@ class UnitMaster:
     """The LP/MIP over unit variables, kept in one HiGHS object so rows are added incrementally."""
 
     def __init__(self, rel: IntervalRelaxation) -> None:
-        with _quiet_stdout():
+        with quiet_stdout():
             self.h = highspy.Highs()
         self.h.setOptionValue("output_flag", False)
         self.h.setOptionValue("mip_rel_gap", 0.0)
@@ -186,7 +186,7 @@ class UnitMaster:
     def solve(self, time_limit: float) -> tuple[float, np.ndarray | None]:
         """(valid upper bound, unit values or None) of the current relaxation."""
         self.h.setOptionValue("time_limit", float(max(time_limit, 0.01)))
-        with _quiet_stdout():
+        with quiet_stdout():
             self.h.run()
         info = self.h.getInfo()
         y = np.asarray(self.h.getSolution().col_value, dtype=np.float64)

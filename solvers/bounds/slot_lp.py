@@ -35,7 +35,7 @@ import numpy as np
 
 from formulations.bounds.slot_relaxation import SlotRelaxation, SlotTokens
 from solvers.bounds import INTEGER_ROUNDING
-from solvers.exact.highs import _quiet_stdout
+from solvers.exact.highs import quiet_stdout
 
 FRACTION = 1e-6  # a unit value within this of 0 or 1 counts as integral
 MAX_SLOT_VARIABLES = 400_000  # larger relaxations are not written down (memory, and minutes of IPM)
@@ -295,7 +295,7 @@ def _highs(cols: _Columns, rows: _Rows) -> highspy.Highs:
     matrix.start_ = np.concatenate([[0], np.cumsum([len(c) for c in rows.cols])]).astype(np.int32)
     matrix.index_ = np.concatenate(rows.cols).astype(np.int32) if rows.cols else np.empty(0, np.int32)
     matrix.value_ = np.concatenate(rows.vals) if rows.vals else np.empty(0)
-    with _quiet_stdout():  # the constructor prints HiGHS' banner from C++
+    with quiet_stdout():  # the constructor prints HiGHS' banner from C++
         h = highspy.Highs()
     for option, value in (("output_flag", False), ("solver", "ipm"), ("run_crossover", "off")):
         h.setOptionValue(option, value)

@@ -20,7 +20,6 @@ the bound. `stats["curve"]` lists (seconds, best, bound) after each master round
 from __future__ import annotations
 
 import contextlib
-
 import threading
 import time
 from collections.abc import Iterator

@@ -10,8 +10,8 @@ import sys
 import pulp
 
 from formulations.exact.hindsight import HindsightModel
-from solvers.exact.phase import Phase, stopped_status
 from solvers.exact.milp import milp_phase, set_start, to_milp
+from solvers.exact.phase import Phase, stopped_status
 from solvers.interrupt import StopToken
 from solvers.result import Status
 
@@ -22,7 +22,7 @@ def solve_highs(hm: HindsightModel, time_limit: float, start_values: list[int] |
     if start_values is not None:
         set_start(built, start_values)
     solver = _Highs(msg=False, timeLimit=time_limit, gapRel=0, gapAbs=0.5, threads=workers, start=start_values)
-    with _quiet_stdout():  # HiGHS prints its banner from C++ even with output off
+    with quiet_stdout():  # HiGHS prints its banner from C++ even with output off
         stop.run(lambda: built.problem.solve(solver), solver.cancel)
     return milp_phase(built, hm, *_outcome(built.problem, stop), stop)
 
@@ -44,7 +44,10 @@ def _outcome(prob: pulp.LpProblem, stop: StopToken) -> tuple[Status, float | Non
 
 
 @contextlib.contextmanager
-def _quiet_stdout():
+def quiet_stdout():
+    """Silence file descriptor 1 for the block: HiGHS prints its banner from C++ straight to the
+    process's stdout, even with output turned off, where redirecting Python's `sys.stdout` does
+    not reach. Public: the HiGHS bound solvers (solvers/bounds/) wrap their HiGHS calls in it too."""
     sys.stdout.flush()
     saved = os.dup(1)
     try:
