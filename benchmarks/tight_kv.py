@@ -26,7 +26,7 @@ from engine_adapter.simulator import simulate
 from experiments.input_files import load_instance
 from formulations.bounds.intervals import build_relaxation
 from formulations.bounds.slot_relaxation import slot_relaxation
-from formulations.instance import Instance
+from formulations.instance import sub_instance
 from formulations.metrics import score
 from solvers.bounds.slot_lp import SlotLp
 from solvers.decomposition.solve import solve_decomposition
@@ -63,8 +63,8 @@ def lp_guided(inst, time_limit: float, hints: list[str], workers: int, leave_out
         left = time_limit - (time.perf_counter() - t0)
         if left <= 0:
             break
-        keep = tuple(r for i, r in enumerate(inst.requests) if rel.unit[i] in chosen)
-        sub = Instance(inst.engine, keep, tuple(g for g in inst.groups if any(r.group == g.id for r in keep)))
+        sub = sub_instance(inst, [i for i in range(len(inst.requests)) if rel.unit[i] in chosen])
+        keep = sub.requests
         met, name, hint = best_hint(sub, hints)
         res = solve(sub, time_limit=left / (len(sets) - k), hint=hint, secondary=False, workers=workers)
         row["stats"]["tried"].append({"left_out": sorted(r.id for r in inst.requests if r not in keep),

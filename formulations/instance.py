@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -187,6 +187,16 @@ class Instance:
         except json.JSONDecodeError as err:
             raise ValidationError(f"{path}: not valid JSON ({err})") from None
         return cls.from_dict(data)
+
+
+def sub_instance(instance: Instance, keep: Collection[int]) -> Instance:
+    """The instance restricted to the requests at the indices `keep` (in their order in
+    `instance.requests`) and the groups they belong to: same engine, no meta. `keep` must hold
+    whole groups and every earlier turn a kept turn follows, else validation rejects it."""
+    kept = set(keep)
+    requests = tuple(r for i, r in enumerate(instance.requests) if i in kept)
+    groups = tuple(g for g in instance.groups if any(r.group == g.id for r in requests))
+    return Instance(instance.engine, requests, groups)
 
 
 def _objects(value: Any, field: str) -> list[dict[str, Any]]:

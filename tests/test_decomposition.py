@@ -13,7 +13,7 @@ from engine_adapter.simulator import simulate
 from formulations.exact.build import build_model
 from formulations.exact.generate import random_instance, scale_instance
 from formulations.exact.met_units import met_units
-from formulations.instance import Instance
+from formulations.instance import Instance, sub_instance
 from formulations.metrics import score
 from formulations.requests import ValidationError
 from solvers.decomposition.cache import SubsetCache
@@ -38,13 +38,6 @@ def small(seed: int) -> Instance:
 
 def ungated(inst: Instance) -> Instance:
     return replace(inst, engine=inst.engine.with_(reserve_full_prompt=False, watermark=0.0))
-
-
-def sub_instance(inst: Instance, requests: frozenset[int]) -> Instance:
-    """Only these requests (whole groups), for checking a core independently."""
-    keep = tuple(r for i, r in enumerate(inst.requests) if i in requests)
-    groups = tuple(g for g in inst.groups if any(r.group == g.id for r in keep))
-    return Instance(inst.engine, keep, groups)
 
 
 @pytest.mark.parametrize("block", range(10))
