@@ -85,7 +85,10 @@ class _Decomposition:
         self.bound = units.total(u for u in range(units.count) if units.alive[u])
         check = FIRST_CHECK_SECONDS
         undecided = 0
-        with self._slot_lp_alongside(time_limit):
+        # the slot LP (about 1 s to write down) can only lower the bound inside the loop below:
+        # when the loop has nothing to do (the hint meets the bound, or no time) it is not built
+        needed = not self.stop.requested and self.best < self.bound and time.perf_counter() < deadline
+        with self._slot_lp_alongside(time_limit) if needed else contextlib.nullcontext():
             while not self.stop.requested and self.best < self.bound and time.perf_counter() < deadline:
                 undecided = self._pass(deadline, check, start)
                 self.passes += 1
