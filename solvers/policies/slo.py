@@ -52,6 +52,7 @@ from formulations.engine_spec import EngineSpec
 from formulations.online import EMPTY, EngineView, Plan, Policy
 from solvers.knapsack.greedy import best_of_greedy, density_order, greedy_knapsack
 from solvers.policies import batching, signals
+from solvers.policies.compiled import kernel
 from solvers.policies.dag_deadlines import GroupDeadlines
 from solvers.policies.offered_load import OfferedLoad
 from solvers.policies.per_request import grown
@@ -83,50 +84,6 @@ def _median(values: np.ndarray) -> float:
     return float((mid[(n - 1) // 2] + mid[n // 2]) / 2.0)
 
 
-class _AdmittedWork:
-    """Moore-Hodgson's running sums: the cumulative engine seconds of the admitted work in due
-    order against the time left until each due time. They are accumulated only as far as the
-    search for the first overflow needs (under overload it is near the front, and each give-up
-    moves it on a little), in chunks that double, from the earliest position a give-up changed;
-    each sum is accumulated exactly as one np.cumsum over all of them would (left to right)."""
-
-    FIRST_CHUNK = 256
-
-    def __init__(self, demand: np.ndarray, cap: np.ndarray) -> None:
-        self.demand, self.cap = demand, cap
-        self.admitted = np.ones(len(demand), dtype=bool)
-        self._sums = np.empty(len(demand))
-        self._valid = 0  # _sums[:_valid] are the running sums of the admitted work
-
-    def drop(self, which: int | np.ndarray, start: int) -> None:
-        """Give up on `which` (a position or a mask), the first of them at `start`."""
-        self.admitted[which] = False
-        self._valid = min(self._valid, start)
-
-    def first_overflow(self, start: int) -> int | None:
-        """The first admitted position from `start` on whose running sum exceeds its time left."""
-        n, pos, chunk = len(self.demand), start, self.FIRST_CHUNK
-        while pos < n:
-            end = min(n, max(self._valid, pos + chunk))
-            self._extend(end)
-            over = self.admitted[pos:end] & (self._sums[pos:end] > self.cap[pos:end])
-            hit = int(np.argmax(over))
-            if over[hit]:
-                return pos + hit
-            pos, chunk = end, 2 * chunk
-        return None
-
-    def _extend(self, end: int) -> None:
-        valid = self._valid
-        if end <= valid:
-            return
-        work = self.demand[valid:end] * self.admitted[valid:end]
-        if valid:  # continue from the last valid sum, one addition at a time as cumsum does
-            work = np.concatenate([self._sums[valid - 1:valid], work])
-        self._sums[valid:end] = np.cumsum(work)[1 if valid else 0:]
-        self._valid = end
-
-
 class SloPolicy(Policy):
     name = "slo"
     Params = SloParams
@@ -150,66 +107,39 @@ class SloPolicy(Policy):
 
     # ---- admission ------------------------------------------------------------------------------
     def _admission(self, view: EngineView, est: SlackEstimate) -> np.ndarray:
-        """Requests given up on (this decision or before) because the SLO work cannot all fit.
-
-        Moore-Hodgson on an aggregate engine: in order of due time, the cumulative engine seconds
-        of the admitted work must fit the time until each due time; at the first overflow the
-        admitted item with the most engine seconds per SLO is given up (a bulk group as a whole:
-        its value is its size). At most `max_rejections` per decision keeps decide() cheap.
-        """
-        engine = view.engine
-        t, now = est.iteration, view.now
+        """Requests given up on (this decision or before) because the SLO work cannot all fit
+        (`_give_ups`, at most `max_rejections` per decision to keep decide() cheap)."""
         self._given_up = grown(self._given_up, int(view.idx.max()) + 1, fill=False)
         self._given_up_group = grown(self._given_up_group, len(view.groups) + 1, fill=False)
         given_up = self._given_up_mask(view)
-        live = np.flatnonzero(~(est.doomed | given_up) & (view.release <= now + 1e-12))
+        eligible = ~(est.doomed | given_up) & (view.release <= view.now + 1e-12)
         pend = [p for p in est.pending if not self._given_up_group[p.group]]
-        if not len(live) and not pend:
+        if not pend and not eligible.any():
             return given_up
-        decode = est.hi[live] - view.generated[live]
-        context = view.prompt_len[live] + view.generated[live] + decode / 2.0
-        demand = signals.engine_seconds(engine, view.prefill_after_hits()[live].astype(np.float64), decode, context,
-                                        est.steps_hi[live])
-        due = est.due[live]
-        group = np.where(view.cls[live] == signals.BULK, view.group[live], -1)
+        group = np.where(view.cls == signals.BULK, view.group, -1)
         if pend:  # not released yet: their prompt's prefill and one token, at the least
-            ptok = np.array([p.tokens for p in pend])
-            pdur = np.array([p.duration for p in pend])
-            pwork = signals.engine_seconds(engine, ptok - 1.0, np.ones_like(ptok), ptok, pdur / t)
-            demand = np.concatenate([demand, pwork])
-            due = np.concatenate([due, [p.due for p in pend]])
             group = np.concatenate([group, np.array([p.group for p in pend], dtype=np.int64)])
-        grouped = bool(pend) or bool(view.groups) and bool((group >= 0).any())
-        score = self._work_per_slo(view, demand, group) if grouped else demand  # engine seconds per SLO met
-        order = np.argsort(due, kind="stable")
-        demand, due, score = demand[order], due[order], score[order]
-        group = group[order] if grouped else None
-        sums = _AdmittedWork(demand, np.maximum(due - now, 0.0) + 1e-9)
-        start = 0  # before it nothing changed since the last search, and nothing overflowed
-        for _ in range(self.params.max_rejections):
-            first = sums.first_overflow(start)
-            if first is None:
-                break
-            window = np.flatnonzero(sums.admitted[: first + 1])
-            victim = int(window[np.argmax(score[window])])
-            if group is not None and group[victim] >= 0:
-                self._given_up_group[group[victim]] = True
-                out = group == group[victim]
-                start = int(np.argmax(out))
-                sums.drop(out, start)
-            else:
-                self._given_up[view.idx[live[order[victim]]]] = True
-                start = victim
-                sums.drop(victim, start)
+        slot, slot_size = self._group_slots(view, group)
+        positions, groups = _give_ups(
+            signals.engine_costs(view.engine), view.now, est.iteration, eligible, est.hi, view.generated,
+            view.prompt_len, view.prefill_after_hits(), est.steps_hi, est.due,
+            np.array([p.tokens for p in pend]), np.array([p.duration for p in pend]),
+            np.array([p.due for p in pend]), group, slot, slot_size, self.params.max_rejections)
+        if not len(positions):
+            return given_up
+        self._given_up_group[groups[groups >= 0]] = True
+        self._given_up[view.idx[positions[groups < 0]]] = True
         return self._given_up_mask(view)
 
     @staticmethod
-    def _work_per_slo(view: EngineView, demand: np.ndarray, group: np.ndarray) -> np.ndarray:
-        """Engine seconds per SLO met: a bulk group's work over its size (it meets one SLO per
-        member or none), a lone request's own work."""
-        sizes = np.array([len(g.members) for g in view.groups] + [1], dtype=np.float64)
-        gwork = np.bincount(np.where(group >= 0, group, len(view.groups)), weights=demand, minlength=len(sizes))
-        return np.where(group >= 0, gwork[group] / sizes[group], demand)
+    def _group_slots(view: EngineView, group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per admission item, a slot shared by its bulk group's items (items outside a group share
+        one too, unused), and each slot's group size: only the groups with live members are read."""
+        if not (group >= 0).any():
+            return np.zeros(len(group), dtype=np.int64), np.ones(1)
+        ids, slot = np.unique(group, return_inverse=True)
+        sizes = np.array([len(view.groups[g].members) if g >= 0 else 1 for g in ids.tolist()], dtype=np.float64)
+        return slot.astype(np.int64), sizes
 
     def _given_up_mask(self, view: EngineView) -> np.ndarray:
         mask = self._given_up[view.idx]
@@ -371,3 +301,75 @@ class SloPolicy(Policy):
         if not self.params.reject or not self._given_up_group.any():
             return False
         return bool(((view.group >= 0) & self._given_up_group[np.maximum(view.group, 0)]).any())
+
+
+@kernel
+def _give_ups(costs, now, t, eligible, hi, generated, prompt_len, prefill, steps_hi, due, pending_tokens,
+              pending_duration, pending_due, group, slot, slot_size, max_rejections):
+    """Moore-Hodgson on an aggregate engine: in order of due time, the cumulative engine seconds
+    (signals.engine_seconds_at) of the admitted work must fit the time until each due time; at
+    the first overflow the admitted item with the most engine seconds per SLO met is given up (a
+    bulk group as a whole: it meets one SLO per member or none, so its work is divided by its
+    size), at most `max_rejections` times.
+
+    Items: the `eligible` view positions, then the bulk members not released yet (`pending_*`:
+    their prompt's prefill and one token, at the least). `group`/`slot`: per item (view positions
+    first), -1 outside a bulk group; `slot_size`: the group size of each slot. Returns the view
+    position (-1 for a pending member) and group (-1: none) of each item given up, in order. The
+    running sums are kept across give-ups and redone only from the first position a give-up
+    changed (nothing before it moved).
+    """
+    live = np.flatnonzero(eligible)
+    n_live = len(live)
+    m = n_live + len(pending_tokens)
+    demand, item_due, item_group = np.empty(m), np.empty(m), np.empty(m, dtype=np.int64)
+    for k in range(n_live):
+        i = live[k]
+        decode = hi[i] - generated[i]
+        context = prompt_len[i] + generated[i] + decode / 2.0
+        demand[k] = signals.engine_seconds_at(costs, float(prefill[i]), decode, context, steps_hi[i])
+        item_due[k], item_group[k] = due[i], group[i]
+    for j in range(len(pending_tokens)):
+        tokens = pending_tokens[j]
+        demand[n_live + j] = signals.engine_seconds_at(costs, tokens - 1.0, 1.0, tokens, pending_duration[j] / t)
+        item_due[n_live + j], item_group[n_live + j] = pending_due[j], group[len(eligible) + j]
+    group_work = np.zeros(len(slot_size))
+    item_slot = np.empty(m, dtype=np.int64)
+    for k in range(m):
+        item_slot[k] = slot[live[k]] if k < n_live else slot[len(eligible) + k - n_live]
+        if item_group[k] >= 0:
+            group_work[item_slot[k]] += demand[k]
+    order = np.argsort(item_due, kind="mergesort")
+    admitted = np.ones(m, dtype=np.bool_)
+    sums = np.empty(m)  # running sums of the admitted work in due order, valid before `start`
+    positions, groups = np.empty(max_rejections, dtype=np.int64), np.empty(max_rejections, dtype=np.int64)
+    given, start = 0, 0
+    while given < max_rejections:
+        first, run = -1, sums[start - 1] if start > 0 else 0.0
+        for r in range(start, m):
+            run = run + demand[order[r]] * admitted[r] if r > 0 else demand[order[r]] * admitted[r]
+            sums[r] = run
+            if admitted[r] and run > max(item_due[order[r]] - now, 0.0) + 1e-9:
+                first = r
+                break
+        if first < 0:
+            break
+        victim, best = -1, 0.0
+        for r in range(first + 1):
+            k = order[r]
+            score = group_work[item_slot[k]] / slot_size[item_slot[k]] if item_group[k] >= 0 else demand[k]
+            if admitted[r] and (victim < 0 or score > best):
+                victim, best = r, score
+        k = order[victim]
+        positions[given] = live[k] if k < n_live else -1
+        groups[given] = item_group[k]
+        given += 1
+        if item_group[k] < 0:
+            admitted[victim], start = False, victim
+            continue
+        start = -1
+        for r in range(m):
+            if item_group[order[r]] == item_group[k]:
+                admitted[r] = False
+                start = r if start < 0 else start
+    return positions[:given], groups[:given]
