@@ -66,16 +66,3 @@ def test_greedy_in_ranking_of_no_items_takes_none() -> None:
     empty = np.empty(0)
     taken = ranking.greedy_in_ranking((empty,), empty, np.empty((0, 1)), np.array([5.0]), 3)
     assert taken.dtype == np.int64 and len(taken) == 0
-
-
-@settings(max_examples=200, deadline=None)
-@given(seed=st.integers(0, 10_000), n=st.integers(0, 600), tiebreak=st.booleans())
-def test_ties_broken_orders_every_run_of_equal_keys_as_lexsort(seed: int, n: int, tiebreak: bool) -> None:
-    # a key sorted with its ties (nan, inf, -0.0 and 0.0 among them) in a random order
-    rng = np.random.default_rng(seed)
-    key = rng.choice([0.0, -0.0, 1.0, 2.5, np.inf, np.nan], n) if rng.random() < 0.5 else rng.integers(0, 9, n) / 3
-    breaker = rng.integers(0, 4, n).astype(np.float64) if tiebreak else None
-    shuffled = rng.permutation(n)
-    order = shuffled[np.argsort(key[shuffled], kind="stable")]
-    want = np.lexsort((breaker, key)) if tiebreak else np.argsort(key, kind="stable")
-    assert np.array_equal(ranking.ties_broken(order, key, breaker), want)

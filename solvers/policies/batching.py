@@ -15,15 +15,28 @@ import numpy as np
 from formulations.online import EngineView, Plan, admission_blocks
 from solvers.knapsack.greedy import WALK_ITEMS, greedy_knapsack, walk_items
 from solvers.policies import ranking, signals
+from solvers.policies.compiled import kernel
 
 
+@kernel
 def order_by(key: np.ndarray, tiebreak: np.ndarray) -> np.ndarray:
     """Positions by `key`, ties by `tiebreak`, then by position: np.lexsort((tiebreak, key)).
 
-    One stable argsort of the key, then only the rows tied on it are sorted again
-    (ranking.ties_broken): a float key (a slack) has few ties, or runs of them (every stream that
-    must run now), and a two-key lexsort of thousands of requests costs about three sorts."""
-    return ranking.ties_broken(np.argsort(key, kind="stable"), key, tiebreak)
+    One stable sort of the key, then only each run of equal keys (nan with nan: they sort last,
+    as in numpy) is sorted again by the tiebreak: a float key (a slack) has few ties, or runs of
+    them (every stream that must run now), and a two-key lexsort costs about three sorts."""
+    order = np.argsort(key, kind="mergesort")
+    start = 0
+    while start < len(order):
+        first = key[order[start]]
+        end = start + 1
+        while end < len(order) and (key[order[end]] == first or (first != first and key[order[end]] != key[order[end]])):
+            end += 1
+        if end - start > 1:  # stable: within the run positions stay in order on equal tiebreaks
+            run = order[start:end].copy()
+            order[start:end] = run[np.argsort(tiebreak[run], kind="mergesort")]
+        start = end
+    return order
 
 
 def select(view: EngineView, order: np.ndarray) -> np.ndarray:

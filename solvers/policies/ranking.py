@@ -1,14 +1,11 @@
 """Rankings of thousands of live requests without full sorts from scratch.
 
-Sorting is what a decision over thousands of requests spends its time on. Two ways around it,
-both exact (row for row what np.lexsort / a stable np.argsort gives):
-- a policy that uses only the head of a ranking (max_seqs seats, the few victims that free
-  enough blocks): `head`, `walk` and `greedy_in_ranking` partition on the primary key first and
-  sort only the rows that can be in the head (every row tied with the k-th on the primary key is
-  kept, and the sort of that subset is np.lexsort's, stable by position);
-- a policy that needs the whole ranking by a float key with a tiebreak: one sort by the key,
-  then `ties_broken` orders only the rows tied on it (np.lexsort of two keys costs about three
-  sorts of one).
+Sorting is what a decision over thousands of requests spends its time on. A policy that uses
+only the head of a ranking (max_seqs seats, the few victims that free enough blocks) need not
+sort the rest: `head`, `walk` and `greedy_in_ranking` partition on the primary key first and sort
+only the rows that can be in the head (every row tied with the k-th on the primary key is kept,
+and the sort of that subset is np.lexsort's, stable by position), exactly np.lexsort's rows.
+(A whole ranking by a float key with a tiebreak: batching.order_by.)
 """
 
 from __future__ import annotations
@@ -91,29 +88,3 @@ def greedy_in_ranking(keys: tuple[np.ndarray, ...], values: np.ndarray, weights:
 
     walk(keys, whole_walk, first=first)
     return taken
-
-
-def ties_broken(order: np.ndarray, key: np.ndarray, tiebreak: np.ndarray | None = None) -> np.ndarray:
-    """`order` (positions sorted by `key`, equal keys in any order) with each run of equal keys
-    (nan with nan, as numpy sorts them) put in order of `tiebreak`, then position: the result is
-    np.lexsort((tiebreak, key)), or np.argsort(key, kind="stable") without a tiebreak. Only the
-    tied rows are sorted again (a slack has runs of ties, e.g. every stream that must run now)."""
-    if len(order) < 2:
-        return order
-    ranked = key[order]
-    same = ranked[1:] == ranked[:-1]
-    if ranked[-1] != ranked[-1]:  # nan sorts last; nan != nan, so mark that run by hand
-        nan = ranked != ranked
-        same |= nan[1:] & nan[:-1]
-    if not same.any():
-        return order
-    edge = np.concatenate([[False], same])
-    tied = np.flatnonzero(edge | np.concatenate([same, [False]]))
-    run = np.cumsum(~edge)[tied]  # which run of equal keys each tied row is in
-    rows = order[tied]
-    order = order.copy()
-    if tiebreak is None:  # (run, position) as one integer: distinct, so any sort gives the order
-        order[tied] = rows[np.argsort(run * len(order) + rows)]
-    else:
-        order[tied] = rows[np.lexsort((rows, tiebreak[rows], run))]
-    return order

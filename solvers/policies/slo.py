@@ -148,50 +148,22 @@ class SloPolicy(Policy):
         return mask | (view.group >= 0) & self._given_up_group[np.maximum(view.group, 0)]
 
     # ---- decision --------------------------------------------------------------------------------
-    def _priority_key(self, view: EngineView, est: SlackEstimate, doomed: np.ndarray) -> np.ndarray:
-        """Sort key (smaller runs first): slack, gangs, preemption cost, best effort last."""
-        params, engine, t = self.params, view.engine, est.iteration
-        key = est.slack.copy()
-        # gang: an urgent group's runnable members share its smallest slack
-        bulk = (view.cls == signals.BULK) & ~doomed
-        if bulk.any():
-            groups = view.group[bulk]
-            group_min = np.full(int(groups.max()) + 1, np.inf)
-            np.minimum.at(group_min, groups, est.slack[bulk])
-            urgent = group_min[groups] < params.gang_iterations * t
-            key[np.flatnonzero(bulk)[urgent]] = group_min[groups][urgent]
-        # preempting a resident costs it the recompute (or swap round trip) of its context
-        if engine.preemption == "swap":
-            cost = 2.0 * engine.swap_time_per_block * view.kv_blocks
-        else:
-            cost = -(-view.computed // engine.token_budget) * t
-        key = np.where(view.resident, key - cost, key)
-        if not doomed.any():
-            return key
-        # best effort: after all feasible work, oldest first; starving ones promoted
-        age = view.now - view.release
-        starving = age > params.starvation_iterations * t
-        scale = max(float(np.abs(key[np.isfinite(key)]).max(initial=0.0)), 1.0)
-        key = np.where(doomed & ~starving, 4.0 * scale + 1.0 - age / (age.max() + 1.0), key)
-        return np.where(doomed & starving, 0.0, key)
-
     def knapsack_inputs(self, view: EngineView) -> StepKnapsack:
         """This step's batch-selection problem (also what the gap study hands the exact solver)."""
         params = self.params
         est = self.slack(view)
         given_up = self._admission(view, est) if params.admission else np.zeros(len(view), dtype=bool)
         doomed = est.doomed | given_up
-        key = self._priority_key(view, est, doomed)
+        engine = view.engine
+        key, values = _key_and_value(
+            est.slack, doomed, view.cls, view.group, view.resident, view.kv_blocks, view.computed, view.release,
+            view.now, est.iteration, engine.preemption == "swap", engine.swap_time_per_block, engine.token_budget,
+            params.gang_iterations, params.starvation_iterations, est.steps_mid, _median(est.steps_mid),
+            params.short_first, params.short_first_cap, params.idle_value, params.urgency_horizon)
         runnable = view.release <= view.now + 1e-12
         order = batching.order_by(key, view.arrival)
         order = order[runnable[order]]
         blocks, tokens = signals.kv_weights(view)
-        # value: the SLO lost by not running now (about 1 within urgency_horizon of its slack,
-        # falling with slack, tiny once doomed), times (median / own remaining iterations)^short_first
-        left = est.steps_mid
-        short = np.minimum((_median(left) / left) ** params.short_first, params.short_first_cap)
-        urgency = params.idle_value + 1.0 / (1.0 + np.maximum(est.slack, 0.0) / params.urgency_horizon)
-        values = np.where(doomed, 1e-3, urgency) * short
         return StepKnapsack(
             values=values, weights=np.stack([blocks, tokens], axis=1),
             capacities=np.array([view.engine.kv_blocks, view.engine.token_budget], dtype=np.float64),
@@ -373,3 +345,69 @@ def _give_ups(costs, now, t, eligible, hi, generated, prompt_len, prefill, steps
                 admitted[r] = False
                 start = r if start < 0 else start
     return positions[:given], groups[:given]
+
+
+@kernel
+def _key_and_value(slack, doomed, cls, group, resident, kv_blocks, computed, release, now, t, swap, swap_time,
+                   token_budget, gang_iterations, starvation_iterations, steps_mid, median, short_first,
+                   short_first_cap, idle_value, urgency_horizon):
+    """Per live request, the sort key (smaller runs first) and the knapsack value.
+
+    Key: the slack; an urgent bulk group's runnable members (within `gang_iterations` of its
+    smallest slack) share that smallest slack, so the group runs as a gang; a resident's key is
+    lowered by what preempting it would cost (its swap round trip, or the recompute of its
+    context); best effort (doomed or given up) after all feasible work, oldest first, and those
+    waiting `starvation_iterations` promoted to the front. Value: the SLO lost by not running now
+    (about 1 within `urgency_horizon` of its slack, falling with slack, 1e-3 once doomed) times
+    (median / own remaining iterations)^short_first, capped at `short_first_cap`.
+    """
+    n = len(slack)
+    key, values = slack.copy(), np.empty(n)
+    top = -1
+    for i in range(n):
+        if cls[i] == signals.BULK and not doomed[i]:
+            top = max(top, group[i])
+    if top >= 0:
+        group_min = np.full(top + 1, np.inf)
+        for i in range(n):
+            if cls[i] == signals.BULK and not doomed[i]:
+                group_min[group[i]] = min(group_min[group[i]], slack[i])
+        for i in range(n):
+            if cls[i] == signals.BULK and not doomed[i] and group_min[group[i]] < gang_iterations * t:
+                key[i] = group_min[group[i]]
+    for i in range(n):
+        if resident[i]:
+            key[i] = key[i] - (2.0 * swap_time * kv_blocks[i] if swap else -(-computed[i] // token_budget) * t)
+        short = min(_power(median / steps_mid[i], short_first), short_first_cap)
+        urgency = idle_value + 1.0 / (1.0 + max(slack[i], 0.0) / urgency_horizon)
+        values[i] = (1e-3 if doomed[i] else urgency) * short
+    if not doomed.any():
+        return key, values
+    oldest, scale = -np.inf, 0.0
+    for i in range(n):
+        oldest = max(oldest, now - release[i])
+        if np.isfinite(key[i]):
+            scale = max(scale, abs(key[i]))
+    scale = max(scale, 1.0)
+    for i in range(n):
+        if doomed[i]:
+            age = now - release[i]
+            key[i] = 0.0 if age > starvation_iterations * t else 4.0 * scale + 1.0 - age / (oldest + 1.0)
+    return key, values
+
+
+@kernel
+def _power(x, exponent):
+    """x ** exponent with numpy's bits for an array raised to a scalar (numpy takes a shortcut
+    for these exponents instead of calling pow)."""
+    if exponent == 1.0:
+        return x
+    if exponent == 2.0:
+        return x * x
+    if exponent == 0.5:
+        return np.sqrt(x)
+    if exponent == -1.0:
+        return 1.0 / x
+    if exponent == 0.0:
+        return 1.0
+    return x ** exponent
