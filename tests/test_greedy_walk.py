@@ -1,4 +1,4 @@
-"""The vectorized greedy knapsack and slo's sort shortcut give exactly what their plain
+"""The compiled greedy knapsack and slo's sort shortcut give exactly what their plain
 definitions give: the item-by-item walk of the order, and np.lexsort."""
 
 import numpy as np
@@ -22,13 +22,13 @@ def _walk(values, weights, caps, max_items, order):
 
 
 @settings(max_examples=300, deadline=None)
-@given(seed=st.integers(0, 10**6), n=st.integers(0, 40), dims=st.integers(1, 2), own_order=st.booleans(),
-       max_items=st.one_of(st.none(), st.integers(0, 30)))
-def test_greedy_knapsack_is_the_walk_of_its_order(seed, n, dims, own_order, max_items):
+@given(seed=st.integers(0, 10**6), n=st.integers(0, 600), dims=st.integers(1, 3), own_order=st.booleans(),
+       max_items=st.one_of(st.none(), st.integers(0, 300)), fractional=st.booleans())
+def test_greedy_knapsack_is_the_walk_of_its_order(seed, n, dims, own_order, max_items, fractional):
     rng = np.random.default_rng(seed)
     values = rng.uniform(-0.2, 1.0, n)
-    weights = rng.integers(0, 20, (n, dims)).astype(np.float64)
-    caps = rng.integers(1, 120, dims).astype(np.float64)
+    weights = rng.integers(0, 20, (n, dims)) + (rng.random((n, dims)) if fractional else 0.0)
+    caps = rng.integers(1, 10 * n + 120, dims).astype(np.float64)
     order = rng.permutation(n) if own_order else density_order(values, weights, caps)
     got = greedy_knapsack(values, weights, caps, max_items=max_items, order=order if own_order else None)
     assert got.tolist() == _walk(values, weights, caps, n if max_items is None else max_items, order)

@@ -3,10 +3,7 @@
 import itertools
 
 import numpy as np
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from solvers.knapsack import greedy
 from solvers.knapsack.greedy import best_of_greedy, greedy_knapsack
 
 
@@ -48,29 +45,3 @@ def test_between_greedy_and_brute_force_on_random_problems():
 
 def test_empty():
     assert best_of_greedy(np.zeros(0), np.zeros((0, 2)), np.ones(2)).tolist() == []
-
-
-
-@settings(max_examples=150, deadline=None)
-@given(seed=st.integers(0, 10_000), n=st.integers(1, 300), dims=st.integers(1, 3), limit=st.integers(0, 300))
-def test_short_orders_walked_item_by_item_take_what_the_vectorized_walk_takes(seed, n, dims, limit) -> None:
-    """Orders up to WALK_ITEMS long with whole weights take the item-by-item path: it must take
-    what the vectorized passes take (forced by WALK_ITEMS = 0) and what the rule says."""
-    rng = np.random.default_rng(seed)
-    values = np.where(rng.random(n) < 0.2, 0.0, rng.random(n))
-    weights = rng.integers(0, 50, (n, dims)).astype(np.float64)
-    caps = rng.integers(0, 40 * n // 4 + 1, dims).astype(np.float64)
-    order = rng.permutation(n)
-    walked = greedy_knapsack(values, weights, caps, max_items=limit, order=order)
-    saved, greedy.WALK_ITEMS = greedy.WALK_ITEMS, 0
-    try:
-        vectorized = greedy_knapsack(values, weights, caps, max_items=limit, order=order)
-    finally:
-        greedy.WALK_ITEMS = saved
-    plain = []  # the rule itself, on exact numbers
-    room = caps.copy()
-    for i in order:
-        if values[i] > 0 and (weights[i] <= room).all() and len(plain) < limit:
-            plain.append(i)
-            room -= weights[i]
-    assert walked.tolist() == vectorized.tolist() == plain

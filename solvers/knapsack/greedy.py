@@ -1,18 +1,15 @@
-"""The greedy m-D knapsack used inside policies (vectorized: it runs every scheduling step).
+"""The greedy m-D knapsack used inside policies (it runs every scheduling step).
 
 Items are ranked by value per unit of *normalized* weight, sum_j w_ij / C_j (the classic
 "effective capacity" ratio for multidimensional knapsacks), then taken in that order whenever
-they still fit. Cumulative sums accept whole runs of items
-that fit at once; items that no longer fit alone are filtered out in one vector operation, so a
-nearly full knapsack costs a few passes, not one Python step per item, and each pass only looks
-at as many items as may still be taken.
+they still fit: one compiled walk over the order (`walk`), which stops at the item limit.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-WALK_ITEMS = 256  # orders up to this long are walked item by item (when the weights are whole numbers)
+from solvers.compiled import kernel
 
 
 def densities(values: np.ndarray, weights: np.ndarray, capacities: np.ndarray) -> np.ndarray:
@@ -46,93 +43,37 @@ def greedy_knapsack(
         return np.empty(0, dtype=np.int64)
     weights = np.asarray(weights, dtype=np.float64).reshape(len(values), -1)
     capacities = np.asarray(capacities, dtype=np.float64)
-    if order is None:  # rank only the items that may be taken (ties: lower index first, as before)
+    if order is None:  # rank only the items that may be taken (ties: lower index first)
         useful = np.flatnonzero(values > 0)
         order = useful[density_order(values[useful], weights[useful], capacities)]
-    elif len(order) <= WALK_ITEMS and weights.shape[1] <= 2:  # a short given order: walk it at once
-        ordered = weights[order]
-        if _whole(ordered, capacities):
-            limit = len(order) if max_items is None else max_items
-            useful = values[order] > 0
-            return order[walk_items(*_columns(ordered), capacities, limit, None if useful.all() else useful.tolist())]
-        order = order[values[order] > 0]
-    else:
-        order = order[values[order] > 0]
-    if len(order) <= 4 * WALK_ITEMS:  # an item too heavy for the empty knapsack is never taken:
-        # dropped at once, a short order may then be short enough to walk item by item
-        order = order[(weights[order] <= capacities[None, :] + 1e-9).all(axis=1)]
-    limit = len(order) if max_items is None else min(max_items, len(order))
-    if len(order) <= WALK_ITEMS and weights.shape[1] <= 2:
-        ordered = weights[order]
-        if _whole(ordered, capacities):
-            return order[walk_items(*_columns(ordered), capacities, limit)]
-    taken: list[np.ndarray] = []
+    limit = len(order) if max_items is None else max_items
+    return walk(values, weights, capacities, limit, np.asarray(order, dtype=np.int64))
+
+
+@kernel
+def walk(values: np.ndarray, weights: np.ndarray, capacities: np.ndarray, limit: int,
+         order: np.ndarray) -> np.ndarray:
+    """Take each item of `order` with value > 0 that still fits (used + w <= C + 1e-9 in every
+    dimension), until `limit` items are taken; their indices in the order taken."""
+    taken = np.empty(min(limit, len(order)), dtype=np.int64)
+    used = np.zeros(len(capacities))
     count = 0
-    used = np.zeros_like(capacities)
-    pending, start = order[:0], 0
-    # Each pass looks at a window of the order no longer than the items still allowed (plus the
-    # one that may break the prefix): with thousands of candidates and max_seqs seats, passes
-    # touch the window, not the whole order. In the window it drops the items that no longer
-    # fit alone (they never will: room only shrinks), then takes the longest prefix that fits
-    # together; the item that broke the prefix cannot fit after it, so it is dropped too. Same
-    # result as walking the order item by item.
-    while count < limit:
-        width = limit - count + 1
-        window = np.concatenate([pending, order[start:start + width]])
-        start += width
-        if not len(window):
+    for i in order:
+        if count >= limit:
             break
-        room = capacities - used
-        window = window[np.all(weights[window] <= room[None, :] + 1e-9, axis=1)]
-        if not len(window):
-            pending = window
+        if values[i] <= 0:
             continue
-        cum = np.cumsum(weights[window], axis=0)
-        fits = np.all(cum <= room[None, :] + 1e-9, axis=1)
-        prefix = min(len(window) if fits.all() else int(np.argmin(fits)), limit - count)
-        taken.append(window[:prefix])
-        if prefix:
-            used = used + cum[prefix - 1]
-        count += prefix
-        pending = window[prefix + (0 if fits.all() else 1):]
-    return np.concatenate(taken).astype(np.int64) if taken else np.empty(0, dtype=np.int64)
-
-
-def _whole(weights: np.ndarray, capacities: np.ndarray) -> bool:
-    """Whether every weight and capacity is a whole number (then sums are exact in any order)."""
-    return (all(abs(c) < 2**52 and c == int(c) for c in capacities.tolist())
-            and bool((weights == np.floor(weights)).all()) and float(np.abs(weights).sum()) < 2**52)
-
-
-def _columns(weights: np.ndarray) -> tuple[list[float], list[float] | None]:
-    """The one or two weight columns of `weights` as lists, for `walk_items`."""
-    return weights[:, 0].tolist(), (weights[:, 1].tolist() if weights.shape[1] == 2 else None)
-
-
-def walk_items(first: list[float], second: list[float] | None, capacities: np.ndarray | tuple[float, ...],
-               limit: int, useful: list[bool] | None = None) -> np.ndarray:
-    """greedy_knapsack's walk one item at a time (items in order; `first`, `second`: their
-    weights in one or two dimensions), for short orders of whole-number weights: a few Python
-    steps per item cost less than the numpy calls of one vectorized pass. `useful`: per item,
-    whether its value is positive (items without are skipped; None: all are). An item too heavy
-    for the empty knapsack fits no room, so it needs no filter first. Returns the positions
-    taken. A caller whose weights are whole numbers by construction (token and block counts) may
-    call it directly, skipping greedy_knapsack's checks: the result is greedy_knapsack's."""
-    second = [0.0] * len(first) if second is None else second
-    # whole numbers: room stays exact, and w <= room is the vectorized walk's w <= room + 1e-9
-    room_first = float(capacities[0])
-    room_second = float(capacities[1]) if len(capacities) == 2 else 0.0
-    if useful is None and len(first) <= limit and sum(first) <= room_first and sum(second) <= room_second:
-        return np.arange(len(first))  # all of them fit together (whole numbers: the sums are exact)
-    taken: list[int] = []
-    for row, (w1, w2) in enumerate(zip(first, second, strict=True)):
-        if len(taken) >= limit:
-            break
-        if w1 <= room_first and w2 <= room_second and (useful is None or useful[row]):
-            taken.append(row)
-            room_first -= w1
-            room_second -= w2
-    return np.array(taken, dtype=np.int64)
+        fits = True
+        for dim in range(len(capacities)):
+            if used[dim] + weights[i, dim] > capacities[dim] + 1e-9:
+                fits = False
+                break
+        if fits:
+            for dim in range(len(capacities)):
+                used[dim] += weights[i, dim]
+            taken[count] = i
+            count += 1
+    return taken[:count]
 
 
 def best_of_greedy(

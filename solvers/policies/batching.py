@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 from formulations.online import EngineView, Plan, admission_blocks
-from solvers.knapsack.greedy import WALK_ITEMS, greedy_knapsack, walk_items
+from solvers.knapsack.greedy import greedy_knapsack
 from solvers.policies import ranking, signals
-from solvers.policies.compiled import kernel
+from solvers.compiled import kernel
 
 
 @kernel
@@ -40,16 +40,11 @@ def order_by(key: np.ndarray, tiebreak: np.ndarray) -> np.ndarray:
 
 
 def select(view: EngineView, order: np.ndarray) -> np.ndarray:
-    """Boolean mask of the requests chosen, taking `order` (view positions) greedily. The
-    weights are whole token and block counts, so a short order is walked item by item at once
-    (greedy_knapsack's own walk, without its checks)."""
+    """Boolean mask of the requests chosen, taking `order` (view positions) greedily."""
     blocks, tokens = signals.kv_weights(view)
-    caps = (float(view.engine.kv_blocks), float(view.engine.token_budget))
-    if len(order) <= WALK_ITEMS:
-        taken = order[walk_items(blocks[order].tolist(), tokens[order].tolist(), caps, view.engine.max_seqs)]
-    else:
-        taken = greedy_knapsack(np.ones(len(view)), np.stack([blocks, tokens], axis=1), np.array(caps),
-                                max_items=view.engine.max_seqs, order=order)
+    taken = greedy_knapsack(np.ones(len(view)), np.stack([blocks, tokens], axis=1),
+                            np.array([view.engine.kv_blocks, view.engine.token_budget], dtype=np.float64),
+                            max_items=view.engine.max_seqs, order=order)
     chosen = np.zeros(len(view), dtype=bool)
     chosen[taken] = True
     return chosen

@@ -17,7 +17,7 @@ import numpy as np
 
 from formulations.engine_spec import EngineSpec
 from formulations.online import EngineView, admission_blocks
-from solvers.policies.compiled import kernel
+from solvers.compiled import kernel
 
 LATENCY, THROUGHPUT, BULK = 0, 1, 2
 

@@ -52,7 +52,7 @@ from formulations.engine_spec import EngineSpec
 from formulations.online import EMPTY, EngineView, Plan, Policy
 from solvers.knapsack.greedy import best_of_greedy, density_order, greedy_knapsack
 from solvers.policies import batching, signals
-from solvers.policies.compiled import kernel
+from solvers.compiled import kernel
 from solvers.policies.dag_deadlines import GroupDeadlines
 from solvers.policies.offered_load import OfferedLoad
 from solvers.policies.per_request import grown

@@ -21,7 +21,7 @@ import numpy as np
 
 from formulations.online import EngineView, quantile_column
 from solvers.policies import signals
-from solvers.policies.compiled import kernel
+from solvers.compiled import kernel
 from solvers.policies.dag_deadlines import GroupDeadlines
 from solvers.policies.slo_params import SloParams
 

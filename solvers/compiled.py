@@ -1,4 +1,4 @@
-"""`kernel`: how the policy rules are compiled (numba), in one place.
+"""`kernel`: how the policy rules and the greedy knapsack are compiled (numba), in one place.
 
 A policy decides before every engine step, over a few dozen to a few thousand live requests; as
 numpy expressions its rules cost one interpreter round trip per operation, which dominates at
