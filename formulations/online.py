@@ -67,8 +67,14 @@ def admission_blocks(computed, want, chunk, held, spec: EngineSpec):
     holds already (prefix-cache hits). The watermark comes on top. Elementwise on arrays too: the
     plan rules and the policies that price a waiting request's KV share this one rule.
     """
-    tokens = computed + (want if spec.reserve_full_prompt else chunk)
-    return -(-tokens // spec.block_size) - held
+    return blocks_to_admit(computed, want, chunk, held, spec.block_size, spec.reserve_full_prompt)
+
+
+def blocks_to_admit(computed, want, chunk, held, block_size, reserve_full_prompt):
+    """`admission_blocks` on plain numbers (scalars or arrays), so compiled code can run the same
+    rule (solvers/policies/batching.py compiles this function)."""
+    tokens = computed + (want if reserve_full_prompt else chunk)
+    return -(-tokens // block_size) - held
 
 
 class PlanError(ValueError):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from formulations.online import EngineView, Plan, admission_blocks
+from formulations.online import EngineView, Plan, admission_blocks, blocks_to_admit
 from solvers.knapsack.greedy import greedy_knapsack
 from solvers.policies import ranking, signals
 from solvers.compiled import kernel
@@ -136,54 +136,81 @@ def fill_budget(view: EngineView, chosen: np.ndarray, order: np.ndarray, victims
     signals.kv_weights(view), which the caller has already.
     """
     engine = view.engine
-    decoding = view.prefill_left[order] == 0
-    chosen_in_order = chosen[order]
-    decodes = order[chosen_in_order & decoding].tolist()
-    prefills = order[chosen_in_order & ~decoding].tolist()
-    blocks, tokens = weights
-    growth = blocks - view.kv_blocks  # waiting requests hold none
-    room = view.free_blocks + float(view.kv_blocks[victims].sum()) - float(growth[chosen].sum())
-    seats = engine.max_seqs - len(decodes) - len(prefills)
-    prefill_tokens = float(tokens[prefills].sum()) if prefills else 0.0
+    in_cache = view.computed if view.cached is None else view.computed + view.cached
+    return _fill(order, chosen, np.asarray(victims, dtype=np.int64), weights[0], weights[1], view.kv_blocks,
+                 view.prefill_left, view.prefill_after_hits(), in_cache, view.resident, view.free_blocks,
+                 engine.max_seqs, engine.token_budget, engine.block_size, engine.reserve_full_prompt,
+                 engine.watermark_blocks)
+
+
+_blocks_to_admit = kernel(blocks_to_admit)
+
+
+@kernel
+def _fill(order, chosen, victims, blocks, tokens, kv_blocks, prefill_left, prefill_after_hits, in_cache, resident,
+          free_blocks, max_seqs, budget, block_size, reserve_full_prompt, watermark_blocks):
+    """fill_budget's walk: the chosen batch, then the requests left out, in `order`, while they
+    fit; returned in run order (see fill_budget)."""
+    run = np.empty(len(order), dtype=np.int64)  # in the order joined
+    is_prefill = np.zeros(len(order), dtype=np.bool_)
+    room = float(free_blocks)
+    for pos in victims:
+        room += kv_blocks[pos]
+    for pos in range(len(chosen)):
+        if chosen[pos]:
+            room -= blocks[pos] - kv_blocks[pos]  # waiting requests hold none
+    count, decodes, prefill_tokens = 0, 0, 0.0
+    for pos in order:
+        if chosen[pos]:
+            run[count], is_prefill[count] = pos, prefill_left[pos] != 0
+            count += 1
+            if prefill_left[pos] != 0:
+                prefill_tokens += tokens[pos]
+            else:
+                decodes += 1
+    seats = max_seqs - count
     left_out = ~chosen
     left_out[victims] = False
-    rest = order[left_out[order]]
-    prefill_left = view.prefill_after_hits()
-    in_cache = view.computed if view.cached is None else view.computed + view.cached
-    fits = -(-(in_cache[rest] + 1) // engine.block_size) - view.kv_blocks[rest] <= room  # with 1 token
-    blocked = np.flatnonzero(~fits & ~view.resident[rest])
-    if len(blocked):  # waiting requests queue behind the first one that cannot be admitted
-        fits[blocked[0]:] &= view.resident[rest[blocked[0]:]]
-    rest = rest[fits]
-    budget = engine.token_budget
-    k = 0
-    while k < len(rest) and seats >= 1 and len(decodes) + len(prefills) < budget:
-        pos = int(rest[k])
-        k += 1
-        left = int(prefill_left[pos])
-        chunk = 1 if left == 0 else min(left, budget - len(decodes) - int(prefill_tokens))
-        if chunk < 1:  # no budget left for prefills: only decodes can still join
-            rest = rest[k:][prefill_left[rest[k:]] == 0]
-            k = 0
+    first_room = room  # a request left out that needs more than this for one token never joins
+    waiting_closed = decodes_only = False  # waiting ones queue behind the first that cannot be admitted
+    for pos in order:
+        if not left_out[pos]:
             continue
-        waiting = not view.resident[pos]
-        computed, held = int(in_cache[pos]), int(view.kv_blocks[pos])
-        # the engine's admission check (whole prompt under the full-prompt gate), the watermark left free
-        if waiting:
-            need = admission_blocks(computed, max(left, 1), chunk, held, engine)
-        else:
-            need = -(-(computed + chunk) // engine.block_size) - held
-        if need + (engine.watermark_blocks if waiting else 0) > room:
-            if waiting:  # nor any waiting request after it
-                rest = rest[k:][view.resident[rest[k:]]]
-                k = 0
+        if seats < 1 or count >= budget:
+            break
+        fits_one = -(-(in_cache[pos] + 1) // block_size) - kv_blocks[pos] <= first_room
+        if not resident[pos] and (waiting_closed or not fits_one):
+            waiting_closed = True
+            continue
+        left = prefill_after_hits[pos]
+        if not fits_one or (decodes_only and left != 0):
+            continue
+        chunk = 1 if left == 0 else min(left, budget - decodes - int(prefill_tokens))
+        if chunk < 1:  # no budget left for prefills: only decodes can still join
+            decodes_only = True
+            continue
+        if resident[pos]:
+            need = -(-(in_cache[pos] + chunk) // block_size) - kv_blocks[pos]
+        else:  # the engine's admission check (whole prompt under the full-prompt gate)
+            need = _blocks_to_admit(in_cache[pos], max(left, 1), chunk, kv_blocks[pos], block_size,
+                                    reserve_full_prompt)
+        if need + (0 if resident[pos] else watermark_blocks) > room:  # the watermark stays free
+            waiting_closed = waiting_closed or not resident[pos]
             continue
         room -= need
         seats -= 1
+        run[count], is_prefill[count] = pos, left != 0
+        count += 1
         if left == 0:
-            decodes.append(pos)
+            decodes += 1
         else:
-            prefills.append(pos)
             prefill_tokens += chunk
-    prefills.sort(key=lambda pos: not view.resident[pos])  # stable: priority order within each
-    return np.array(decodes + prefills, dtype=np.int64)
+    # decodes first, then prefills: residents' before waiting ones', each in the order joined
+    out = np.empty(count, dtype=np.int64)
+    k = 0
+    for rank in range(3):
+        for j in range(count):
+            if (0 if not is_prefill[j] else 1 if resident[run[j]] else 2) == rank:
+                out[k] = run[j]
+                k += 1
+    return out
