@@ -35,9 +35,10 @@ test: $(STAMP) $(STAMP_VLLM)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q --ignore-glob='tests/test_vllm_*'
-	@# one process per file: vLLM 0.32 keeps global state that breaks the third in-process engine
+	@# one process per file: vLLM 0.32 keeps global state that breaks the third in-process engine;
+	@# its venv's numba keeps its compiled policy rules apart (one cache per numba version)
 	@status=0; for f in tests/test_vllm_*.py; do \
-		echo "$$f"; $(PY_VLLM) -m pytest -q "$$f" || status=1; \
+		echo "$$f"; NUMBA_CACHE_DIR=$(VENV_VLLM)/numba-cache $(PY_VLLM) -m pytest -q "$$f" || status=1; \
 	done; exit $$status
 
 clean:
