@@ -116,14 +116,17 @@ class AndesPolicy(Policy):
         engine's size a shared prefix would make residents that fit look as if they did not."""
         return float(view.free_blocks + view.kv_blocks.sum(where=view.resident))
 
-    def _batch_sizes(self, view: EngineView, blocks: np.ndarray, ctx_mean: float, capacity: float) -> np.ndarray:
+    def _batch_sizes(self, view: EngineView, blocks: np.ndarray, ctx_mean: float, capacity: float,
+                     pace: float | None = None) -> np.ndarray:
+        """`pace`: self._pace(view, ...), when the caller has it already."""
         engine = view.engine
         # only the max_seqs smallest contexts can matter: partition them out, sort those
         smallest = np.sort(np.partition(blocks, engine.max_seqs - 1)[:engine.max_seqs]) \
             if len(blocks) > engine.max_seqs else np.sort(blocks)
         fit = int(np.searchsorted(np.cumsum(smallest), capacity, side="right"))
         upper = max(1, min(engine.max_seqs, fit, len(view)))
-        pace = self._pace(view, np.isfinite(view.read_rate))
+        if pace is None:
+            pace = self._pace(view, np.isfinite(view.read_rate))
         lower = 1
         if engine.slot_time is None:
             lat = engine.latency
@@ -168,7 +171,7 @@ class AndesPolicy(Policy):
             return self._fcfs(view)
 
         total = np.maximum(view.predicted_output(self.quantile), view.generated + 1.0)
-        ctx_mean = float(view.computed.mean()) + 1.0
+        ctx_mean = int(view.computed.sum()) / n + 1.0  # np.mean's float: the integer sum is exact
         pre_iters = np.maximum(signals.prefill_iterations(view), 1)
         streams = np.flatnonzero(streaming)  # only streams gain QoE: project theirs only
         stream_view = view if len(streams) == n else signals.rows(view, streams)
@@ -176,7 +179,7 @@ class AndesPolicy(Policy):
         gain = signals.qoe_gain_for(stream_view, total[streams])
         stream_pre = pre_iters[streams]
         capacity = self._capacity(view)
-        for batch in self._batch_sizes(view, blocks, ctx_mean, capacity):
+        for batch in self._batch_sizes(view, blocks, ctx_mean, capacity, pace):
             t_tok = signals.iteration_time(engine, batch, batch * ctx_mean)
             values = np.zeros(n)
             values[streams] = _zero_nan(gain(self.horizon, t_tok, stream_pre * t_tok))
@@ -187,7 +190,8 @@ class AndesPolicy(Policy):
 
         chosen = np.zeros(n, dtype=bool)
         chosen[best_taken] = True
-        buffer = np.where(streaming, self.buffer(view), np.inf)
+        buffer = np.full(n, np.inf)
+        buffer[streams] = self.buffer(stream_view)  # its columns are gathered already
         evictable = view.resident & ~chosen & (buffer - pre_iters * best_t > self.horizon + self.evict_buffer)
         chosen, ranked = self._affordable(view, chosen, evictable, buffer, best_values, blocks, growth, best_t)
         chosen = self._fill(view, chosen, evictable, buffer, blocks, capacity)
@@ -211,13 +215,15 @@ class AndesPolicy(Policy):
         QoE gain does not pay for the stall their prefill causes every running stream. Returns
         the choice and the head of the eviction ranking it walked (None if it needed none)."""
         chosen = chosen.copy()
-        admitted = np.flatnonzero(~view.resident & chosen)
+        taken = np.flatnonzero(chosen)  # a few hundred: split these, not two masks of every request
+        waiting = ~view.resident[taken]
+        admitted = taken[waiting]
         if not len(admitted):
             return chosen, None
         density = values[admitted] / np.maximum(blocks[admitted], 1.0)
         admitted = admitted[np.lexsort((view.idx[admitted], view.arrival[admitted], density))]
         if self.refine and view.engine.slot_time is None:
-            running = np.flatnonzero(view.resident & chosen)
+            running = taken[~waiting]
             ran = signals.rows(view, running)
             total = np.maximum(ran.predicted_output(self.quantile), ran.generated + 1.0)
             step = 1e-3  # QoE the running streams lose per second of stall (finite difference)
@@ -260,9 +266,11 @@ class AndesPolicy(Policy):
         engine = view.engine
         runnable = view.release <= view.now + 1e-12
         for waiting in (False, True):
-            seats = engine.max_seqs - int(chosen.sum())
+            seats = engine.max_seqs - int(np.count_nonzero(chosen))
+            if seats <= 0:
+                break
             rest = np.flatnonzero(~chosen & runnable & (view.resident != waiting))
-            if not len(rest) or seats <= 0:
+            if not len(rest):
                 continue
             held = view.kv_blocks[view.resident & ~chosen].sum() if waiting else 0.0
             room = np.array([capacity - blocks[chosen].sum() - held], dtype=np.float64)

@@ -56,14 +56,13 @@ class LtrPolicy(Policy):
             newly = (starved >= self.starvation_iterations) & (quantum == 0)
             quantum[newly] = self.quantum_iterations
             self._quantum[idx[newly]] = self.quantum_iterations
-        promoted = quantum > 0
-        any_promoted = bool(promoted.any())
+        any_promoted = bool(quantum.any())  # quantum >= 0: any() is "any promoted"
+        promoted = quantum > 0 if any_promoted else None
         keys = (view.arrival, remaining, ~promoted) if any_promoted else (view.arrival, remaining)  # else all equal
-        runnable = view.release <= view.now + 1e-12
-        if runnable.all():
+        if view.release.max() <= view.now + 1e-12:  # all runnable (one reduction, no mask)
             order = np.lexsort(keys)
         else:
-            runnable = np.flatnonzero(runnable)
+            runnable = np.flatnonzero(view.release <= view.now + 1e-12)
             order = runnable[np.lexsort(tuple(key[runnable] for key in keys))]
         plan = batching.plan_in_order(view, order)
         served = batching.select(view, order)  # what the engine will run of that order

@@ -2,10 +2,9 @@
 
 Sorting is what a decision over thousands of requests spends its time on. A policy that uses
 only the head of a ranking (max_seqs seats, the few victims that free enough blocks) need not
-sort the rest: `head`, `walk` and `greedy_in_ranking` partition on the primary key first and sort
-only the rows that can be in the head (every row tied with the k-th on the primary key is kept,
-and the sort of that subset is np.lexsort's, stable by position), exactly np.lexsort's rows.
-(A whole ranking by a float key with a tiebreak: batching.order_by.)
+sort the rest: `head`, `walk` and `greedy_in_ranking` sort only the parts of the ranking that
+hold its first rows (a compiled partial quicksort on all keys at once), exactly np.lexsort's
+rows. (A whole ranking by a float key with a tiebreak: batching.order_by.)
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from solvers.compiled import kernel
 from solvers.knapsack.greedy import greedy_knapsack
 
 SMALL = 256  # below this many rows a full sort is as cheap as partitioning first
@@ -23,26 +23,79 @@ FIRST_HEAD = 64  # rows in the first head tried by `walk`; each retry takes four
 def head(keys: tuple[np.ndarray, ...], k: int) -> np.ndarray:
     """np.lexsort(keys)[:k] (the last key is the primary one).
 
-    Key by key from the primary: the rows below the k-th value are in the head, the rows tied
-    with it are told apart by the next key, the rest are out (nan sorts last, as in lexsort)."""
+    Above SMALL rows a partial quicksort (`_first_rows`) sorts only the parts of the ranking
+    that hold the first k rows, in one compiled pass instead of numpy's sort per key; the whole
+    ranking (k >= n) is np.lexsort's, whose per-key sorts are as fast."""
     n = len(keys[-1])
     if k >= n or n <= SMALL:
         return np.lexsort(keys)[:k]
     if k <= 0:
         return np.empty(0, dtype=np.int64)
-    inside, cand, need = [], np.arange(n), k
-    for key in reversed(keys):
-        if len(cand) <= need:
-            break
-        values = key[cand]
-        kth = np.partition(values, need - 1)[need - 1]
-        below = values == values if kth != kth else values < kth
-        tied = values != values if kth != kth else values == kth
-        inside.append(cand[below])
-        need -= len(inside[-1])
-        cand = cand[tied]
-    rows = np.sort(np.concatenate([*inside, cand]))  # position order: lexsort's ties stay as they are
-    return rows[np.lexsort(tuple(key[rows] for key in keys))][:k]
+    # one row of keys per item, so a comparison reads one cache line (integer keys are exact
+    # below 2**53, as request indices are; a bool is 0 or 1)
+    return _first_rows(np.stack(keys, axis=1, dtype=np.float64), k)
+
+
+@kernel
+def _before(keys: np.ndarray, a: int, b: int) -> bool:
+    """Whether row a comes before row b in np.lexsort order: by the last column first, nan after
+    every number (two nans tie), then by the next column, and by position when all tie."""
+    for col in range(keys.shape[1] - 1, -1, -1):
+        x, y = keys[a, col], keys[b, col]
+        if x < y:
+            return True
+        if y < x:
+            return False
+        if x != x:
+            if y == y:
+                return False
+        elif y != y:
+            return True
+    return a < b
+
+
+@kernel
+def _first_rows(keys: np.ndarray, k: int) -> np.ndarray:
+    """The first k rows (0 < k < n) in `_before` order: quicksort (median-of-three pivot) that
+    never sorts a part lying wholly past k, insertion sort below 17 rows. `_before` is a total
+    order, so the result is unique: exactly np.lexsort's. Ranges left for later wait on an
+    explicit stack (the larger part of each split: at most log2(n) of them), not in recursion."""
+    rows = np.arange(keys.shape[0])
+    stack = np.empty(128, dtype=np.int64)
+    stack[0], stack[1], top = 0, keys.shape[0], 2
+    while top:
+        top -= 2
+        lo, hi = stack[top], stack[top + 1]
+        while hi - lo > 16 and lo < k:
+            mid = (lo + hi) // 2
+            a, pivot, c = rows[lo], rows[mid], rows[hi - 1]
+            if _before(keys, pivot, a):
+                a, pivot = pivot, a
+            if _before(keys, c, pivot):
+                pivot, c = c, pivot
+                if _before(keys, pivot, a):
+                    a, pivot = pivot, a
+            rows[lo], rows[mid], rows[hi - 1] = a, rows[hi - 2], c
+            cut = lo + 1  # rows[lo + 1:cut] come before the pivot
+            for t in range(lo + 1, hi - 2):
+                if _before(keys, rows[t], pivot):
+                    rows[t], rows[cut] = rows[cut], rows[t]
+                    cut += 1
+            rows[hi - 2], rows[cut] = rows[cut], pivot
+            if cut - lo < hi - cut:
+                stack[top], stack[top + 1], top = cut + 1, hi, top + 2
+                hi = cut
+            else:
+                stack[top], stack[top + 1], top = lo, cut, top + 2
+                lo = cut + 1
+        if lo < k:
+            for t in range(lo + 1, hi):
+                row, u = rows[t], t
+                while u > lo and _before(keys, row, rows[u - 1]):
+                    rows[u] = rows[u - 1]
+                    u -= 1
+                rows[u] = row
+    return rows[:k].copy()
 
 
 def walk(keys: tuple[np.ndarray, ...], done: Callable[[np.ndarray], bool], first: int = FIRST_HEAD) -> np.ndarray:
