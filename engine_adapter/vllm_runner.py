@@ -98,6 +98,10 @@ class VllmEngine:
         from vllm import EngineArgs, SamplingParams
         from vllm.v1.engine.llm_engine import LLMEngine
 
+        from engine_adapter.vllm_kernel_scan import skip_llvmlite_in_kernel_scan
+
+        skip_llvmlite_in_kernel_scan()
+
         self._sampling_params = SamplingParams
         self.settings = settings
         self.bridge = bridge

@@ -42,12 +42,15 @@ from engine_adapter.plan_batch import BatchDecision, PrefixHits, decide_batch
 from engine_adapter.request_book import RequestBook
 from engine_adapter.slo_args import parse_slo_args
 from engine_adapter.vllm_checks import kv_cache_problems, unsupported_settings
+from engine_adapter.vllm_kernel_scan import skip_llvmlite_in_kernel_scan
 from formulations.engine_spec import EngineSpec
 from formulations.latency_model import prefill_pairs
 from formulations.online import Plan, Policy
 from formulations.requests import CLASS_BY_CODE
 from formulations.requests import Request as SloRequest
 from formulations.requests import ValidationError
+
+skip_llvmlite_in_kernel_scan()  # an engine core process may load the policies before its workers start
 
 _REQUEST_ID = attrgetter("request_id")
 
