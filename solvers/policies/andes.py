@@ -51,12 +51,6 @@ def batch_grid(lower: int, upper: int, points: int) -> np.ndarray:
     return grid
 
 
-def _zero_nan(gain: np.ndarray) -> np.ndarray:
-    """A QoE gain with nan (a stream without a projection) as 0: gains are differences of QoE
-    clipped to [0, 1], never infinite, so this is np.nan_to_num's result in fewer passes."""
-    return np.where(gain == gain, gain, 0.0)
-
-
 class AndesPolicy(Policy):
     name = "andes"
 
@@ -153,7 +147,7 @@ class AndesPolicy(Policy):
 
         The next token is read at ideal_{k+1} + lag at the earliest (read times are paced by
         1/r); a request that is not a stream has an infinite buffer."""
-        return signals.next_token_ideal(view) + view.lag - view.now
+        return np.where(np.isfinite(view.read_rate), signals.next_token_ideal(view) + view.lag - view.now, np.inf)
 
     # ---- decision ------------------------------------------------------------------------------
     def decide(self, view: EngineView) -> Plan:
@@ -173,16 +167,11 @@ class AndesPolicy(Policy):
         total = np.maximum(view.predicted_output(self.quantile), view.generated + 1.0)
         ctx_mean = int(view.computed.sum()) / n + 1.0  # np.mean's float: the integer sum is exact
         pre_iters = np.maximum(signals.prefill_iterations(view), 1)
-        streams = np.flatnonzero(streaming)  # only streams gain QoE: project theirs only
-        stream_view = view if len(streams) == n else signals.rows(view, streams)
         best_gain, best_taken, best_values, best_t = -1.0, EMPTY, np.zeros(n), t_now
-        gain = signals.qoe_gain_for(stream_view, total[streams])
-        stream_pre = pre_iters[streams]
         capacity = self._capacity(view)
         for batch in self._batch_sizes(view, blocks, ctx_mean, capacity, pace):
             t_tok = signals.iteration_time(engine, batch, batch * ctx_mean)
-            values = np.zeros(n)
-            values[streams] = _zero_nan(gain(self.horizon, t_tok, stream_pre * t_tok))
+            values = signals.qoe_gain(view, self.horizon, t_tok, total, pre_iters * t_tok)  # 0 unless a stream
             taken = self._knapsack(view, values, blocks, int(batch), capacity)
             total_gain = float(values[taken].sum())
             if total_gain > best_gain:
@@ -190,8 +179,7 @@ class AndesPolicy(Policy):
 
         chosen = np.zeros(n, dtype=bool)
         chosen[best_taken] = True
-        buffer = np.full(n, np.inf)
-        buffer[streams] = self.buffer(stream_view)  # its columns are gathered already
+        buffer = self.buffer(view)
         evictable = view.resident & ~chosen & (buffer - pre_iters * best_t > self.horizon + self.evict_buffer)
         chosen, ranked = self._affordable(view, chosen, evictable, buffer, best_values, blocks, growth, best_t)
         chosen = self._fill(view, chosen, evictable, buffer, blocks, capacity)
@@ -228,8 +216,7 @@ class AndesPolicy(Policy):
             total = np.maximum(ran.predicted_output(self.quantile), ran.generated + 1.0)
             step = 1e-3  # QoE the running streams lose per second of stall (finite difference)
             # projected QoE if the next token comes after t_tok minus if it comes `step` later
-            loss = signals.qoe_gain_for(ran, total)(step, t_tok, t_tok)
-            loss_per_s = float(_zero_nan(loss).sum()) / step
+            loss_per_s = float(signals.qoe_gain(ran, step, t_tok, total, t_tok).sum()) / step
             stall = view.engine.latency.c_prefill * view.prefill_after_hits()[admitted]
             pays = values[admitted] > loss_per_s * stall
             chosen[admitted[~pays]] = False

@@ -11,8 +11,6 @@ delay area is the current one plus the sum of those terms: a closed form, no per
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 from formulations.engine_spec import EngineSpec
@@ -182,56 +180,78 @@ def _ideal_each(arrival, ttft_target, generated, read_rate):
     return out
 
 
-def final_delay_area(view: EngineView, start: np.ndarray, t_tok: float, total: np.ndarray) -> np.ndarray:
-    """Projected S_delay at completion if the next token comes at `start`, then one per t_tok.
-
-    Only meaningful for latency requests (nan elsewhere). `total` is the predicted output length.
-    """
-    m = np.maximum(total - view.generated, 1.0)
-    d = t_tok - 1.0 / view.read_rate  # lateness growth per token when the engine is slower than reading
-    return view.delay_area + _added_area(view.lag, start - next_token_ideal(view), m, d, m * (m - 1))
+@kernel
+def _maximum(a: float, b: float) -> float:
+    """np.maximum of two floats, nan if either is (numba's max(a, b) is not nan when only b is)."""
+    return a if a > b or a != a else b
 
 
-def _added_area(lag: np.ndarray, x0: np.ndarray, m: np.ndarray, d: np.ndarray, pairs: np.ndarray) -> np.ndarray:
-    """The delay area the m remaining tokens add (`final_delay_area`); pairs = m (m - 1)."""
-    flat = m * np.maximum(lag, x0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        # terms j < j_star stay at max(L, x0); later ones grow as x0 + j d (only when d > 0)
-        j_star = np.clip(np.floor((lag - x0) / d) + 1.0, 0.0, m)
-        j_star = np.where(x0 >= lag, 0.0, j_star)
-        tail = (m - j_star) * x0 + d * (pairs - j_star * (j_star - 1)) / 2.0
-        growing = j_star * lag + tail
-    return np.where(d > 0, np.maximum(growing, flat), flat)
+@kernel
+def _clip(x: float, lo: float, hi: float) -> float:
+    """np.clip of a float between two numbers: nan stays nan."""
+    return x if x != x else min(max(x, lo), hi)
+
+
+@kernel
+def added_area_at(lag: float, x0: float, m: float, d: float) -> float:
+    """The delay area that m remaining tokens add to a stream with lag L when the next one is x0
+    late and each later one d later still (d = t_tok - 1/r): the lateness of the j-th is
+    max(L, x0 + j d). Terms j < j_star stay at max(L, x0), later ones grow as x0 + j d (only when
+    d > 0: an engine slower than the reader); nan where d or x0 is (not a stream)."""
+    flat = m * _maximum(lag, x0)
+    if not d > 0:
+        return flat
+    j_star = 0.0 if x0 >= lag else _clip(np.floor((lag - x0) / d) + 1.0, 0.0, m)
+    tail = (m - j_star) * x0 + d * (m * (m - 1) - j_star * (j_star - 1)) / 2.0
+    return _maximum(j_star * lag + tail, flat)
+
+
+@kernel
+def projected_qoe_at(ideal: float, generated: int, read_rate: float, delay_area: float, lag: float,
+                     start: float, t_tok: float, total: float) -> float:
+    """QoE at completion (clipped to [0, 1]) of a stream with `total` output tokens whose next
+    token (ideal time `ideal`) comes at `start` and each later one every t_tok: the projected
+    delay area (`added_area_at`) over the ideal one, total (total + 1) / 2r."""
+    m = _maximum(total - generated, 1.0)
+    area = delay_area + added_area_at(lag, start - ideal, m, t_tok - 1.0 / read_rate)
+    whole = total * (total + 1.0) / (2.0 * read_rate)
+    return _clip(1.0 - area / whole, 0.0, 1.0)
 
 
 def projected_qoe(view: EngineView, start: np.ndarray, t_tok: float, total: np.ndarray) -> np.ndarray:
-    """QoE at completion under `final_delay_area`'s assumption (clipped to [0, 1])."""
-    whole = total * (total + 1.0) / (2.0 * view.read_rate)
-    return np.clip(1.0 - final_delay_area(view, start, t_tok, total) / whole, 0.0, 1.0)
+    """`projected_qoe_at` of every request (nan where it is not a stream)."""
+    return _qoe_each(view.arrival, view.ttft_target, view.generated, view.read_rate, view.delay_area, view.lag,
+                     np.asarray(start, dtype=np.float64), float(t_tok), np.asarray(total, dtype=np.float64))
+
+
+@kernel
+def _qoe_each(arrival, ttft_target, generated, read_rate, delay_area, lag, start, t_tok, total):
+    out = np.empty(len(arrival))
+    for i in range(len(arrival)):
+        ideal = next_token_ideal_at(arrival[i], ttft_target[i], generated[i], read_rate[i])
+        out[i] = projected_qoe_at(ideal, generated[i], read_rate[i], delay_area[i], lag[i], start[i], t_tok, total[i])
+    return out
 
 
 def qoe_gain(view: EngineView, horizon: float, t_tok: float, total: np.ndarray, t_first: np.ndarray) -> np.ndarray:
-    """Andes' value: projected QoE if served now minus if paused for `horizon` seconds first."""
-    return qoe_gain_for(view, total)(horizon, t_tok, t_first)
+    """Andes' value: projected QoE if served now (next token after t_first, then one per t_tok)
+    minus if paused for `horizon` seconds first; 0 where it is not a stream (no projection)."""
+    t_first = np.broadcast_to(np.asarray(t_first, dtype=np.float64), (len(view),))
+    return _gain_each(view.arrival, view.ttft_target, view.generated, view.read_rate, view.delay_area, view.lag,
+                      float(view.now), float(horizon), float(t_tok), np.asarray(total, dtype=np.float64), t_first)
 
 
-def qoe_gain_for(view: EngineView, total: np.ndarray) -> Callable[[float, float, np.ndarray], np.ndarray]:
-    """`qoe_gain` as a function of (horizon, t_tok, t_first), for a policy that tries several
-    iteration times: what depends on none of them (tokens left, ideal times, whole area) is
-    computed once, and each call does projected_qoe's arithmetic for both starts in one pass
-    (a row each)."""
-    m = np.maximum(total - view.generated, 1.0)
-    inv_rate = 1.0 / view.read_rate
-    pairs, ideal, lag, area = m * (m - 1), next_token_ideal(view), view.lag, view.delay_area
-    whole = total * (total + 1.0) / (2.0 * view.read_rate)
-
-    def gain(horizon: float, t_tok: float, t_first: np.ndarray) -> np.ndarray:
-        start = view.now + t_first
-        x0 = np.stack([start - ideal, start + horizon - ideal])  # served now, paused for `horizon`
-        qoe = np.clip(1.0 - (area + _added_area(lag, x0, m, t_tok - inv_rate, pairs)) / whole, 0.0, 1.0)
-        return qoe[0] - qoe[1]
-
-    return gain
+@kernel
+def _gain_each(arrival, ttft_target, generated, read_rate, delay_area, lag, now, horizon, t_tok, total, t_first):
+    out = np.empty(len(arrival))
+    for i in range(len(arrival)):
+        ideal = next_token_ideal_at(arrival[i], ttft_target[i], generated[i], read_rate[i])
+        start = now + t_first[i]
+        gain = (projected_qoe_at(ideal, generated[i], read_rate[i], delay_area[i], lag[i], start, t_tok, total[i])
+                - projected_qoe_at(ideal, generated[i], read_rate[i], delay_area[i], lag[i], start + horizon, t_tok,
+                                   total[i]))
+        out[i] = gain if gain == gain else 0.0
+    return out
 
 
 def latest_next_token(view: EngineView, t_tok: float, total: np.ndarray, threshold: float,
