@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from formulations.engine_spec import EngineSpec
-from formulations.online import EngineView, admission_blocks
+from formulations.online import EngineView, blocks_to_admit
 from solvers.compiled import kernel
 
 LATENCY, THROUGHPUT, BULK = 0, 1, 2
@@ -29,10 +29,22 @@ def iteration_time(engine: EngineSpec, decode_seqs: float, decode_ctx: float, pr
 
 def typical_iteration(view: EngineView) -> float:
     """Iteration time if every resident request decodes (the pace a served stream gets)."""
-    decoding = view.resident & (view.prefill_left == 0)
-    seqs = max(1, min(int(decoding.sum()), view.engine.max_seqs))
-    ctx = float(view.computed[decoding].sum()) if decoding.any() else (float(view.prompt_len.mean()) if len(view) else 0.0)
-    return iteration_time(view.engine, seqs, ctx, 0.0)
+    seqs, ctx = _decoding_load(view.resident, view.prefill_left, view.computed, view.prompt_len)
+    return iteration_time(view.engine, max(1, min(seqs, view.engine.max_seqs)), ctx, 0.0)
+
+
+@kernel
+def _decoding_load(resident, prefill_left, computed, prompt_len):
+    """(requests decoding, their context tokens), or (0, the mean prompt) when none decodes: sums
+    of whole numbers, so exact in any order (np.sum's and np.mean's results)."""
+    seqs, ctx = 0, 0
+    for i in range(len(resident)):
+        if resident[i] and prefill_left[i] == 0:
+            seqs += 1
+            ctx += computed[i]
+    if seqs or not len(prompt_len):
+        return seqs, float(ctx)
+    return 0, float(prompt_len.sum()) / len(prompt_len)
 
 
 def engine_seconds(engine: EngineSpec, prefill: np.ndarray, decode: np.ndarray, context: np.ndarray,
@@ -116,20 +128,40 @@ def _steps_each(total, generated, pre):
 
 
 def kv_weights(view: EngineView) -> tuple[np.ndarray, np.ndarray]:
-    """(blocks held after this iteration if run, tokens this iteration if run) per request.
-
-    A waiting request's blocks are those its admission check asks to be free (the engine's
-    rule, `admission_blocks`): under the full-prompt gate its whole prompt, not just the chunk,
-    so a batch planned within these weights is one the engine admits."""
-    budget = view.engine.token_budget
-    prefill = view.prefill_after_hits()
-    chunk = np.where(prefill > 0, np.minimum(prefill, budget), 1)
-    # a decode step writes the KV of the previous token: computed + 1 tokens afterwards; a
-    # waiting request's prefix-cache hit is in its blocks too
+    """(blocks held after this iteration if run, tokens this iteration if run) per request
+    (`kv_weight_at`, elementwise)."""
+    # a waiting request's prefix-cache hit is in its blocks too
     in_cache = view.computed if view.cached is None else view.computed + view.cached
-    blocks = np.where(view.resident, -(-(in_cache + chunk) // view.engine.block_size),
-                      admission_blocks(in_cache, np.maximum(prefill, 1), chunk, 0, view.engine))
-    return blocks.astype(np.float64), chunk.astype(np.float64)
+    engine = view.engine
+    return _kv_weights_each(view.resident, view.prefill_after_hits(), in_cache, engine.token_budget,
+                            engine.block_size, engine.reserve_full_prompt)
+
+
+_blocks_to_admit = kernel(blocks_to_admit)
+
+
+@kernel
+def kv_weight_at(resident: bool, prefill: int, in_cache: int, budget: int, block_size: int,
+                 reserve_full_prompt: bool) -> tuple[float, float]:
+    """(blocks held after this iteration if run, tokens this iteration if run) of one request with
+    `prefill` tokens to prefill and `in_cache` in its KV. A decode step writes the KV of the
+    previous token: in_cache + 1 tokens afterwards. A waiting request's blocks are those its
+    admission check asks to be free (the engine's rule, `admission_blocks`): under the
+    full-prompt gate its whole prompt, not just the chunk, so a batch planned within these
+    weights is one the engine admits."""
+    chunk = min(prefill, budget) if prefill > 0 else 1
+    if resident:
+        return float(-(-(in_cache + chunk) // block_size)), float(chunk)
+    return float(_blocks_to_admit(in_cache, max(prefill, 1), chunk, 0, block_size, reserve_full_prompt)), float(chunk)
+
+
+@kernel
+def _kv_weights_each(resident, prefill, in_cache, budget, block_size, reserve_full_prompt):
+    blocks, tokens = np.empty(len(resident)), np.empty(len(resident))
+    for i in range(len(resident)):
+        blocks[i], tokens[i] = kv_weight_at(resident[i], prefill[i], in_cache[i], budget, block_size,
+                                            reserve_full_prompt)
+    return blocks, tokens
 
 
 _SHARED = ("now", "quantile_levels", "free_blocks", "engine", "groups")  # not per request
