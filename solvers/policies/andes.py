@@ -38,6 +38,7 @@ import numpy as np
 
 from formulations.engine_spec import EngineSpec
 from formulations.online import EMPTY, EngineView, Plan, Policy
+from solvers.compiled import kernel
 from solvers.knapsack.greedy import densities
 from solvers.policies import batching, ranking, signals
 
@@ -49,6 +50,31 @@ def batch_grid(lower: int, upper: int, points: int) -> np.ndarray:
     grid = np.unique(np.geomspace(lower, upper, points).round().astype(np.int64))
     grid.flags.writeable = False
     return grid
+
+
+@kernel
+def _fastest_rate(read_rate: np.ndarray) -> float:
+    """The largest finite reading rate, -inf without streams (the others' rate is nan)."""
+    top = -np.inf
+    for rate in read_rate:
+        if np.isfinite(rate) and rate > top:
+            top = rate
+    return top
+
+
+@kernel
+def _growth(resident: np.ndarray, blocks: np.ndarray, kv_blocks: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """The blocks each request allocates if run (a resident holds kv_blocks of its `blocks`
+    already), their sum and the blocks the residents hold: whole numbers, so the sums are exact
+    in any order."""
+    growth = np.empty(len(blocks))
+    need, held = 0.0, 0.0
+    for i in range(len(blocks)):
+        growth[i] = blocks[i] - kv_blocks[i] if resident[i] else blocks[i]
+        need += growth[i]
+        if resident[i]:
+            held += kv_blocks[i]
+    return growth, need, held
 
 
 class AndesPolicy(Policy):
@@ -93,26 +119,18 @@ class AndesPolicy(Policy):
         return Plan(run=view.idx[order])
 
     @staticmethod
-    def _triggered(view: EngineView, growth: np.ndarray, t_iter: float, pace: float) -> bool:
-        return bool(growth.sum() > view.free_blocks or len(view) > view.engine.max_seqs or t_iter > pace)
+    def _triggered(view: EngineView, growth_sum: float, t_iter: float, pace: float) -> bool:
+        return bool(growth_sum > view.free_blocks or len(view) > view.engine.max_seqs or t_iter > pace)
 
     @staticmethod
-    def _pace(view: EngineView, streaming: np.ndarray) -> float:
+    def _pace(view: EngineView) -> float:
         """The strictest reading pace, 1/max(r) seconds per token (inf without streams)."""
-        top = float(view.read_rate.max(where=streaming, initial=-np.inf))  # no copy of the streams' rates
+        top = _fastest_rate(view.read_rate)
         return 1.0 / top if top > -np.inf else np.inf
-
-    @staticmethod
-    def _capacity(view: EngineView) -> float:
-        """The KV cache in the units of the weights: a block that several residents share (prefix
-        caching) is in each one's weight, so it counts once per holder here too (the free blocks
-        plus the residents' own counts; the engine's size when nothing is shared). Against the
-        engine's size a shared prefix would make residents that fit look as if they did not."""
-        return float(view.free_blocks + view.kv_blocks.sum(where=view.resident))
 
     def _batch_sizes(self, view: EngineView, blocks: np.ndarray, ctx_mean: float, capacity: float,
                      pace: float | None = None) -> np.ndarray:
-        """`pace`: self._pace(view, ...), when the caller has it already."""
+        """`pace`: self._pace(view), when the caller has it already."""
         engine = view.engine
         # only the max_seqs smallest contexts can matter: partition them out, sort those
         smallest = np.sort(np.partition(blocks, engine.max_seqs - 1)[:engine.max_seqs]) \
@@ -120,7 +138,7 @@ class AndesPolicy(Policy):
         fit = int(np.searchsorted(np.cumsum(smallest), capacity, side="right"))
         upper = max(1, min(engine.max_seqs, fit, len(view)))
         if pace is None:
-            pace = self._pace(view, np.isfinite(view.read_rate))
+            pace = self._pace(view)
         lower = 1
         if engine.slot_time is None:
             lat = engine.latency
@@ -157,18 +175,20 @@ class AndesPolicy(Policy):
         self._seen = max(self._seen, int(view.idx.max()) + 1)
         engine = view.engine
         blocks, _tokens = signals.kv_weights(view)
-        growth = np.where(view.resident, blocks - view.kv_blocks, blocks)  # blocks to allocate if run
+        growth, growth_sum, held = _growth(view.resident, blocks, view.kv_blocks)
         t_now = signals.typical_iteration(view)
-        streaming = np.isfinite(view.read_rate)
-        pace = self._pace(view, streaming)
-        if not self._triggered(view, growth, t_now, pace):
+        pace = self._pace(view)
+        if not self._triggered(view, growth_sum, t_now, pace):
             return self._fcfs(view)
 
         total = np.maximum(view.predicted_output(self.quantile), view.generated + 1.0)
         ctx_mean = int(view.computed.sum()) / n + 1.0  # np.mean's float: the integer sum is exact
         pre_iters = np.maximum(signals.prefill_iterations(view), 1)
         best_gain, best_taken, best_values, best_t = -1.0, EMPTY, np.zeros(n), t_now
-        capacity = self._capacity(view)
+        # the KV cache in the units of the weights: a block that several residents share (prefix
+        # caching) is in each one's weight, so it counts once per holder here too (the engine's
+        # size when nothing is shared): against that size residents that fit would look as if they did not
+        capacity = float(view.free_blocks + held)
         for batch in self._batch_sizes(view, blocks, ctx_mean, capacity, pace):
             t_tok = signals.iteration_time(engine, batch, batch * ctx_mean)
             values = signals.qoe_gain(view, self.horizon, t_tok, total, pre_iters * t_tok)  # 0 unless a stream
@@ -189,7 +209,7 @@ class AndesPolicy(Policy):
         density = best_values[run_pos] / np.maximum(blocks[run_pos], 1.0)
         run_pos = run_pos[np.lexsort((view.idx[run_pos], view.arrival[run_pos], buffer[run_pos], -density))]
         # ask again before the next stream left out starts losing QoE (it needs dt of notice)
-        out = streaming & ~chosen & (view.release <= view.now + 1e-12)
+        out = np.isfinite(view.read_rate) & ~chosen & (view.release <= view.now + 1e-12)
         recheck = None
         if out.any():
             recheck = view.now + max(float(buffer[out].min()) - self.horizon, self.horizon / 4.0)
