@@ -77,6 +77,37 @@ def _growth(resident: np.ndarray, blocks: np.ndarray, kv_blocks: np.ndarray) -> 
     return growth, need, held
 
 
+@kernel
+def buffer_at(arrival: float, ttft_target: float, generated: int, read_rate: float, lag: float, now: float) -> float:
+    """Seconds until a stream's reader needs its next token (negative: already starving).
+
+    The next token is read at ideal_{k+1} + lag at the earliest (read times are paced by 1/r); a
+    request that is not a stream has an infinite buffer."""
+    if not np.isfinite(read_rate):
+        return np.inf
+    return signals.next_token_ideal_at(arrival, ttft_target, generated, read_rate) + lag - now
+
+
+@kernel
+def _buffer_each(arrival, ttft_target, generated, read_rate, lag, now):
+    out = np.empty(len(arrival))
+    for i in range(len(arrival)):
+        out[i] = buffer_at(arrival[i], ttft_target[i], generated[i], read_rate[i], lag[i], now)
+    return out
+
+
+@kernel
+def _ranking_keys(rows: np.ndarray, idx: np.ndarray, arrival: np.ndarray, third: np.ndarray,
+                  last: np.ndarray) -> np.ndarray:
+    """The keys (index, arrival, `third`, `last`) of some requests, gathered in one pass into
+    np.lexsort's layout (a row per key, the last one primary) as ranking takes them; exact as
+    floats (an index is below 2**53, a bool 0 or 1)."""
+    keys = np.empty((4, len(rows)))
+    for j in range(len(rows)):
+        keys[0, j], keys[1, j], keys[2, j], keys[3, j] = idx[rows[j]], arrival[rows[j]], third[rows[j]], last[rows[j]]
+    return keys
+
+
 class AndesPolicy(Policy):
     name = "andes"
 
@@ -161,11 +192,8 @@ class AndesPolicy(Policy):
 
     @staticmethod
     def buffer(view: EngineView) -> np.ndarray:
-        """Seconds until a stream's reader needs its next token (negative: already starving).
-
-        The next token is read at ideal_{k+1} + lag at the earliest (read times are paced by
-        1/r); a request that is not a stream has an infinite buffer."""
-        return np.where(np.isfinite(view.read_rate), signals.next_token_ideal(view) + view.lag - view.now, np.inf)
+        """`buffer_at` of every request."""
+        return _buffer_each(view.arrival, view.ttft_target, view.generated, view.read_rate, view.lag, float(view.now))
 
     # ---- decision ------------------------------------------------------------------------------
     def decide(self, view: EngineView) -> Plan:
@@ -281,7 +309,7 @@ class AndesPolicy(Policy):
                 continue
             held = view.kv_blocks[view.resident & ~chosen].sum() if waiting else 0.0
             room = np.array([capacity - blocks[chosen].sum() - held], dtype=np.float64)
-            keys = (view.idx[rest], view.arrival[rest], buffer[rest], evictable[rest])
+            keys = _ranking_keys(rest, view.idx, view.arrival, buffer, evictable)
             more = ranking.greedy_in_ranking(keys, np.ones(len(rest)), blocks[rest, None], room, seats)
             chosen[rest[more]] = True
         return chosen
@@ -312,6 +340,6 @@ class AndesPolicy(Policy):
         as many are ranked as it takes to free `need` blocks (all of them if that is not enough)."""
         cand = np.flatnonzero(view.resident & ~chosen)
         held = view.kv_blocks[cand]
-        keys = (view.idx[cand], view.arrival[cand], -buffer[cand], ~evictable[cand])
+        keys = _ranking_keys(cand, view.idx, view.arrival, -buffer, ~evictable)
         first = ranking.walk(keys, lambda rows: held[rows].sum() >= need)
         return cand[first], np.cumsum(held[first])

@@ -21,7 +21,8 @@ FIRST_HEAD = 64  # rows in the first head tried by `walk`; each retry takes four
 
 
 def head(keys: tuple[np.ndarray, ...], k: int) -> np.ndarray:
-    """np.lexsort(keys)[:k] (the last key is the primary one).
+    """np.lexsort(keys)[:k] (the last key is the primary one). As for np.lexsort, `keys` is a
+    tuple of columns or a (k, n) array of them (a caller that gathers them in one pass).
 
     Above SMALL rows a partial quicksort (`_first_rows`) sorts only the parts of the ranking
     that hold the first k rows, in one compiled pass instead of numpy's sort per key; the whole
