@@ -15,6 +15,7 @@ import numpy as np
 
 from solvers.compiled import kernel
 from solvers.knapsack.greedy import greedy_knapsack
+from solvers.knapsack.greedy import walk as greedy_walk
 
 SMALL = 256  # below this many rows a full sort is as cheap as partitioning first
 FIRST_HEAD = 64  # rows in the first head tried by `walk`; each retry takes four times more
@@ -128,17 +129,31 @@ def greedy_in_ranking(keys: tuple[np.ndarray, ...], values: np.ndarray, weights:
     first = 2 * max_items + FIRST_HEAD
     if 2 * first >= len(values):  # `walk` would rank them all at once: no head to check
         return greedy_knapsack(values, weights, capacities, max_items=max_items, order=np.lexsort(keys))
+    values = np.asarray(values, dtype=np.float64)
     weights = np.asarray(weights, dtype=np.float64).reshape(len(values), -1)
+    capacities = np.asarray(capacities, dtype=np.float64)
 
     def whole_walk(rows: np.ndarray) -> bool:
         nonlocal taken
-        taken = greedy_knapsack(values, weights, capacities, max_items=max_items, order=rows)
-        if len(taken) >= max_items:
-            return True
-        room = capacities - weights[taken].sum(axis=0)
-        outside = values > 0
-        outside[rows] = False
-        return not (weights[outside] <= room + 1e-9).all(axis=1).any()
+        taken = greedy_walk(values, weights, capacities, max_items, rows)
+        return len(taken) >= max_items or not _fits_outside(values, weights, capacities - weights[taken].sum(axis=0),
+                                                            rows)
 
     walk(keys, whole_walk, first=first)
     return taken
+
+
+@kernel
+def _fits_outside(values: np.ndarray, weights: np.ndarray, room: np.ndarray, rows: np.ndarray) -> bool:
+    """Whether an item worth taking (value > 0) that is not one of `rows` fits in `room` (within
+    the greedy walk's 1e-9), in one pass instead of a mask and a comparison of every item."""
+    inside = np.zeros(len(values), dtype=np.bool_)
+    inside[rows] = True
+    for i in range(len(values)):
+        if values[i] > 0 and not inside[i]:
+            fits = True
+            for dim in range(len(room)):
+                fits = fits and weights[i, dim] <= room[dim] + 1e-9
+            if fits:
+                return True
+    return False
