@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 from formulations.online import EngineView, Plan, admission_blocks, blocks_to_admit
+from solvers.compiled import kernel
 from solvers.knapsack.greedy import greedy_knapsack
 from solvers.policies import ranking, signals
-from solvers.compiled import kernel
 
 
 @kernel

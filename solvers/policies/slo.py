@@ -50,9 +50,9 @@ import numpy as np
 
 from formulations.engine_spec import EngineSpec
 from formulations.online import EMPTY, EngineView, Plan, Policy
+from solvers.compiled import kernel
 from solvers.knapsack.greedy import best_of_greedy, density_order, greedy_knapsack
 from solvers.policies import batching, signals
-from solvers.compiled import kernel
 from solvers.policies.dag_deadlines import GroupDeadlines
 from solvers.policies.offered_load import OfferedLoad
 from solvers.policies.per_request import grown
@@ -278,73 +278,95 @@ class SloPolicy(Policy):
 @kernel
 def _give_ups(costs, now, t, eligible, hi, generated, prompt_len, prefill, steps_hi, due, pending_tokens,
               pending_duration, pending_due, group, slot, slot_size, max_rejections):
-    """Moore-Hodgson on an aggregate engine: in order of due time, the cumulative engine seconds
-    (signals.engine_seconds_at) of the admitted work must fit the time until each due time; at
-    the first overflow the admitted item with the most engine seconds per SLO met is given up (a
-    bulk group as a whole: it meets one SLO per member or none, so its work is divided by its
-    size), at most `max_rejections` times.
+    """Admission control's give-ups (`_moore_hodgson` over `_admission_items`), at most
+    `max_rejections`: the view position (-1 for a pending member) and group (-1: none) of each
+    item given up, in order.
 
     Items: the `eligible` view positions, then the bulk members not released yet (`pending_*`:
     their prompt's prefill and one token, at the least). `group`/`slot`: per item (view positions
-    first), -1 outside a bulk group; `slot_size`: the group size of each slot. Returns the view
-    position (-1 for a pending member) and group (-1: none) of each item given up, in order. The
-    running sums are kept across give-ups and redone only from the first position a give-up
-    changed (nothing before it moved).
+    first), -1 outside a bulk group; `slot_size`: the group size of each slot.
     """
     live = np.flatnonzero(eligible)
-    n_live = len(live)
+    demand, item_due, item_group, score = _admission_items(costs, t, live, hi, generated, prompt_len, prefill,
+                                                           steps_hi, due, pending_tokens, pending_duration,
+                                                           pending_due, group, slot, slot_size)
+    items = _moore_hodgson(demand, item_due, item_group, score, now, max_rejections)
+    positions = np.empty(len(items), dtype=np.int64)
+    for j in range(len(items)):
+        positions[j] = live[items[j]] if items[j] < len(live) else -1
+    return positions, item_group[items]
+
+
+@kernel
+def _admission_items(costs, t, live, hi, generated, prompt_len, prefill, steps_hi, due, pending_tokens,
+                     pending_duration, pending_due, group, slot, slot_size):
+    """Per admission item: its engine seconds (signals.engine_seconds_at), due time, group, and
+    engine seconds per SLO met (a bulk group's work over its size: it meets one SLO per member or
+    none; a lone request's own work)."""
+    n_live, n_view = len(live), len(group) - len(pending_tokens)
     m = n_live + len(pending_tokens)
-    demand, item_due, item_group = np.empty(m), np.empty(m), np.empty(m, dtype=np.int64)
-    for k in range(n_live):
-        i = live[k]
-        decode = hi[i] - generated[i]
-        context = prompt_len[i] + generated[i] + decode / 2.0
-        demand[k] = signals.engine_seconds_at(costs, float(prefill[i]), decode, context, steps_hi[i])
-        item_due[k], item_group[k] = due[i], group[i]
-    for j in range(len(pending_tokens)):
-        tokens = pending_tokens[j]
-        demand[n_live + j] = signals.engine_seconds_at(costs, tokens - 1.0, 1.0, tokens, pending_duration[j] / t)
-        item_due[n_live + j], item_group[n_live + j] = pending_due[j], group[len(eligible) + j]
-    group_work = np.zeros(len(slot_size))
-    item_slot = np.empty(m, dtype=np.int64)
+    demand, item_due = np.empty(m), np.empty(m)
+    item_group, item_slot = np.empty(m, dtype=np.int64), np.empty(m, dtype=np.int64)
     for k in range(m):
-        item_slot[k] = slot[live[k]] if k < n_live else slot[len(eligible) + k - n_live]
+        i = live[k] if k < n_live else n_view + k - n_live  # row of `group` and `slot`
+        if k < n_live:
+            decode = hi[i] - generated[i]
+            context = prompt_len[i] + generated[i] + decode / 2.0
+            demand[k] = signals.engine_seconds_at(costs, float(prefill[i]), decode, context, steps_hi[i])
+            item_due[k] = due[i]
+        else:
+            tokens = pending_tokens[k - n_live]
+            demand[k] = signals.engine_seconds_at(costs, tokens - 1.0, 1.0, tokens, pending_duration[k - n_live] / t)
+            item_due[k] = pending_due[k - n_live]
+        item_group[k], item_slot[k] = group[i], slot[i]
+    group_work = np.zeros(len(slot_size))
+    for k in range(m):
         if item_group[k] >= 0:
             group_work[item_slot[k]] += demand[k]
-    order = np.argsort(item_due, kind="mergesort")
-    admitted = np.ones(m, dtype=np.bool_)
-    sums = np.empty(m)  # running sums of the admitted work in due order, valid before `start`
-    positions, groups = np.empty(max_rejections, dtype=np.int64), np.empty(max_rejections, dtype=np.int64)
+    score = demand.copy()
+    for k in range(m):
+        if item_group[k] >= 0:
+            score[k] = group_work[item_slot[k]] / slot_size[item_slot[k]]
+    return demand, item_due, item_group, score
+
+
+@kernel
+def _moore_hodgson(demand, due, group, score, now, max_rejections):
+    """Moore-Hodgson on an aggregate engine: in order of due time, the cumulative engine seconds
+    of the admitted work must fit the time until each due time; at the first overflow the
+    admitted item with the highest `score` is given up (with every item of its group, if any).
+    The items given up, in order. The running sums are kept across give-ups and redone only from
+    the first position a give-up changed (nothing before it moved)."""
+    order = np.argsort(due, kind="mergesort")
+    admitted = np.ones(len(order), dtype=np.bool_)
+    sums = np.empty(len(order))  # running sums of the admitted work in due order, valid before `start`
+    out = np.empty(max_rejections, dtype=np.int64)
     given, start = 0, 0
     while given < max_rejections:
         first, run = -1, sums[start - 1] if start > 0 else 0.0
-        for r in range(start, m):
-            run = run + demand[order[r]] * admitted[r] if r > 0 else demand[order[r]] * admitted[r]
+        for r in range(start, len(order)):
+            run += demand[order[r]] * admitted[r]
             sums[r] = run
-            if admitted[r] and run > max(item_due[order[r]] - now, 0.0) + 1e-9:
+            if admitted[r] and run > max(due[order[r]] - now, 0.0) + 1e-9:
                 first = r
                 break
         if first < 0:
             break
-        victim, best = -1, 0.0
+        victim = -1
         for r in range(first + 1):
-            k = order[r]
-            score = group_work[item_slot[k]] / slot_size[item_slot[k]] if item_group[k] >= 0 else demand[k]
-            if admitted[r] and (victim < 0 or score > best):
-                victim, best = r, score
-        k = order[victim]
-        positions[given] = live[k] if k < n_live else -1
-        groups[given] = item_group[k]
+            if admitted[r] and (victim < 0 or score[order[r]] > score[order[victim]]):
+                victim = r
+        out[given] = order[victim]
         given += 1
-        if item_group[k] < 0:
-            admitted[victim], start = False, victim
+        start = victim
+        if group[order[victim]] < 0:
+            admitted[victim] = False
             continue
-        start = -1
-        for r in range(m):
-            if item_group[order[r]] == item_group[k]:
+        for r in range(len(order) - 1, -1, -1):  # the whole group; `start`: its first position
+            if group[order[r]] == group[order[victim]]:
                 admitted[r] = False
-                start = r if start < 0 else start
-    return positions[:given], groups[:given]
+                start = r
+    return out[:given]
 
 
 @kernel

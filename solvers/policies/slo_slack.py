@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from formulations.online import EngineView, quantile_column
-from solvers.policies import signals
 from solvers.compiled import kernel
+from solvers.policies import signals
 from solvers.policies.dag_deadlines import GroupDeadlines
 from solvers.policies.slo_params import SloParams
 
