@@ -58,11 +58,10 @@ def estimate(view: EngineView, params: SloParams, groups: GroupDeadlines) -> Sla
                         quantile_column(levels, 0.5)])
     pre = signals.prefill_iterations(view)
     lengths = _lengths(view.pred_quantiles, columns, view.generated, pre)  # rows: hi, lo, mid, their steps
-    due, due_lo, pending = _bulk_deadlines(view, params, groups, t, lengths[3] * t, lengths[4] * t)
+    due, due_lo, pending = _bulk_deadlines(view, params, groups, t, lengths)
     slack, doomed, admission_due = _slack_each(
         view.now, t, view.cls, due, due_lo, pre, lengths, view.arrival, view.ttft_target, view.generated,
-        view.read_rate, view.delay_area, view.lag, view.group, len(view.groups), params.qoe_threshold,
-        params.latency_budget_share)
+        view.read_rate, view.delay_area, view.lag, view.group, params.qoe_threshold, params.latency_budget_share)
     return SlackEstimate(iteration=t, slack=slack, doomed=doomed, due=admission_due, steps_hi=lengths[3],
                          hi=lengths[0], mid=lengths[2], steps_mid=lengths[5], pending=pending)
 
@@ -83,19 +82,23 @@ def _lengths(pred, columns, generated, pre):
 
 @kernel
 def _slack_each(now, t, cls, due, due_lo, pre, lengths, arrival, ttft_target, generated, read_rate, delay_area,
-                lag, group, n_groups, threshold, share):
+                lag, group, threshold, share):
     """Slack, doom and admission due time of every live request (the rules of the module
     docstring); `due`/`due_lo`: deadlines at the conservative and optimistic lengths (a bulk
     member's along its DAG)."""
     n = len(cls)
     slack, doomed, admission_due = np.empty(n), np.empty(n, dtype=np.bool_), np.empty(n)
-    lost = np.zeros(n_groups + 1, dtype=np.bool_)  # a bulk group with a doomed member (last: no group)
+    top = -1
+    for i in range(n):
+        if cls[i] == signals.BULK:
+            top = max(top, group[i])
+    lost = np.zeros(top + 2, dtype=np.bool_)  # per group of a live bulk member: one is doomed (last: no group)
     for i in range(n):
         slack[i] = due[i] - now - lengths[3, i] * t
         doomed[i] = due_lo[i] - now - lengths[4, i] * t < -1e-9
         admission_due[i] = due_lo[i]  # admission judges feasibility: optimistic DAG latest finish times
         if cls[i] == signals.BULK and doomed[i]:
-            lost[group[i]] = True
+            lost[group[i] if group[i] >= 0 else top + 1] = True
         if cls[i] != signals.LATENCY:
             continue
         # plan with a share of the delay budget at the tightest likely length; give up only when
@@ -118,19 +121,19 @@ def _slack_each(now, t, cls, due, due_lo, pre, lengths, arrival, ttft_target, ge
         admission_due[i] = latest + (lengths[2, i] - g - 1.0) / rate
     for i in range(n):  # all or nothing: one member out of reach dooms its group
         if cls[i] == signals.BULK:
-            doomed[i] = lost[group[i]]
+            doomed[i] = lost[group[i] if group[i] >= 0 else top + 1]
     return slack, doomed, admission_due
 
 
-def _bulk_deadlines(view: EngineView, params: SloParams, groups: GroupDeadlines, t: float, dur_hi: np.ndarray,
-                    dur_lo: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[PendingMember, ...]]:
+def _bulk_deadlines(view: EngineView, params: SloParams, groups: GroupDeadlines, t: float,
+                    lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[PendingMember, ...]]:
     """Bulk members' DAG latest finish times, conservative and optimistic (view positions),
-    plus the members not released yet."""
+    plus the members not released yet (`lengths`: _lengths')."""
     bulk = np.flatnonzero(view.cls == signals.BULK)
     if not len(bulk) or not view.groups:
         return view.deadline, view.deadline, ()
     due = np.repeat(view.deadline[:, None], 2, axis=1)
-    dur = np.stack([dur_hi, dur_lo], axis=1)
+    dur = np.stack([lengths[3] * t, lengths[4] * t], axis=1)
     pending: list[PendingMember] = []
     pos_of = dict(zip(view.idx[bulk].tolist(), bulk.tolist(), strict=True))
     budget = view.engine.token_budget
