@@ -99,13 +99,14 @@ def _buffer_each(arrival, ttft_target, generated, read_rate, lag, now):
 @kernel
 def _ranking_keys(rows: np.ndarray, idx: np.ndarray, arrival: np.ndarray, third: np.ndarray,
                   last: np.ndarray) -> np.ndarray:
-    """The keys (index, arrival, `third`, `last`) of some requests, gathered in one pass into
-    np.lexsort's layout (a row per key, the last one primary) as ranking takes them; exact as
-    floats (an index is below 2**53, a bool 0 or 1)."""
-    keys = np.empty((4, len(rows)))
+    """The keys (index, arrival, `third`, `last`) of some requests, gathered in one pass in
+    np.lexsort's layout (a row per key, the last one primary) as the transpose of a row per
+    request, which ranking sorts without a copy; exact as floats (an index is below 2**53, a
+    bool 0 or 1)."""
+    keys = np.empty((len(rows), 4))
     for j in range(len(rows)):
-        keys[0, j], keys[1, j], keys[2, j], keys[3, j] = idx[rows[j]], arrival[rows[j]], third[rows[j]], last[rows[j]]
-    return keys
+        keys[j, 0], keys[j, 1], keys[j, 2], keys[j, 3] = idx[rows[j]], arrival[rows[j]], third[rows[j]], last[rows[j]]
+    return keys.T
 
 
 class AndesPolicy(Policy):
@@ -229,7 +230,7 @@ class AndesPolicy(Policy):
         chosen[best_taken] = True
         buffer = self.buffer(view)
         evictable = view.resident & ~chosen & (buffer - pre_iters * best_t > self.horizon + self.evict_buffer)
-        chosen, ranked = self._affordable(view, chosen, evictable, buffer, best_values, blocks, growth, best_t)
+        chosen, ranked = self._affordable(view, chosen, evictable, buffer, best_values, blocks, growth, total, best_t)
         chosen = self._fill(view, chosen, evictable, buffer, blocks, capacity)
         victims = self._victims(view, chosen, evictable, buffer, growth, ranked)
         self._preempted += len(victims)
@@ -244,12 +245,13 @@ class AndesPolicy(Policy):
         return Plan(run=view.idx[run_pos], preempt=view.idx[victims], recheck_at=recheck)
 
     def _affordable(self, view: EngineView, chosen: np.ndarray, evictable: np.ndarray, buffer: np.ndarray,
-                    values: np.ndarray, blocks: np.ndarray, growth: np.ndarray,
+                    values: np.ndarray, blocks: np.ndarray, growth: np.ndarray, total: np.ndarray,
                     t_tok: float) -> tuple[np.ndarray, np.ndarray | None]:
         """Drop chosen admissions (lowest value density first) until the blocks they need can be
         freed from evictable residents within the preemption cap; with `refine`, also those whose
-        QoE gain does not pay for the stall their prefill causes every running stream. Returns
-        the choice and the head of the eviction ranking it walked (None if it needed none)."""
+        QoE gain does not pay for the stall their prefill causes every running stream (`total`:
+        the predicted output lengths projected). Returns the choice and the head of the
+        eviction ranking it walked (None if it needed none)."""
         chosen = chosen.copy()
         taken = np.flatnonzero(chosen)  # a few hundred: split these, not two masks of every request
         waiting = ~view.resident[taken]
@@ -260,11 +262,10 @@ class AndesPolicy(Policy):
         admitted = admitted[np.lexsort((view.idx[admitted], view.arrival[admitted], density))]
         if self.refine and view.engine.slot_time is None:
             running = taken[~waiting]
-            ran = signals.rows(view, running)
-            total = np.maximum(ran.predicted_output(self.quantile), ran.generated + 1.0)
             step = 1e-3  # QoE the running streams lose per second of stall (finite difference)
             # projected QoE if the next token comes after t_tok minus if it comes `step` later
-            loss_per_s = float(signals.qoe_gain(ran, step, t_tok, total, t_tok).sum()) / step
+            loss = signals.qoe_gain(signals.rows(view, running), step, t_tok, total[running], t_tok)
+            loss_per_s = float(loss.sum()) / step
             stall = view.engine.latency.c_prefill * view.prefill_after_hits()[admitted]
             pays = values[admitted] > loss_per_s * stall
             chosen[admitted[~pays]] = False

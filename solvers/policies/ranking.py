@@ -23,7 +23,8 @@ FIRST_HEAD = 64  # rows in the first head tried by `walk`; each retry takes four
 
 def head(keys: tuple[np.ndarray, ...], k: int) -> np.ndarray:
     """np.lexsort(keys)[:k] (the last key is the primary one). As for np.lexsort, `keys` is a
-    tuple of columns or a (k, n) array of them (a caller that gathers them in one pass).
+    tuple of columns or a (k, n) array of them: the transpose of an (n, k) C-contiguous float
+    array is sorted without a copy (a caller that gathers the keys in one pass builds that).
 
     Above SMALL rows a partial quicksort (`_first_rows`) sorts only the parts of the ranking
     that hold the first k rows, in one compiled pass instead of numpy's sort per key; the whole
@@ -35,7 +36,9 @@ def head(keys: tuple[np.ndarray, ...], k: int) -> np.ndarray:
         return np.empty(0, dtype=np.int64)
     # one row of keys per item, so a comparison reads one cache line (integer keys are exact
     # below 2**53, as request indices are; a bool is 0 or 1)
-    return _first_rows(np.stack(keys, axis=1, dtype=np.float64), k)
+    rows = np.ascontiguousarray(keys.T, dtype=np.float64) if isinstance(keys, np.ndarray) \
+        else np.stack(keys, axis=1, dtype=np.float64)
+    return _first_rows(rows, k)
 
 
 @kernel
