@@ -277,6 +277,9 @@ def qoe_gain(view: EngineView, horizon: float, t_tok: float, total: np.ndarray, 
 def _gain_each(arrival, ttft_target, generated, read_rate, delay_area, lag, now, horizon, t_tok, total, t_first):
     out = np.empty(len(arrival))
     for i in range(len(arrival)):
+        if not np.isfinite(read_rate[i]):  # not a stream: its projections are nan (or 0 at an infinite rate)
+            out[i] = 0.0
+            continue
         ideal = next_token_ideal_at(arrival[i], ttft_target[i], generated[i], read_rate[i])
         start = now + t_first[i]
         gain = (projected_qoe_at(ideal, generated[i], read_rate[i], delay_area[i], lag[i], start, t_tok, total[i])
