@@ -275,25 +275,26 @@ class SloPolicy(Policy):
         return bool(((view.group >= 0) & self._given_up_group[np.maximum(view.group, 0)]).any())
 
 
-@kernel
 def _give_ups(costs, now, t, eligible, hi, generated, prompt_len, prefill, steps_hi, due, pending_tokens,
               pending_duration, pending_due, group, slot, slot_size, max_rejections):
-    """Admission control's give-ups (`_moore_hodgson` over `_admission_items`), at most
-    `max_rejections`: the view position (-1 for a pending member) and group (-1: none) of each
-    item given up, in order.
+    """Admission control's give-ups (`_moore_hodgson` over `_admission_items` in due order), at
+    most `max_rejections`: the view position (-1 for a pending member) and group (-1: none) of
+    each item given up, in order.
 
     Items: the `eligible` view positions, then the bulk members not released yet (`pending_*`:
     their prompt's prefill and one token, at the least). `group`/`slot`: per item (view positions
-    first), -1 outside a bulk group; `slot_size`: the group size of each slot.
+    first), -1 outside a bulk group; `slot_size`: the group size of each slot. The due order is
+    numpy's stable sort (faster than a compiled merge sort).
     """
     live = np.flatnonzero(eligible)
     demand, item_due, item_group, score = _admission_items(costs, t, live, hi, generated, prompt_len, prefill,
                                                            steps_hi, due, pending_tokens, pending_duration,
                                                            pending_due, group, slot, slot_size)
-    items = _moore_hodgson(demand, item_due, item_group, score, now, max_rejections)
-    positions = np.empty(len(items), dtype=np.int64)
-    for j in range(len(items)):
-        positions[j] = live[items[j]] if items[j] < len(live) else -1
+    items = _moore_hodgson(np.argsort(item_due, kind="stable"), demand, item_due, item_group, score, now,
+                           max_rejections)
+    positions = np.full(len(items), -1, dtype=np.int64)  # -1: a pending member
+    released = items < len(live)
+    positions[released] = live[items[released]]
     return positions, item_group[items]
 
 
@@ -331,13 +332,12 @@ def _admission_items(costs, t, live, hi, generated, prompt_len, prefill, steps_h
 
 
 @kernel
-def _moore_hodgson(demand, due, group, score, now, max_rejections):
-    """Moore-Hodgson on an aggregate engine: in order of due time, the cumulative engine seconds
-    of the admitted work must fit the time until each due time; at the first overflow the
+def _moore_hodgson(order, demand, due, group, score, now, max_rejections):
+    """Moore-Hodgson on an aggregate engine: in order of due time (`order`), the cumulative engine
+    seconds of the admitted work must fit the time until each due time; at the first overflow the
     admitted item with the highest `score` is given up (with every item of its group, if any).
     The items given up, in order. The running sums are kept across give-ups and redone only from
     the first position a give-up changed (nothing before it moved)."""
-    order = np.argsort(due, kind="mergesort")
     admitted = np.ones(len(order), dtype=np.bool_)
     sums = np.empty(len(order))  # running sums of the admitted work in due order, valid before `start`
     out = np.empty(max_rejections, dtype=np.int64)
