@@ -268,7 +268,9 @@ def _qoe_each(arrival, ttft_target, generated, read_rate, delay_area, lag, start
 def qoe_gain(view: EngineView, horizon: float, t_tok: float, total: np.ndarray, t_first: np.ndarray) -> np.ndarray:
     """Andes' value: projected QoE if served now (next token after t_first, then one per t_tok)
     minus if paused for `horizon` seconds first; 0 where it is not a stream (no projection)."""
-    t_first = np.broadcast_to(np.asarray(t_first, dtype=np.float64), (len(view),))
+    t_first = np.asarray(t_first, dtype=np.float64)
+    if t_first.ndim == 0:  # one for all (np.full: a broadcast view costs more than it saves)
+        t_first = np.full(len(view), t_first)
     return _gain_each(view.arrival, view.ttft_target, view.generated, view.read_rate, view.delay_area, view.lag,
                       float(view.now), float(horizon), float(t_tok), np.asarray(total, dtype=np.float64), t_first)
 
