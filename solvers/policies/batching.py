@@ -155,25 +155,10 @@ _blocks_to_admit = kernel(blocks_to_admit)
 @kernel
 def _fill(order, chosen, victims, blocks, tokens, kv_blocks, prefill_left, prefill_after_hits, in_cache, resident,
           free_blocks, max_seqs, budget, block_size, reserve_full_prompt, watermark_blocks):
-    """fill_budget's walk: the chosen batch, then the requests left out, in `order`, while they
-    fit; returned in run order (see fill_budget)."""
-    run = np.empty(len(order), dtype=np.int64)  # in the order joined
-    is_prefill = np.zeros(len(order), dtype=np.bool_)
-    room = float(free_blocks)
-    for pos in victims:
-        room += kv_blocks[pos]
-    for pos in range(len(chosen)):
-        if chosen[pos]:
-            room -= blocks[pos] - kv_blocks[pos]  # waiting requests hold none
-    count, decodes, prefill_tokens = 0, 0, 0.0
-    for pos in order:
-        if chosen[pos]:
-            run[count], is_prefill[count] = pos, prefill_left[pos] != 0
-            count += 1
-            if prefill_left[pos] != 0:
-                prefill_tokens += tokens[pos]
-            else:
-                decodes += 1
+    """fill_budget's walk: the chosen batch (`_chosen_in_order`), then the requests left out, in
+    `order`, while they fit; returned in run order (`_run_order`; see fill_budget)."""
+    run, is_prefill, count, decodes, prefill_tokens, room = _chosen_in_order(
+        order, chosen, victims, blocks, tokens, kv_blocks, prefill_left, free_blocks)
     seats = max_seqs - count
     left_out = ~chosen
     left_out[victims] = False
@@ -211,11 +196,42 @@ def _fill(order, chosen, victims, blocks, tokens, kv_blocks, prefill_left, prefi
             decodes += 1
         else:
             prefill_tokens += chunk
-    # decodes first, then prefills: residents' before waiting ones', each in the order joined
-    out = np.empty(count, dtype=np.int64)
+    return _run_order(run[:count], is_prefill[:count], resident)
+
+
+@kernel
+def _chosen_in_order(order, chosen, victims, blocks, tokens, kv_blocks, prefill_left, free_blocks):
+    """The chosen batch as the fill starts from it: its positions in `order` (room for the whole
+    order after them), which of them prefill, how many, how many decode, their prefill tokens,
+    and the blocks free once it has grown and the victims are gone."""
+    run = np.empty(len(order), dtype=np.int64)
+    is_prefill = np.zeros(len(order), dtype=np.bool_)
+    room = float(free_blocks)
+    for pos in victims:
+        room += kv_blocks[pos]
+    for pos in range(len(chosen)):
+        if chosen[pos]:
+            room -= blocks[pos] - kv_blocks[pos]  # waiting requests hold none
+    count, decodes, prefill_tokens = 0, 0, 0.0
+    for pos in order:
+        if chosen[pos]:
+            run[count], is_prefill[count] = pos, prefill_left[pos] != 0
+            count += 1
+            if prefill_left[pos] != 0:
+                prefill_tokens += tokens[pos]
+            else:
+                decodes += 1
+    return run, is_prefill, count, decodes, prefill_tokens, room
+
+
+@kernel
+def _run_order(run, is_prefill, resident):
+    """Decodes first, then prefills: residents' before waiting ones', each in the order joined
+    (as vLLM runs its running requests before it admits waiting ones)."""
+    out = np.empty(len(run), dtype=np.int64)
     k = 0
     for rank in range(3):
-        for j in range(count):
+        for j in range(len(run)):
             if (0 if not is_prefill[j] else 1 if resident[run[j]] else 2) == rank:
                 out[k] = run[j]
                 k += 1
