@@ -193,23 +193,10 @@ def rows(view: EngineView, positions: np.ndarray) -> EngineView:
 
 
 # ---- latency streams ---------------------------------------------------------------------------
-def next_token_ideal(view: EngineView) -> np.ndarray:
-    """ideal_{k+1} of every request (`next_token_ideal_at`)."""
-    return _ideal_each(view.arrival, view.ttft_target, view.generated, view.read_rate)
-
-
 @kernel
 def next_token_ideal_at(arrival: float, ttft_target: float, generated: int, read_rate: float) -> float:
     """ideal_{k+1} = arrival + TTFT target + k/r for the next token (k = tokens delivered)."""
     return arrival + ttft_target + generated / read_rate
-
-
-@kernel
-def _ideal_each(arrival, ttft_target, generated, read_rate):
-    out = np.empty(len(arrival))
-    for i in range(len(arrival)):
-        out[i] = next_token_ideal_at(arrival[i], ttft_target[i], generated[i], read_rate[i])
-    return out
 
 
 @kernel
