@@ -1,7 +1,8 @@
-"""slo's admission control (`_give_ups`) keeps its running sums across give-ups and redoes them
-only from the first position a give-up changed; every give-up must be the one a plain
-Moore-Hodgson over a full np.cumsum of the admitted work makes, bit for bit, whatever was given
-up before (single requests or whole bulk groups, released or pending)."""
+"""slo's admission control (`_admission_items`, then `_moore_hodgson`) keeps its running sums
+across give-ups and redoes them only from the first position a give-up changed; what it gives
+up on must be what a plain Moore-Hodgson over a full np.cumsum of the admitted work gives up on,
+bit for bit, whatever was given up before (single requests or whole bulk groups, released or
+pending, some already given up on or doomed)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,15 @@ from hypothesis import strategies as st
 
 from formulations.engine_spec import EngineSpec
 from solvers.policies import signals
-from solvers.policies.slo import _give_ups
+from solvers.policies.slo import _admission_items, _moore_hodgson
 
 ENGINE = EngineSpec.from_profile("llama3-8b-h100")
+N_GROUPS = 5
 
 
 def full_search(demand, due, group, sizes, now, max_rejections):
-    """Moore-Hodgson written plainly: a full cumsum per give-up (items in the kernel's order)."""
-    gwork = np.bincount(np.where(group >= 0, group, len(sizes)), weights=demand, minlength=len(sizes) + 1)
+    """Moore-Hodgson written plainly: a full cumsum per give-up; the items given up, in order."""
+    gwork = np.bincount(np.where(group >= 0, group, N_GROUPS), weights=demand, minlength=N_GROUPS + 1)
     score = np.where(group >= 0, gwork[np.maximum(group, 0)] / sizes[np.maximum(group, 0)], demand)
     order = np.argsort(due, kind="stable")
     demand, cap, score, group = demand[order], np.maximum(due[order] - now, 0.0) + 1e-9, score[order], group[order]
@@ -39,34 +41,49 @@ def full_search(demand, due, group, sizes, now, max_rejections):
        max_rejections=st.integers(1, 12))
 def test_give_ups_are_the_full_cumsum_ones(seed: int, n: int, pending: int, max_rejections: int) -> None:
     rng = np.random.default_rng(seed)
+    idx = rng.permutation(2 * n)[:n]
+    cls = rng.choice([signals.LATENCY, signals.THROUGHPUT, signals.BULK], n).astype(np.int8)
+    group = np.where(cls == signals.BULK, rng.integers(0, N_GROUPS, n), -1)
     generated = rng.integers(0, 300, n)
     hi = generated + rng.integers(1, 500, n).astype(np.float64)
     prompt = rng.integers(1, 2000, n)
     prefill = np.where(rng.random(n) < 0.5, prompt, 0)
     steps_hi = hi - generated + np.ceil(prefill / ENGINE.token_budget)
-    eligible = rng.random(n) < 0.9
-    now = 100.0
+    now, t = 100.0, 0.02
     due = now + rng.uniform(-1.0, rng.uniform(0.5, 30.0), n)  # some already past
-    n_groups = 5
-    group = np.concatenate([np.where(rng.random(n) < 0.2, rng.integers(0, n_groups, n), -1),
-                            rng.integers(0, n_groups, pending)])
-    sizes = rng.integers(1, 30, n_groups).astype(np.float64)
-    tokens, duration = rng.integers(2, 500, pending).astype(np.float64), rng.uniform(0.05, 2.0, pending)
-    pending_due = now + rng.uniform(0.0, 20.0, pending)
-    t = 0.02
-    slot = np.where(group >= 0, group, n_groups)
-    positions, groups = _give_ups(signals.engine_costs(ENGINE), now, t, eligible, hi, generated, prompt, prefill,
-                                  steps_hi, due, tokens, duration, pending_due, group, slot,
-                                  np.append(sizes, 1.0), max_rejections)
-    live = np.flatnonzero(eligible)
-    decode = hi[live] - generated[live]
-    demand = np.concatenate([
-        signals.engine_seconds(ENGINE, prefill[live].astype(np.float64), decode,
-                               prompt[live] + generated[live] + decode / 2.0, steps_hi[live]),
-        signals.engine_seconds(ENGINE, tokens - 1.0, np.ones(pending), tokens, duration / t)])
-    items = full_search(demand, np.concatenate([due[live], pending_due]),
-                        np.concatenate([group[live], group[n:]]), sizes, now, max_rejections)
-    expected_pos = [int(live[k]) if k < len(live) else -1 for k in items]
-    expected_group = [int(group[live[k]]) if k < len(live) else int(group[n + k - len(live)]) for k in items]
-    assert positions.tolist() == expected_pos
-    assert groups.tolist() == expected_group
+    release = np.where(rng.random(n) < 0.05, now + 1.0, now - 1.0)  # a few not runnable yet
+    doomed = rng.random(n) < 0.05
+    given_up = rng.random(2 * n) < 0.03
+    given_up_group = rng.random(N_GROUPS) < 0.2
+    sizes = rng.integers(1, 30, N_GROUPS).astype(np.float64)
+    pend = np.stack([rng.integers(2, 500, pending).astype(np.float64), rng.uniform(0.05, 2.0, pending),
+                     now + rng.uniform(0.0, 20.0, pending), rng.integers(0, N_GROUPS, pending).astype(np.float64)])
+    before, before_group = given_up.copy(), given_up_group.copy()
+
+    live, demand, item_due, item_group, score = _admission_items(
+        signals.engine_costs(ENGINE), now, t, doomed, given_up, given_up_group, sizes, idx, cls, group, release,
+        hi, generated, prompt, prefill, steps_hi, due, pend)
+    _moore_hodgson(np.argsort(item_due, kind="stable"), demand, item_due, item_group, score, now, max_rejections,
+                   live, idx, given_up, given_up_group)
+
+    out = doomed | before[idx] | ((group >= 0) & before_group[np.maximum(group, 0)]) | (release > now + 1e-12)
+    expected_live = np.flatnonzero(~out)
+    kept = np.flatnonzero(~before_group[pend[3].astype(np.int64)])
+    decode = hi[expected_live] - generated[expected_live]
+    expected_demand = np.concatenate([
+        signals.engine_seconds(ENGINE, prefill[expected_live].astype(np.float64), decode,
+                               prompt[expected_live] + generated[expected_live] + decode / 2.0, steps_hi[expected_live]),
+        signals.engine_seconds(ENGINE, pend[0, kept] - 1.0, np.ones(len(kept)), pend[0, kept], pend[1, kept] / t)])
+    expected_group = np.concatenate([group[expected_live], pend[3, kept].astype(np.int64)])
+    assert live.tolist() == expected_live.tolist()
+    assert np.array_equal(demand, expected_demand) and np.array_equal(item_group, expected_group)
+    items = full_search(expected_demand, np.concatenate([due[expected_live], pend[2, kept]]), expected_group, sizes,
+                        now, max_rejections)
+    want, want_group = before.copy(), before_group.copy()
+    for k in items:
+        if expected_group[k] >= 0:
+            want_group[expected_group[k]] = True
+        else:
+            want[idx[expected_live[k]]] = True
+    assert given_up.tolist() == want.tolist() and given_up_group.tolist() == want_group.tolist()
+    assert items or not (given_up != before).any()

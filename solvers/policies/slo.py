@@ -92,14 +92,18 @@ class SloPolicy(Policy):
         self.params = SloParams(**params)
         self._load = OfferedLoad()
         self._groups = GroupDeadlines()
-        self._given_up = np.zeros(0, dtype=bool)  # per request index
-        self._given_up_group = np.zeros(0, dtype=bool)  # per group index (+1: "no group", never set)
+        self._clear()
 
     def reset(self, engine: EngineSpec) -> None:
+        self._clear()
+
+    def _clear(self) -> None:
         self._load.clear()
         self._groups.clear()
-        self._given_up = np.zeros(0, dtype=bool)
-        self._given_up_group = np.zeros(0, dtype=bool)
+        self._given_up = np.zeros(0, dtype=bool)  # per request index
+        self._given_up_group = np.zeros(0, dtype=bool)  # per group index
+        self._group_size = np.zeros(0)  # per group index: its members (fixed when the group appears)
+        self._sized = 0  # groups whose size is in _group_size
 
     def slack(self, view: EngineView) -> SlackEstimate:
         """Slack, doom and due times of every live request (slo_slack.py)."""
@@ -108,38 +112,31 @@ class SloPolicy(Policy):
     # ---- admission ------------------------------------------------------------------------------
     def _admission(self, view: EngineView, est: SlackEstimate) -> np.ndarray:
         """Requests given up on (this decision or before) because the SLO work cannot all fit
-        (`_give_ups`, at most `max_rejections` per decision to keep decide() cheap)."""
-        self._given_up = grown(self._given_up, int(view.idx.max()) + 1, fill=False)
-        self._given_up_group = grown(self._given_up_group, len(view.groups) + 1, fill=False)
-        given_up = self._given_up_mask(view)
-        eligible = ~(est.doomed | given_up) & (view.release <= view.now + 1e-12)
-        pend = [p for p in est.pending if not self._given_up_group[p.group]]
-        if not pend and not eligible.any():
-            return given_up
-        group = np.where(view.cls == signals.BULK, view.group, -1)
+        (`_moore_hodgson`, at most `max_rejections` per decision to keep decide() cheap)."""
+        self._track_groups(view)
+        pend = est.pending
         if pend:  # not released yet: their prompt's prefill and one token, at the least
-            group = np.concatenate([group, np.array([p.group for p in pend], dtype=np.int64)])
-        slot, slot_size = self._group_slots(view, group)
-        positions, groups = _give_ups(
-            signals.engine_costs(view.engine), view.now, est.iteration, eligible, est.hi, view.generated,
-            view.prompt_len, view.prefill_after_hits(), est.steps_hi, est.due,
-            np.array([p.tokens for p in pend]), np.array([p.duration for p in pend]),
-            np.array([p.due for p in pend]), group, slot, slot_size, self.params.max_rejections)
-        if not len(positions):
-            return given_up
-        self._given_up_group[groups[groups >= 0]] = True
-        self._given_up[view.idx[positions[groups < 0]]] = True
+            pending = np.array([(p.tokens, p.duration, p.due, p.group) for p in pend]).T
+        else:
+            pending = _NO_PENDING
+        live, demand, due, group, score = _admission_items(
+            signals.engine_costs(view.engine), view.now, est.iteration, est.doomed, self._given_up,
+            self._given_up_group, self._group_size, view.idx, view.cls, view.group, view.release, est.hi,
+            view.generated, view.prompt_len, view.prefill_after_hits(), est.steps_hi, est.due, pending)
+        if len(demand):
+            _moore_hodgson(np.argsort(due, kind="stable"), demand, due, group, score, view.now,
+                           self.params.max_rejections, live, view.idx, self._given_up, self._given_up_group)
         return self._given_up_mask(view)
 
-    @staticmethod
-    def _group_slots(view: EngineView, group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per admission item, a slot shared by its bulk group's items (items outside a group share
-        one too, unused), and each slot's group size: only the groups with live members are read."""
-        if not (group >= 0).any():
-            return np.zeros(len(group), dtype=np.int64), np.ones(1)
-        ids, slot = np.unique(group, return_inverse=True)
-        sizes = np.array([len(view.groups[g].members) if g >= 0 else 1 for g in ids.tolist()], dtype=np.float64)
-        return slot.astype(np.int64), sizes
+    def _track_groups(self, view: EngineView) -> None:
+        """Room for every request and group seen, and the size of each group new since the last
+        decision (only those: a long run has tens of thousands)."""
+        self._given_up = grown(self._given_up, int(view.idx.max()) + 1, fill=False)
+        self._given_up_group = grown(self._given_up_group, len(view.groups), fill=False)
+        self._group_size = grown(self._group_size, len(view.groups), fill=0)
+        for g in range(self._sized, len(view.groups)):
+            self._group_size[g] = len(view.groups[g].members)
+        self._sized = len(view.groups)
 
     def _given_up_mask(self, view: EngineView) -> np.ndarray:
         mask = self._given_up[view.idx]
@@ -275,72 +272,67 @@ class SloPolicy(Policy):
         return bool(((view.group >= 0) & self._given_up_group[np.maximum(view.group, 0)]).any())
 
 
-def _give_ups(costs, now, t, eligible, hi, generated, prompt_len, prefill, steps_hi, due, pending_tokens,
-              pending_duration, pending_due, group, slot, slot_size, max_rejections):
-    """Admission control's give-ups (`_moore_hodgson` over `_admission_items` in due order), at
-    most `max_rejections`: the view position (-1 for a pending member) and group (-1: none) of
-    each item given up, in order.
-
-    Items: the `eligible` view positions, then the bulk members not released yet (`pending_*`:
-    their prompt's prefill and one token, at the least). `group`/`slot`: per item (view positions
-    first), -1 outside a bulk group; `slot_size`: the group size of each slot. The due order is
-    numpy's stable sort (faster than a compiled merge sort).
-    """
-    live = np.flatnonzero(eligible)
-    demand, item_due, item_group, score = _admission_items(costs, t, live, hi, generated, prompt_len, prefill,
-                                                           steps_hi, due, pending_tokens, pending_duration,
-                                                           pending_due, group, slot, slot_size)
-    items = _moore_hodgson(np.argsort(item_due, kind="stable"), demand, item_due, item_group, score, now,
-                           max_rejections)
-    positions = np.full(len(items), -1, dtype=np.int64)  # -1: a pending member
-    released = items < len(live)
-    positions[released] = live[items[released]]
-    return positions, item_group[items]
+_NO_PENDING = np.empty((4, 0))  # (tokens, duration, due, group) of bulk members not released yet
 
 
 @kernel
-def _admission_items(costs, t, live, hi, generated, prompt_len, prefill, steps_hi, due, pending_tokens,
-                     pending_duration, pending_due, group, slot, slot_size):
-    """Per admission item: its engine seconds (signals.engine_seconds_at), due time, group, and
-    engine seconds per SLO met (a bulk group's work over its size: it meets one SLO per member or
-    none; a lone request's own work)."""
-    n_live, n_view = len(live), len(group) - len(pending_tokens)
-    m = n_live + len(pending_tokens)
-    demand, item_due = np.empty(m), np.empty(m)
-    item_group, item_slot = np.empty(m, dtype=np.int64), np.empty(m, dtype=np.int64)
+def _admission_items(costs, now, t, doomed, given_up, given_up_group, group_size, idx, cls, view_group, release,
+                     hi, generated, prompt_len, prefill, steps_hi, view_due, pending):
+    """Admission control's items: the live requests neither doomed nor given up on (`live`, view
+    positions), then the bulk members not released yet of groups not given up on (`pending`
+    rows: tokens, duration, due, group; their prompt's prefill and one token, at the least).
+    Per item: its engine seconds (signals.engine_seconds_at), due time, bulk group (-1: none),
+    and engine seconds per SLO met (a bulk group's work over its size: it meets one SLO per
+    member or none; a lone request's own work)."""
+    n = len(idx)
+    out = np.zeros(n, dtype=np.bool_)
+    for i in range(n):
+        out[i] = doomed[i] or given_up[idx[i]] or (view_group[i] >= 0 and given_up_group[view_group[i]])
+        out[i] = out[i] or release[i] > now + 1e-12
+    live = np.flatnonzero(~out)
+    kept = np.zeros(pending.shape[1], dtype=np.bool_)
+    for j in range(pending.shape[1]):
+        kept[j] = not given_up_group[int(pending[3, j])]
+    kept = np.flatnonzero(kept)
+    m = len(live) + len(kept)
+    demand, due, group = np.empty(m), np.empty(m), np.full(m, -1, dtype=np.int64)
+    for k in range(len(live)):
+        i = live[k]
+        decode = hi[i] - generated[i]
+        context = prompt_len[i] + generated[i] + decode / 2.0
+        demand[k] = signals.engine_seconds_at(costs, float(prefill[i]), decode, context, steps_hi[i])
+        due[k] = view_due[i]
+        if cls[i] == signals.BULK:
+            group[k] = view_group[i]
+    for j in range(len(kept)):
+        tokens, k = pending[0, kept[j]], len(live) + j
+        demand[k] = signals.engine_seconds_at(costs, tokens - 1.0, 1.0, tokens, pending[1, kept[j]] / t)
+        due[k], group[k] = pending[2, kept[j]], int(pending[3, kept[j]])
+    top = -1
     for k in range(m):
-        i = live[k] if k < n_live else n_view + k - n_live  # row of `group` and `slot`
-        if k < n_live:
-            decode = hi[i] - generated[i]
-            context = prompt_len[i] + generated[i] + decode / 2.0
-            demand[k] = signals.engine_seconds_at(costs, float(prefill[i]), decode, context, steps_hi[i])
-            item_due[k] = due[i]
-        else:
-            tokens = pending_tokens[k - n_live]
-            demand[k] = signals.engine_seconds_at(costs, tokens - 1.0, 1.0, tokens, pending_duration[k - n_live] / t)
-            item_due[k] = pending_due[k - n_live]
-        item_group[k], item_slot[k] = group[i], slot[i]
-    group_work = np.zeros(len(slot_size))
+        top = max(top, group[k])
+    group_work = np.zeros(top + 1)
     for k in range(m):
-        if item_group[k] >= 0:
-            group_work[item_slot[k]] += demand[k]
+        if group[k] >= 0:
+            group_work[group[k]] += demand[k]
     score = demand.copy()
     for k in range(m):
-        if item_group[k] >= 0:
-            score[k] = group_work[item_slot[k]] / slot_size[item_slot[k]]
-    return demand, item_due, item_group, score
+        if group[k] >= 0:
+            score[k] = group_work[group[k]] / group_size[group[k]]
+    return live, demand, due, group, score
 
 
 @kernel
-def _moore_hodgson(order, demand, due, group, score, now, max_rejections):
+def _moore_hodgson(order, demand, due, group, score, now, max_rejections, live, idx, given_up, given_up_group):
     """Moore-Hodgson on an aggregate engine: in order of due time (`order`), the cumulative engine
     seconds of the admitted work must fit the time until each due time; at the first overflow the
-    admitted item with the highest `score` is given up (with every item of its group, if any).
-    The items given up, in order. The running sums are kept across give-ups and redone only from
-    the first position a give-up changed (nothing before it moved)."""
+    admitted item with the highest `score` is given up (with every item of its group, if any),
+    at most `max_rejections` times. Marks them in `given_up` (per request index; items are the
+    view positions `live`, then pending bulk members, which always have a group) and
+    `given_up_group`. The running sums are kept across give-ups and redone only from the first
+    position a give-up changed (nothing before it moved)."""
     admitted = np.ones(len(order), dtype=np.bool_)
     sums = np.empty(len(order))  # running sums of the admitted work in due order, valid before `start`
-    out = np.empty(max_rejections, dtype=np.int64)
     given, start = 0, 0
     while given < max_rejections:
         first, run = -1, sums[start - 1] if start > 0 else 0.0
@@ -356,17 +348,17 @@ def _moore_hodgson(order, demand, due, group, score, now, max_rejections):
         for r in range(first + 1):
             if admitted[r] and (victim < 0 or score[order[r]] > score[order[victim]]):
                 victim = r
-        out[given] = order[victim]
         given += 1
         start = victim
         if group[order[victim]] < 0:
             admitted[victim] = False
+            given_up[idx[live[order[victim]]]] = True
             continue
+        given_up_group[group[order[victim]]] = True
         for r in range(len(order) - 1, -1, -1):  # the whole group; `start`: its first position
             if group[order[r]] == group[order[victim]]:
                 admitted[r] = False
                 start = r
-    return out[:given]
 
 
 @kernel
