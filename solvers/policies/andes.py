@@ -97,6 +97,31 @@ def _buffer_each(arrival, ttft_target, generated, read_rate, lag, now):
 
 
 @kernel
+def _evictable(resident: np.ndarray, chosen: np.ndarray, buffer: np.ndarray, pre_iters: np.ndarray, t_tok: float,
+               keep: float) -> np.ndarray:
+    """Unchosen residents whose buffer, once their prefill iterations (of t_tok each) are spent,
+    still covers `keep` seconds (dt plus the eviction hysteresis)."""
+    out = np.zeros(len(resident), dtype=np.bool_)
+    for i in range(len(resident)):
+        out[i] = resident[i] and not chosen[i] and buffer[i] - pre_iters[i] * t_tok > keep
+    return out
+
+
+@kernel
+def _least_buffer_out(read_rate: np.ndarray, chosen: np.ndarray, release: np.ndarray, runnable_by: float,
+                      buffer: np.ndarray) -> tuple[bool, float]:
+    """Whether a stream that could run (released by `runnable_by`) is left out, and the least
+    buffer of those (nan if one is nan, as np.min)."""
+    out, least = False, np.inf
+    for i in range(len(buffer)):
+        if np.isfinite(read_rate[i]) and not chosen[i] and release[i] <= runnable_by:
+            if buffer[i] != buffer[i]:
+                return True, np.nan
+            out, least = True, min(least, buffer[i])
+    return out, least
+
+
+@kernel
 def _ranking_keys(rows: np.ndarray, idx: np.ndarray, arrival: np.ndarray, third: np.ndarray,
                   last: np.ndarray) -> np.ndarray:
     """The keys (index, arrival, `third`, `last`) of some requests, gathered in one pass in
@@ -229,7 +254,7 @@ class AndesPolicy(Policy):
         chosen = np.zeros(n, dtype=bool)
         chosen[best_taken] = True
         buffer = self.buffer(view)
-        evictable = view.resident & ~chosen & (buffer - pre_iters * best_t > self.horizon + self.evict_buffer)
+        evictable = _evictable(view.resident, chosen, buffer, pre_iters, best_t, self.horizon + self.evict_buffer)
         chosen, ranked = self._affordable(view, chosen, evictable, buffer, best_values, blocks, growth, total, best_t)
         chosen = self._fill(view, chosen, evictable, buffer, blocks, capacity)
         victims = self._victims(view, chosen, evictable, buffer, growth, ranked)
@@ -238,10 +263,10 @@ class AndesPolicy(Policy):
         density = best_values[run_pos] / np.maximum(blocks[run_pos], 1.0)
         run_pos = run_pos[np.lexsort((view.idx[run_pos], view.arrival[run_pos], buffer[run_pos], -density))]
         # ask again before the next stream left out starts losing QoE (it needs dt of notice)
-        out = np.isfinite(view.read_rate) & ~chosen & (view.release <= view.now + 1e-12)
         recheck = None
-        if out.any():
-            recheck = view.now + max(float(buffer[out].min()) - self.horizon, self.horizon / 4.0)
+        out, least = _least_buffer_out(view.read_rate, chosen, view.release, view.now + 1e-12, buffer)
+        if out:
+            recheck = view.now + max(least - self.horizon, self.horizon / 4.0)
         return Plan(run=view.idx[run_pos], preempt=view.idx[victims], recheck_at=recheck)
 
     def _affordable(self, view: EngineView, chosen: np.ndarray, evictable: np.ndarray, buffer: np.ndarray,
