@@ -129,8 +129,10 @@ def _bulk_deadlines(view: EngineView, params: SloParams, groups: GroupDeadlines,
                     lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[PendingMember, ...]]:
     """Bulk members' DAG latest finish times, conservative and optimistic (view positions),
     plus the members not released yet (`lengths`: _lengths')."""
+    if not view.groups:
+        return view.deadline, view.deadline, ()
     bulk = np.flatnonzero(view.cls == signals.BULK)
-    if not len(bulk) or not view.groups:
+    if not len(bulk):
         return view.deadline, view.deadline, ()
     due = np.repeat(view.deadline[:, None], 2, axis=1)
     dur = np.stack([lengths[3] * t, lengths[4] * t], axis=1)
