@@ -82,6 +82,15 @@ def test_residents_sharing_prefix_blocks_that_fit_all_run():
     assert plan.preempt.tolist() == []
 
 
+def test_buffer_is_infinite_unless_a_stream():
+    # a stream: next token due at 0.5 + 25/0.5 = 50.5 s, lag 1 s: read at 51.5 s at the earliest
+    rows = [dict(cls=0, arrival=0.0, ttft_target=0.5, generated=25, lag=1.0, read_rate=0.5, resident=True, computed=30,
+                 pred=50.0),
+            dict(cls=1, arrival=0.0, pred=50.0)]
+    buffer = AndesPolicy.buffer(make_view(rows, engine=ENGINE, now=2.0))
+    assert buffer.tolist() == [pytest.approx(49.5), float("inf")]
+
+
 def test_rejects_bad_parameters():
     with pytest.raises(ValueError, match="horizon"):
         AndesPolicy(horizon=0)

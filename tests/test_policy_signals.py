@@ -62,6 +62,13 @@ def test_qoe_gain_zero_with_full_buffer_and_positive_when_starving():
     assert gain[1] > 0.05
 
 
+def test_qoe_gain_is_zero_for_a_request_that_is_not_a_stream():
+    view = make_view([dict(cls=1, arrival=0.0, generated=0, pred=30.0),
+                      dict(cls=0, arrival=0.0, generated=0, pred=30.0)], now=1.1)
+    gain = signals.qoe_gain(view, horizon=1.0, t_tok=0.1, total=np.array([30.0, 30.0]), t_first=0.1)
+    assert gain[0] == 0.0 and gain[1] > 0.05
+
+
 def test_steps_to_finish_counts_prefill_iterations():
     view = make_view([dict(cls=1, prompt_len=130, pred=5.0), dict(cls=1, generated=2, resident=True, computed=9,
                                                                     pred=5.0)])

@@ -28,6 +28,15 @@ def test_head_is_the_start_of_lexsort(seed: int, n: int, k: int, depth: int) -> 
     assert np.array_equal(ranking.head(keys, k), np.lexsort(keys)[:k])
 
 
+@settings(max_examples=50, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 3000), k=st.integers(0, 3100))
+def test_head_of_a_key_array_is_that_of_its_columns(seed: int, n: int, k: int) -> None:
+    # the transpose of a row-per-item array (sorted without a copy), as np.lexsort takes a (k, n) array
+    keys = _keys(seed, n)
+    rows = np.stack(keys, axis=1, dtype=np.float64)
+    assert np.array_equal(ranking.head(rows.T, k), np.lexsort(keys)[:k])
+
+
 @settings(max_examples=100, deadline=None)
 @given(seed=st.integers(0, 10_000), n=st.integers(1, 3000), seats=st.integers(1, 300), room=st.integers(0, 5000))
 def test_greedy_in_ranking_takes_what_the_full_ranking_takes(seed: int, n: int, seats: int, room: int) -> None:

@@ -36,9 +36,9 @@ def head(keys: tuple[np.ndarray, ...], k: int) -> np.ndarray:
         return np.empty(0, dtype=np.int64)
     # one row of keys per item, so a comparison reads one cache line (integer keys are exact
     # below 2**53, as request indices are; a bool is 0 or 1)
-    rows = np.ascontiguousarray(keys.T, dtype=np.float64) if isinstance(keys, np.ndarray) \
-        else np.stack(keys, axis=1, dtype=np.float64)
-    return _first_rows(rows, k)
+    if isinstance(keys, np.ndarray):
+        return _first_rows(np.ascontiguousarray(keys.T, dtype=np.float64), k)
+    return _first_rows(np.stack(keys, axis=1, dtype=np.float64), k)
 
 
 @kernel
@@ -139,8 +139,9 @@ def greedy_in_ranking(keys: tuple[np.ndarray, ...], values: np.ndarray, weights:
     def whole_walk(rows: np.ndarray) -> bool:
         nonlocal taken
         taken = greedy_walk(values, weights, capacities, max_items, rows)
-        return len(taken) >= max_items or not _fits_outside(values, weights, capacities - weights[taken].sum(axis=0),
-                                                            rows)
+        if len(taken) >= max_items:
+            return True
+        return not _fits_outside(values, weights, capacities - weights[taken].sum(axis=0), rows)
 
     walk(keys, whole_walk, first=first)
     return taken
