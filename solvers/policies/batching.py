@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from formulations.online import EngineView, Plan, admission_blocks, blocks_to_admit
+from formulations.online import EngineView, Plan, admission_blocks
 from solvers.compiled import kernel
 from solvers.knapsack.greedy import greedy_knapsack
 from solvers.policies import ranking, signals
@@ -149,8 +149,6 @@ def fill_budget(view: EngineView, chosen: np.ndarray, order: np.ndarray, victims
                  engine.watermark_blocks)
 
 
-_blocks_to_admit = kernel(blocks_to_admit)
-
 
 @kernel
 def _fill(order, chosen, victims, blocks, tokens, kv_blocks, prefill_left, prefill_after_hits, in_cache, resident,
@@ -183,8 +181,8 @@ def _fill(order, chosen, victims, blocks, tokens, kv_blocks, prefill_left, prefi
         if resident[pos]:
             need = -(-(in_cache[pos] + chunk) // block_size) - kv_blocks[pos]
         else:  # the engine's admission check (whole prompt under the full-prompt gate)
-            need = _blocks_to_admit(in_cache[pos], max(left, 1), chunk, kv_blocks[pos], block_size,
-                                    reserve_full_prompt)
+            need = signals.blocks_to_admit_at(in_cache[pos], max(left, 1), chunk, kv_blocks[pos], block_size,
+                                              reserve_full_prompt)
         if need + (0 if resident[pos] else watermark_blocks) > room:  # the watermark stays free
             waiting_closed = waiting_closed or not resident[pos]
             continue

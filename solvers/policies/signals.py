@@ -137,7 +137,7 @@ def kv_weights(view: EngineView) -> tuple[np.ndarray, np.ndarray]:
                             engine.block_size, engine.reserve_full_prompt)
 
 
-_blocks_to_admit = kernel(blocks_to_admit)
+blocks_to_admit_at = kernel(blocks_to_admit)  # formulations.online's admission rule, compiled
 
 
 @kernel
@@ -152,7 +152,7 @@ def kv_weight_at(resident: bool, prefill: int, in_cache: int, budget: int, block
     chunk = min(prefill, budget) if prefill > 0 else 1
     if resident:
         return float(-(-(in_cache + chunk) // block_size)), float(chunk)
-    return float(_blocks_to_admit(in_cache, max(prefill, 1), chunk, 0, block_size, reserve_full_prompt)), float(chunk)
+    return float(blocks_to_admit_at(in_cache, max(prefill, 1), chunk, 0, block_size, reserve_full_prompt)), float(chunk)
 
 
 @kernel
