@@ -60,4 +60,8 @@ class HeldPlan:
         """The held plan's run set, minus requests no longer live (its preemptions and
         rejections were applied when it was decided)."""
         run = np.asarray(self.plan.run, dtype=np.int64)
-        return Plan(run=run[np.isin(run, live)])
+        if not len(live):
+            return Plan(run=run[:0])
+        ordered = np.sort(live)  # a binary search per request: np.isin costs several times more
+        found = ordered[np.minimum(np.searchsorted(ordered, run), len(live) - 1)]
+        return Plan(run=run[found == run])

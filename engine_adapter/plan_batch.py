@@ -18,6 +18,7 @@ import numpy as np
 
 from engine_adapter.plan_rules import form_batch
 from formulations.online import EngineView, Plan, PlanError
+from solvers.compiled import kernel
 
 
 @dataclass
@@ -56,9 +57,6 @@ def decide_batch(view: EngineView, plan: Plan, admitted_at: np.ndarray,
     run = _positions(view.idx, plan.run, "run")
     preempt = _positions(view.idx, plan.preempt, "preempt")
     n = len(view.idx)
-    if (len(run) and np.bincount(run, minlength=n).max() > 1) or (
-            len(preempt) and np.bincount(preempt, minlength=n).max() > 1):
-        raise PlanError("plan.run or plan.preempt names a request twice")
     resident, kv_blocks, free = view.resident, view.kv_blocks, int(view.free_blocks)
     if len(preempt):
         if np.isin(preempt, run).any():
@@ -85,15 +83,35 @@ def decide_batch(view: EngineView, plan: Plan, admitted_at: np.ndarray,
 
 
 def _positions(idx: np.ndarray, requests: np.ndarray, name: str) -> np.ndarray:
-    """Columns of the view holding the request indices `requests`; PlanError for any not live."""
+    """Columns of the view holding the request indices `requests`; PlanError for any not live or
+    named twice."""
     requests = np.asarray(requests, dtype=np.int64)
     if len(requests) == 0:
         return np.empty(0, dtype=np.int64)
-    if len(idx) == 0:
-        raise PlanError(f"plan.{name} names request {int(requests[0])}, which is not live")
-    order = np.argsort(idx, kind="stable")
-    found = order[np.minimum(np.searchsorted(idx[order], requests), len(idx) - 1)]
-    missing = idx[found] != requests
+    found, twice = _columns_of(idx, requests)
+    missing = found < 0
     if missing.any():
         raise PlanError(f"plan.{name} names request {int(requests[missing][0])}, which is not live")
+    if twice:
+        raise PlanError(f"plan.{name} names a request twice")
     return found
+
+
+@kernel
+def _columns_of(idx, requests):
+    """The column of each of `requests` in `idx` (distinct request indices; -1: none), and whether
+    one is named twice. Compiled: as numpy expressions this cost a dozen interpreter round trips
+    per step, a sizeable part of the bridge's time (issue 13)."""
+    order = np.argsort(idx)
+    ordered = idx[order]
+    at = np.searchsorted(ordered, requests)
+    found = np.full(len(requests), -1, dtype=np.int64)
+    seen = np.zeros(len(idx), dtype=np.bool_)
+    twice = False
+    for j in range(len(requests)):
+        if at[j] < len(idx) and ordered[at[j]] == requests[j]:
+            column = order[at[j]]
+            twice = twice or seen[column]
+            seen[column] = True
+            found[j] = column
+    return found, twice

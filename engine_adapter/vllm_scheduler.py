@@ -49,6 +49,7 @@ from formulations.online import Plan, Policy
 from formulations.requests import CLASS_BY_CODE
 from formulations.requests import Request as SloRequest
 from formulations.requests import ValidationError
+from solvers.compiled import kernel
 
 skip_llvmlite_in_kernel_scan()  # an engine core process may load the policies before its workers start
 
@@ -212,9 +213,9 @@ class SloScheduler(Scheduler):
         """The running requests the plan may run this step (all of them, without async)."""
         return self.running
 
-    def _in_flight(self, live: list[Request]) -> np.ndarray | int:
+    def _in_flight(self, live: list[Request]) -> np.ndarray:
         """Output tokens scheduled but not yet returned, per live request (none without async)."""
-        return 0
+        return np.zeros(len(live), dtype=np.int64)
 
     def schedule(self, throttle_prefills: bool = False) -> SchedulerOutput:
         """`throttle_prefills` (DP prefill balancing) is never set: construction refuses the
@@ -400,13 +401,8 @@ class SloScheduler(Scheduler):
             self._live_resident = np.arange(n) < n_running
         rows, static, resident = self._live_rows, self._live_static, self._live_resident
         book = self.book
-        computed = book.computed[rows]
-        generated = book.delivered[rows]
-        total = static["prompt_len"] + generated + self._in_flight(live)  # = num_tokens (no speculative tokens);
-        # under async, tokens still on their way count as generated
-        decoding = (total > static["prompt_len"]) & (computed >= total - 1)
-        prefill_left = np.where(decoding, 0, total - computed)
-        kv_blocks = np.where(resident, -(-computed // self.block_size), 0)
+        computed, generated, prefill_left, kv_blocks = _progress(
+            rows, resident, static["prompt_len"], book.computed, book.delivered, self._in_flight(live), self.block_size)
         hit_blocks = cached = None
         if self.cache_config.enable_prefix_caching:
             hit_blocks = self._hit_blocks(live, n_running)
@@ -504,3 +500,25 @@ class SloScheduler(Scheduler):
         log["decide_seconds"].append(record.decide_seconds)
         log["step_seconds"].append(time.perf_counter() - record.began)
         self.log.scheduled.append(record.planned)  # request indices in plan (priority) order
+
+
+@kernel
+def _progress(rows, resident, prompt_len, book_computed, book_delivered, in_flight, block_size):
+    """The view's progress columns of the live requests at book `rows`: computed and generated
+    tokens, prefill tokens left, KV blocks held. A request decodes once it has an output token
+    (under async, one on its way counts: its next step feeds it) and all but its last token are
+    computed; otherwise it prefills its num_tokens (no speculative tokens) minus computed ones.
+    Compiled: as numpy expressions this cost a dozen interpreter round trips per step."""
+    n = len(rows)
+    computed = np.empty(n, dtype=np.int64)
+    generated = np.empty(n, dtype=np.int64)
+    prefill_left = np.empty(n, dtype=np.int64)
+    kv_blocks = np.empty(n, dtype=np.int64)
+    for k in range(n):
+        done, out = book_computed[rows[k]], book_delivered[rows[k]]
+        total = prompt_len[k] + out + in_flight[k]
+        decoding = total > prompt_len[k] and done >= total - 1
+        computed[k], generated[k] = done, out
+        prefill_left[k] = 0 if decoding else total - done
+        kv_blocks[k] = -(-done // block_size) if resident[k] else 0
+    return computed, generated, prefill_left, kv_blocks
