@@ -24,10 +24,6 @@ from formulations.schedule import RequestTimeline, Schedule
 from solvers.compiled import kernel
 
 
-_FLOATS = ("arrival", "release", "ttft_target", "read_rate", "deadline")
-_INTS = ("index", "prompt_len", "group")
-
-
 class RequestBook:
     """SLO state and timelines of every request seen by one engine run."""
 
@@ -37,11 +33,15 @@ class RequestBook:
         self.slot_of: dict[int, int] = {}  # request index -> row
         self._rows = 0
         cap = 64
-        # the static columns a view reads, as rows of two tables: one gather each per live set
-        self._floats = np.zeros((len(_FLOATS), cap))
-        self._ints = np.zeros((len(_INTS), cap), dtype=np.int64)
-        self._name_rows()
+        self.index = np.zeros(cap, dtype=np.int64)
         self.cls = np.zeros(cap, dtype=np.int8)
+        self.arrival = np.zeros(cap)
+        self.release = np.zeros(cap)
+        self.prompt_len = np.zeros(cap, dtype=np.int64)
+        self.ttft_target = np.zeros(cap)
+        self.read_rate = np.zeros(cap)
+        self.deadline = np.zeros(cap)
+        self.group = np.zeros(cap, dtype=np.int64)
         self.lag = np.zeros(cap)
         self.delay_area = np.zeros(cap)
         self.run_max = np.zeros(cap)  # max_j (delivered_j - (j-1)/r): the closed form of qoe.py
@@ -109,25 +109,13 @@ class RequestBook:
             ))
         return self.group_of[spec.id]
 
-    def _name_rows(self) -> None:
-        for name, column in zip(_FLOATS, self._floats, strict=True):
-            setattr(self, name, column)
-        for name, column in zip(_INTS, self._ints, strict=True):
-            setattr(self, name, column)
-
     def _grow(self) -> None:
-        for name in ("cls", "lag", "delay_area", "run_max", "delivered", "computed", "admitted_at", "preemption_count",
-                     "pred"):
+        for name in ("index", "cls", "arrival", "release", "prompt_len", "ttft_target", "read_rate", "deadline", "group", "lag",
+                     "delay_area", "run_max", "delivered", "computed", "admitted_at", "preemption_count", "pred"):
             old = getattr(self, name)
             new = np.zeros((2 * len(old),) + old.shape[1:], dtype=old.dtype)
             new[: len(old)] = old
             setattr(self, name, new)
-        for name in ("_floats", "_ints"):
-            old = getattr(self, name)
-            new = np.zeros((len(old), 2 * old.shape[1]), dtype=old.dtype)
-            new[:, : old.shape[1]] = old
-            setattr(self, name, new)
-        self._name_rows()
 
     # ---- events ------------------------------------------------------------------------------
     def row(self, index: int) -> int:
@@ -171,14 +159,11 @@ class RequestBook:
     def static_columns(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         """The view columns of `rows` that never change while a request lives (read-only: a
         caller may reuse them across steps while the live rows stay the same)."""
-        tables = np.take(self._floats, rows, axis=1), np.take(self._ints, rows, axis=1), self.cls[rows]
-        for table in tables:
-            table.flags.writeable = False  # and so are the rows taken from it below
-        floats, ints, cls = tables
-        cols = dict(zip(_FLOATS, floats, strict=True))
-        cols.update(zip(_INTS, ints, strict=True))
-        cols["idx"] = cols.pop("index")
-        cols["cls"] = cls
+        cols = dict(idx=self.index[rows], cls=self.cls[rows], arrival=self.arrival[rows], release=self.release[rows],
+                    prompt_len=self.prompt_len[rows], ttft_target=self.ttft_target[rows],
+                    read_rate=self.read_rate[rows], deadline=self.deadline[rows], group=self.group[rows])
+        for col in cols.values():
+            col.flags.writeable = False
         return cols
 
     def view(self, *, now: float, rows: np.ndarray, generated: np.ndarray, computed: np.ndarray,
