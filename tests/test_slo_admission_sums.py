@@ -2,7 +2,8 @@
 across give-ups and redoes them only from the first position a give-up changed; what it gives
 up on must be what a plain Moore-Hodgson over a full np.cumsum of the admitted work gives up on,
 bit for bit, whatever was given up before (single requests or whole bulk groups, released or
-pending, some already given up on or doomed)."""
+pending, some already given up on or doomed); the mask it returns marks exactly the live requests
+given up on, alone or with their group."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 
 from formulations.engine_spec import EngineSpec
 from solvers.policies import signals
-from solvers.policies.slo import _admission_items, _moore_hodgson
+from solvers.policies.slo import _DEMAND, _DUE, _GROUP, _LIVE, _admission_items, _moore_hodgson
 
 ENGINE = EngineSpec.from_profile("llama3-8b-h100")
 N_GROUPS = 5
@@ -60,11 +61,13 @@ def test_give_ups_are_the_full_cumsum_ones(seed: int, n: int, pending: int, max_
                      now + rng.uniform(0.0, 20.0, pending), rng.integers(0, N_GROUPS, pending).astype(np.float64)])
     before, before_group = given_up.copy(), given_up_group.copy()
 
-    live, demand, item_due, item_group, score = _admission_items(
+    items = _admission_items(
         signals.engine_costs(ENGINE), now, t, doomed, given_up, given_up_group, sizes, idx, cls, group, release,
         hi, generated, prompt, prefill, steps_hi, due, pend)
-    _moore_hodgson(np.argsort(item_due, kind="stable"), demand, item_due, item_group, score, now, max_rejections,
-                   live, idx, given_up, given_up_group)
+    mask = _moore_hodgson(np.argsort(items[_DUE], kind="stable"), items, now, max_rejections, idx, group, given_up,
+                          given_up_group)
+    live = items[_LIVE][items[_LIVE] >= 0].astype(np.int64)
+    demand, item_group = items[_DEMAND], items[_GROUP].astype(np.int64)
 
     out = doomed | before[idx] | ((group >= 0) & before_group[np.maximum(group, 0)]) | (release > now + 1e-12)
     expected_live = np.flatnonzero(~out)
@@ -86,4 +89,5 @@ def test_give_ups_are_the_full_cumsum_ones(seed: int, n: int, pending: int, max_
         else:
             want[idx[expected_live[k]]] = True
     assert given_up.tolist() == want.tolist() and given_up_group.tolist() == want_group.tolist()
+    assert mask.tolist() == (want[idx] | ((group >= 0) & want_group[np.maximum(group, 0)])).tolist()
     assert items or not (given_up != before).any()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from formulations.online import EngineView, Plan, admission_blocks
+from formulations.online import EngineView, Plan
 from solvers.compiled import kernel
 from solvers.knapsack.greedy import greedy_knapsack
 from solvers.policies import ranking, signals
@@ -59,7 +59,17 @@ def select(view: EngineView, order: np.ndarray) -> np.ndarray:
 def shortfall(view: EngineView, chosen: np.ndarray, blocks: np.ndarray) -> float:
     """KV blocks the chosen batch needs beyond the free ones (<= 0: it fits without evictions).
     `blocks`: signals.kv_weights(view)[0]."""
-    return float(np.where(view.resident, blocks - view.kv_blocks, blocks)[chosen].sum()) - view.free_blocks
+    return _shortfall(view.resident, chosen, blocks, view.kv_blocks, view.free_blocks)
+
+
+@kernel
+def _shortfall(resident, chosen, blocks, kv_blocks, free_blocks):
+    """shortfall's sum: a resident needs its growth, a waiting request all its blocks."""
+    need = 0.0
+    for i in range(len(chosen)):
+        if chosen[i]:
+            need += blocks[i] - kv_blocks[i] if resident[i] else blocks[i]
+    return need - free_blocks
 
 
 def victims(view: EngineView, chosen: np.ndarray, evict_rank: np.ndarray, blocks: np.ndarray) -> np.ndarray:
@@ -105,21 +115,37 @@ def plan_in_order(view: EngineView, order: np.ndarray, recheck_at: float | None 
 def all_fit(view: EngineView) -> np.ndarray | None:
     """Every live request in run order (residents first, then by arrival) when all of them fit
     this iteration at once (seats, whole prefill chunks in the token budget, KV growth in the
-    free blocks); None when a choice has to be made. A handful of numpy calls: it runs at every
-    decision of a policy that skips its ranking when there is nothing to choose."""
+    free blocks); None when a choice has to be made. It runs at every decision of a policy that
+    skips its ranking when there is nothing to choose, so the test is one compiled pass."""
     engine = view.engine
-    if len(view) > engine.max_seqs or float(view.release.max()) > view.now + 1e-12:
-        return None
-    prefill = view.prefill_after_hits()  # what the engine charges a waiting request, as in fill_budget
-    step = np.maximum(np.minimum(prefill, engine.token_budget), 1)  # tokens if run
-    if int(step.sum()) > engine.token_budget:
+    if len(view) > engine.max_seqs:
         return None
     in_cache = view.computed if view.cached is None else view.computed + view.cached
-    growth = np.where(view.resident, -(-(view.computed + step) // engine.block_size) - view.kv_blocks,
-                      admission_blocks(in_cache, np.maximum(prefill, 1), step, 0, engine))
-    if int(growth.sum()) > view.free_blocks:
+    if not _fits_at_once(view.release, view.now, view.prefill_after_hits(), in_cache, view.computed, view.kv_blocks,
+                         view.resident, view.free_blocks, engine.token_budget, engine.block_size,
+                         engine.reserve_full_prompt):
         return None
     return np.lexsort((view.arrival, ~view.resident))
+
+
+@kernel
+def _fits_at_once(release, now, prefill, in_cache, computed, kv_blocks, resident, free_blocks, budget, block_size,
+                  reserve_full_prompt):
+    """Whether every request is released and their whole chunks (`prefill`: after prefix-cache
+    hits, as fill_budget charges them) fit the token budget and their KV growth (a waiting one's:
+    the engine's admission blocks) the free blocks."""
+    tokens = growth = 0
+    for i in range(len(release)):
+        if release[i] > now + 1e-12:
+            return False
+        step = max(min(prefill[i], budget), 1)
+        tokens += step
+        if resident[i]:
+            growth += -(-(computed[i] + step) // block_size) - kv_blocks[i]
+        else:
+            growth += signals.blocks_to_admit_at(in_cache[i], max(prefill[i], 1), step, 0, block_size,
+                                                 reserve_full_prompt)
+    return tokens <= budget and growth <= free_blocks
 
 
 def fill_budget(view: EngineView, chosen: np.ndarray, order: np.ndarray, victims: np.ndarray,

@@ -15,6 +15,7 @@ from collections import deque
 import numpy as np
 
 from formulations.online import EngineView
+from solvers.compiled import kernel
 from solvers.policies import signals
 from solvers.policies.per_request import grown
 
@@ -41,9 +42,10 @@ class OfferedLoad:
             self._start = now
         if len(view):
             self._seen = grown(self._seen, int(view.idx.max()) + 1, fill=False)
-            new = np.flatnonzero(~self._seen[view.idx])
-            if len(new):
-                self._record(view, new)
+            work = _first_seen_work(self._seen, view.idx, view.predicted_output(0.5), view.prompt_len,
+                                    signals.engine_costs(view.engine), view.engine.token_budget).tolist()
+            self._arrivals.extend((now, w) for w in work)
+            self._total += sum(work)
         arrivals, horizon = self._arrivals, now - self.window
         while arrivals and arrivals[0][0] <= horizon:
             self._total -= arrivals.popleft()[1]
@@ -52,11 +54,19 @@ class OfferedLoad:
         span = max(min(self.window, now - self._start), self.min_span)
         return self._total / span
 
-    def _record(self, view: EngineView, new: np.ndarray) -> None:
-        self._seen[view.idx[new]] = True
-        out = np.maximum(view.predicted_output(0.5)[new], 1.0)
-        prompt = view.prompt_len[new].astype(np.float64)
-        steps = -(-prompt // view.engine.token_budget) + out - 1.0
-        work = signals.engine_seconds(view.engine, prompt, out, prompt + out / 2.0, steps).tolist()
-        self._arrivals.extend((view.now, w) for w in work)
-        self._total += sum(work)
+
+@kernel
+def _first_seen_work(seen, idx, mid, prompt_len, costs, budget):
+    """Engine seconds of each live request not seen before, in view order (signals.engine_seconds_at
+    with the median predicted length, at least one token; its prompt prefilled in budget-sized
+    chunks); marks them seen."""
+    work, count = np.empty(len(idx)), 0
+    for i in range(len(idx)):
+        if seen[idx[i]]:
+            continue
+        seen[idx[i]] = True
+        out, prompt = max(mid[i], 1.0), float(prompt_len[i])
+        steps = signals.prefill_iterations_at(prompt_len[i], budget) + out - 1.0
+        work[count] = signals.engine_seconds_at(costs, prompt, out, prompt + out / 2.0, steps)
+        count += 1
+    return work[:count]

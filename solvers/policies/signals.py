@@ -58,11 +58,20 @@ def engine_seconds(engine: EngineSpec, prefill: np.ndarray, decode: np.ndarray, 
 
 
 def engine_costs(engine: EngineSpec) -> np.ndarray:
-    """What `engine_seconds_at` reads of an engine, as one float vector (nan slot_time: not slotted)."""
-    lat = engine.latency
-    slot = np.nan if engine.slot_time is None else engine.slot_time
-    return np.array([engine.block_size, engine.kv_blocks, engine.max_seqs, engine.token_budget, slot,
-                     lat.c0, lat.c_prefill, lat.c_decode, lat.c_ctx], dtype=np.float64)
+    """What `engine_seconds_at` reads of an engine, as one read-only float vector (nan slot_time:
+    not slotted). Kept for the last engine asked about: every decision of a run asks about the
+    same one, and building the vector costs more than a small decision's own arithmetic."""
+    if _last_costs[0] is not engine:
+        lat = engine.latency
+        slot = np.nan if engine.slot_time is None else engine.slot_time
+        costs = np.array([engine.block_size, engine.kv_blocks, engine.max_seqs, engine.token_budget, slot,
+                          lat.c0, lat.c_prefill, lat.c_decode, lat.c_ctx], dtype=np.float64)
+        costs.setflags(write=False)
+        _last_costs[:] = [engine, costs]
+    return _last_costs[1]
+
+
+_last_costs: list = [None, None]  # (engine, engine_costs(engine)); EngineSpec is frozen
 
 
 @kernel
@@ -93,9 +102,23 @@ def _engine_seconds_each(costs, prefill, decode, context, steps):
 
 
 def prefill_iterations(view: EngineView) -> np.ndarray:
-    """Iterations needed before the next token: ceil(prefill after prefix-cache hits / token
-    budget), 0 if decoding."""
-    return -(-view.prefill_after_hits() // view.engine.token_budget)
+    """Iterations needed before the next token (`prefill_iterations_at`, elementwise)."""
+    return _prefill_iterations_each(view.prefill_after_hits(), view.engine.token_budget)
+
+
+@kernel
+def prefill_iterations_at(prefill: int, budget: int) -> int:
+    """Iterations needed before the next token with `prefill` tokens left to prefill after
+    prefix-cache hits: ceil(prefill / token budget), 0 if decoding."""
+    return -(-prefill // budget)
+
+
+@kernel
+def _prefill_iterations_each(prefill, budget):
+    out = np.empty(len(prefill), dtype=np.int64)
+    for i in range(len(prefill)):
+        out[i] = prefill_iterations_at(prefill[i], budget)
+    return out
 
 
 def steps_to_finish(view: EngineView, total: np.ndarray, pre: np.ndarray | None = None) -> np.ndarray:
@@ -129,7 +152,14 @@ def _steps_each(total, generated, pre):
 
 def kv_weights(view: EngineView) -> tuple[np.ndarray, np.ndarray]:
     """(blocks held after this iteration if run, tokens this iteration if run) per request
-    (`kv_weight_at`, elementwise)."""
+    (`kv_weight_at`, elementwise): the columns of `kv_weight_columns`."""
+    weights = kv_weight_columns(view)
+    return weights[:, 0], weights[:, 1]
+
+
+def kv_weight_columns(view: EngineView) -> np.ndarray:
+    """(n, 2): per request, blocks held after this iteration if run and tokens this iteration
+    if run (`kv_weight_at`), as a knapsack's weight matrix."""
     # a waiting request's prefix-cache hit is in its blocks too
     in_cache = view.computed if view.cached is None else view.computed + view.cached
     engine = view.engine
@@ -157,11 +187,11 @@ def kv_weight_at(resident: bool, prefill: int, in_cache: int, budget: int, block
 
 @kernel
 def _kv_weights_each(resident, prefill, in_cache, budget, block_size, reserve_full_prompt):
-    blocks, tokens = np.empty(len(resident)), np.empty(len(resident))
+    out = np.empty((len(resident), 2))
     for i in range(len(resident)):
-        blocks[i], tokens[i] = kv_weight_at(resident[i], prefill[i], in_cache[i], budget, block_size,
+        out[i, 0], out[i, 1] = kv_weight_at(resident[i], prefill[i], in_cache[i], budget, block_size,
                                             reserve_full_prompt)
-    return blocks, tokens
+    return out
 
 
 _SHARED = ("now", "quantile_levels", "free_blocks", "engine", "groups")  # not per request

@@ -44,7 +44,7 @@ order, and the 2-D knapsack.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -60,9 +60,9 @@ from solvers.policies.slo_params import SloParams
 from solvers.policies.slo_slack import SlackEstimate, estimate
 
 
-@dataclass(frozen=True)
-class StepKnapsack:
-    """One step's selection problem: items are live requests (view positions)."""
+class StepKnapsack(NamedTuple):
+    """One step's selection problem: items are live requests (view positions). A tuple: cheap to
+    build at every decision."""
 
     values: np.ndarray
     weights: np.ndarray  # (n, 2): KV blocks after the step, tokens this step
@@ -73,23 +73,6 @@ class StepKnapsack:
     estimate: SlackEstimate
     given_up: np.ndarray  # bool: admission control gave up on it (this decision or before)
     doomed: np.ndarray  # bool: doomed or given up (best effort from now on)
-
-
-def _columns(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """np.stack([first, second], axis=1) without np.stack's generic checks (a few times slower
-    on the few dozen rows of a typical decision)."""
-    out = np.empty((len(first), 2))
-    out[:, 0], out[:, 1] = first, second
-    return out
-
-
-def _median(values: np.ndarray) -> float:
-    """np.median of a non-empty vector by one partition (np.median's generic path costs several
-    times more on the few dozen requests of a typical decision); same value: the mean of the
-    two middle elements."""
-    n = len(values)
-    mid = np.partition(values, ((n - 1) // 2, n // 2))
-    return float((mid[(n - 1) // 2] + mid[n // 2]) / 2.0)
 
 
 class SloPolicy(Policy):
@@ -127,14 +110,12 @@ class SloPolicy(Policy):
             pending = np.array([(p.tokens, p.duration, p.due, p.group) for p in pend]).T
         else:
             pending = _NO_PENDING
-        live, demand, due, group, score = _admission_items(
+        items = _admission_items(
             signals.engine_costs(view.engine), view.now, est.iteration, est.doomed, self._given_up,
             self._given_up_group, self._group_size, view.idx, view.cls, view.group, view.release, est.hi,
             view.generated, view.prompt_len, view.prefill_after_hits(), est.steps_hi, est.due, pending)
-        if len(demand):
-            _moore_hodgson(np.argsort(due, kind="stable"), demand, due, group, score, view.now,
-                           self.params.max_rejections, live, view.idx, self._given_up, self._given_up_group)
-        return self._given_up_mask(view)
+        return _moore_hodgson(np.argsort(items[_DUE], kind="stable"), items, view.now, self.params.max_rejections,
+                              view.idx, view.group, self._given_up, self._given_up_group)
 
     def _track_groups(self, view: EngineView) -> None:
         """Room for every request and group seen, and the size of each group new since the last
@@ -145,12 +126,6 @@ class SloPolicy(Policy):
         for g in range(self._sized, len(view.groups)):
             self._group_size[g] = len(view.groups[g].members)
         self._sized = len(view.groups)
-
-    def _given_up_mask(self, view: EngineView) -> np.ndarray:
-        mask = self._given_up[view.idx]
-        if not view.groups:
-            return mask
-        return mask | (view.group >= 0) & self._given_up_group[np.maximum(view.group, 0)]
 
     # ---- decision --------------------------------------------------------------------------------
     def knapsack_inputs(self, view: EngineView) -> StepKnapsack:
@@ -163,14 +138,12 @@ class SloPolicy(Policy):
         key, values = _key_and_value(
             est.slack, doomed, view.cls, view.group, view.resident, view.kv_blocks, view.computed, view.release,
             view.now, est.iteration, engine.preemption == "swap", engine.swap_time_per_block, engine.token_budget,
-            params.gang_iterations, params.starvation_iterations, est.steps_mid, _median(est.steps_mid),
+            params.gang_iterations, params.starvation_iterations, est.steps_mid,
             params.short_first, params.short_first_cap, params.idle_value, params.urgency_horizon)
-        runnable = view.release <= view.now + 1e-12
         order = batching.order_by(key, view.arrival)
-        order = order[runnable[order]]
-        blocks, tokens = signals.kv_weights(view)
+        order = order[view.release[order] <= view.now + 1e-12]  # runnable only
         return StepKnapsack(
-            values=values, weights=_columns(blocks, tokens),
+            values=values, weights=signals.kv_weight_columns(view),
             capacities=np.array([view.engine.kv_blocks, view.engine.token_budget], dtype=np.float64),
             max_items=view.engine.max_seqs, order=order, key=key, estimate=est, given_up=given_up, doomed=doomed,
         )
@@ -281,17 +254,18 @@ class SloPolicy(Policy):
 
 
 _NO_PENDING = np.empty((4, 0))  # (tokens, duration, due, group) of bulk members not released yet
+_DEMAND, _DUE, _GROUP, _SCORE, _LIVE = range(5)  # rows of _admission_items' matrix
 
 
 @kernel
 def _admission_items(costs, now, t, doomed, given_up, given_up_group, group_size, idx, cls, view_group, release,
                      hi, generated, prompt_len, prefill, steps_hi, view_due, pending):
-    """Admission control's items: the live requests neither doomed nor given up on (`live`, view
-    positions), then the bulk members not released yet of groups not given up on (`pending`
-    rows: tokens, duration, due, group; their prompt's prefill and one token, at the least).
-    Per item: its engine seconds (signals.engine_seconds_at), due time, bulk group (-1: none),
-    and engine seconds per SLO met (a bulk group's work over its size: it meets one SLO per
-    member or none; a lone request's own work)."""
+    """Admission control's items: the live requests neither doomed nor given up on, then the bulk
+    members not released yet of groups not given up on (`pending` rows: tokens, duration, due,
+    group; their prompt's prefill and one token, at the least). One row per quantity, one column
+    per item: its engine seconds (signals.engine_seconds_at), due time, bulk group (-1: none),
+    engine seconds per SLO met (a bulk group's work over its size: it meets one SLO per member
+    or none; a lone request's own work) and view position (-1: pending)."""
     n = len(idx)
     out = np.zeros(n, dtype=np.bool_)
     for i in range(n):
@@ -303,42 +277,44 @@ def _admission_items(costs, now, t, doomed, given_up, given_up_group, group_size
         kept[j] = not given_up_group[int(pending[3, j])]
     kept = np.flatnonzero(kept)
     m = len(live) + len(kept)
-    demand, due, group = np.empty(m), np.empty(m), np.full(m, -1, dtype=np.int64)
+    items = np.empty((5, m))
+    items[_GROUP], items[_LIVE] = -1.0, -1.0
     for k in range(len(live)):
         i = live[k]
         decode = hi[i] - generated[i]
         context = prompt_len[i] + generated[i] + decode / 2.0
-        demand[k] = signals.engine_seconds_at(costs, float(prefill[i]), decode, context, steps_hi[i])
-        due[k] = view_due[i]
+        items[_DEMAND, k] = signals.engine_seconds_at(costs, float(prefill[i]), decode, context, steps_hi[i])
+        items[_DUE, k], items[_LIVE, k] = view_due[i], i
         if cls[i] == signals.BULK:
-            group[k] = view_group[i]
+            items[_GROUP, k] = view_group[i]
     for j in range(len(kept)):
         tokens, k = pending[0, kept[j]], len(live) + j
-        demand[k] = signals.engine_seconds_at(costs, tokens - 1.0, 1.0, tokens, pending[1, kept[j]] / t)
-        due[k], group[k] = pending[2, kept[j]], int(pending[3, kept[j]])
+        items[_DEMAND, k] = signals.engine_seconds_at(costs, tokens - 1.0, 1.0, tokens, pending[1, kept[j]] / t)
+        items[_DUE, k], items[_GROUP, k] = pending[2, kept[j]], pending[3, kept[j]]
     top = -1
     for k in range(m):
-        top = max(top, group[k])
+        top = max(top, int(items[_GROUP, k]))
     group_work = np.zeros(top + 1)
     for k in range(m):
-        if group[k] >= 0:
-            group_work[group[k]] += demand[k]
-    score = demand.copy()
+        if items[_GROUP, k] >= 0:
+            group_work[int(items[_GROUP, k])] += items[_DEMAND, k]
+    items[_SCORE] = items[_DEMAND]
     for k in range(m):
-        if group[k] >= 0:
-            score[k] = group_work[group[k]] / group_size[group[k]]
-    return live, demand, due, group, score
+        if items[_GROUP, k] >= 0:
+            items[_SCORE, k] = group_work[int(items[_GROUP, k])] / group_size[int(items[_GROUP, k])]
+    return items
 
 
 @kernel
-def _moore_hodgson(order, demand, due, group, score, now, max_rejections, live, idx, given_up, given_up_group):
-    """Moore-Hodgson on an aggregate engine: in order of due time (`order`), the cumulative engine
-    seconds of the admitted work must fit the time until each due time; at the first overflow the
-    admitted item with the highest `score` is given up (with every item of its group, if any),
-    at most `max_rejections` times. Marks them in `given_up` (per request index; items are the
-    view positions `live`, then pending bulk members, which always have a group) and
-    `given_up_group`. The running sums are kept across give-ups and redone only from the first
-    position a give-up changed (nothing before it moved)."""
+def _moore_hodgson(order, items, now, max_rejections, idx, view_group, given_up, given_up_group):
+    """Moore-Hodgson on an aggregate engine over `items` (_admission_items'): in order of due time
+    (`order`), the cumulative engine seconds of the admitted work must fit the time until each
+    due time; at the first overflow the admitted item with the highest score is given up (with
+    every item of its group, if any), at most `max_rejections` times. Marks them in `given_up`
+    (per request index) and `given_up_group`, and returns which live requests (view positions)
+    are given up on, now or before. The running sums are kept across give-ups and redone only
+    from the first position a give-up changed (nothing before it moved)."""
+    demand, due, group = items[_DEMAND], items[_DUE], items[_GROUP]
     admitted = np.ones(len(order), dtype=np.bool_)
     sums = np.empty(len(order))  # running sums of the admitted work in due order, valid before `start`
     given, start = 0, 0
@@ -354,25 +330,29 @@ def _moore_hodgson(order, demand, due, group, score, now, max_rejections, live, 
             break
         victim = -1
         for r in range(first + 1):
-            if admitted[r] and (victim < 0 or score[order[r]] > score[order[victim]]):
+            if admitted[r] and (victim < 0 or items[_SCORE, order[r]] > items[_SCORE, order[victim]]):
                 victim = r
         given += 1
         start = victim
         if group[order[victim]] < 0:
             admitted[victim] = False
-            given_up[idx[live[order[victim]]]] = True
+            given_up[idx[int(items[_LIVE, order[victim]])]] = True
             continue
-        given_up_group[group[order[victim]]] = True
+        given_up_group[int(group[order[victim]])] = True
         for r in range(len(order) - 1, -1, -1):  # the whole group; `start`: its first position
             if group[order[r]] == group[order[victim]]:
                 admitted[r] = False
                 start = r
+    mask = np.empty(len(idx), dtype=np.bool_)
+    for i in range(len(idx)):
+        mask[i] = given_up[idx[i]] or (view_group[i] >= 0 and given_up_group[view_group[i]])
+    return mask
 
 
 @kernel
 def _key_and_value(slack, doomed, cls, group, resident, kv_blocks, computed, release, now, t, swap, swap_time,
-                   token_budget, gang_iterations, starvation_iterations, steps_mid, median, short_first,
-                   short_first_cap, idle_value, urgency_horizon):
+                   token_budget, gang_iterations, starvation_iterations, steps_mid, short_first, short_first_cap,
+                   idle_value, urgency_horizon):
     """Per live request, the sort key (smaller runs first) and the knapsack value.
 
     Key: the slack; an urgent bulk group's runnable members (within `gang_iterations` of its
@@ -384,6 +364,7 @@ def _key_and_value(slack, doomed, cls, group, resident, kv_blocks, computed, rel
     (median / own remaining iterations)^short_first, capped at `short_first_cap`.
     """
     n = len(slack)
+    median = np.median(steps_mid)
     key, values = slack.copy(), np.empty(n)
     top = -1
     for i in range(n):
@@ -399,7 +380,7 @@ def _key_and_value(slack, doomed, cls, group, resident, kv_blocks, computed, rel
                 key[i] = group_min[group[i]]
     for i in range(n):
         if resident[i]:
-            key[i] = key[i] - (2.0 * swap_time * kv_blocks[i] if swap else -(-computed[i] // token_budget) * t)
+            key[i] = key[i] - (2.0 * swap_time * kv_blocks[i] if swap else signals.prefill_iterations_at(computed[i], token_budget) * t)
         short = min(_power(median / steps_mid[i], short_first), short_first_cap)
         urgency = idle_value + 1.0 / (1.0 + max(slack[i], 0.0) / urgency_horizon)
         values[i] = (1e-3 if doomed[i] else urgency) * short

@@ -16,6 +16,8 @@ A request out of reach even at the optimistic quantile is doomed (a bulk group: 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 
@@ -36,9 +38,8 @@ class PendingMember:
     tokens: float  # its prompt and one output token
 
 
-@dataclass(frozen=True)
-class SlackEstimate:
-    """Per live request (view positions) at one decision."""
+class SlackEstimate(NamedTuple):
+    """Per live request (view positions) at one decision (a tuple: cheap to build at every one)."""
 
     iteration: float  # s: typical iteration time (every resident decoding)
     slack: np.ndarray  # s: how long it can still wait before it must run every iteration
@@ -53,36 +54,44 @@ class SlackEstimate:
 
 def estimate(view: EngineView, params: SloParams, groups: GroupDeadlines) -> SlackEstimate:
     t = signals.typical_iteration(view)
-    levels = view.quantile_levels
-    columns = np.array([quantile_column(levels, params.conservative), quantile_column(levels, params.optimistic),
-                        quantile_column(levels, 0.5)])
-    pre = signals.prefill_iterations(view)
-    lengths = _lengths(view.pred_quantiles, columns, view.generated, pre)  # rows: hi, lo, mid, their steps
+    prefill, budget = view.prefill_after_hits(), view.engine.token_budget
+    columns = _quantile_columns(tuple(view.quantile_levels), params.conservative, params.optimistic)
+    lengths = _lengths(view.pred_quantiles, columns, view.generated, prefill, budget)  # rows: hi, lo, mid, steps
     due, due_lo, pending = _bulk_deadlines(view, params, groups, t, lengths)
     slack, doomed, admission_due = _slack_each(
-        view.now, t, view.cls, due, due_lo, pre, lengths, view.arrival, view.ttft_target, view.generated,
-        view.read_rate, view.delay_area, view.lag, view.group, params.qoe_threshold, params.latency_budget_share)
-    return SlackEstimate(iteration=t, slack=slack, doomed=doomed, due=admission_due, steps_hi=lengths[3],
-                         hi=lengths[0], mid=lengths[2], steps_mid=lengths[5], pending=pending)
+        view.now, t, view.cls, due, due_lo, prefill, budget, lengths, view.arrival, view.ttft_target,
+        view.generated, view.read_rate, view.delay_area, view.lag, view.group, params.qoe_threshold,
+        params.latency_budget_share)
+    return SlackEstimate(t, slack, doomed, admission_due, lengths[3], lengths[0], lengths[2], lengths[5], pending)
+
+
+@lru_cache(maxsize=16)
+def _quantile_columns(levels: tuple[float, ...], conservative: float, optimistic: float) -> np.ndarray:
+    """Columns of the conservative, optimistic and median quantiles (read-only)."""
+    columns = np.array([quantile_column(levels, conservative), quantile_column(levels, optimistic),
+                        quantile_column(levels, 0.5)])
+    columns.setflags(write=False)
+    return columns
 
 
 @kernel
-def _lengths(pred, columns, generated, pre):
+def _lengths(pred, columns, generated, prefill, budget):
     """Predicted total lengths at the conservative, optimistic and median quantiles (at least one
     more token than delivered) and the iterations each needs to finish: rows hi, lo, mid, then
-    steps_hi, steps_lo, steps_mid."""
+    steps_hi, steps_lo, steps_mid (`prefill`: tokens left after prefix-cache hits)."""
     out = np.empty((6, len(generated)))
     for i in range(len(generated)):
+        pre = signals.prefill_iterations_at(prefill[i], budget)
         for k in range(3):
             total = max(pred[i, columns[k]], generated[i] + 1.0)
             out[k, i] = total
-            out[3 + k, i] = signals.steps_to_finish_at(total, generated[i], pre[i])
+            out[3 + k, i] = signals.steps_to_finish_at(total, generated[i], pre)
     return out
 
 
 @kernel
-def _slack_each(now, t, cls, due, due_lo, pre, lengths, arrival, ttft_target, generated, read_rate, delay_area,
-                lag, group, threshold, share):
+def _slack_each(now, t, cls, due, due_lo, prefill, budget, lengths, arrival, ttft_target, generated, read_rate,
+                delay_area, lag, group, threshold, share):
     """Slack, doom and admission due time of every live request (the rules of the module
     docstring); `due`/`due_lo`: deadlines at the conservative and optimistic lengths (a bulk
     member's along its DAG)."""
@@ -104,7 +113,7 @@ def _slack_each(now, t, cls, due, due_lo, pre, lengths, arrival, ttft_target, ge
         # plan with a share of the delay budget at the tightest likely length; give up only when
         # even the full budget of the longest likely stream fails
         g, rate, area, hi, lo = generated[i], read_rate[i], delay_area[i], lengths[0, i], lengths[1, i]
-        first = max(pre[i], 1) * t
+        first = max(signals.prefill_iterations_at(prefill[i], budget), 1) * t
         ideal = signals.next_token_ideal_at(arrival[i], ttft_target[i], g, rate)
         planned = signals.latest_next_token_at(ideal, g, rate, area, lag[i], t, signals.tightest_total_at(
             g, rate, area, lo, hi, share * (1.0 - threshold)), threshold, share)
@@ -154,7 +163,7 @@ def _bulk_deadlines(view: EngineView, params: SloParams, groups: GroupDeadlines,
                 durations[k] = dur[pos]
             else:  # not released yet, no prediction seen: the group's typical length for its
                 # priority, the shortest possible run (prefill + 1 token) for doom and admission
-                prefill = -(-int(group.prompt_len[k]) // budget)
+                prefill = signals.prefill_iterations_at(int(group.prompt_len[k]), budget)
                 durations[k] = ((prefill + typical[0] - 1.0) * t, prefill * t)
                 unreleased.append(k)
         lf = groups.member_deadlines(group, durations)
