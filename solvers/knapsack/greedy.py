@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from solvers.compiled import kernel
+from solvers.stable_sort import stable_argsort
 
 
 def densities(values: np.ndarray, weights: np.ndarray, capacities: np.ndarray) -> np.ndarray:
@@ -23,7 +24,7 @@ def densities(values: np.ndarray, weights: np.ndarray, capacities: np.ndarray) -
 
 def density_order(values: np.ndarray, weights: np.ndarray, capacities: np.ndarray) -> np.ndarray:
     """Item indices by decreasing value per normalized weight (ties: lower index first)."""
-    return np.argsort(-densities(values, weights, capacities), kind="stable")
+    return stable_argsort(-densities(values, weights, capacities))
 
 
 def greedy_knapsack(

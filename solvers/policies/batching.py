@@ -18,33 +18,6 @@ from solvers.knapsack.greedy import greedy_knapsack
 from solvers.policies import ranking, signals
 
 
-def order_by(key: np.ndarray, tiebreak: np.ndarray) -> np.ndarray:
-    """Positions by `key`, ties by `tiebreak`, then by position: np.lexsort((tiebreak, key)).
-
-    One stable sort of the key (numpy's: faster than a compiled merge sort), then only each run of
-    equal keys is sorted again by the tiebreak (`_ties_broken`): a float key (a slack) has few
-    ties, or runs of them (every stream that must run now), and a two-key lexsort costs about
-    three sorts."""
-    return _ties_broken(np.argsort(key, kind="stable"), key, tiebreak)
-
-
-@kernel
-def _ties_broken(order, key, tiebreak):
-    """`order` (stable by `key`) with each run of equal keys (nan with nan: they sort last, as in
-    numpy) sorted by `tiebreak`; stable, so equal tiebreaks keep position order."""
-    start = 0
-    while start < len(order):
-        first = key[order[start]]
-        end = start + 1
-        while end < len(order) and (key[order[end]] == first or (first != first and key[order[end]] != key[order[end]])):
-            end += 1
-        if end - start > 1:
-            run = order[start:end].copy()
-            order[start:end] = run[np.argsort(tiebreak[run], kind="mergesort")]
-        start = end
-    return order
-
-
 def select(view: EngineView, order: np.ndarray) -> np.ndarray:
     """Boolean mask of the requests chosen, taking `order` (view positions) greedily."""
     blocks, tokens = signals.kv_weights(view)

@@ -4,7 +4,7 @@ Sorting is what a decision over thousands of requests spends its time on. A poli
 only the head of a ranking (max_seqs seats, the few victims that free enough blocks) need not
 sort the rest: `head`, `walk` and `greedy_in_ranking` sort only the parts of the ranking that
 hold its first rows (a compiled partial quicksort on all keys at once), exactly np.lexsort's
-rows. (A whole ranking by a float key with a tiebreak: batching.order_by.)
+rows. (A whole ranking by a float key with a tiebreak: solvers.stable_sort.)
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ def greedy_in_ranking(keys: tuple[np.ndarray, ...], values: np.ndarray, weights:
     taken = np.empty(0, dtype=np.int64)
     if len(values) == 0:
         return taken
-    first = 2 * max_items + FIRST_HEAD
+    first = max_items + FIRST_HEAD
     if 2 * first >= len(values):  # `walk` would rank them all at once: no head to check
         return greedy_knapsack(values, weights, capacities, max_items=max_items, order=np.lexsort(keys))
     values = np.asarray(values, dtype=np.float64)

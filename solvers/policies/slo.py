@@ -58,6 +58,7 @@ from solvers.policies.offered_load import OfferedLoad
 from solvers.policies.per_request import grown
 from solvers.policies.slo_params import SloParams
 from solvers.policies.slo_slack import SlackEstimate, estimate
+from solvers.stable_sort import stable_argsort
 
 
 class StepKnapsack(NamedTuple):
@@ -114,7 +115,7 @@ class SloPolicy(Policy):
             signals.engine_costs(view.engine), view.now, est.iteration, est.doomed, self._given_up,
             self._given_up_group, self._group_size, view.idx, view.cls, view.group, view.release, est.hi,
             view.generated, view.prompt_len, view.prefill_after_hits(), est.steps_hi, est.due, pending)
-        return _moore_hodgson(np.argsort(items[_DUE], kind="stable"), items, view.now, self.params.max_rejections,
+        return _moore_hodgson(stable_argsort(items[_DUE]), items, view.now, self.params.max_rejections,
                               view.idx, view.group, self._given_up, self._given_up_group)
 
     def _track_groups(self, view: EngineView) -> None:
@@ -140,7 +141,7 @@ class SloPolicy(Policy):
             view.now, est.iteration, engine.preemption == "swap", engine.swap_time_per_block, engine.token_budget,
             params.gang_iterations, params.starvation_iterations, est.steps_mid,
             params.short_first, params.short_first_cap, params.idle_value, params.urgency_horizon)
-        order = batching.order_by(key, view.arrival)
+        order = stable_argsort(key, view.arrival)
         order = order[view.release[order] <= view.now + 1e-12]  # runnable only
         return StepKnapsack(
             values=values, weights=signals.kv_weight_columns(view),
