@@ -15,11 +15,20 @@ from solvers.stable_sort import stable_argsort
 
 def densities(values: np.ndarray, weights: np.ndarray, capacities: np.ndarray) -> np.ndarray:
     """Value per normalized weight of each item (inf for an item that weighs nothing)."""
-    caps = np.maximum(capacities, 1e-12).tolist()
-    norm = weights[:, 0] / caps[0]
-    for dim in range(1, len(caps)):  # a column at a time: a sum over a short axis iterates slowly
-        norm = norm + weights[:, dim] / caps[dim]
-    return np.where(norm > 0, values / np.maximum(norm, 1e-300), np.inf)
+    return _densities(np.asarray(values, dtype=np.float64), np.asarray(weights, dtype=np.float64),
+                      np.maximum(np.asarray(capacities, dtype=np.float64), 1e-12))
+
+
+@kernel
+def _densities(values, weights, caps):
+    """densities' arithmetic, one item at a time (no temporaries over thousands of items)."""
+    out = np.empty(len(values))
+    for i in range(len(values)):
+        norm = weights[i, 0] / caps[0]
+        for dim in range(1, len(caps)):
+            norm = norm + weights[i, dim] / caps[dim]
+        out[i] = values[i] / max(norm, 1e-300) if norm > 0 else np.inf
+    return out
 
 
 def density_order(values: np.ndarray, weights: np.ndarray, capacities: np.ndarray) -> np.ndarray:

@@ -51,7 +51,7 @@ import numpy as np
 from formulations.engine_spec import EngineSpec
 from formulations.online import EMPTY, EngineView, Plan, Policy
 from solvers.compiled import kernel
-from solvers.knapsack.greedy import best_of_greedy, density_order, greedy_knapsack
+from solvers.knapsack.greedy import best_of_greedy, densities, greedy_knapsack
 from solvers.policies import batching, signals
 from solvers.policies.dag_deadlines import GroupDeadlines
 from solvers.policies.offered_load import OfferedLoad
@@ -199,7 +199,7 @@ class SloPolicy(Policy):
         The spare-budget fill walks the same order, so it continues the selection's own greedy."""
         selection, order = self.params.selection, step.order
         if selection == "density" or (selection == "auto" and overloaded):
-            return order[density_order(step.values[order], step.weights[order], step.capacities)]
+            return order[stable_argsort(-densities(step.values, step.weights, step.capacities)[order])]
         return order
 
     def _select(self, step: StepKnapsack, rank: np.ndarray) -> np.ndarray:
