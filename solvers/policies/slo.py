@@ -51,7 +51,7 @@ import numpy as np
 from formulations.engine_spec import EngineSpec
 from formulations.online import EMPTY, EngineView, Plan, Policy
 from solvers.compiled import kernel
-from solvers.knapsack.greedy import best_of_greedy, densities, greedy_knapsack
+from solvers.knapsack.greedy import best_of_greedy, densities, greedy_knapsack, walk
 from solvers.policies import batching, signals
 from solvers.policies.dag_deadlines import GroupDeadlines
 from solvers.policies.offered_load import OfferedLoad
@@ -207,7 +207,7 @@ class SloPolicy(Policy):
         order, values, weights, caps = step.order, step.values, step.weights, step.capacities
         selection = self.params.selection
         if selection in ("auto", "priority"):  # above overload_at, "auto" walks the density rank: one pass
-            return greedy_knapsack(values, weights, caps, max_items=step.max_items, order=rank)
+            return walk(values, weights, caps, step.max_items, rank)
         if selection == "density":
             return order[best_of_greedy(values[order], weights[order], caps, max_items=step.max_items)]
         from formulations.exact.knapsack import KnapsackProblem
@@ -237,14 +237,9 @@ class SloPolicy(Policy):
         eligible = rank[~step.given_up[rank]] if self.params.reject else rank
         leaving = np.concatenate([victims, reject]) if len(reject) else victims  # both free their blocks now
         run_pos = batching.fill_budget(view, chosen, eligible, leaving, (step.weights[:, 0], step.weights[:, 1]))
-        paused = (view.release <= view.now + 1e-12) & ~step.doomed
-        paused[run_pos] = False
-        recheck = None
-        if paused.any():
-            wake = view.now + float(step.estimate.slack[paused].min())
-            recheck = wake if wake > view.now else None
+        wake = _wake_at(view.release, view.now, step.doomed, run_pos, step.estimate.slack)
         return Plan(run=view.idx[run_pos], preempt=view.idx[victims],
-                    reject=view.idx[reject], recheck_at=recheck)
+                    reject=view.idx[reject], recheck_at=wake if wake > view.now else None)
 
     def _holds_given_up(self, view: EngineView) -> bool:
         """Whether a live request belongs to a group given up on earlier (it must be rejected too;
@@ -252,6 +247,25 @@ class SloPolicy(Policy):
         if not self.params.reject or not self._given_up_group.any():
             return False
         return bool(((view.group >= 0) & self._given_up_group[np.maximum(view.group, 0)]).any())
+
+
+@kernel
+def _wake_at(release, now, doomed, run_pos, slack):
+    """When to decide again for the runnable requests this plan pauses that can still make it:
+    now + the least of their slacks (nan if a slack is nan, as numpy's min; `now`: none)."""
+    paused = np.empty(len(release), dtype=np.bool_)
+    for i in range(len(release)):
+        paused[i] = release[i] <= now + 1e-12 and not doomed[i]
+    for pos in run_pos:
+        paused[pos] = False
+    least, found = np.inf, False
+    for i in range(len(release)):
+        if paused[i]:
+            found = True
+            if slack[i] != slack[i]:
+                return np.nan
+            least = min(least, slack[i])
+    return now + least if found else now
 
 
 _NO_PENDING = np.empty((4, 0))  # (tokens, duration, due, group) of bulk members not released yet
