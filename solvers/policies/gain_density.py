@@ -25,25 +25,41 @@ from solvers.compiled import kernel
 from solvers.policies import batching, signals
 
 
-_NO_STREAMS = np.empty(0)  # `need` when no request is a stream (then it is never read)
+@kernel
+def density_at(latency: bool, need: float, pre: int, deadline: float, steps: float, weight: float, now: float,
+               t: float) -> float:
+    """weight / steps where the SLO is still in reach, 1% of it where not. A stream (`latency`)
+    is in reach if its first token, max(pre, 1) iterations of t away, can come by `need`
+    (signals.latest_next_token_at); any other request if it finishes, `steps` iterations away,
+    by its deadline (nan: never)."""
+    if latency:
+        in_reach = need - now - max(pre, 1) * t >= 0
+    else:
+        in_reach = deadline - now - steps * t >= 0
+    return (weight if in_reach else 0.01 * weight) / steps
 
 
 @kernel
-def _density(latency: np.ndarray, need: np.ndarray, pre: np.ndarray, deadline: np.ndarray, steps: np.ndarray,
-             weight: np.ndarray, now: float, t: float) -> np.ndarray:
-    """weight / steps where the SLO is still in reach, 1% of it where not, in one pass (a dozen
-    numpy calls otherwise, which is most of a decision at 64 requests). A stream is in reach if
-    its first token, max(pre, 1) iterations away, can come by `need` (signals.latest_next_token);
-    any other request if it finishes, `steps` iterations away, by its deadline (nan: never).
-    The arithmetic is numpy's, operation for operation, so the floats are the same."""
-    out = np.empty(len(steps))
-    for i in range(len(steps)):
-        if latency[i]:
-            in_reach = need[i] - now - max(pre[i], 1) * t >= 0
-        else:
-            in_reach = deadline[i] - now - steps[i] * t >= 0
-        out[i] = (weight[i] if in_reach else 0.01 * weight[i]) / steps[i]
-    return out
+def _density_each(cls, hi, mid, prefill, budget, deadline, weight, arrival, ttft_target, generated, read_rate,
+                  delay_area, lag, now, t, threshold):
+    """(steps to finish, gain density) of every request in one pass: the iterations to finish
+    at the predicted length `hi` (`prefill`: tokens left after prefix-cache hits), and
+    `density_at` with a stream's latest next token at the predicted length `mid` (each length
+    at least generated + 1). One pass: at 64 requests a decision
+    costs its numpy calls and kernel dispatches, not its arithmetic."""
+    steps, density = np.empty(len(cls)), np.empty(len(cls))
+    for i in range(len(cls)):
+        floor = generated[i] + 1.0
+        pre = signals.prefill_iterations_at(prefill[i], budget)
+        steps[i] = signals.steps_to_finish_at(np.maximum(hi[i], floor), generated[i], pre)
+        latency = cls[i] == signals.LATENCY
+        need = np.nan
+        if latency:
+            ideal = signals.next_token_ideal_at(arrival[i], ttft_target[i], generated[i], read_rate[i])
+            need = signals.latest_next_token_at(ideal, generated[i], read_rate[i], delay_area[i], lag[i], t,
+                                                np.maximum(mid[i], floor), threshold, 1.0)
+        density[i] = density_at(latency, need, pre, deadline[i], steps[i], weight[i], now, t)
+    return steps, density
 
 
 class GainDensityPolicy(Policy):
@@ -58,11 +74,10 @@ class GainDensityPolicy(Policy):
         self.qoe_threshold = qoe_threshold
         self.window = window
 
-    def density(self, view: EngineView, steps: np.ndarray, t: float, pre: np.ndarray,
-                floor: np.ndarray) -> np.ndarray:
-        """Gain density per request: its service gain (its SLO weight, 1% of it once the SLO is out
-        of reach) per iteration of remaining service. `pre`: signals.prefill_iterations(view);
-        `floor`: generated + 1 (the least total output length)."""
+    @staticmethod
+    def gain(view: EngineView) -> np.ndarray:
+        """Service gain per request if its SLO is met: 1, a bulk request its group's size spread
+        over the group's live members."""
         weight = np.ones(len(view))
         if view.groups:
             bulk = np.flatnonzero(view.cls == signals.BULK)
@@ -73,22 +88,20 @@ class GainDensityPolicy(Policy):
                 live = np.bincount(inverse)
                 sizes = np.array([len(view.groups[g].members) for g in present.tolist()], dtype=np.float64)
                 weight[bulk] = sizes[inverse] / live[inverse]
-        latency = view.cls == signals.LATENCY
-        need = _NO_STREAMS
-        if latency.any():
-            total = np.maximum(view.predicted_output(0.5), floor)
-            need = signals.latest_next_token(view, t, total, self.qoe_threshold)
-        return _density(latency, need, pre, view.deadline, steps, weight, view.now, t)
+        return weight
+
+    def density(self, view: EngineView, t: float) -> tuple[np.ndarray, np.ndarray]:
+        """Iterations of remaining service per request (at the `quantile` length) and its gain
+        density: its service gain (1% of it once the SLO is out of reach) per iteration."""
+        return _density_each(view.cls, view.predicted_output(self.quantile), view.predicted_output(0.5),
+                             view.prefill_after_hits(), view.engine.token_budget, view.deadline, self.gain(view),
+                             view.arrival, view.ttft_target, view.generated, view.read_rate, view.delay_area,
+                             view.lag, float(view.now), float(t), float(self.qoe_threshold))
 
     def decide(self, view: EngineView) -> Plan:
         if len(view) == 0:
             return Plan(run=EMPTY)
-        t = signals.typical_iteration(view)
-        floor = view.generated + 1.0
-        hi = np.maximum(view.predicted_output(self.quantile), floor)
-        pre = signals.prefill_iterations(view)
-        steps = signals.steps_to_finish(view, hi, pre)
-        density = self.density(view, steps, t, pre, floor)
+        steps, density = self.density(view, signals.typical_iteration(view))
         if view.release.max() <= view.now + 1e-12:  # all runnable (one reduction, no mask)
             ranked = np.lexsort((view.arrival, -density))
         else:

@@ -18,8 +18,45 @@ import numpy as np
 
 from formulations.engine_spec import EngineSpec
 from formulations.online import EMPTY, EngineView, Plan, Policy
+from solvers.compiled import kernel
 from solvers.policies import batching, signals
 from solvers.policies.per_request import grown
+
+
+@kernel
+def _remaining(mid: np.ndarray, generated: np.ndarray, prefill: np.ndarray, budget: int) -> np.ndarray:
+    """Iterations each request needs to finish at its predicted median length (at least
+    generated + 1; `prefill`: tokens left after prefix-cache hits), in one pass."""
+    out = np.empty(len(mid))
+    for i in range(len(mid)):
+        pre = signals.prefill_iterations_at(prefill[i], budget)
+        out[i] = signals.steps_to_finish_at(np.maximum(mid[i], generated[i] + 1.0), generated[i], pre)
+    return out
+
+
+@kernel
+def _promote(starved: np.ndarray, quantum: np.ndarray, idx: np.ndarray, starvation: int, steps: int) -> bool:
+    """Give a quantum of `steps` to each live request starved for `starvation` decisions that has
+    none left; whether any live request holds a quantum."""
+    promoted = False
+    for i in idx:
+        if starved[i] >= starvation and quantum[i] == 0:
+            quantum[i] = steps
+        promoted = promoted or quantum[i] > 0
+    return promoted
+
+
+@kernel
+def _account(starved: np.ndarray, quantum: np.ndarray, idx: np.ndarray, served: np.ndarray) -> None:
+    """After a decision: a served request's starvation count restarts and its quantum (if any)
+    shrinks by one step; every other live request has starved one decision more."""
+    for j in range(len(idx)):
+        i = idx[j]
+        if served[j]:
+            starved[i] = 0
+            quantum[i] = max(quantum[i] - 1, 0)
+        else:
+            starved[i] += 1
 
 
 class LtrPolicy(Policy):
@@ -48,25 +85,16 @@ class LtrPolicy(Policy):
             return Plan(run=EMPTY)
         idx = view.idx
         self._grow(int(idx.max()) + 1)
-        mid = np.maximum(view.predicted_output(0.5), view.generated + 1.0)
-        remaining = signals.steps_to_finish(view, mid)
-        starved = self._starved[idx]
-        quantum = self._quantum[idx]
-        if starved.max() >= self.starvation_iterations:  # rare: skip the promotion bookkeeping otherwise
-            newly = (starved >= self.starvation_iterations) & (quantum == 0)
-            quantum[newly] = self.quantum_iterations
-            self._quantum[idx[newly]] = self.quantum_iterations
-        any_promoted = bool(quantum.any())  # quantum >= 0: any() is "any promoted"
-        promoted = quantum > 0 if any_promoted else None
-        keys = (view.arrival, remaining, ~promoted) if any_promoted else (view.arrival, remaining)  # else all equal
+        remaining = _remaining(view.predicted_output(0.5), view.generated, view.prefill_after_hits(),
+                               view.engine.token_budget)
+        if _promote(self._starved, self._quantum, idx, self.starvation_iterations, self.quantum_iterations):
+            keys = (view.arrival, remaining, self._quantum[idx] == 0)  # promoted ones first
+        else:
+            keys = (view.arrival, remaining)
         if view.release.max() <= view.now + 1e-12:  # all runnable (one reduction, no mask)
             order = np.lexsort(keys)
         else:
             runnable = np.flatnonzero(view.release <= view.now + 1e-12)
             order = runnable[np.lexsort(tuple(key[runnable] for key in keys))]
-        plan = batching.plan_in_order(view, order)
-        served = batching.select(view, order)  # what the engine will run of that order
-        self._starved[idx] = np.where(served, 0, starved + 1)
-        if any_promoted:
-            self._quantum[idx] = np.where(served & promoted, quantum - 1, quantum)
-        return plan
+        _account(self._starved, self._quantum, idx, batching.select(view, order))  # what the engine will run
+        return batching.plan_in_order(view, order)
