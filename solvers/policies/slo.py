@@ -160,12 +160,9 @@ class SloPolicy(Policy):
         if need <= 0:  # the batch fits as it is
             return chosen, EMPTY
         est = step.estimate
-        margin = self.params.preempt_margin_iterations * est.iteration
-        admitted = np.flatnonzero(chosen & ~view.resident)
-        urgent = (est.slack[admitted] < margin) & ~step.doomed[admitted]
-        wait_out = float(est.steps_hi[admitted[urgent]].max()) * est.iteration if urgent.any() else np.inf
-        cand = view.resident & ~chosen & (step.doomed | (step.key > (margin if overloaded else wait_out)))
-        rank = np.where(cand, step.key, -np.inf)
+        admitted, urgent, cand, rank = _eviction_candidates(
+            chosen, view.resident, step.doomed, step.key, est.slack, est.steps_hi,
+            self.params.preempt_margin_iterations * est.iteration, est.iteration, overloaded)
         victims = batching.enough(*batching.eviction_order(view, chosen, rank, need), need)
         if len(victims) == 0 or (np.all(cand[victims]) and urgent.all()):
             return chosen, victims
@@ -247,6 +244,29 @@ class SloPolicy(Policy):
         if not self.params.reject or not self._given_up_group.any():
             return False
         return bool(((view.group >= 0) & self._given_up_group[np.maximum(view.group, 0)]).any())
+
+
+@kernel
+def _eviction_candidates(chosen, resident, doomed, key, slack, steps_hi, margin, t, overloaded):
+    """_evictions' candidates: the waiting requests the batch admits, which of them are urgent
+    (slack below `margin`, not doomed), the unchosen residents that may be evicted for them (best
+    effort, or key above the longest urgent admission's run, `wait_out`; above `margin` when
+    overloaded) and the eviction rank (their key; -inf: not a candidate)."""
+    admitted = np.flatnonzero(chosen & ~resident)
+    urgent = np.empty(len(admitted), dtype=np.bool_)
+    wait_out = -np.inf
+    for k in range(len(admitted)):
+        i = admitted[k]
+        urgent[k] = slack[i] < margin and not doomed[i]
+        if urgent[k]:
+            wait_out = max(wait_out, steps_hi[i])
+    wait_out = wait_out * t if urgent.any() else np.inf
+    cand = np.empty(len(chosen), dtype=np.bool_)
+    rank = np.empty(len(chosen))
+    for i in range(len(chosen)):
+        cand[i] = resident[i] and not chosen[i] and (doomed[i] or key[i] > (margin if overloaded else wait_out))
+        rank[i] = key[i] if cand[i] else -np.inf
+    return admitted, urgent, cand, rank
 
 
 @kernel
