@@ -13,16 +13,17 @@ import numpy as np
 from solvers.compiled import kernel
 
 
-def stable_argsort(key: np.ndarray, tiebreak: np.ndarray | None = None) -> np.ndarray:
-    """np.lexsort((tiebreak, key)): positions by `key` (nan last), ties by `tiebreak`, then by
-    position; without a tiebreak, np.argsort(key, kind="stable")."""
-    return _runs_in_order(np.argsort(key), key, key if tiebreak is None else tiebreak)
+def stable_argsort(key: np.ndarray, *tiebreaks: np.ndarray) -> np.ndarray:
+    """np.lexsort((*reversed(tiebreaks), key)): positions by `key` (nan last), ties by the first
+    tiebreak, then the next, then by position; without one, np.argsort(key, kind="stable")."""
+    return _runs_in_order(np.argsort(key), key, tiebreaks or (key,))
 
 
 @kernel
-def _runs_in_order(order, key, tiebreak):
+def _runs_in_order(order, key, tiebreaks):
     """`order` (sorted by `key`, ties in any order) with each run of equal keys (nan with nan, as
-    numpy sorts them last) sorted by position, then stably by `tiebreak`."""
+    numpy sorts them last) sorted by position, then stably by each tiebreak from the last to the
+    first (so the first decides)."""
     start = 0
     while start < len(order):
         first = key[order[start]]
@@ -31,6 +32,8 @@ def _runs_in_order(order, key, tiebreak):
             end += 1
         if end - start > 1:
             run = np.sort(order[start:end])
-            order[start:end] = run[np.argsort(tiebreak[run], kind="mergesort")]
+            for j in range(len(tiebreaks) - 1, -1, -1):
+                run = run[np.argsort(tiebreaks[j][run], kind="mergesort")]
+            order[start:end] = run
         start = end
     return order

@@ -44,3 +44,5 @@ def test_stable_argsort_is_numpys_stable_sort(seed, n, ties):
     tiebreak = rng.integers(0, 4, n).astype(np.float64)
     assert stable_argsort(key, tiebreak).tolist() == np.lexsort((tiebreak, key)).tolist()
     assert stable_argsort(key).tolist() == np.argsort(key, kind="stable").tolist()
+    second = rng.integers(0, 3, n).astype(np.float64)
+    assert stable_argsort(key, tiebreak, second).tolist() == np.lexsort((second, tiebreak, key)).tolist()

@@ -69,11 +69,19 @@ class StepKnapsack(NamedTuple):
     weights: np.ndarray  # (n, 2): KV blocks after the step, tokens this step
     capacities: np.ndarray  # (kv_blocks, token_budget)
     max_items: int
-    order: np.ndarray  # runnable positions, highest priority first
+    runnable: np.ndarray  # positions released by now, in position order
     key: np.ndarray  # sort key (smaller runs first)
+    arrival: np.ndarray  # s: the view's arrival times (equal keys: older first)
     estimate: SlackEstimate
     given_up: np.ndarray  # bool: admission control gave up on it (this decision or before)
     doomed: np.ndarray  # bool: doomed or given up (best effort from now on)
+
+    @property
+    def order(self) -> np.ndarray:
+        """Runnable positions, highest priority first: by key, then arrival, then position.
+        Sorted when asked: a decision that packs by density never needs it."""
+        runnable = self.runnable
+        return runnable[stable_argsort(self.key[runnable], self.arrival[runnable])]
 
 
 class SloPolicy(Policy):
@@ -141,12 +149,11 @@ class SloPolicy(Policy):
             view.now, est.iteration, engine.preemption == "swap", engine.swap_time_per_block, engine.token_budget,
             params.gang_iterations, params.starvation_iterations, est.steps_mid,
             params.short_first, params.short_first_cap, params.idle_value, params.urgency_horizon)
-        order = stable_argsort(key, view.arrival)
-        order = order[view.release[order] <= view.now + 1e-12]  # runnable only
         return StepKnapsack(
             values=values, weights=signals.kv_weight_columns(view),
             capacities=np.array([view.engine.kv_blocks, view.engine.token_budget], dtype=np.float64),
-            max_items=view.engine.max_seqs, order=order, key=key, estimate=est, given_up=given_up, doomed=doomed,
+            max_items=view.engine.max_seqs, runnable=np.flatnonzero(view.release <= view.now + 1e-12), key=key,
+            arrival=view.arrival, estimate=est, given_up=given_up, doomed=doomed,
         )
 
     def _evictions(self, view: EngineView, step: StepKnapsack, chosen: np.ndarray,
@@ -168,8 +175,9 @@ class SloPolicy(Policy):
             return chosen, victims
         # too costly: keep the urgent admissions only, as far as the evictable blocks allow
         chosen = chosen.copy()
+        order = step.order
         pos_rank = np.empty(len(view))
-        pos_rank[step.order] = np.arange(len(step.order))
+        pos_rank[order] = np.arange(len(order))
         chosen[admitted[~urgent]] = False
         ranked = freed = None  # dropping admissions leaves the eviction ranking as it is
         for req in admitted[urgent][np.argsort(-pos_rank[admitted[urgent]])]:
@@ -182,7 +190,7 @@ class SloPolicy(Policy):
                 break
             chosen[req] = False
         # residents fill the room the dropped admissions leave
-        rest = step.order[view.resident[step.order] & ~chosen[step.order]]
+        rest = order[view.resident[order] & ~chosen[order]]
         used = step.weights[chosen].sum(axis=0)
         more = greedy_knapsack(step.values[rest], step.weights[rest], step.capacities - used,
                                max_items=max(step.max_items - int(chosen.sum()), 0), order=np.arange(len(rest)))
@@ -194,10 +202,11 @@ class SloPolicy(Policy):
         """Runnable positions in the order the batch selection walks them: by value density when
         it packs by density ("auto" above `overload_at`, or "density"), else least slack first.
         The spare-budget fill walks the same order, so it continues the selection's own greedy."""
-        selection, order = self.params.selection, step.order
-        if selection == "density" or (selection == "auto" and overloaded):
-            return order[stable_argsort(-densities(step.values, step.weights, step.capacities)[order])]
-        return order
+        selection, runnable = self.params.selection, step.runnable
+        if selection == "density" or (selection == "auto" and overloaded):  # ties in priority order
+            density = densities(step.values, step.weights, step.capacities)
+            return runnable[stable_argsort(-density[runnable], step.key[runnable], step.arrival[runnable])]
+        return step.order
 
     def _select(self, step: StepKnapsack, rank: np.ndarray) -> np.ndarray:
         """Positions taken by the knapsack, by the selection rule in force (`rank`: _rank's)."""
