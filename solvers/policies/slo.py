@@ -210,10 +210,11 @@ class SloPolicy(Policy):
 
     def _select(self, step: StepKnapsack, rank: np.ndarray) -> np.ndarray:
         """Positions taken by the knapsack, by the selection rule in force (`rank`: _rank's)."""
-        order, values, weights, caps = step.order, step.values, step.weights, step.capacities
+        values, weights, caps = step.values, step.weights, step.capacities
         selection = self.params.selection
         if selection in ("auto", "priority"):  # above overload_at, "auto" walks the density rank: one pass
             return walk(values, weights, caps, step.max_items, rank)
+        order = step.order
         if selection == "density":
             return order[best_of_greedy(values[order], weights[order], caps, max_items=step.max_items)]
         from formulations.exact.knapsack import KnapsackProblem
