@@ -41,6 +41,7 @@ from formulations.online import EMPTY, EngineView, Plan, Policy
 from solvers.compiled import kernel
 from solvers.knapsack.greedy import densities
 from solvers.policies import batching, ranking, signals
+from solvers.stable_sort import stable_argsort
 
 
 @lru_cache(maxsize=1024)
@@ -189,11 +190,7 @@ class AndesPolicy(Policy):
                      pace: float | None = None) -> np.ndarray:
         """`pace`: self._pace(view), when the caller has it already."""
         engine = view.engine
-        # only the max_seqs smallest contexts can matter: partition them out, sort those
-        smallest = np.sort(np.partition(blocks, engine.max_seqs - 1)[:engine.max_seqs]) \
-            if len(blocks) > engine.max_seqs else np.sort(blocks)
-        fit = int(np.searchsorted(np.cumsum(smallest), capacity, side="right"))
-        upper = max(1, min(engine.max_seqs, fit, len(view)))
+        upper = max(1, min(engine.max_seqs, self._most_that_fit(blocks, engine.max_seqs, capacity), len(view)))
         if pace is None:
             pace = self._pace(view)
         lower = 1
@@ -204,6 +201,17 @@ class AndesPolicy(Policy):
         elif engine.slot_time <= pace:
             lower = upper
         return batch_grid(min(max(int(lower), 1), upper), upper, self.batch_grid)  # scalars: no np.clip
+
+    @staticmethod
+    def _most_that_fit(blocks: np.ndarray, seats: int, capacity: float) -> int:
+        """How many of the smallest contexts fit in `capacity`, at most `seats`. Any `seats` of
+        them fitting means the smallest do: then one sum settles it, not a partition of every
+        request (whole numbers of blocks: the sums are exact)."""
+        if len(blocks) >= seats and blocks[:seats].sum() <= capacity:
+            return seats
+        # only the `seats` smallest contexts can matter: partition them out, sort those
+        smallest = np.sort(np.partition(blocks, seats - 1)[:seats]) if len(blocks) > seats else np.sort(blocks)
+        return int(np.searchsorted(np.cumsum(smallest), capacity, side="right"))
 
     @staticmethod
     def _knapsack(view: EngineView, values: np.ndarray, blocks: np.ndarray, batch: int, capacity: float) -> np.ndarray:
@@ -261,7 +269,8 @@ class AndesPolicy(Policy):
         self._preempted += len(victims)
         run_pos = np.flatnonzero(chosen)
         density = best_values[run_pos] / np.maximum(blocks[run_pos], 1.0)
-        run_pos = run_pos[np.lexsort((view.idx[run_pos], view.arrival[run_pos], buffer[run_pos], -density))]
+        # np.lexsort's order; the index as a float (exact below 2**53): the tiebreaks share one dtype
+        run_pos = run_pos[stable_argsort(-density, buffer[run_pos], view.arrival[run_pos], 1.0 * view.idx[run_pos])]
         # ask again before the next stream left out starts losing QoE (it needs dt of notice)
         recheck = None
         out, least = _least_buffer_out(view.read_rate, chosen, view.release, view.now + 1e-12, buffer)
@@ -284,7 +293,7 @@ class AndesPolicy(Policy):
         if not len(admitted):
             return chosen, None
         density = values[admitted] / np.maximum(blocks[admitted], 1.0)
-        admitted = admitted[np.lexsort((view.idx[admitted], view.arrival[admitted], density))]
+        admitted = admitted[stable_argsort(density, view.arrival[admitted], 1.0 * view.idx[admitted])]
         if self.refine and view.engine.slot_time is None:
             running = taken[~waiting]
             step = 1e-3  # QoE the running streams lose per second of stall (finite difference)
@@ -322,7 +331,9 @@ class AndesPolicy(Policy):
               blocks: np.ndarray, capacity: float) -> np.ndarray:
         """Zero-gain work fills what the knapsack leaves: residents first (least buffer first;
         evictable ones last, they may have to make room), then waiting requests by due time,
-        in room that needs no eviction (a stream that can still wait dt is not worth one)."""
+        in room that needs no eviction (a stream that can still wait dt is not worth one).
+        Residents that are not evictable rank first: when they fill every seat, only they are
+        ranked (the walk of a head of the ranking that takes every seat is the whole walk)."""
         chosen = chosen.copy()
         engine = view.engine
         runnable = view.release <= view.now + 1e-12
@@ -330,15 +341,23 @@ class AndesPolicy(Policy):
             seats = engine.max_seqs - int(np.count_nonzero(chosen))
             if seats <= 0:
                 break
-            rest = np.flatnonzero(~chosen & runnable & (view.resident != waiting))
-            if not len(rest):
-                continue
+            left = ~chosen & runnable & (view.resident != waiting)
             held = view.kv_blocks[view.resident & ~chosen].sum() if waiting else 0.0
             room = np.array([capacity - blocks[chosen].sum() - held], dtype=np.float64)
-            keys = _ranking_keys(rest, view.idx, view.arrival, buffer, evictable)
-            more = ranking.greedy_in_ranking(keys, np.ones(len(rest)), blocks[rest, None], room, seats)
-            chosen[rest[more]] = True
+            for rest in (left,) if waiting else (left & ~evictable, left):
+                more = AndesPolicy._walk(view, np.flatnonzero(rest), buffer, evictable, blocks, room, seats)
+                if len(more) == seats:
+                    break
+            chosen[more] = True
         return chosen
+
+    @staticmethod
+    def _walk(view: EngineView, rest: np.ndarray, buffer: np.ndarray, evictable: np.ndarray, blocks: np.ndarray,
+              room: np.ndarray, seats: int) -> np.ndarray:
+        """The positions of `rest` the fill takes: by (evictable, buffer, arrival, index), while
+        they fit in `room`, at most `seats`."""
+        keys = _ranking_keys(rest, view.idx, view.arrival, buffer, evictable)
+        return rest[ranking.greedy_in_ranking(keys, np.ones(len(rest)), blocks[rest, None], room, seats)]
 
     @staticmethod
     def _victims(view: EngineView, chosen: np.ndarray, evictable: np.ndarray, buffer: np.ndarray,
@@ -363,9 +382,15 @@ class AndesPolicy(Policy):
                         need: float) -> tuple[np.ndarray, np.ndarray]:
         """Unchosen residents in eviction order, evictable ones first, largest buffer first (they
         can wait longest before they must be recomputed), and the blocks the first k free; only
-        as many are ranked as it takes to free `need` blocks (all of them if that is not enough)."""
-        cand = np.flatnonzero(view.resident & ~chosen)
+        as many are ranked as it takes to free `need` blocks (all of them if that is not enough).
+        When the evictable ones hold enough, only they are ranked: the others all come after
+        them, and the head that frees `need` blocks is theirs."""
+        unchosen = view.resident & ~chosen
+        cand = np.flatnonzero(unchosen & evictable)
         held = view.kv_blocks[cand]
+        if held.sum() < need:
+            cand = np.flatnonzero(unchosen)
+            held = view.kv_blocks[cand]
         keys = _ranking_keys(cand, view.idx, view.arrival, -buffer, ~evictable)
         first = ranking.walk(keys, lambda rows: held[rows].sum() >= need)
         return cand[first], np.cumsum(held[first])
