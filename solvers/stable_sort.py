@@ -22,18 +22,42 @@ def stable_argsort(key: np.ndarray, *tiebreaks: np.ndarray) -> np.ndarray:
 @kernel
 def _runs_in_order(order, key, tiebreaks):
     """`order` (sorted by `key`, ties in any order) with each run of equal keys (nan with nan, as
-    numpy sorts them last) sorted by position, then stably by each tiebreak from the last to the
-    first (so the first decides)."""
+    numpy sorts them last) put in tiebreak order, then position order (`_before`): a short run by
+    insertion in place, a long one by numpy's stable sorts (by position, then each tiebreak from
+    the last to the first, so the first decides)."""
     start = 0
     while start < len(order):
         first = key[order[start]]
         end = start + 1
         while end < len(order) and (key[order[end]] == first or (first != first and key[order[end]] != key[order[end]])):
             end += 1
-        if end - start > 1:
+        if end - start > SHORT_RUN:
             run = np.sort(order[start:end])
             for j in range(len(tiebreaks) - 1, -1, -1):
                 run = run[np.argsort(tiebreaks[j][run], kind="mergesort")]
             order[start:end] = run
+        else:
+            for t in range(start + 1, end):
+                row, u = order[t], t
+                while u > start and _before(tiebreaks, row, order[u - 1]):
+                    order[u] = order[u - 1]
+                    u -= 1
+                order[u] = row
         start = end
     return order
+
+
+SHORT_RUN = 16  # runs of equal keys up to this long are sorted in place: no allocation per run
+
+
+@kernel
+def _before(tiebreaks, a, b):
+    """Whether position a comes before b: by the first tiebreak (nan after every number, two
+    nans tie), then the next, then by position."""
+    for j in range(len(tiebreaks)):
+        x, y = tiebreaks[j][a], tiebreaks[j][b]
+        if x < y or (y != y and x == x):
+            return True
+        if y < x or (x != x and y == y):
+            return False
+    return a < b
