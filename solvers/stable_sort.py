@@ -19,6 +19,20 @@ def stable_argsort(key: np.ndarray, *tiebreaks: np.ndarray) -> np.ndarray:
     return _runs_in_order(np.argsort(key), key, tiebreaks or (key,))
 
 
+def stable_prefix(k: int, key: np.ndarray, *tiebreaks: np.ndarray) -> np.ndarray:
+    """The first rows of stable_argsort(key, *tiebreaks), at least k of them (all if fewer): every
+    row whose key is at most the k-th smallest, so the prefix is exact whatever the ties. A
+    partition and a sort of about k rows instead of a sort of all of them, for a caller that
+    walks only the head of a ranking."""
+    if not 0 < k < len(key):
+        return stable_argsort(key, *tiebreaks)
+    kth = np.partition(key, k - 1)[k - 1]
+    if kth != kth:  # nan: the prefix runs into the nans, which sort last
+        return stable_argsort(key, *tiebreaks)
+    rows = np.flatnonzero(key <= kth)
+    return rows[stable_argsort(key[rows], *(tiebreak[rows] for tiebreak in tiebreaks))]
+
+
 @kernel
 def _runs_in_order(order, key, tiebreaks):
     """`order` (sorted by `key`, ties in any order) with each run of equal keys (nan with nan, as

@@ -58,7 +58,7 @@ from solvers.policies.offered_load import OfferedLoad
 from solvers.policies.per_request import grown
 from solvers.policies.slo_params import SloParams
 from solvers.policies.slo_slack import SlackEstimate, estimate
-from solvers.stable_sort import stable_argsort
+from solvers.stable_sort import stable_argsort, stable_prefix
 
 
 class StepKnapsack(NamedTuple):
@@ -198,15 +198,18 @@ class SloPolicy(Policy):
         victims = batching.victims(view, chosen, rank, step.weights[:, 0])
         return chosen, victims[cand[victims]]
 
-    def _rank(self, step: StepKnapsack, overloaded: bool) -> np.ndarray:
+    def _rank(self, step: StepKnapsack, overloaded: bool, head: int | None = None) -> np.ndarray:
         """Runnable positions in the order the batch selection walks them: by value density when
         it packs by density ("auto" above `overload_at`, or "density"), else least slack first.
-        The spare-budget fill walks the same order, so it continues the selection's own greedy."""
+        The spare-budget fill walks the same order, so it continues the selection's own greedy.
+        `head`: only the first `head` positions or a few more (an exact prefix), not all."""
         selection, runnable = self.params.selection, step.runnable
+        keys = (step.key[runnable], step.arrival[runnable])
         if selection == "density" or (selection == "auto" and overloaded):  # ties in priority order
-            density = densities(step.values, step.weights, step.capacities)
-            return runnable[stable_argsort(-density[runnable], step.key[runnable], step.arrival[runnable])]
-        return step.order
+            keys = (-densities(step.values, step.weights, step.capacities)[runnable], *keys)
+        if head is None:
+            return runnable[stable_argsort(*keys)]
+        return runnable[stable_prefix(head, *keys)]
 
     def _select(self, step: StepKnapsack, rank: np.ndarray) -> np.ndarray:
         """Positions taken by the knapsack, by the selection rule in force (`rank`: _rank's)."""
@@ -234,13 +237,21 @@ class SloPolicy(Policy):
             return Plan(run=view.idx[everyone])
         step = self.knapsack_inputs(view)
         chosen = np.zeros(n, dtype=bool)
-        rank = self._rank(step, overloaded)
-        chosen[self._select(step, rank)] = True
+        # the greedy walk and the fill consume the rank only up to the last seat: rank a head first
+        walks = self.params.selection in ("auto", "priority")
+        rank = self._rank(step, overloaded, head=_HEAD_SEATS * step.max_items if walks else None)
+        taken = self._select(step, rank)
+        if len(taken) < step.max_items and len(rank) < len(step.runnable):  # the walk may go past it
+            rank = self._rank(step, overloaded)
+            taken = self._select(step, rank)
+        chosen[taken] = True
         chosen, victims = self._evictions(view, step, chosen, overloaded)
         reject = np.flatnonzero(step.given_up) if self.params.reject else EMPTY
         if len(reject):  # rejected requests free their blocks themselves
             chosen[reject] = False
             victims = victims[~step.given_up[victims]]
+        if len(rank) < len(step.runnable) and np.count_nonzero(chosen[rank]) < step.max_items:
+            rank = self._rank(step, overloaded)  # a seat is left: the fill may walk past the head
         eligible = rank[~step.given_up[rank]] if self.params.reject else rank
         leaving = np.concatenate([victims, reject]) if len(reject) else victims  # both free their blocks now
         run_pos = batching.fill_budget(view, chosen, eligible, leaving, (step.weights[:, 0], step.weights[:, 1]))
@@ -298,6 +309,7 @@ def _wake_at(release, now, doomed, run_pos, slack):
     return now + least if found else now
 
 
+_HEAD_SEATS = 2  # the head of the rank tried first: this many times max_seqs positions
 _NO_PENDING = np.empty((4, 0))  # (tokens, duration, due, group) of bulk members not released yet
 _DEMAND, _DUE, _GROUP, _SCORE, _LIVE = range(5)  # rows of _admission_items' matrix
 
