@@ -119,3 +119,26 @@ def test_a_dive_proposes_sets_within_the_floor_and_leaves_no_bound_behind():
     assert lp.fixed
     with pytest.raises(RuntimeError):
         lp.solve(20)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_lagrangian_bound_holds_for_any_dual_and_is_tight_at_the_optimal_one(seed):
+    """The slot LP's bound is c x <= lam b + max over the box of (c - A^T lam) x: never below the
+    LP optimum (here the interior point's at 1e-9) whatever the multipliers, and within 1e-5 of
+    it at the optimal dual; the bound that `solve` reports (PDLP's dual) rounds to the same integer."""
+    inst = overloaded(seed)
+    rel = build_relaxation(inst)
+    srel = slot_relaxation(inst, rel.windows, rel.unit, rel.weight, rel.alive)
+    reported = SlotLp(srel).solve(20)
+    lp = SlotLp(srel)
+    h = lp.highs
+    for option, value in (("solver", "ipm"), ("ipm_optimality_tolerance", 1e-9)):
+        h.setOptionValue(option, value)
+    h.run()
+    optimum, dual = h.getInfo().objective_function_value, np.asarray(h.getSolution().row_dual)
+    assert abs(lp.lagrangian.bound(dual) - optimum) <= 1e-5
+    assert reported == int(np.floor(optimum + 1e-5))
+    rng = np.random.default_rng(seed)
+    for noisy in (np.zeros_like(dual), dual + rng.normal(0, 0.05, len(dual)), -dual, rng.normal(0, 1, len(dual))):
+        assert lp.lagrangian.bound(noisy) >= optimum - 1e-9
+    assert lp.lagrangian.bound(np.zeros_like(dual)) == pytest.approx(sum(int(rel.weight[u]) for u in lp.units))

@@ -21,8 +21,16 @@ is 0); per unit y in [0, 1]; per stream token a lateness l_j >= 0. Rows:
   prefill slots times y.
 Every integer point of these rows is a point of the slot relaxation (X is the cumulative of its
 delivery slots), so the LP optimum bounds the relaxation's optimum, which bounds hindsight
-attainment. The interior-point optimum is accurate to HiGHS' 1e-8 relative tolerance; the bound
-is rounded down after adding INTEGER_ROUNDING, so tolerance never turns 7 into 6.
+attainment.
+
+The bound is not the solver's objective but the Lagrangian value of its row duals: for any
+multipliers lam (of the right signs), c x <= lam b + max over the column box of (c - A^T lam) x,
+so an inexact dual still gives a valid bound, only a weaker one. That lets HiGHS' first-order
+solver (PDLP) stop at a loose tolerance (3e-3 on examples/tight-kv-40x200.json: bound 36.81
+against the optimum 36.55, 3,600 iterations, 14-16 s on 2 cores shared at load 8-15, where the
+interior point took 28-47 s); a tighter PDLP run, then the interior point (at HiGHS' default
+tolerance), follow only while the bound is not within the same integer as PDLP's objective.
+The bound is rounded down after adding INTEGER_ROUNDING, so float noise never turns 7 into 6.
 """
 
 from __future__ import annotations
@@ -39,6 +47,9 @@ from solvers.exact.highs import quiet_stdout
 
 FRACTION = 1e-6  # a unit value within this of 0 or 1 counts as integral
 MAX_SLOT_VARIABLES = 400_000  # larger relaxations are not written down (memory, and minutes of IPM)
+FIRST_ORDER_TOLERANCES = (3e-3, 1e-4)  # PDLP's KKT tolerances, tried in turn until its dual certifies the floor
+DIVE_TOLERANCE = 1e-2  # PDLP's in the dive, which needs unit values, not a proof
+EXACT_TOLERANCE = 1e-7  # HiGHS' default, for the interior point when PDLP's dual is too loose to certify the floor
 
 
 class _Columns:
@@ -115,13 +126,16 @@ class SlotLp:
     def __init__(self, rel: SlotRelaxation) -> None:
         self.trivial: int | None = None  # the bound when no LP is needed (nothing can be met)
         self.highs: highspy.Highs | None = None
+        self.lagrangian: _Lagrangian | None = None
+        self.last: float | None = None  # the last proven LP bound (`_optimum`), before rounding
         self.units: list[int] = sorted({st.unit for st in rel.requests if st is not None})  # y's columns, in order
         self.weight = rel.weight
         self.fixed = False  # some y fixed by `dive`: the optimum is no bound any more
         if not self.units:
             self.trivial = 0
         elif sum(int((st.last - st.first).sum()) for st in rel.requests if st is not None) <= MAX_SLOT_VARIABLES:
-            self.highs = _highs(*_write(rel, self.units))
+            cols, rows = _write(rel, self.units)
+            self.highs, self.lagrangian = _highs(cols, rows), _Lagrangian(cols, rows)
 
     def solve(self, time_limit: float) -> int | None:
         """The bound: the LP optimum rounded down (None: no optimum within `time_limit` s)."""
@@ -132,17 +146,19 @@ class SlotLp:
         value = self._optimum(time_limit)
         return None if value is None else int(math.floor(value + INTEGER_ROUNDING))
 
-    def dive(self, time_limit: float, steps: int = 3) -> list[frozenset[int]]:
+    def dive(self, time_limit: float, steps: int = 3, found: list[frozenset[int]] | None = None) -> list[frozenset[int]]:
         """Sets of units worth trying to meet all together, by diving from the LP optimum (call
         `solve` first): round the optimum (units by value, largest first, as far as its floor
         allows), then fix the fractional units at >= 0.5 (or the largest) met, solve again and
         round that, while the floor holds and some unit is fractional. The distinct roundings,
-        in the order found. A heuristic: any set may be infeasible; it fixes columns, so `solve`
+        in the order found (appended to `found` as they come: another thread may read it while
+        the next LP runs). A heuristic: any set may be infeasible; it fixes columns, so `solve`
         bounds nothing afterwards."""
         deadline = time.perf_counter() + time_limit
-        floor = math.floor(self.highs.getInfo().objective_function_value + INTEGER_ROUNDING)
+        floor = math.floor(self.last + INTEGER_ROUNDING)
         values = self._unit_values()
-        found = [self._rounded(values, floor)]
+        found = [] if found is None else found
+        found.append(self._rounded(values, floor))
         for _ in range(steps):
             fractional = {u: v for u, v in values.items() if FRACTION < v < 1 - FRACTION}
             if not fractional:
@@ -151,9 +167,9 @@ class SlotLp:
             for u in up:
                 self.highs.changeColBounds(self.units.index(u), 1.0, 1.0)
             self.fixed = True
-            value = self._optimum(deadline - time.perf_counter())
-            if value is None or math.floor(value + INTEGER_ROUNDING) < floor:
-                break  # infeasible, out of time, or the floor fell
+            value = self._primal(deadline - time.perf_counter())
+            if value is None or value + DIVE_TOLERANCE * max(1.0, abs(value)) < floor:
+                break  # infeasible, out of time, or the floor fell (beyond PDLP's error)
             values = self._unit_values()
             rounded = self._rounded(values, floor)
             if rounded not in found:
@@ -161,8 +177,35 @@ class SlotLp:
         return found
 
     def _optimum(self, time_limit: float) -> float | None:
+        """A proven upper bound on the LP optimum (None: none within `time_limit` s): the
+        Lagrangian value of PDLP's dual at the first of FIRST_ORDER_TOLERANCES where it has the
+        floor of PDLP's objective, else the smallest found, the interior point's included."""
+        deadline = time.perf_counter() + time_limit
+        found = []
+        for solver, tolerance in [("pdlp", t) for t in FIRST_ORDER_TOLERANCES] + [("ipm", EXACT_TOLERANCE)]:
+            value = self._run(solver, tolerance, deadline - time.perf_counter())
+            if value is None:
+                continue
+            found.append(value)
+            objective = self.highs.getInfo().objective_function_value
+            if math.floor(value + INTEGER_ROUNDING) <= math.floor(objective + INTEGER_ROUNDING):
+                break
+        self.last = min(found) if found else None
+        return self.last
+
+    def _run(self, solver: str, tolerance: float, time_limit: float) -> float | None:
+        """HiGHS' `solver` to `tolerance`; the Lagrangian bound of its duals (None: no optimum in time)."""
+        if self._primal(time_limit, solver, tolerance) is None:
+            return None
+        return self.lagrangian.bound(np.asarray(self.highs.getSolution().row_dual))
+
+    def _primal(self, time_limit: float, solver: str = "pdlp", tolerance: float = DIVE_TOLERANCE) -> float | None:
+        """HiGHS' `solver` to `tolerance`; its objective (None: no optimum within `time_limit` s)."""
+        if time_limit <= 0.01:
+            return None
         h = self.highs
-        h.setOptionValue("time_limit", max(float(time_limit), 0.01))
+        for option, value in (("solver", solver), ("kkt_tolerance", tolerance), ("time_limit", float(time_limit))):
+            h.setOptionValue(option, value)
         h.run()
         if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
             return None
@@ -185,6 +228,30 @@ class SlotLp:
     def cancel(self) -> None:
         if self.highs is not None:
             self.highs.cancelSolve()
+
+
+class _Lagrangian:
+    """The LP's data as arrays, to turn any row multipliers into a proven bound (module docstring).
+
+    With HiGHS' sign convention for a maximization, lam_i > 0 prices row i's upper side and lam_i
+    < 0 its lower side; a multiplier on an infinite side is dropped (set to 0), which keeps the
+    bound valid. Every column has a finite box (the lateness columns' upper bound is the budget),
+    so the column part is finite."""
+
+    def __init__(self, cols: _Columns, rows: _Rows) -> None:
+        self.cost = np.array(cols.cost)
+        self.lower, self.upper = np.array(cols.lower), np.array(cols.upper)
+        self.row_lower, self.row_upper = np.array(rows.lower), np.array(rows.upper)
+        self.row_of = np.repeat(np.arange(len(rows.cols)), [len(c) for c in rows.cols])
+        self.col_of = np.concatenate(rows.cols) if rows.cols else np.empty(0, np.int64)
+        self.coef = np.concatenate(rows.vals) if rows.vals else np.empty(0)
+
+    def bound(self, lam: np.ndarray) -> float:
+        lam = np.where(((lam > 0) & np.isinf(self.row_upper)) | ((lam < 0) & np.isinf(self.row_lower)), 0.0, lam)
+        rows = np.where(lam > 0, lam * np.nan_to_num(self.row_upper, posinf=0.0),
+                        lam * np.nan_to_num(self.row_lower, neginf=0.0)).sum()
+        reduced = self.cost - np.bincount(self.col_of, weights=lam[self.row_of] * self.coef, minlength=len(self.cost))
+        return float(rows + np.maximum(reduced * self.lower, reduced * self.upper).sum())
 
 
 def _write(rel: SlotRelaxation, units: list[int]) -> tuple[_Columns, _Rows]:
@@ -242,7 +309,7 @@ def _qoe_rows(qoe: tuple[np.ndarray, int], tau: int, toks: list[_Token], y: int,
               rows: _Rows) -> None:
     """l_j >= tau K_j - ideal_j y (in ticks), l_j >= l_{j-1}, sum_j l_j <= budget y."""
     ideal, budget = qoe
-    late = cols.add(len(toks), upper=math.inf)
+    late = cols.add(len(toks), upper=float(budget))  # l_j <= sum_j l_j <= budget y: a finite box for _Lagrangian
     for j, tok in enumerate(toks):
         k_cols, k_coef = tok.delivery()
         coef = -tau * k_coef
@@ -281,8 +348,8 @@ def _capacity_rows(per_slot: dict, demands: np.ndarray, capacity: tuple[int, int
 
 
 def _highs(cols: _Columns, rows: _Rows) -> highspy.Highs:
-    """HiGHS holding the LP, set to its interior-point solver (no crossover: the bound needs the
-    optimal value, not a vertex)."""
+    """HiGHS holding the LP (no crossover: the bound needs duals, not a vertex; the solver is
+    chosen per run by SlotLp._run)."""
     lp = highspy.HighsLp()
     lp.num_col_, lp.num_row_ = len(cols.lower), len(rows.lower)
     lp.col_cost_, lp.col_lower_, lp.col_upper_ = cols.cost, cols.lower, cols.upper
@@ -297,7 +364,7 @@ def _highs(cols: _Columns, rows: _Rows) -> highspy.Highs:
     matrix.value_ = np.concatenate(rows.vals) if rows.vals else np.empty(0)
     with quiet_stdout():  # the constructor prints HiGHS' banner from C++
         h = highspy.Highs()
-    for option, value in (("output_flag", False), ("solver", "ipm"), ("run_crossover", "off")):
+    for option, value in (("output_flag", False), ("run_crossover", "off")):
         h.setOptionValue(option, value)
     h.HandleUserInterrupt = True  # cancelSolve() stops the interior point at its next iteration
     if h.passModel(lp) != highspy.HighsStatus.kOk:
