@@ -16,7 +16,20 @@ from solvers.compiled import kernel
 def stable_argsort(key: np.ndarray, *tiebreaks: np.ndarray) -> np.ndarray:
     """np.lexsort((*reversed(tiebreaks), key)): positions by `key` (nan last), ties by the first
     tiebreak, then the next, then by position; without one, np.argsort(key, kind="stable")."""
-    return _runs_in_order(np.argsort(key), key, tiebreaks or (key,))
+    tiebreaks = tiebreaks or (key,)
+    if len(key) <= SMALL:
+        return _small_sorted(key, tiebreaks)
+    return _runs_in_order(np.argsort(key), key, tiebreaks)
+
+
+SMALL = 256  # up to this many rows one compiled call sorts faster than numpy's sort and a pass
+
+
+@kernel
+def _small_sorted(key, tiebreaks):
+    """stable_argsort of a few rows in one call: numba's merge sort (stable, nan last), then the
+    runs of equal keys in tiebreak order."""
+    return _runs_in_order(np.argsort(key, kind="mergesort"), key, tiebreaks)
 
 
 def stable_prefix(k: int, key: np.ndarray, *tiebreaks: np.ndarray) -> np.ndarray:
