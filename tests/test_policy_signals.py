@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from formulations.qoe import qoe, token_lateness
 from solvers.policies import signals
@@ -96,3 +98,12 @@ def test_tightest_total_is_the_brute_force_minimum_of_the_latest_next_token():
         brute = signals.latest_next_token(views, 0.01, grid, 0.95, share)
         assert at <= brute.min() + 1e-9 or (at == -np.inf)
         assert at >= brute.min() - 1e-3 * max(1.0, abs(brute.min())) or brute.min() == -np.inf
+
+
+@settings(max_examples=500, deadline=None)
+@given(prefill=st.integers(-(2**31) + 1, 2**31 - 1), budget=st.integers(1, 2**22 - 1))
+def test_prefill_iterations_float_division_is_the_integer_ceiling(prefill: int, budget: int) -> None:
+    assert signals.prefill_iterations_at(prefill, budget) == -(-prefill // budget)
+    near = (prefill // budget) * budget  # a multiple of the budget and its neighbours
+    for p in (near - 1, near, near + 1):
+        assert signals.prefill_iterations_at(p, budget) == -(-p // budget)

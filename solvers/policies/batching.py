@@ -20,9 +20,7 @@ from solvers.policies import ranking, signals
 
 def select(view: EngineView, order: np.ndarray) -> np.ndarray:
     """Boolean mask of the requests chosen, taking `order` (view positions) greedily."""
-    blocks, tokens = signals.kv_weights(view)
-    taken = greedy_knapsack(np.ones(len(view)), np.stack([blocks, tokens], axis=1),
-                            np.array([view.engine.kv_blocks, view.engine.token_budget], dtype=np.float64),
+    taken = greedy_knapsack(np.ones(len(view)), signals.kv_weight_columns(view), signals.kv_capacities(view.engine),
                             max_items=view.engine.max_seqs, order=order)
     chosen = np.zeros(len(view), dtype=bool)
     chosen[taken] = True

@@ -57,21 +57,36 @@ def engine_seconds(engine: EngineSpec, prefill: np.ndarray, decode: np.ndarray, 
                                 steps.ravel()).reshape(prefill.shape)
 
 
+def _kept_for_last_engine(build):
+    """`build(engine)` (a read-only array), kept for the last engine asked about: every decision
+    of a run asks about the same one (EngineSpec is frozen), and building the array costs more
+    than a small decision's own arithmetic."""
+    last: list = [None, None]
+
+    def kept(engine: EngineSpec) -> np.ndarray:
+        if last[0] is not engine:
+            value = build(engine)
+            value.setflags(write=False)
+            last[:] = [engine, value]
+        return last[1]
+
+    kept.__doc__ = build.__doc__
+    return kept
+
+
+@_kept_for_last_engine
 def engine_costs(engine: EngineSpec) -> np.ndarray:
-    """What `engine_seconds_at` reads of an engine, as one read-only float vector (nan slot_time:
-    not slotted). Kept for the last engine asked about: every decision of a run asks about the
-    same one, and building the vector costs more than a small decision's own arithmetic."""
-    if _last_costs[0] is not engine:
-        lat = engine.latency
-        slot = np.nan if engine.slot_time is None else engine.slot_time
-        costs = np.array([engine.block_size, engine.kv_blocks, engine.max_seqs, engine.token_budget, slot,
-                          lat.c0, lat.c_prefill, lat.c_decode, lat.c_ctx], dtype=np.float64)
-        costs.setflags(write=False)
-        _last_costs[:] = [engine, costs]
-    return _last_costs[1]
+    """What `engine_seconds_at` reads of an engine, as one float vector (nan slot_time: not slotted)."""
+    lat = engine.latency
+    slot = np.nan if engine.slot_time is None else engine.slot_time
+    return np.array([engine.block_size, engine.kv_blocks, engine.max_seqs, engine.token_budget, slot,
+                     lat.c0, lat.c_prefill, lat.c_decode, lat.c_ctx], dtype=np.float64)
 
 
-_last_costs: list = [None, None]  # (engine, engine_costs(engine)); EngineSpec is frozen
+@_kept_for_last_engine
+def kv_capacities(engine: EngineSpec) -> np.ndarray:
+    """(KV blocks, token budget): the capacities of a step's knapsack over `kv_weight_columns`."""
+    return np.array([engine.kv_blocks, engine.token_budget], dtype=np.float64)
 
 
 @kernel
@@ -109,8 +124,11 @@ def prefill_iterations(view: EngineView) -> np.ndarray:
 @kernel
 def prefill_iterations_at(prefill: int, budget: int) -> int:
     """Iterations needed before the next token with `prefill` tokens left to prefill after
-    prefix-cache hits: ceil(prefill / token budget), 0 if decoding."""
-    return -(-prefill // budget)
+    prefix-cache hits: ceil(prefill / token budget), 0 if decoding. A float division: a 64-bit
+    integer one per request costs three times more, and the float quotient is never rounded
+    onto a whole number it is not (a remainder r >= 1 puts it at least 1/budget away from one,
+    far above its rounding error for prompts below 2**31 tokens and budgets below 2**22)."""
+    return int(np.ceil(prefill / budget))
 
 
 @kernel

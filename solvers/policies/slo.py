@@ -151,7 +151,7 @@ class SloPolicy(Policy):
             params.short_first, params.short_first_cap, params.idle_value, params.urgency_horizon)
         return StepKnapsack(
             values=values, weights=signals.kv_weight_columns(view),
-            capacities=np.array([view.engine.kv_blocks, view.engine.token_budget], dtype=np.float64),
+            capacities=signals.kv_capacities(view.engine),
             max_items=view.engine.max_seqs, runnable=np.flatnonzero(view.release <= view.now + 1e-12), key=key,
             arrival=view.arrival, estimate=est, given_up=given_up, doomed=doomed,
         )
