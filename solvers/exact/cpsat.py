@@ -39,11 +39,13 @@ def to_cpsat(lm: LinearModel) -> CpsatModel:
 
 
 def run_cpsat(model: cp_model.CpModel, time_limit: float, workers: int,
-              stop: StopToken) -> tuple[cp_model.CpSolver, Status | None]:
-    """Solve `model`; returns the solver (values: `has_solution`, bound: `cpsat_bound`) and the status."""
+              stop: StopToken, seed: int = 0) -> tuple[cp_model.CpSolver, Status | None]:
+    """Solve `model`; returns the solver (values: `has_solution`, bound: `cpsat_bound`) and the
+    status. `seed`: CP-SAT's random seed (a restart with another seed samples another run time)."""
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = float(time_limit)
     solver.parameters.num_workers = workers
+    solver.parameters.random_seed = seed
     solver.parameters.catch_sigint_signal = False  # solvers.interrupt owns the signals
     code = stop.run(lambda: solver.Solve(model), solver.StopSearch)
     if code == cp_model.MODEL_INVALID:

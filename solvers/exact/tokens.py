@@ -192,6 +192,28 @@ def solve_attainment(hm: HindsightModel, time_limit: float, start_values: list[i
     return Phase(status, phase.values, bound)
 
 
+def solve_all_met(hm: HindsightModel, time_limit: float, start_values: list[int] | None, workers: int,
+                  stop: StopToken, seed: int = 0) -> Phase:
+    """Can every live request of `hm` be met at once? A pure feasibility model (every met literal
+    fixed to 1, no objective): where a set is hard to meet, CP-SAT's optimizing search spends its
+    time on schedules that drop a request, and the top-down probe on attainment >= all still
+    carries the symmetry order and the objective. `start_values` (a full compact-model point,
+    e.g. a policy's, meeting some of them) are hints. Optimal with the point, infeasible, or
+    stopped early (timeout, interrupted) with none."""
+    tm = build_tokens(hm, order_met=False)
+    for key, lit in tm.met.items():
+        if hm.model.ub[hm.met[key]] != 0:
+            tm.model.Add(lit == 1)
+    if start_values is not None:
+        _hint(hm, tm, start_values)
+    solver, status = run_cpsat(tm.model, time_limit, workers, stop, seed)
+    if status != Status.OPTIMAL:
+        return Phase(status, None, None)
+    met_slots = {i: [solver.Value(var) for var in tm.slots[i]] for i in range(len(hm.instance.requests))
+                 if tm.slots[i]}
+    return Phase(status, compact_point(hm, met_slots), None)
+
+
 def solve_secondary(hm: HindsightModel, time_limit: float, start_values: list[int], workers: int, floor: int,
                     stop: StopToken) -> Phase:
     """Minimize the unfinished request-slots with attainment >= floor (bound: None, not reported)."""
