@@ -58,7 +58,7 @@ def eviction_order(view: EngineView, chosen: np.ndarray, evict_rank: np.ndarray,
     ranked only as far as it takes to free `need` blocks (all of them if that is not enough).
     Unchanged while only waiting requests leave the batch: then one ranking serves every
     smaller need (`enough`)."""
-    cand = np.flatnonzero(view.resident & ~chosen)
+    cand = (view.resident & ~chosen).nonzero()[0]
     held = view.kv_blocks[cand]
     first = ranking.walk((-evict_rank[cand],), lambda rows: held[rows].sum() >= need)
     return cand[first], np.cumsum(held[first])

@@ -152,7 +152,7 @@ class SloPolicy(Policy):
         return StepKnapsack(
             values=values, weights=signals.kv_weight_columns(view),
             capacities=signals.kv_capacities(view.engine),
-            max_items=view.engine.max_seqs, runnable=np.flatnonzero(view.release <= view.now + 1e-12), key=key,
+            max_items=view.engine.max_seqs, runnable=(view.release <= view.now + 1e-12).nonzero()[0], key=key,
             arrival=view.arrival, estimate=est, given_up=given_up, doomed=doomed,
         )
 
@@ -246,13 +246,13 @@ class SloPolicy(Policy):
             taken = self._select(step, rank)
         chosen[taken] = True
         chosen, victims = self._evictions(view, step, chosen, overloaded)
-        reject = np.flatnonzero(step.given_up) if self.params.reject else EMPTY
+        reject = step.given_up.nonzero()[0] if self.params.reject else EMPTY
         if len(reject):  # rejected requests free their blocks themselves
             chosen[reject] = False
             victims = victims[~step.given_up[victims]]
         if len(rank) < len(step.runnable) and np.count_nonzero(chosen[rank]) < step.max_items:
             rank = self._rank(step, overloaded)  # a seat is left: the fill may walk past the head
-        eligible = rank[~step.given_up[rank]] if self.params.reject else rank
+        eligible = rank[~step.given_up[rank]] if len(reject) else rank  # nothing is given up without one
         leaving = np.concatenate([victims, reject]) if len(reject) else victims  # both free their blocks now
         run_pos = batching.fill_budget(view, chosen, eligible, leaving, (step.weights[:, 0], step.weights[:, 1]))
         wake = _wake_at(view.release, view.now, step.doomed, run_pos, step.estimate.slack)
