@@ -12,8 +12,9 @@ from its optimum to sets of units, then a feasibility check of the instance cut 
 out are never admitted, so a schedule meeting every unit of a set meets that many SLOs on the
 whole instance (the compact model's dominance rules, as for the decomposition's checks); equal
 to the bound, it is proven optimal. The dive's LPs run in a thread beside the checks of the sets
-found so far; the checks take turns (the set tried least goes next), each try of a set twice
-as long as its last and with a new CP-SAT seed: a check's run time is heavy-tailed (the 36-set
+found so far; the checks take turns (the set tried least goes next, a set found later in the
+dive counting two tries more per set before it), each try of a set twice as long as its last
+and with a new CP-SAT seed: a check's run time is heavy-tailed (the 36-set
 of tight-kv-40x200 is met in 3 to 28 s by one seed and not in 40 s by another), and a set of
 the dive that cannot be met is rarely proven so, so no set may hold the others up.
 
@@ -49,6 +50,7 @@ from solvers.result import Status
 INSTANCE = Path(__file__).resolve().parents[1] / "examples" / "tight-kv-40x200.json"
 CHECK_WORKERS = 8  # CP-SAT workers per check, on 2 cores: 8 met the 36-set in 3-28 s (7 runs), 2 and 4 often not in 40-60 s
 FIRST_ROUND_SECONDS = 6.0  # a set's first check; each later one of the same set doubles it
+FALLBACK_TRIES = 2  # the dive's k-th set (a fallback for the ones before) waits for 2k tries of the first
 DIVE_STEPS = 2  # LP re-solves in the dive (each about as long as the first LP), in a thread beside the checks
 
 
@@ -129,9 +131,9 @@ class _SetCheck:
 
 def _rounds(inst, unit, sets: list[frozenset[int]], diving: threading.Thread | None, hints: list[str],
             deadline: float, workers: int, log: list[dict]) -> _SetCheck | None:
-    """Try the open set with the fewest tries (the earliest found among equals), taking up each
-    set the dive appends to `sets`, until one is met (returned), every one is proven infeasible
-    with the dive done, or time is up."""
+    """Try the open set with the fewest tries plus FALLBACK_TRIES per set found before it (the
+    earliest among equals), taking up each set the dive appends to `sets`, until one is met
+    (returned), every one is proven infeasible with the dive done, or time is up."""
     checks: list[_SetCheck] = []
     while deadline - time.perf_counter() > 0.5:
         checks += [_SetCheck(inst, unit, chosen, hints) for chosen in sets[len(checks):]]
@@ -141,7 +143,7 @@ def _rounds(inst, unit, sets: list[frozenset[int]], diving: threading.Thread | N
                 return None
             diving.join(0.1)
             continue
-        check = min(open_checks, key=lambda c: c.tries)
+        check = min(open_checks, key=lambda c: c.tries + FALLBACK_TRIES * checks.index(c))
         if deadline - time.perf_counter() <= 0.5:  # building the checks took the rest
             return None
         log.append(check.run(deadline, workers))
