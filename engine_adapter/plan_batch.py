@@ -12,7 +12,7 @@ No vLLM import: it is tested against hand-worked cases and the simulator.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -20,18 +20,21 @@ from engine_adapter.plan_rules import form_batch
 from formulations.online import EngineView, Plan, PlanError
 from solvers.compiled import kernel
 
+_EMPTY = np.empty(0, dtype=np.int64)
+
 
 @dataclass
 class BatchDecision:
     """Positions refer to columns of the EngineView the plan answered."""
 
-    preempt: list[int] = field(default_factory=list)  # plan preemptions first, then KV victims
-    run: list[tuple[int, int]] = field(default_factory=list)  # (position, tokens), plan order
-    blocked: int | None = None  # the waiting request that found no KV room (admission stops there)
+    preempt: list[int]  # plan preemptions first, then KV victims
+    run: np.ndarray  # positions that run, plan order
+    tokens: np.ndarray  # tokens each of `run` processes
+    blocked: int | None  # the waiting request that found no KV room (admission stops there)
     # with prefix caching: the waiting positions of the plan's run, in run order, that the engine
     # itself admits from (each looked up again at its turn, after the allocations before it: hits
     # on blocks computed in this step); none when the engine evicted a victim
-    admit_from: list[int] = field(default_factory=list)
+    admit_from: list[int]
 
 
 @dataclass
@@ -77,8 +80,7 @@ def decide_batch(view: EngineView, plan: Plan, admitted_at: np.ndarray,
     batch = form_batch(run, n, resident, computed, prefill_left, kv_blocks, admitted_at, free, view.engine,
                        exact_kv=True, freed=freed)
     admit_from = [] if hits is None or batch.victims else run[~resident[run]].tolist()
-    return BatchDecision(preempt=preempt.tolist() + batch.victims,
-                         run=list(zip(batch.slots.tolist(), batch.chunk.tolist(), strict=True)),
+    return BatchDecision(preempt=preempt.tolist() + batch.victims, run=batch.slots, tokens=batch.chunk,
                          blocked=batch.blocked, admit_from=admit_from)
 
 
@@ -87,7 +89,7 @@ def _positions(idx: np.ndarray, requests: np.ndarray, name: str) -> np.ndarray:
     named twice."""
     requests = np.asarray(requests, dtype=np.int64)
     if len(requests) == 0:
-        return np.empty(0, dtype=np.int64)
+        return _EMPTY
     found, twice = _columns_of(idx, requests)
     missing = found < 0
     if missing.any():

@@ -15,7 +15,8 @@ waiting request is vLLM's `allocate_slots` (formulations.online.admission_blocks
 the policies price a waiting request's KV too).
 
 The common case (every request wanted fits, no waiting request to gate against a watermark) is
-decided with cumulative sums; only a KV shortage walks the plan one request at a time.
+decided with cumulative sums; only a KV shortage walks the plan one request at a time. Both are
+compiled (numba): the bridge runs them before every vLLM step.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from formulations.engine_spec import EngineSpec
-from formulations.online import admission_blocks
+from solvers.compiled import kernel
+from solvers.policies.signals import blocks_to_admit_at
 
 _EMPTY = np.empty(0, dtype=np.int64)
 
@@ -45,7 +47,7 @@ class Batch:
 
 def form_batch(run: np.ndarray, n_live: int, resident: np.ndarray, computed: np.ndarray, prefill_left: np.ndarray,
                kv_blocks: np.ndarray, admit_order: np.ndarray, free_blocks: int, spec: EngineSpec,
-               exact_kv: bool, freed: Callable[[int], int] | None = None) -> Batch:
+               exact_kv: bool, freed: Callable[[], np.ndarray] | None = None) -> Batch:
     """The batch that `run` (positions in priority order) yields now.
 
     Positions 0..n_live-1 of the columns are the live requests (the columns may be longer: the
@@ -53,26 +55,38 @@ def form_batch(run: np.ndarray, n_live: int, resident: np.ndarray, computed: np.
     positions). `admit_order` ranks when each position last became resident (larger: later). exact_kv=False allows skipping the exact KV check
     when the free blocks obviously suffice (each request grows by at most want/block_size + 1
     blocks); that bound needs every non-resident request to hold no tokens, so swap mode passes
-    True. `freed(position)`: the blocks a preempted request returns to the free pool, when that
-    differs from the blocks it holds (prefix caching: blocks shared with another running request
-    stay taken); None: all it holds.
+    True. `freed()`: per live position, the blocks preempting it would return to the free pool,
+    when that differs from the blocks it holds (prefix caching: blocks shared with another running
+    request stay taken); None: all it holds. Asked only when the walk runs (a KV shortage).
     """
-    n = len(run)
-    if n == 0:
+    if len(run) == 0:
         return Batch(_EMPTY, _EMPTY, np.empty(0, dtype=bool), False, [])
+    slots, chunk, prefill, any_prefill, fits = _common_case(
+        run, resident, computed, prefill_left, kv_blocks, free_blocks, spec.block_size, spec.token_budget,
+        spec.max_seqs, spec.watermark_blocks, spec.reserve_full_prompt, exact_kv)
+    if fits:
+        return Batch(slots, chunk, prefill, any_prefill, [])
+    held = kv_blocks[:n_live]
+    return _walk(run, resident[:n_live], computed[:n_live], prefill_left[:n_live], held, admit_order[:n_live],
+                 free_blocks, spec, held if freed is None else freed())
+
+
+@kernel
+def _common_case(run, resident, computed, prefill_left, kv_blocks, free_blocks, bs, budget, max_seqs, watermark,
+                 reserve_full_prompt, exact_kv):
+    """The batch when every request wanted fits: (slots, chunk, prefill, any_prefill, fits); with
+    fits False the plan must be walked. Compiled: as numpy expressions this cost ~50 us a step."""
+    n = len(run)
     pl = prefill_left[run]
-    pl_list = pl.tolist()
-    prefill_total = sum(pl_list)
-    total = prefill_total + pl_list.count(0)  # a decoding request (prefill_left 0) takes 1 token
-    # all decoding (a steady batch): every chunk is 1, no prefill (cheaper than the general ops)
-    want = np.maximum(pl, 1) if prefill_total else np.ones(n, dtype=np.int64)
-    budget = spec.token_budget
+    prefill_total = pl.sum()
+    total = prefill_total + np.count_nonzero(pl == 0)  # a decoding request (prefill_left 0) takes 1 token
+    want = np.maximum(pl, 1)
     slots = run
     chunk = want
     if total > budget:
         cum = want.cumsum()
-        full = int(cum.searchsorted(budget, side="right"))
-        partial = budget - (int(cum[full - 1]) if full else 0)
+        full = np.searchsorted(cum, budget, side="right")
+        partial = budget - (cum[full - 1] if full else 0)
         take = full + (partial > 0)
         chunk = want[:take].copy()
         if take > full:
@@ -80,119 +94,129 @@ def form_batch(run: np.ndarray, n_live: int, resident: np.ndarray, computed: np.
         total = budget
         slots = run[:take]
         pl = pl[:take]
-    if len(slots) > spec.max_seqs:
-        slots = slots[: spec.max_seqs]
-        chunk = chunk[: spec.max_seqs]
-        pl = pl[: spec.max_seqs]
-    bs = spec.block_size
-    any_prefill = prefill_total > 0 and sum(pl.tolist()) > 0  # (pl may have been cut above)
-    prefill = pl > 0 if any_prefill else np.zeros(len(pl), dtype=bool)
+    if len(slots) > max_seqs:
+        slots = slots[:max_seqs]
+        chunk = chunk[:max_seqs]
+        pl = pl[:max_seqs]
+    any_prefill = prefill_total > 0 and pl.sum() > 0  # (pl may have been cut above)
+    prefill = pl > 0
     # the full-prompt gate can ask a waiting request for up to want/bs + 1 blocks: still bounded
     # by the tokens wanted (prefill_total covers every prefill in the run)
-    bound = prefill_total + n if spec.reserve_full_prompt and any_prefill else total
-    if not exact_kv and spec.watermark_blocks == 0 and free_blocks > bound // bs + len(slots):
-        return Batch(slots, chunk, prefill, any_prefill, [])
+    bound = prefill_total + n if reserve_full_prompt and any_prefill else total
+    if not exact_kv and watermark == 0 and free_blocks > bound // bs + len(slots):
+        return slots, chunk, prefill, any_prefill, True
     need = (computed[slots] + chunk + (bs - 1)) // bs - kv_blocks[slots]
-    if sum(need.tolist()) <= free_blocks and _gate_passes(slots, need, chunk, resident, computed, pl, kv_blocks,
-                                                          free_blocks, spec):
-        return Batch(slots, chunk, prefill, any_prefill, [])
-    return _walk(run, resident[:n_live], computed[:n_live], prefill_left[:n_live], kv_blocks[:n_live],
-                 admit_order[:n_live], free_blocks, spec, freed)
+    fits = need.sum() <= free_blocks and _gate_passes(slots, need, resident, computed, pl, kv_blocks, free_blocks, bs,
+                                                      watermark, reserve_full_prompt)
+    return slots, chunk, prefill, any_prefill, fits
 
 
-def _gate_passes(slots: np.ndarray, need: np.ndarray, chunk: np.ndarray, resident: np.ndarray,
-                 computed: np.ndarray, pl: np.ndarray, held: np.ndarray, free: int, spec: EngineSpec) -> bool:
+@kernel
+def _gate_passes(slots, need, resident, computed, pl, held, free, bs, watermark, reserve_full_prompt):
     """Whether every waiting request in the batch passes its admission check (no eviction needed).
 
     Without the full-prompt gate and watermark that check is its chunk's blocks, already counted.
     """
-    if not (spec.reserve_full_prompt or spec.watermark_blocks):
+    if not (reserve_full_prompt or watermark):
         return True
     waiting = ~resident[slots]
     if not waiting.any():
         return True
-    if spec.watermark_blocks:
+    if watermark:
         return False  # whether the watermark applies depends on the walk: let it decide
-    bs = spec.block_size
     gate = (computed[slots] + np.maximum(pl, 1) + (bs - 1)) // bs - held[slots]
     before = need.cumsum() - need  # blocks taken by the requests ahead in the batch
     return bool((before[waiting] + gate[waiting] <= free).all())
 
 
-def _walk(run_positions: np.ndarray, resident_col: np.ndarray, computed_col: np.ndarray, prefill_col: np.ndarray,
-          held_col: np.ndarray, admit_order: np.ndarray, free: int, spec: EngineSpec,
-          freed: Callable[[int], int] | None) -> Batch:
-    """The plan walked request by request (plain lists: this runs every step under KV pressure)."""
-    bs = spec.block_size
-    budget = spec.token_budget
-    seqs_left = spec.max_seqs
-    watermark = spec.watermark_blocks
-    run = run_positions.tolist()
-    resident = resident_col.tolist()
-    computed = computed_col.tolist()
-    prefill_left = prefill_col.tolist()
-    held = held_col.tolist()
-    in_run = np.zeros(len(resident), dtype=bool)
-    in_run[run_positions] = True
-    outside = np.flatnonzero(resident_col & ~in_run)
-    outside = outside[np.argsort(admit_order[outside], kind="stable")].tolist()  # pop(): most recent
-    holders = sum(resident)  # requests holding KV (vLLM applies the watermark only if one does)
+def _walk(run: np.ndarray, resident: np.ndarray, computed: np.ndarray, prefill_left: np.ndarray,
+          held: np.ndarray, admit_order: np.ndarray, free: int, spec: EngineSpec, freed: np.ndarray) -> Batch:
+    """The plan walked request by request (`_walk_each`); this runs every step under KV pressure."""
+    slots, chunks, prefill, victims, blocked = _walk_each(
+        run, resident, computed, prefill_left, held, freed, admit_order, free, spec.block_size, spec.token_budget,
+        spec.max_seqs, spec.watermark_blocks, spec.reserve_full_prompt)
+    return Batch(slots, chunks, prefill, bool(prefill.any()), victims.tolist(), None if blocked < 0 else int(blocked))
+
+
+@kernel
+def _walk_each(run, resident_col, computed, prefill_left, held, freed, admit_order, free, bs, budget, seqs_left,
+               watermark, reserve_full_prompt):
+    """form_batch's rules one request at a time: (slots, chunks, prefill, victims, blocked
+    position or -1). Compiled: as a Python loop it was the bridge's largest cost under KV
+    pressure (issue 13)."""
+    n_live = len(resident_col)
+    resident = resident_col.copy()
+    in_run = np.zeros(n_live, dtype=np.bool_)
+    in_run[run] = True
+    outside = np.flatnonzero(resident & ~in_run)
+    outside = outside[np.argsort(admit_order[outside], kind="mergesort")]  # taken from the end: most recent
+    n_outside = len(outside)
+    holders = np.count_nonzero(resident)  # requests holding KV (vLLM applies the watermark only if one does)
     tail = len(run) - 1
     # past the last resident request in `run`, once admission has closed, every request is
     # skipped: the walk ends there (a long plan of waiting requests costs nothing)
-    run_resident = np.flatnonzero(resident_col[run_positions])
-    last_resident = int(run_resident[-1]) if len(run_resident) else -1
-    gone: set[int] = set()
-    victims: list[int] = []
-    slots: list[int] = []
-    chunks: list[int] = []
-    prefill: list[bool] = []
-    blocked: int | None = None  # head-of-line: a waiting request did not fit
-    for pos, s in enumerate(run):
-        if budget == 0 or seqs_left == 0 or (pos > last_resident and (blocked is not None or victims)):
+    last_resident = -1
+    for pos in range(len(run)):
+        if resident[run[pos]]:
+            last_resident = pos
+    gone = np.zeros(n_live, dtype=np.bool_)
+    victims = np.empty(n_live, dtype=np.int64)
+    n_victims = 0
+    slots = np.empty(len(run), dtype=np.int64)
+    chunks = np.empty(len(run), dtype=np.int64)
+    prefill = np.empty(len(run), dtype=np.bool_)
+    n_slots = 0
+    blocked = -1  # head-of-line: a waiting request did not fit
+    for pos in range(len(run)):
+        s = run[pos]
+        closed = blocked >= 0 or n_victims > 0
+        if budget == 0 or seqs_left == 0 or (pos > last_resident and closed):
             break
-        if s in gone or ((blocked is not None or victims) and not resident[s]):
+        if gone[s] or (closed and not resident[s]):
             continue
-        want = prefill_left[s] or 1
+        want = prefill_left[s] if prefill_left[s] != 0 else 1
         chunk = min(want, budget)
         need = -(-(computed[s] + chunk) // bs) - held[s]
         if not resident[s]:
-            gate = admission_blocks(computed[s], want, chunk, held[s], spec) + (watermark if holders else 0)
-            if max(need, gate) > free:
+            gate = blocks_to_admit_at(computed[s], want, chunk, held[s], bs, reserve_full_prompt)
+            if max(need, gate + (watermark if holders else 0)) > free:
                 blocked = s
                 continue
             holders += 1
         elif need > free:
             while need > free:
-                victim = None
-                if outside:
-                    victim = outside.pop()
+                victim = -1
+                if n_outside:
+                    n_outside -= 1
+                    victim = outside[n_outside]
                 else:
                     while tail > pos:
                         cand = run[tail]
                         tail -= 1
-                        if resident[cand] and cand not in gone:
+                        if resident[cand] and not gone[cand]:
                             victim = cand
                             break
-                if victim is None:
+                if victim < 0:
                     break
-                gone.add(victim)
-                victims.append(victim)
+                gone[victim] = True
+                victims[n_victims] = victim
+                n_victims += 1
                 resident[victim] = False
-                free += held[victim] if freed is None else freed(victim)
+                free += freed[victim]
                 holders -= 1
             if need > free:
-                gone.add(s)
-                victims.append(s)
+                gone[s] = True
+                victims[n_victims] = s
+                n_victims += 1
                 resident[s] = False
-                free += held[s] if freed is None else freed(s)
+                free += freed[s]
                 holders -= 1
                 continue
         free -= need
         budget -= chunk
         seqs_left -= 1
-        slots.append(s)
-        chunks.append(chunk)
-        prefill.append(prefill_left[s] > 0)
-    return Batch(np.array(slots, dtype=np.int64), np.array(chunks, dtype=np.int64),
-                 np.array(prefill, dtype=bool), any(prefill), victims, blocked)
+        slots[n_slots] = s
+        chunks[n_slots] = chunk
+        prefill[n_slots] = prefill_left[s] > 0
+        n_slots += 1
+    return slots[:n_slots], chunks[:n_slots], prefill[:n_slots], victims[:n_victims], blocked

@@ -39,7 +39,7 @@ from engine_adapter.bridge_config import BridgeConfig
 from engine_adapter.events import HeldPlan, is_steady_batch, prefill_event
 from engine_adapter.plan_batch import BatchDecision, PrefixHits, decide_batch
 from engine_adapter.request_book import RequestBook
-from engine_adapter.slo_args import parse_slo_args
+from engine_adapter.slo_args import GroupSpec, SloArgs, parse_slo_args
 from engine_adapter.vllm_checks import kv_cache_problems, unsupported_settings
 from engine_adapter.vllm_kernel_scan import skip_llvmlite_in_kernel_scan
 from formulations.engine_spec import EngineSpec
@@ -128,6 +128,7 @@ class SloScheduler(Scheduler):
         # not `self.policy`: that is vLLM's own SchedulingPolicy, read by its schedule()
         self.slo_policy = policy if policy is not None else bridge.make_policy()
         self.predictor = bridge.make_predictor()
+        self._warm_up()
         self.begin_run(time.perf_counter())
 
     def _check_supported(self) -> None:
@@ -232,7 +233,7 @@ class SloScheduler(Scheduler):
         plan = None
         if not self.held.due(now):  # between events: the held plan's run set, by the same rules
             plan = self.held.run_set(view.idx)
-            decision = self._decide_batch(view, plan, live, rows, hit_blocks)
+            decision = self._decide_batch(view, plan, live, n_running, rows, hit_blocks)
             if decision.preempt and self.held.steady:  # KV exhausted after a steady run: an event
                 plan = None
         if plan is None:
@@ -248,7 +249,7 @@ class SloScheduler(Scheduler):
                     self._record(output, started, now, np.empty(0, dtype=np.int64), 0.0, decide_seconds)
                     return output
                 view, rows, hit_blocks = self._view(now, live, n_running)
-            decision = self._decide_batch(view, plan, live, rows, hit_blocks)
+            decision = self._decide_batch(view, plan, live, n_running, rows, hit_blocks)
         any_prefill = self._note_batch(view, decision, len(plan.preempt), n_running)
 
         for k in decision.preempt:
@@ -257,20 +258,24 @@ class SloScheduler(Scheduler):
             self._preempt_request(request, time.monotonic())
             self.book.preempted(int(rows[k]), now)
         # live[:n_running] were running; a request the batch rules preempted is not in decision.run
-        run_resident = [live[k] for k, _ in decision.run if k < n_running]
+        run = decision.run.tolist()
+        run_resident = [live[k] for k in run if k < n_running]
         if hit_blocks is None:
-            admit = [live[k] for k, _ in decision.run if k >= n_running]
+            admit = [live[k] for k in run if k >= n_running]
         else:  # vLLM admits as the simulator's PrefixCache.allocate does, from the plan's waiting ones
             admit = [live[k] for k in decision.admit_from]
-        planned = {live[k].request_id: tokens for k, tokens in decision.run}
+        planned = {live[k].request_id: tokens for k, tokens in zip(run, decision.tokens.tolist(), strict=True)}
         keep = set(run_resident)
         paused = [r for r in self.running if r not in keep]
-        admit_set = set(admit)
-        held = [r for r in self.waiting if r not in admit_set]
+        if admit:
+            admit_set = set(admit)
+            held = [r for r in self.waiting if r not in admit_set]
+        else:  # (no set test per waiting request: most steps admit nothing)
+            held = list(self.waiting)
         self.running[:] = run_resident
         self.waiting.clear()
         self.waiting.extend(admit)
-        planned_indices = self.book.index[rows[[k for k, _ in decision.run]]]
+        planned_indices = self.book.index[rows[decision.run]]
         policy_seconds = time.perf_counter() - started
 
         output = super().schedule(throttle_prefills)
@@ -297,19 +302,19 @@ class SloScheduler(Scheduler):
         self._record(output, started, now, planned_indices, policy_seconds + time.perf_counter() - resumed, decide_seconds)
         return output
 
-    def _decide_batch(self, view, plan: Plan, live: list[Request], rows: np.ndarray, hit_blocks):
-        hits = None if hit_blocks is None else self._hits_after(live, hit_blocks, int(view.free_blocks))
+    def _decide_batch(self, view, plan: Plan, live: list[Request], n_running: int, rows: np.ndarray, hit_blocks):
+        hits = None if hit_blocks is None else self._hits_after(live, n_running, hit_blocks, int(view.free_blocks))
         return decide_batch(view, plan, self.book.admitted_at[rows], hits)
 
     def _note_batch(self, view, decision: BatchDecision, plan_preempts: int, n_running: int) -> bool:
         """Events this step's batch makes (engine_adapter/events.py): an eviction by the KV rule,
         an empty batch; and whether it is steady. Returns whether it prefills."""
         victims = len(decision.preempt) > plan_preempts
-        ran = [k for k, _ in decision.run]
-        if victims or not ran:
+        ran = decision.run
+        if victims or not len(ran):
             self.held.event = True
         any_prefill = bool(decision.admit_from) or bool((view.prefill_left[ran] > 0).any())
-        self.held.steady = is_steady_batch(victims, any_prefill, all(k < n_running for k in ran))
+        self.held.steady = is_steady_batch(victims, any_prefill, bool((ran < n_running).all()))
         return any_prefill
 
     def _note_prefill_ends(self, scheduled: dict[str, int], view, live: list[Request],
@@ -319,7 +324,7 @@ class SloScheduler(Scheduler):
         if not scheduled:
             self.held.event = True  # idle
             return
-        ks = [k for k in dict.fromkeys([*(k for k, _ in decision.run), *decision.admit_from])
+        ks = [k for k in dict.fromkeys([*decision.run.tolist(), *decision.admit_from])
               if live[k].request_id in scheduled]
         if not ks:
             return
@@ -397,21 +402,56 @@ class SloScheduler(Scheduler):
             self._live, self._live_running, self._live_rows = live, n_running, rows
             self._live_static = self.book.static_columns(rows)
             self._live_resident = np.arange(n) < n_running
-        rows, static, resident = self._live_rows, self._live_static, self._live_resident
-        book = self.book
-        computed, generated, prefill_left, kv_blocks = _progress(
-            rows, resident, static["prompt_len"], book.computed, book.delivered, self._in_flight(live), self.block_size)
+        rows = self._live_rows
         hit_blocks = cached = None
         if self.cache_config.enable_prefix_caching:
             hit_blocks = self._hit_blocks(live, n_running)
             cached = np.fromiter(map(len, hit_blocks), dtype=np.int64, count=n) * self.block_size
-        view = book.view(
-            now=now, rows=rows, generated=generated, computed=computed, prefill_left=prefill_left,
-            resident=resident, kv_blocks=kv_blocks, preemptions=book.preemption_count[rows],
-            refine=self.predictor.refine, free_blocks=self.kv_cache_manager.block_pool.get_num_free_blocks(),
-            engine=self.engine_spec, static=static, cached=cached,
-        )
+        view = self._book_view(self.book, now, rows, self._live_static, self._live_resident, self._in_flight(live),
+                               self.kv_cache_manager.block_pool.get_num_free_blocks(), cached)
         return view, rows, hit_blocks
+
+    def _book_view(self, book: RequestBook, now: float, rows: np.ndarray, static: dict[str, np.ndarray],
+                   resident: np.ndarray, in_flight: np.ndarray, free_blocks: int, cached: np.ndarray | None):
+        """The view of `book`'s `rows` (their static columns kept), progress from the book's counts."""
+        computed, generated, prefill_left, kv_blocks = _progress(
+            rows, resident, static["prompt_len"], book.computed, book.delivered, in_flight, self.block_size)
+        return book.view(
+            now=now, rows=rows, generated=generated, computed=computed, prefill_left=prefill_left, resident=resident,
+            kv_blocks=kv_blocks, preemptions=book.preemption_count[rows], refine=self.predictor.refine,
+            free_blocks=free_blocks, engine=self.engine_spec, static=static, cached=cached,
+        )
+
+    def _warm_up(self) -> None:
+        """Ask the policy once and apply the batch rules to synthetic views (latency and
+        throughput requests, with and without a bulk group; running and waiting ones; a KV
+        shortage), so that numba's compiled rules are loaded from its disk cache (or compiled)
+        here rather than in a run's first steps, which it stalled by 15-39 ms. The policy's state
+        is reset by begin_run afterwards."""
+        group = GroupSpec(id="warm-up", members=(2, 3), parents=((), ()), prompt_len=(64, 64), deadline=60.0)
+        plain = ((0, None), (1, None))
+        for kinds in (plain * 3, plain + ((2, group), (2, group)) + plain):
+            view, admitted_at = self._synthetic_view(kinds)
+            for plan in (self.slo_policy.decide(view), Plan(run=view.idx)):
+                decide_batch(view, plan, admitted_at)
+
+    def _synthetic_view(self, kinds: tuple) -> tuple:
+        """A view of requests of `kinds` ((class code, group or None) each) with a 64-token
+        prompt: the first half decoding at a block boundary (each needs a block, none is free),
+        the rest waiting; and their admission times."""
+        book = RequestBook(self.predictor.quantile_levels)
+        for i, (cls, group) in enumerate(kinds):
+            args = SloArgs(i, f"warm-up-{i}", cls, 0.0, 0.0, 1.0, 30.0, 60.0, group, (), None, None)
+            book.register(args, 64, np.full(len(book.levels), 32.0))
+        n = len(kinds)
+        rows = np.arange(n, dtype=np.int64)
+        resident = rows < n // 2
+        book.one_token_each(rows[resident], 0.5)
+        book.computed[rows[resident]] = 64
+        cached = np.zeros(n, dtype=np.int64) if self.cache_config.enable_prefix_caching else None
+        view = self._book_view(book, 1.0, rows, book.static_columns(rows), resident, np.zeros(n, dtype=np.int64), 0,
+                               cached)
+        return view, book.admitted_at[rows]
 
     def _hit_blocks(self, live: list[Request], n_running: int) -> list[list]:
         """Each waiting request's prefix-cache hit now, by vLLM's own lookup (get_computed_blocks
@@ -419,7 +459,7 @@ class SloScheduler(Scheduler):
         lookup = self.kv_cache_manager.get_computed_blocks
         return [[] for _ in range(n_running)] + [list(lookup(r)[0].blocks[0]) for r in live[n_running:]]
 
-    def _hits_after(self, live: list[Request], hit_blocks: list[list], free: int):
+    def _hits_after(self, live: list[Request], n_running: int, hit_blocks: list[list], free: int):
         """The plan rules' prefix-cache input once the plan's preemptions free their blocks
         (plan_batch.PrefixHits), read from vLLM's block reference counts without changing them."""
         blocks_of = self.kv_cache_manager.get_blocks
@@ -435,10 +475,15 @@ class SloScheduler(Scheduler):
                 return ref.get(block.block_id, block.ref_cnt)
 
             hit_held = np.array([sum(refs(b) > 0 for b in hit) for hit in hit_blocks], dtype=np.int64)
+            def freed() -> np.ndarray:  # the running ones' (the waiting ones hold none)
+                out = np.zeros(len(live), dtype=np.int64)
+                for k in range(n_running):
+                    out[k] = sum(refs(b) == 1 for b in held(live[k]))
+                return out
+
             return PrefixHits(
                 cached=np.array([len(hit) for hit in hit_blocks], dtype=np.int64) * self.block_size,
-                hit_held=hit_held, free_blocks=free + sum(r == 0 for r in ref.values()),
-                freed=lambda k: sum(refs(b) == 1 for b in held(live[k])))
+                hit_held=hit_held, free_blocks=free + sum(r == 0 for r in ref.values()), freed=freed)
 
         return after
 

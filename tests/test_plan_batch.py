@@ -38,10 +38,15 @@ def view(engine, *, resident, computed, prefill_left, free, generated=None) -> E
     )
 
 
+def pairs(decision) -> list[tuple[int, int]]:
+    """(position, tokens) of each request the decision runs, in run order."""
+    return list(zip(decision.run.tolist(), decision.tokens.tolist(), strict=True))
+
+
 def test_chunked_prefill_takes_what_the_budget_leaves():
     v = view(spec(budget=100), resident=[True, False, False], computed=[40, 0, 0], prefill_left=[0, 70, 70], free=10)
     d = decide_batch(v, Plan(run=np.array([0, 1, 2])), np.zeros(3))
-    assert d.run == [(0, 1), (1, 70), (2, 29)] and d.preempt == []
+    assert pairs(d) == [(0, 1), (1, 70), (2, 29)] and d.preempt == []
 
 
 def test_waiting_request_that_does_not_fit_blocks_later_waiting_ones_only():
@@ -50,7 +55,7 @@ def test_waiting_request_that_does_not_fit_blocks_later_waiting_ones_only():
     v = view(spec(), resident=[False, False, False, True], computed=[0, 0, 0, 33],
              prefill_left=[16, 40, 16, 0], free=2, generated=[0, 0, 0, 5])
     d = decide_batch(v, Plan(run=np.array([0, 1, 2, 3])), np.zeros(4))
-    assert d.run == [(0, 16), (3, 1)] and d.blocked == 1
+    assert pairs(d) == [(0, 16), (3, 1)] and d.blocked == 1
 
 
 def test_resident_short_of_kv_evicts_idle_then_lowest_priority_then_itself():
@@ -61,10 +66,10 @@ def test_resident_short_of_kv_evicts_idle_then_lowest_priority_then_itself():
     # 3 is absent from the plan: evicted first (its 2 blocks serve 0 and 1); 2 then finds no
     # resident below it in the plan and is evicted itself
     d = decide_batch(v, Plan(run=np.array([0, 1, 2])), admitted)
-    assert d.run == [(0, 1), (1, 1)] and d.preempt == [3, 2]
+    assert pairs(d) == [(0, 1), (1, 1)] and d.preempt == [3, 2]
     # all in the plan: the lowest priority (3) is the victim first, then 2 evicts itself
     d = decide_batch(v, Plan(run=np.array([0, 1, 2, 3])), admitted)
-    assert d.preempt == [3, 2] and d.run == [(0, 1), (1, 1)]
+    assert d.preempt == [3, 2] and pairs(d) == [(0, 1), (1, 1)]
     lone = view(spec(), resident=[True], computed=[32], prefill_left=[0], free=0, generated=[1])
     assert decide_batch(lone, Plan(run=np.array([0])), np.zeros(1)).preempt == [0]
 
@@ -121,7 +126,7 @@ def test_matches_the_simulators_batch_former_on_random_states():
         v = view(engine, resident=resident, computed=computed, prefill_left=prefill_left, free=free,
                  generated=generated)
         mine = decide_batch(v, Plan(run=run), admitted)
-        assert mine.run == list(zip(theirs.slots.tolist(), theirs.chunk.tolist(), strict=True))
+        assert pairs(mine) == list(zip(theirs.slots.tolist(), theirs.chunk.tolist(), strict=True))
         assert mine.preempt == list(theirs.victims)
         checked_victims += bool(mine.preempt)
     assert checked_victims > 20  # the KV-shortage path was exercised
@@ -133,10 +138,10 @@ def test_full_prompt_gate_holds_back_a_request_whose_first_chunk_fits():
     gated = spec(budget=40)
     v = view(gated, resident=[True, False], computed=[20, 0], prefill_left=[0, 100], free=3, generated=[1, 0])
     d = decide_batch(v, Plan(run=np.array([0, 1])), np.zeros(2))
-    assert d.run == [(0, 1)] and d.blocked == 1
+    assert pairs(d) == [(0, 1)] and d.blocked == 1
     ungated = gated.with_(reserve_full_prompt=False)
     v = view(ungated, resident=[True, False], computed=[20, 0], prefill_left=[0, 100], free=3, generated=[1, 0])
-    assert decide_batch(v, Plan(run=np.array([0, 1])), np.zeros(2)).run == [(0, 1), (1, 39)]
+    assert pairs(decide_batch(v, Plan(run=np.array([0, 1])), np.zeros(2))) == [(0, 1), (1, 39)]
 
 
 def test_watermark_applies_only_while_a_request_holds_kv():
@@ -145,9 +150,9 @@ def test_watermark_applies_only_while_a_request_holds_kv():
     assert wm.watermark_blocks == 2
     busy = view(wm, resident=[True, False], computed=[16, 0], prefill_left=[0, 48], free=4, generated=[1, 0])
     d = decide_batch(busy, Plan(run=np.array([0, 1])), np.zeros(2))
-    assert d.run == [(0, 1)] and d.blocked == 1  # 3 blocks + 2 of watermark > 4 free (after its decode: 3)
+    assert pairs(d) == [(0, 1)] and d.blocked == 1  # 3 blocks + 2 of watermark > 4 free (after its decode: 3)
     idle = view(wm, resident=[False], computed=[0], prefill_left=[48], free=3)
-    assert decide_batch(idle, Plan(run=np.array([0])), np.zeros(1)).run == [(0, 48)]
+    assert pairs(decide_batch(idle, Plan(run=np.array([0])), np.zeros(1))) == [(0, 48)]
 
 
 def test_no_admission_in_an_iteration_that_preempted():
@@ -156,7 +161,7 @@ def test_no_admission_in_an_iteration_that_preempted():
     v = view(spec(), resident=[True, True, False], computed=[32, 32, 0], prefill_left=[0, 0, 10], free=0,
              generated=[1, 1, 0])
     d = decide_batch(v, Plan(run=np.array([0, 1, 2])), np.array([1.0, 2.0, 0.0]))
-    assert d.preempt == [1] and d.run == [(0, 1)]
+    assert d.preempt == [1] and pairs(d) == [(0, 1)]
 
 
 def test_prefix_hits_held_by_a_sharer_let_a_waiting_request_in_and_preemption_frees_only_its_own():
@@ -168,23 +173,23 @@ def test_prefix_hits_held_by_a_sharer_let_a_waiting_request_in_and_preemption_fr
 
     def hits(preempt: np.ndarray) -> PrefixHits:
         calls.append(preempt.tolist())
-        return PrefixHits(cached=np.array([0, 32]), hit_held=np.array([0, 2]), free_blocks=2, freed=lambda k: 1)
+        return PrefixHits(cached=np.array([0, 32]), hit_held=np.array([0, 2]), free_blocks=2, freed=lambda: np.ones(2, dtype=np.int64))
 
     d = decide_batch(v, Plan(run=np.array([1, 0])), np.zeros(2), hits)
-    assert d.run == [(1, 16), (0, 1)] and d.admit_from == [1] and calls == [[]]
+    assert pairs(d) == [(1, 16), (0, 1)] and d.admit_from == [1] and calls == [[]]
     # the same request without the hit needs 3 free blocks: blocked
-    assert decide_batch(v, Plan(run=np.array([1, 0])), np.zeros(2)).run == [(0, 1)]
+    assert pairs(decide_batch(v, Plan(run=np.array([1, 0])), np.zeros(2))) == [(0, 1)]
     # the plan preempts 0: hits are asked after it (its blocks are free now, still cached) and the
     # free count is the one given, not the blocks 0 held
     def after(preempt: np.ndarray) -> PrefixHits:
         assert preempt.tolist() == [0]
-        return PrefixHits(cached=np.array([0, 32]), hit_held=np.array([0, 0]), free_blocks=3, freed=lambda k: 0)
+        return PrefixHits(cached=np.array([0, 32]), hit_held=np.array([0, 0]), free_blocks=3, freed=lambda: np.zeros(2, dtype=np.int64))
 
     d = decide_batch(v, Plan(run=np.array([1]), preempt=np.array([0])), np.zeros(2), after)
-    assert d.preempt == [0] and d.run == [(1, 16)]
+    assert d.preempt == [0] and pairs(d) == [(1, 16)]
     # were its 3 blocks all shared (none freed), the hit's free count rules: nothing fits
     def shared(preempt: np.ndarray) -> PrefixHits:
-        return PrefixHits(cached=np.array([0, 32]), hit_held=np.array([0, 0]), free_blocks=0, freed=lambda k: 0)
+        return PrefixHits(cached=np.array([0, 32]), hit_held=np.array([0, 0]), free_blocks=0, freed=lambda: np.zeros(2, dtype=np.int64))
 
     d = decide_batch(v, Plan(run=np.array([1]), preempt=np.array([0])), np.zeros(2), shared)
-    assert d.preempt == [0] and d.run == [] and d.blocked == 1
+    assert d.preempt == [0] and pairs(d) == [] and d.blocked == 1

@@ -34,4 +34,4 @@ def form_batch(state: LiveState, run_slots: np.ndarray, free_blocks: int, spec: 
                            state.kv_blocks, state.admit_seq, free_blocks, spec, exact_kv)
     computed, prefill_left, held = prefix.plan_columns(n)
     return _form_batch(run_slots, n, state.resident[:n], computed, prefill_left, held, state.admit_seq[:n],
-                       free_blocks, spec, True, prefix.freed)
+                       free_blocks, spec, True, lambda: prefix.freed(n))

@@ -129,9 +129,13 @@ class PrefixCache:
         for k, i in enumerate(idx):
             pool.cache(i, self.keys.of(i), comp[k] + steps)
 
-    def freed(self, slot: int) -> int:
-        """Blocks preempting the request at `slot` would return to the free queue."""
-        return self.pool.exclusive(int(self.state.idx[slot]))
+    def freed(self, n: int) -> np.ndarray:
+        """Per live slot (the first n), the blocks preempting its request would return to the
+        free queue (0 for one holding none)."""
+        state, out = self.state, np.zeros(n, dtype=np.int64)
+        for s in np.flatnonzero(state.resident[:n]).tolist():
+            out[s] = self.pool.exclusive(int(state.idx[s]))
+        return out
 
     def release(self, slot: int) -> None:
         self.pool.release(int(self.state.idx[slot]))
