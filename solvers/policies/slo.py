@@ -76,12 +76,15 @@ class StepKnapsack(NamedTuple):
     given_up: np.ndarray  # bool: admission control gave up on it (this decision or before)
     doomed: np.ndarray  # bool: doomed or given up (best effort from now on)
 
+    def priority_keys(self) -> tuple[np.ndarray, np.ndarray]:
+        """What the runnable positions are ranked by: key, then arrival (then position)."""
+        return self.key[self.runnable], self.arrival[self.runnable]
+
     @property
     def order(self) -> np.ndarray:
-        """Runnable positions, highest priority first: by key, then arrival, then position.
-        Sorted when asked: a decision that packs by density never needs it."""
-        runnable = self.runnable
-        return runnable[stable_argsort(self.key[runnable], self.arrival[runnable])]
+        """Runnable positions, highest priority first. Sorted when asked: a decision that packs
+        by density never needs it."""
+        return self.runnable[stable_argsort(*self.priority_keys())]
 
 
 class SloPolicy(Policy):
@@ -204,7 +207,7 @@ class SloPolicy(Policy):
         The spare-budget fill walks the same order, so it continues the selection's own greedy.
         `head`: only the first `head` positions or a few more (an exact prefix), not all."""
         selection, runnable = self.params.selection, step.runnable
-        keys = (step.key[runnable], step.arrival[runnable])
+        keys = step.priority_keys()
         if selection == "density" or (selection == "auto" and overloaded):  # ties in priority order
             keys = (-densities(step.values, step.weights, step.capacities)[runnable], *keys)
         if head is None:
