@@ -43,9 +43,11 @@ class OfferedLoad:
         if len(view):
             self._seen = grown(self._seen, int(view.idx.max()) + 1, fill=False)
             work = _first_seen_work(self._seen, view.idx, view.predicted_output(0.5), view.prompt_len,
-                                    signals.engine_costs(view.engine), view.engine.token_budget).tolist()
-            self._arrivals.extend((now, w) for w in work)
-            self._total += sum(work)
+                                    signals.engine_costs(view.engine), view.engine.token_budget)
+            if len(work):
+                work = work.tolist()
+                self._arrivals.extend((now, w) for w in work)
+                self._total += sum(work)
         arrivals, horizon = self._arrivals, now - self.window
         while arrivals and arrivals[0][0] <= horizon:
             self._total -= arrivals.popleft()[1]

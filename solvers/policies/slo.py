@@ -133,6 +133,8 @@ class SloPolicy(Policy):
         """Room for every request and group seen, and the size of each group new since the last
         decision (only those: a long run has tens of thousands)."""
         self._given_up = grown(self._given_up, int(view.idx.max()) + 1, fill=False)
+        if len(view.groups) == self._sized:
+            return
         self._given_up_group = grown(self._given_up_group, len(view.groups), fill=False)
         self._group_size = grown(self._group_size, len(view.groups), fill=0)
         for g in range(self._sized, len(view.groups)):
