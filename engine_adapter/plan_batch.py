@@ -103,7 +103,7 @@ def _positions(idx: np.ndarray, requests: np.ndarray, name: str) -> np.ndarray:
 def _columns_of(idx, requests):
     """The column of each of `requests` in `idx` (distinct request indices; -1: none), and whether
     one is named twice. Compiled: as numpy expressions this cost a dozen interpreter round trips
-    per step, a sizeable part of the bridge's time (issue 13)."""
+    per step, a sizeable part of the bridge's time."""
     order = np.argsort(idx)
     ordered = idx[order]
     at = np.searchsorted(ordered, requests)

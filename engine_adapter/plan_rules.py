@@ -143,7 +143,7 @@ def _walk_each(run, resident_col, computed, prefill_left, held, freed, admit_ord
                watermark, reserve_full_prompt):
     """form_batch's rules one request at a time: (slots, chunks, prefill, victims, blocked
     position or -1). Compiled: as a Python loop it was the bridge's largest cost under KV
-    pressure (issue 13)."""
+    pressure."""
     n_live = len(resident_col)
     resident = resident_col.copy()
     in_run = np.zeros(n_live, dtype=np.bool_)

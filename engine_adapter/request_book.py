@@ -229,7 +229,7 @@ def _deliver_tokens(rows, count, t, cls, arrival, ttft_target, read_rate, run_ma
     """`count` tokens delivered at time t to each of `rows`: a latency request's reading lag is
     read_k - ideal_k = max(0, max_j(d_j - (j-1)/r) - ideal_1) (the closed form of qoe.py), and its
     delay area sums the lags. Compiled: as numpy expressions this cost ~20 interpreter round
-    trips per step (a sizeable part of the bridge's time, issue 13)."""
+    trips per step, a sizeable part of the bridge's time."""
     for row in rows:
         for _ in range(count):
             if cls[row] == 0:
