@@ -112,7 +112,7 @@ def _fits_at_once(release, now, prefill, in_cache, computed, kv_blocks, resident
         step = max(min(prefill[i], budget), 1)
         tokens += step
         if resident[i]:
-            growth += -(-(computed[i] + step) // block_size) - kv_blocks[i]
+            growth += signals.blocks_for_at(computed[i] + step, block_size) - kv_blocks[i]
         else:
             growth += signals.blocks_to_admit_at(in_cache[i], max(prefill[i], 1), step, 0, block_size,
                                                  reserve_full_prompt)
@@ -164,7 +164,7 @@ def _fill(order, chosen, victims, blocks, tokens, kv_blocks, prefill_left, prefi
             continue
         if seats < 1 or count >= budget:
             break
-        fits_one = -(-(in_cache[pos] + 1) // block_size) - kv_blocks[pos] <= first_room
+        fits_one = signals.blocks_for_at(in_cache[pos] + 1, block_size) - kv_blocks[pos] <= first_room
         if not resident[pos] and (waiting_closed or not fits_one):
             waiting_closed = True
             continue
@@ -176,7 +176,7 @@ def _fill(order, chosen, victims, blocks, tokens, kv_blocks, prefill_left, prefi
             decodes_only = True
             continue
         if resident[pos]:
-            need = -(-(in_cache[pos] + chunk) // block_size) - kv_blocks[pos]
+            need = signals.blocks_for_at(in_cache[pos] + chunk, block_size) - kv_blocks[pos]
         else:  # the engine's admission check (whole prompt under the full-prompt gate)
             need = signals.blocks_to_admit_at(in_cache[pos], max(left, 1), chunk, kv_blocks[pos], block_size,
                                               reserve_full_prompt)

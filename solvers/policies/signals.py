@@ -189,6 +189,12 @@ blocks_to_admit_at = kernel(blocks_to_admit)  # formulations.online's admission 
 
 
 @kernel
+def blocks_for_at(tokens: int, block_size: int) -> int:
+    """KV blocks that hold `tokens` tokens: ceil(tokens / block_size)."""
+    return -(-tokens // block_size)
+
+
+@kernel
 def kv_weight_at(resident: bool, prefill: int, in_cache: int, budget: int, block_size: int,
                  reserve_full_prompt: bool) -> tuple[float, float]:
     """(blocks held after this iteration if run, tokens this iteration if run) of one request with
@@ -199,7 +205,7 @@ def kv_weight_at(resident: bool, prefill: int, in_cache: int, budget: int, block
     weights is one the engine admits."""
     chunk = min(prefill, budget) if prefill > 0 else 1
     if resident:
-        return float(-(-(in_cache + chunk) // block_size)), float(chunk)
+        return float(blocks_for_at(in_cache + chunk, block_size)), float(chunk)
     return float(blocks_to_admit_at(in_cache, max(prefill, 1), chunk, 0, block_size, reserve_full_prompt)), float(chunk)
 
 
