@@ -35,6 +35,7 @@ from formulations.engine_spec import EngineSpec
 from formulations.online import EngineView
 from formulations.online import Plan, Policy
 from solvers.policies.registry import POLICIES, make_policy
+from formulations.arithmetic import ceil_div
 
 SIZES = (64, 256, 1024, 4096)
 PROFILE = "llama3-8b-h100"
@@ -52,7 +53,7 @@ def synthetic_view(n: int, seed: int, engine: EngineSpec, scenario: str = "busy"
     computed = np.where(resident, prompt + np.maximum(generated - 1, 0), 0)
     prefill_left = np.where(resident & (generated > 0), 0, np.where(generated == 0, prompt - computed,
                                                                     prompt + generated - 1))
-    kv = -(-computed // engine.block_size)
+    kv = ceil_div(computed, engine.block_size)
     latency = cls == 0
     preds = generated[:, None] + np.array([5.0, 100.0, 400.0])[None, :]
     return EngineView(
@@ -91,7 +92,7 @@ def advanced(view: EngineView, rng: np.random.Generator, first_idx: int, scenari
     cols["computed"][preempt] = 0
     cols["prefill_left"][preempt] = cols["prompt_len"][preempt] + cols["generated"][preempt] - 1
     cols["preemptions"][preempt] += 1
-    cols["kv_blocks"] = np.where(cols["resident"], -(-cols["computed"] // engine.block_size), 0)
+    cols["kv_blocks"] = np.where(cols["resident"], ceil_div(cols["computed"], engine.block_size), 0)
     keep = np.ones(n, dtype=bool)
     keep[rng.choice(np.flatnonzero(cols["resident"]), events, replace=False)] = False
     arrivals = synthetic_view(events, int(rng.integers(1 << 30)), engine, scenario)

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from formulations.latency_model import LatencyModel, load_profile
 from formulations.requests import ValidationError
+from formulations.arithmetic import ceil_div
 
 PreemptionMode = Literal["recompute", "swap"]
 
@@ -93,7 +94,7 @@ class EngineSpec:
 
     def blocks_for(self, tokens: int) -> int:
         """KV blocks needed to hold `tokens` tokens."""
-        return -(-tokens // self.block_size)
+        return ceil_div(tokens, self.block_size)
 
     def with_(self, **changes: Any) -> EngineSpec:
         return replace(self, **changes)

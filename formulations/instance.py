@@ -24,6 +24,7 @@ from formulations.deadlines import group_deadline, request_deadline
 from formulations.engine_spec import EngineSpec
 from formulations.request_columns import RequestColumns
 from formulations.requests import CLASS_CODES, Group, Request, RequestClass, ValidationError
+from formulations.arithmetic import ceil_div
 
 NAN = float("nan")
 
@@ -299,7 +300,7 @@ def _validate_content(owner: str, r: Request) -> None:
     if not isinstance(r.content_ids, tuple) or any(
             isinstance(i, bool) or not isinstance(i, int | np.integer) for i in r.content_ids):
         raise ValidationError(f"{owner}: content_ids must be a tuple of integers, got {r.content_ids!r:.80}")
-    most = -(-(r.prompt_len + r.output_len) // block)
+    most = ceil_div((r.prompt_len + r.output_len), block)
     if len(r.content_ids) > most:
         raise ValidationError(f"{owner}: content_ids has {len(r.content_ids)} ids but prompt_len+output_len="
                               f"{r.prompt_len + r.output_len} tokens make at most {most} blocks of {block}")

@@ -47,6 +47,7 @@ from functools import lru_cache
 import numpy as np
 
 from formulations.engine_spec import EngineSpec
+from formulations.arithmetic import ceil_div
 
 EMPTY = np.empty(0, dtype=np.int64)
 
@@ -74,7 +75,7 @@ def blocks_to_admit(computed, want, chunk, held, block_size, reserve_full_prompt
     """`admission_blocks` on plain numbers (scalars or arrays), so compiled code can run the same
     rule (solvers/policies/batching.py compiles this function)."""
     tokens = computed + (want if reserve_full_prompt else chunk)
-    return -(-tokens // block_size) - held
+    return ceil_div(tokens, block_size) - held
 
 
 class PlanError(ValueError):

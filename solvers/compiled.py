@@ -6,6 +6,9 @@ small batches. Compiled, each rule is written once as a scalar function and run 
 `error_model="numpy"` keeps numpy's floating-point semantics (x / 0 is inf or nan, not an
 exception), so a compiled rule returns exactly what its numpy expression returned.
 
+Plain functions of formulations/ that compiled rules share with the models (the ceiling
+division) are taught to numba here (`overload`), so there is one implementation of each.
+
 `cache=True` keeps the machine code on disk, so only the first process after an install
 compiles. numba checks a cached kernel against its own file only, not against the rules it calls
 from other files (slo_slack.py inlines signals.py's): an edited rule would leave its callers'
@@ -22,6 +25,9 @@ from pathlib import Path
 
 import numba
 from numba import njit
+from numba.extending import overload
+
+from formulations.arithmetic import ceil_div
 
 _SOURCES = (Path(__file__).parent, Path(__file__).parent.parent / "formulations")
 
@@ -41,3 +47,10 @@ def _cache_dir() -> Path:
 
 numba.config.CACHE_DIR = str(_cache_dir())
 kernel = njit(cache=True, error_model="numpy")
+
+
+@overload(ceil_div)
+def _ceil_div_in_kernels(a, b):
+    """Kernels call formulations' ceiling division (and the rules that use it, such as
+    formulations.online.blocks_to_admit) as they are: numba compiles its body for their types."""
+    return ceil_div

@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from formulations.arithmetic import ceil_div
 from formulations.qoe import qoe, token_lateness
 from solvers.policies import signals
 from policy_views import make_view
@@ -107,3 +108,14 @@ def test_prefill_iterations_float_division_is_the_integer_ceiling(prefill: int, 
     near = (prefill // budget) * budget  # a multiple of the budget and its neighbours
     for p in (near - 1, near, near + 1):
         assert signals.prefill_iterations_at(p, budget) == -(-p // budget)
+
+
+@settings(max_examples=300, deadline=None)
+@given(tokens=st.integers(0, 2**62), block=st.integers(1, 2**31))
+def test_one_ceiling_division_in_python_numpy_and_kernels(tokens: int, block: int) -> None:
+    """formulations' ceil_div is the rule; kernels compile that same function (solvers/compiled.py):
+    all three agree with the exact ceiling, also where a float quotient would round."""
+    exact = tokens // block + (tokens % block > 0)
+    assert ceil_div(tokens, block) == exact
+    assert signals.blocks_for_at(tokens, block) == exact
+    assert ceil_div(np.array([tokens], dtype=np.int64), block)[0] == exact

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from formulations.arithmetic import ceil_div
 
 
 class BlockPool:
@@ -62,7 +63,7 @@ class BlockPool:
         """Free blocks an allocation of `tokens` slots takes: new blocks plus the hit blocks that
         now sit in the free queue (a hit removes them from it)."""
         table = self.tables.get(request)
-        required = -(-tokens // self.block_size)
+        required = ceil_div(tokens, self.block_size)
         if table is not None:
             return max(required - len(table), 0)
         ref = self._ref
@@ -81,7 +82,7 @@ class BlockPool:
                 ref[b] += 1
             table.extend(hit)
             self._n_keyed[request] = len(hit)
-        new = -(-tokens // self.block_size) - len(table)
+        new = ceil_div(tokens, self.block_size) - len(table)
         for _ in range(new):
             b, _none = free.popitem(last=False)
             self._evict(b)

@@ -10,6 +10,7 @@ loop), which is what lets the engine fast-forward.
 from __future__ import annotations
 
 import numpy as np
+from formulations.arithmetic import ceil_div
 
 
 class KVCache:
@@ -21,10 +22,10 @@ class KVCache:
         self.free = capacity
 
     def blocks_for(self, tokens: np.ndarray) -> np.ndarray:
-        return -(-tokens // self.block_size)
+        return ceil_div(tokens, self.block_size)
 
     def blocks_for_int(self, tokens: int) -> int:
-        return -(-tokens // self.block_size)
+        return ceil_div(tokens, self.block_size)
 
 
 def first_shortage_step(held_tokens: np.ndarray, free: int, block_size: int) -> int:
@@ -45,4 +46,4 @@ def first_shortage_step(held_tokens: np.ndarray, free: int, block_size: int) -> 
 def blocks_after_steps(held_tokens: np.ndarray, steps: np.ndarray, block_size: int) -> np.ndarray:
     """Total blocks the members hold after each step in `steps` (for the iteration log)."""
     tokens = held_tokens[None, :] + steps[:, None]
-    return (-(-tokens // block_size)).sum(axis=1)
+    return (ceil_div(tokens, block_size)).sum(axis=1)

@@ -14,6 +14,7 @@ from matplotlib.lines import Line2D
 from experiments.report.capacity import capacity
 from experiments.report.rows import Row, curves
 from experiments.report.style import plt, policy_color, save
+from formulations.arithmetic import ceil_div
 
 QOE_PANELS = (("mean_qoe", "mean QoE"), ("qoe_at_threshold", "share of requests with QoE >= {thr}"))
 CLASS_PANELS = (("attainment", "overall"), ("attainment_by_class.latency", "latency"),
@@ -68,7 +69,7 @@ def plot_attainment_vs_rate(rows: list[Row], experiment: str, path: Path) -> Pat
     panels = [(m, t) for m, t in CLASS_PANELS if any(not np.isnan(r.metric(m)) for r in rows)]
     panels.append(("jct.p99", "P99 job completion time"))
     ncols = min(len(panels), 3)
-    nrows = -(-len(panels) // ncols)
+    nrows = ceil_div(len(panels), ncols)
     fig, grid = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.8 * nrows), squeeze=False)
     axes = grid.ravel()
     for ax in axes[len(panels):]:

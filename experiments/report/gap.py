@@ -16,6 +16,7 @@ import numpy as np
 
 from experiments.report.style import plt, policy_color, save
 from experiments.report.summary import fmt, pct, table
+from formulations.arithmetic import ceil_div
 
 GAP_BINS = np.array([0.0, 1e-9, 0.05, 0.10, 0.20, 0.30, 0.50, 1.0])
 GAP_LABELS = ["0 (optimal)", "0-5%", "5-10%", "10-20%", "20-30%", "30-50%", ">= 50%"]
@@ -80,7 +81,7 @@ def plot_gap_histograms(pools: dict[float, dict[str, Any]], experiment: str, pat
     """One panel per policy: share of instances per gap bin, one bar per noise level."""
     policies = list(dict.fromkeys(p for pool in pools.values() for p in pool["policies"]))
     ncols = min(len(policies), 3)
-    nrows = -(-len(policies) // ncols)
+    nrows = ceil_div(len(policies), ncols)
     fig, grid = plt.subplots(nrows, ncols, figsize=(4.8 * ncols, 3.4 * nrows), squeeze=False, sharey=True)
     axes = grid.ravel()
     x = np.arange(len(GAP_LABELS))

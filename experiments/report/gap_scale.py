@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.report.style import plt, policy_color, save
+from formulations.arithmetic import ceil_div
 
 GAP_FILE = "gap-at-scale.json"  # written by `slosched gap CONFIG --results DIR`
 
@@ -27,7 +28,7 @@ def plot_gap_vs_load(data: dict[str, Any], path: Path) -> Path:
     best = [g["best_known"] / g["requests"] for g in loads]
     bound = [g["bound"]["attainment"] for g in loads]
     cols = min(4, len(policies))
-    rows = -(-len(policies) // cols)
+    rows = ceil_div(len(policies), cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False, sharey=True)
     for ax, name in zip(axes.flat, policies, strict=False):
         mine = [next(r["attainment"] for r in g["rows"] if r["policy"] == name) for g in loads]

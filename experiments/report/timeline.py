@@ -20,6 +20,7 @@ from matplotlib.patches import Patch
 
 from experiments.report.rows import Row
 from experiments.report.style import CLASS_COLORS, plt, save
+from formulations.arithmetic import ceil_div
 
 MAX_REQUESTS = 20
 WAIT_COLOR = "#d9d9d9"
@@ -75,7 +76,7 @@ def plot_timeline(cells: list[Row], experiment: str, path: Path, half_window: fl
     ids = pick_requests(reference.outcomes, moment)
     # at most 4 panels a row and 0.2 inch a request: 7 policies stay about 2,200 x 1,300 px
     ncols = min(len(cells), 4)
-    nrows = -(-len(cells) // ncols)
+    nrows = ceil_div(len(cells), ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, nrows * (1.0 + 0.2 * len(ids))), sharey=True,
                              squeeze=False)
     for ax in axes.ravel()[len(cells):]:

@@ -20,6 +20,7 @@ from formulations.engine_spec import EngineSpec
 from formulations.instance import Instance
 from formulations.request_columns import NumberedIds, RequestColumns
 from formulations.requests import CLASS_CODES, Group, RequestClass
+from formulations.arithmetic import ceil_div
 
 LATENCY, THROUGHPUT, BULK = (CLASS_CODES[c] for c in (RequestClass.LATENCY, RequestClass.THROUGHPUT, RequestClass.BULK))
 _ARRIVALS, _CLASSES, _LATENCY, _THROUGHPUT, _BULK = range(5)
@@ -85,7 +86,7 @@ def _content(trace: Trace, order: np.ndarray, tokens: np.ndarray) -> dict[str, o
     if trace.hash_ids is None:
         return {}
     block = trace.hash_block
-    content = [trace.hash_ids[i][: -(-int(t) // block)] or None for i, t in zip(order.tolist(), tokens.tolist())]
+    content = [trace.hash_ids[i][: ceil_div(int(t), block)] or None for i, t in zip(order.tolist(), tokens.tolist())]
     return {"content_ids": content, "content_block": block}
 
 

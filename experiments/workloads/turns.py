@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 from formulations.requests import Request, RequestClass
+from formulations.arithmetic import ceil_div
 
 
 def conversation_turns(name: str, prompts: Sequence[int], answers: Sequence[int], start: float,
@@ -23,7 +24,7 @@ def conversation_turns(name: str, prompts: Sequence[int], answers: Sequence[int]
     shared = first_ids
     for k, (prompt, answer) in enumerate(zip(prompts, answers, strict=True)):
         total = int(prompt) + int(answer)
-        ids = shared + tuple(next(fresh) for _ in range(-(-total // block) - len(shared)))
+        ids = shared + tuple(next(fresh) for _ in range(ceil_div(total, block) - len(shared)))
         turns.append(Request(
             id=f"{name}t{k}", cls=RequestClass.LATENCY, arrival=start, prompt_len=int(prompt),
             output_len=int(answer), ttft_target=float(ttft_targets[k]), read_rate=read_rate,

@@ -38,6 +38,7 @@ from formulations.instance import Instance
 from formulations.metrics import DEFAULT_QOE_THRESHOLD
 from formulations.qoe import whole_area
 from formulations.requests import RequestClass
+from formulations.arithmetic import ceil_div
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ def slot_relaxation(instance: Instance, windows: list[TokenWindows], unit: np.nd
             budget = math.ceil((1 - qoe_threshold) * whole_area(r.output_len, r.read_rate) * scale) + r.output_len
             qoe = (ideal, budget)
         parents = tuple(int(p) for p in instance.table.parents[i])
-        out.append(SlotTokens(int(unit[i]), first, last, kv, -(-r.prompt_len // spec.token_budget), parents, qoe))
+        out.append(SlotTokens(int(unit[i]), first, last, kv, ceil_div(r.prompt_len, spec.token_budget), parents, qoe))
     for i, st in enumerate(out):  # a unit with a member out is out whole
         if st is not None and not alive[st.unit]:
             out[i] = None

@@ -43,6 +43,7 @@ from formulations.instance import Instance
 from formulations.metrics import DEFAULT_QOE_THRESHOLD
 from formulations.qoe import qoe, whole_area
 from formulations.requests import RequestClass
+from formulations.arithmetic import ceil_div
 
 RESOURCES = ("tokens", "seqs", "blocks")  # per-iteration capacities: token_budget, max_seqs, kv_blocks
 
@@ -78,7 +79,7 @@ def _work(instance: Instance, prompt: int, n: int) -> _Work:
     lat = spec.latency
     ctx = prompt + np.arange(n, dtype=np.float64)  # tokens in cache after delivering token j (j = 1..n)
     iterations = np.ones(n)
-    iterations[0] = -(-prompt // spec.token_budget)
+    iterations[0] = ceil_div(prompt, spec.token_budget)
     if spec.slot_time is not None:
         own = np.zeros(n)
     else:
@@ -89,7 +90,7 @@ def _work(instance: Instance, prompt: int, n: int) -> _Work:
     use[:, 0] = 1.0
     use[0, 0] = prompt
     use[:, 1] = iterations
-    use[:, 2] = -(-ctx // spec.block_size)
+    use[:, 2] = ceil_div(ctx, spec.block_size)
     return _Work(own, iterations, use)
 
 

@@ -13,6 +13,7 @@ import numpy as np
 from formulations.engine_spec import EngineSpec
 from formulations.instance import Instance
 from formulations.requests import Group, Request, RequestClass
+from formulations.arithmetic import ceil_div
 
 
 def random_instance(seed: int, n_requests: int, *, prompt=(4, 24), output=(2, 8), arrival_slots: int = 6,
@@ -43,8 +44,8 @@ def random_instance(seed: int, n_requests: int, *, prompt=(4, 24), output=(2, 8)
                                     int(rng.integers(output[0], output[1] + 1)), group="G"))
         edges = tuple((members[0], m) for m in members[1:])  # a fork: the root feeds all others
         groups.append(Group("G", tuple(members), arrival, slack_ratio=float(max(slack)), edges=edges))
-    peak = sum(-(-(r.prompt_len + r.output_len - 1) // block_size) for r in requests)
-    biggest = max(-(-(r.prompt_len + r.output_len - 1) // block_size) for r in requests)
+    peak = sum(ceil_div((r.prompt_len + r.output_len - 1), block_size) for r in requests)
+    biggest = max(ceil_div((r.prompt_len + r.output_len - 1), block_size) for r in requests)
     kv = max(biggest, int(peak * kv_tightness))
     engine = EngineSpec.from_profile(profile, kv_blocks=kv, block_size=block_size, token_budget=token_budget,
                                      max_seqs=max_seqs, slot_time=slot_time)

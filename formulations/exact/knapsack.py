@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from formulations.requests import ValidationError
+from formulations.arithmetic import ceil_div
 
 MAX_NUMBER = 1e9  # x CP-SAT's value scale (1e6) x thousands of items still fits its 64-bit integers
 
@@ -90,7 +91,7 @@ def step_knapsack(view, values: np.ndarray, candidates: np.ndarray | None = None
     spec = view.engine
     cand = np.arange(len(view)) if candidates is None else np.asarray(candidates, dtype=np.int64)
     chunk = np.where(view.prefill_left[cand] > 0, view.prefill_left[cand], 1)
-    need = -(-(view.computed[cand] + chunk) // spec.block_size) - view.kv_blocks[cand]
+    need = ceil_div((view.computed[cand] + chunk), spec.block_size) - view.kv_blocks[cand]
     weights = np.stack([np.maximum(need, 0), chunk], axis=1)
     return KnapsackProblem(np.asarray(values, dtype=np.float64), weights,
                            np.array([view.free_blocks, spec.token_budget]), max_items=spec.max_seqs, name="step")

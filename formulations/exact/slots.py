@@ -11,6 +11,7 @@ import math
 
 from formulations.instance import Instance
 from formulations.requests import RequestClass, ValidationError
+from formulations.arithmetic import ceil_div
 
 DEADLINE_TOL = 1e-9  # formulations.metrics accepts completion <= deadline + 1e-9
 
@@ -44,7 +45,7 @@ def last_slot_by(deadline: float, tau: float) -> int:
 
 def min_slots(prompt_len: int, output_len: int, token_budget: int) -> int:
     """Fewest iterations a request needs: its prompt in full-budget chunks, then one per further token."""
-    return -(-prompt_len // token_budget) + output_len - 1
+    return ceil_div(prompt_len, token_budget) + output_len - 1
 
 
 def time_scale(values: list[float]) -> int:

@@ -39,6 +39,7 @@ from formulations.schedule import Schedule
 from solvers.exact.cpsat import run_cpsat
 from solvers.interrupt import StopToken
 from solvers.result import Status
+from formulations.arithmetic import ceil_div
 
 MAX_TASKS = 5  # tasks per request: token 1 and up to 4 runs of decode tokens
 MAX_PROFILE_STEPS = 400  # the fixed requests' usage is a step function of at most this many steps
@@ -94,7 +95,7 @@ def usage_profile(instance: Instance, schedule: Schedule, fixed: np.ndarray, win
             if a >= b:
                 continue
             held = table.prompt_len[i] + np.searchsorted(times, mid[a:b], side="right")
-            use[a:b, 0] += -(-held // spec.block_size)
+            use[a:b, 0] += ceil_div(held, spec.block_size)
             use[a:b, 2] += 1
         delivered = np.searchsorted(edges, times, side="left") - 1
         delivered = delivered[(delivered >= 0) & (delivered < window.slots)]
@@ -169,7 +170,7 @@ def _tasks(instance: Instance, tw: TokenWindows, i: int, window: Window) -> list
     spec = instance.engine
     P = int(instance.table.prompt_len[i])
     n = int(instance.table.output_len[i])
-    chunks = -(-P // spec.token_budget)
+    chunks = ceil_div(P, spec.token_budget)
     release = max(0, math.ceil((tw.release - window.t0) / window.tau - 1e-9))
     # token j (0-based) is delivered at the end of its slot: slot <= (latest_j - t0) / tau - 1
     last_slot = np.floor((tw.latest - window.t0) / window.tau + 1e-9).astype(np.float64) - 1
@@ -222,7 +223,7 @@ def _fixed_steps(model: cp_model.CpModel, usage: np.ndarray, caps: np.ndarray):
     """The fixed usage as at most MAX_PROFILE_STEPS fixed intervals, each at the maximum of its
     slots (never below the real use), capped at the capacity."""
     slots = len(usage)
-    step = max(1, -(-slots // MAX_PROFILE_STEPS))
+    step = max(1, ceil_div(slots, MAX_PROFILE_STEPS))
     ivs, uses = [], []
     for a in range(0, slots, step):
         b = min(slots, a + step)
