@@ -1,9 +1,14 @@
-"""A stable argsort at the price of numpy's default one.
+"""A stable argsort of float keys at a fraction of the price of numpy's.
 
-numpy's stable sort of thousands of float keys (a timsort) costs about twice its default
-introsort (vectorized). The keys policies sort by (slacks, densities, due times) have few ties,
-so sorting unstably and then putting each run of equal keys back in order (`_runs_in_order`)
-gives exactly the stable permutation in about half the time.
+numpy's stable argsort of thousands of float keys (a timsort) costs about twice its default
+introsort, and both cost about three times numpy's sort of as many integers, which is
+vectorized (x86-simd-sort). So a key and its position are packed into one integer that sorts
+in the key's order (`_packed`: the key's IEEE bits mapped to an order-preserving integer, its
+lowest bits replaced by the position), the integers are sorted, and the positions read back.
+Keys that differ only in the dropped bits come out in position order, next to each other; each
+such run, like each run of equal keys, is then put in key, tiebreak and position order
+(`_unpacked_in_order`). The keys policies sort by (slacks, densities, due times) have few of
+either, so the result is exactly np.lexsort's at about a third of its time.
 """
 
 from __future__ import annotations
@@ -18,17 +23,19 @@ def stable_argsort(key: np.ndarray, *tiebreaks: np.ndarray) -> np.ndarray:
     tiebreak, then the next, then by position; without one, np.argsort(key, kind="stable")."""
     tiebreaks = tiebreaks or (key,)
     if len(key) <= SMALL:
-        return _small_sorted(key, tiebreaks)
-    return _runs_in_order(np.argsort(key), key, tiebreaks)
+        return small_stable_argsort(key, tiebreaks)
+    bits = max(len(key) - 1, 1).bit_length()
+    return _unpacked_in_order(np.sort(_packed(np.asarray(key, dtype=np.float64), bits)), bits, key, tiebreaks)
 
 
 SMALL = 256  # up to this many rows one compiled call sorts faster than numpy's sort and a pass
 
 
 @kernel
-def _small_sorted(key, tiebreaks):
-    """stable_argsort of a few rows in one call: numba's merge sort (stable, nan last), then the
-    runs of equal keys in tiebreak order."""
+def small_stable_argsort(key, tiebreaks):
+    """stable_argsort of a few rows (`tiebreaks`: a tuple, at least one) in one call: numba's
+    merge sort (stable, nan last), then the runs of equal keys in tiebreak order. Compiled kernels
+    call it directly; it is slower than numpy's sort above SMALL rows."""
     return _runs_in_order(np.argsort(key, kind="mergesort"), key, tiebreaks)
 
 
@@ -44,6 +51,51 @@ def stable_prefix(k: int, key: np.ndarray, *tiebreaks: np.ndarray) -> np.ndarray
         return stable_argsort(key, *tiebreaks)
     rows = np.flatnonzero(key <= kth)
     return rows[stable_argsort(key[rows], *(tiebreak[rows] for tiebreak in tiebreaks))]
+
+
+@kernel
+def _packed(key, bits):
+    """Per row, an integer that sorts as its key does (nan last, -0.0 with 0.0) in all but the
+    lowest `bits` bits, which hold the row's position (so all are distinct)."""
+    canonical = np.empty(len(key))
+    for i in range(len(key)):  # one nan and one zero: numpy sorts every nan, and both zeros, as equals
+        canonical[i] = np.nan if key[i] != key[i] else key[i] + 0.0
+    out = canonical.view(np.int64)
+    for i in range(len(key)):  # a negative float's magnitude bits count down
+        order_bits = out[i] ^ _MAGNITUDE if out[i] < 0 else out[i]
+        out[i] = ((order_bits >> bits) << bits) | i
+    return out
+
+
+_MAGNITUDE = (1 << 63) - 1  # every bit of an int64 but the sign
+
+
+@kernel
+def _unpacked_in_order(packed, bits, key, tiebreaks):
+    """The positions of sorted `_packed` integers in key order (a run that shares the packed key
+    bits but not the key, re-sorted by key: it starts in position order and numba's merge sort
+    is stable), then each run of equal keys in tiebreak order (`_runs_in_order`)."""
+    order = packed & ((1 << bits) - 1)
+    start = 0
+    while start < len(order):
+        end = start + 1
+        while end < len(order) and packed[end] >> bits == packed[start] >> bits:
+            end += 1
+        if end - start > 1 and not _equal_keys(order, start, end, key):
+            run = order[start:end].copy()
+            order[start:end] = run[np.argsort(key[run], kind="mergesort")]
+        start = end
+    return _runs_in_order(order, key, tiebreaks)
+
+
+@kernel
+def _equal_keys(order, start, end, key):
+    """Whether order[start:end] all have the same key (nan with nan)."""
+    first = key[order[start]]
+    for t in range(start + 1, end):
+        if not (key[order[t]] == first or (first != first and key[order[t]] != key[order[t]])):
+            return False
+    return True
 
 
 @kernel

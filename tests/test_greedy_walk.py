@@ -46,3 +46,24 @@ def test_stable_argsort_is_numpys_stable_sort(seed, n, ties):
     assert stable_argsort(key).tolist() == np.argsort(key, kind="stable").tolist()
     second = rng.integers(0, 3, n).astype(np.float64)
     assert stable_argsort(key, tiebreak, second).tolist() == np.lexsort((second, tiebreak, key)).tolist()
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 10**6), n=st.integers(200, 5000), steps=st.integers(0, 5000), base=st.sampled_from(
+    [1.0, -3.0, 1e-300, 5e-324, 7e12, -0.0]))
+def test_stable_argsort_orders_keys_that_differ_in_their_last_bits(seed, n, steps, base):
+    """Above SMALL rows keys are sorted packed with their position in their lowest bits: keys one
+    or a few ulps apart (and subnormals, signed zeros, nan tiebreaks) must still come out in
+    exact key, tiebreak, position order."""
+    rng = np.random.default_rng(seed)
+    ulps = rng.integers(-steps, steps + 1, n)
+    key = np.array([base] * n)
+    for direction in (np.inf, -np.inf):
+        for _ in range(int(min(steps, 64))):  # walk some keys a few ulps up or down
+            move = (ulps > 0) if direction > 0 else (ulps < 0)
+            key[move] = np.nextafter(key[move], direction)
+            ulps = ulps - np.sign(ulps) * move
+    key[rng.random(n) < 0.05] = np.nan
+    tiebreak = np.where(rng.random(n) < 0.2, np.nan, rng.integers(0, 3, n).astype(np.float64))
+    assert stable_argsort(key).tolist() == np.argsort(key, kind="stable").tolist()
+    assert stable_argsort(key, tiebreak).tolist() == np.lexsort((tiebreak, key)).tolist()

@@ -41,6 +41,7 @@ from formulations.online import EMPTY, EngineView, Plan, Policy
 from solvers.compiled import kernel
 from solvers.knapsack.greedy import densities
 from solvers.policies import batching, ranking, signals
+from solvers.policies.per_request import index_bound
 from solvers.stable_sort import stable_argsort
 
 
@@ -234,7 +235,7 @@ class AndesPolicy(Policy):
         n = len(view)
         if n == 0:
             return Plan(run=EMPTY)
-        self._seen = max(self._seen, int(view.idx.max()) + 1)
+        self._seen = max(self._seen, index_bound(view.idx))
         engine = view.engine
         blocks, _tokens = signals.kv_weights(view)
         growth, growth_sum, held = _growth(view.resident, blocks, view.kv_blocks)

@@ -16,7 +16,7 @@ import numpy as np
 
 from formulations.engine_spec import EngineSpec
 from formulations.online import EngineView, Plan, Policy
-from solvers.policies.per_request import grown
+from solvers.policies.per_request import grown, index_bound
 
 _UNSET = np.iinfo(np.int64).min
 _WAITING_OFFSET = 1 << 61  # sorts every waiting queue key after every admission number
@@ -40,8 +40,8 @@ class FCFSPolicy(Policy):
         idx = view.idx
         if len(idx) == 0:
             return Plan(run=idx)
-        if int(idx.max()) >= len(self._admitted):
-            size = int(idx.max()) + 1
+        size = index_bound(idx)
+        if size > len(self._admitted):
             self._admitted = grown(self._admitted, size, fill=-1)
             self._queue = grown(self._queue, size, fill=_UNSET)
             self._preempted = grown(self._preempted, size)

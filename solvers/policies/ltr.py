@@ -20,7 +20,7 @@ from formulations.engine_spec import EngineSpec
 from formulations.online import EMPTY, EngineView, Plan, Policy
 from solvers.compiled import kernel
 from solvers.policies import batching, signals
-from solvers.policies.per_request import grown
+from solvers.policies.per_request import grown, index_bound
 
 
 @kernel
@@ -84,7 +84,7 @@ class LtrPolicy(Policy):
         if len(view) == 0:
             return Plan(run=EMPTY)
         idx = view.idx
-        self._grow(int(idx.max()) + 1)
+        self._grow(index_bound(idx))
         remaining = _remaining(view.predicted_output(0.5), view.generated, view.prefill_after_hits(),
                                view.engine.token_budget)
         if _promote(self._starved, self._quantum, idx, self.starvation_iterations, self.quantum_iterations):

@@ -17,7 +17,7 @@ import numpy as np
 from formulations.online import EngineView
 from solvers.compiled import kernel
 from solvers.policies import signals
-from solvers.policies.per_request import grown
+from solvers.policies.per_request import grown, index_bound
 
 
 class OfferedLoad:
@@ -28,7 +28,7 @@ class OfferedLoad:
 
     def clear(self) -> None:
         self._seen = np.zeros(0, dtype=bool)  # per request index
-        self._arrivals: deque[tuple[float, float]] = deque()  # (time first seen, engine seconds)
+        self._arrivals: deque[tuple[float, list[float]]] = deque()  # (time first seen, engine seconds of each)
         self._total = 0.0  # engine seconds of `_arrivals`
         self._start: float | None = None
 
@@ -41,16 +41,17 @@ class OfferedLoad:
         if self._start is None:
             self._start = now
         if len(view):
-            self._seen = grown(self._seen, int(view.idx.max()) + 1, fill=False)
+            self._seen = grown(self._seen, index_bound(view.idx), fill=False)
             work = _first_seen_work(self._seen, view.idx, view.predicted_output(0.5), view.prompt_len,
                                     signals.engine_costs(view.engine), view.engine.token_budget)
             if len(work):
                 work = work.tolist()
-                self._arrivals.extend((now, w) for w in work)
+                self._arrivals.append((now, work))
                 self._total += sum(work)
         arrivals, horizon = self._arrivals, now - self.window
         while arrivals and arrivals[0][0] <= horizon:
-            self._total -= arrivals.popleft()[1]
+            for w in arrivals.popleft()[1]:
+                self._total -= w
         if not arrivals:
             self._total = 0.0  # no rounding drift survives an empty window
         span = max(min(self.window, now - self._start), self.min_span)

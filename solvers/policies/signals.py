@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from formulations.arithmetic import ceil_div
 from formulations.engine_spec import EngineSpec
 from formulations.online import EngineView, blocks_to_admit
 from solvers.compiled import kernel
@@ -178,11 +179,17 @@ def kv_weights(view: EngineView) -> tuple[np.ndarray, np.ndarray]:
 def kv_weight_columns(view: EngineView) -> np.ndarray:
     """(n, 2): per request, blocks held after this iteration if run and tokens this iteration
     if run (`kv_weight_at`), as a knapsack's weight matrix."""
+    return kv_weights_each(*kv_weight_args(view))
+
+
+def kv_weight_args(view: EngineView) -> tuple:
+    """What `kv_weights_each` reads of a view, for a kernel that computes the weights among other
+    columns in one call."""
     # a waiting request's prefix-cache hit is in its blocks too
     in_cache = view.computed if view.cached is None else view.computed + view.cached
     engine = view.engine
-    return _kv_weights_each(view.resident, view.prefill_after_hits(), in_cache, engine.token_budget,
-                            engine.block_size, engine.reserve_full_prompt)
+    return view.resident, view.prefill_after_hits(), in_cache, engine.token_budget, engine.block_size, \
+        engine.reserve_full_prompt
 
 
 blocks_to_admit_at = kernel(blocks_to_admit)  # formulations.online's admission rule, compiled
@@ -191,7 +198,7 @@ blocks_to_admit_at = kernel(blocks_to_admit)  # formulations.online's admission 
 @kernel
 def blocks_for_at(tokens: int, block_size: int) -> int:
     """KV blocks that hold `tokens` tokens: ceil(tokens / block_size)."""
-    return -(-tokens // block_size)
+    return ceil_div(tokens, block_size)
 
 
 @kernel
@@ -210,7 +217,8 @@ def kv_weight_at(resident: bool, prefill: int, in_cache: int, budget: int, block
 
 
 @kernel
-def _kv_weights_each(resident, prefill, in_cache, budget, block_size, reserve_full_prompt):
+def kv_weights_each(resident, prefill, in_cache, budget, block_size, reserve_full_prompt):
+    """kv_weight_columns' matrix from its arguments (`kv_weight_args`)."""
     out = np.empty((len(resident), 2))
     for i in range(len(resident)):
         out[i, 0], out[i, 1] = kv_weight_at(resident[i], prefill[i], in_cache[i], budget, block_size,

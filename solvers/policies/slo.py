@@ -55,10 +55,10 @@ from solvers.knapsack.greedy import best_of_greedy, densities, greedy_knapsack, 
 from solvers.policies import batching, signals
 from solvers.policies.dag_deadlines import GroupDeadlines
 from solvers.policies.offered_load import OfferedLoad
-from solvers.policies.per_request import grown
+from solvers.policies.per_request import grown, index_bound
 from solvers.policies.slo_params import SloParams
 from solvers.policies.slo_slack import SlackEstimate, estimate
-from solvers.stable_sort import stable_argsort, stable_prefix
+from solvers.stable_sort import SMALL, small_stable_argsort, stable_argsort, stable_prefix
 
 
 class StepKnapsack(NamedTuple):
@@ -122,17 +122,19 @@ class SloPolicy(Policy):
             pending = np.array([(p.tokens, p.duration, p.due, p.group) for p in pend]).T
         else:
             pending = _NO_PENDING
-        items = _admission_items(
-            signals.engine_costs(view.engine), view.now, est.iteration, est.doomed, self._given_up,
-            self._given_up_group, self._group_size, view.idx, view.cls, view.group, view.release, est.hi,
-            view.generated, view.prompt_len, view.prefill_after_hits(), est.steps_hi, est.due, pending)
+        args = (signals.engine_costs(view.engine), view.now, est.iteration, est.doomed, self._given_up,
+                self._given_up_group, self._group_size, view.idx, view.cls, view.group, view.release, est.hi,
+                view.generated, view.prompt_len, view.prefill_after_hits(), est.steps_hi, est.due, pending)
+        if len(view) + len(pend) <= SMALL:  # at most SMALL items: sorted by the same compiled call
+            return _admission_at_once(*args, self.params.max_rejections)
+        items = _admission_items(*args)
         return _moore_hodgson(stable_argsort(items[_DUE]), items, view.now, self.params.max_rejections,
                               view.idx, view.group, self._given_up, self._given_up_group)
 
     def _track_groups(self, view: EngineView) -> None:
         """Room for every request and group seen, and the size of each group new since the last
         decision (only those: a long run has tens of thousands)."""
-        self._given_up = grown(self._given_up, int(view.idx.max()) + 1, fill=False)
+        self._given_up = grown(self._given_up, index_bound(view.idx), fill=False)
         if len(view.groups) == self._sized:
             return
         self._given_up_group = grown(self._given_up_group, len(view.groups), fill=False)
@@ -149,15 +151,15 @@ class SloPolicy(Policy):
         given_up = self._admission(view, est) if params.admission else np.zeros(len(view), dtype=bool)
         doomed = est.doomed | given_up
         engine = view.engine
-        key, values = _key_and_value(
+        key, values, weights, runnable = _knapsack_columns(
             est.slack, doomed, view.cls, view.group, view.resident, view.kv_blocks, view.computed, view.release,
             view.now, est.iteration, engine.preemption == "swap", engine.swap_time_per_block, engine.token_budget,
             params.gang_iterations, params.starvation_iterations, est.steps_mid,
-            params.short_first, params.short_first_cap, params.idle_value, params.urgency_horizon)
+            params.short_first, params.short_first_cap, params.idle_value, params.urgency_horizon,
+            signals.kv_weight_args(view))
         return StepKnapsack(
-            values=values, weights=signals.kv_weight_columns(view),
-            capacities=signals.kv_capacities(view.engine),
-            max_items=view.engine.max_seqs, runnable=(view.release <= view.now + 1e-12).nonzero()[0], key=key,
+            values=values, weights=weights, capacities=signals.kv_capacities(view.engine),
+            max_items=view.engine.max_seqs, runnable=runnable, key=key,
             arrival=view.arrival, estimate=est, given_up=given_up, doomed=doomed,
         )
 
@@ -261,8 +263,8 @@ class SloPolicy(Policy):
         leaving = np.concatenate([victims, reject]) if len(reject) else victims  # both free their blocks now
         run_pos = batching.fill_budget(view, chosen, eligible, leaving, (step.weights[:, 0], step.weights[:, 1]))
         wake = _wake_at(view.release, view.now, step.doomed, run_pos, step.estimate.slack)
-        return Plan(run=view.idx[run_pos], preempt=view.idx[victims],
-                    reject=view.idx[reject], recheck_at=wake if wake > view.now else None)
+        return Plan(run=view.idx[run_pos], preempt=view.idx[victims] if len(victims) else EMPTY,
+                    reject=view.idx[reject] if len(reject) else EMPTY, recheck_at=wake if wake > view.now else None)
 
     def _holds_given_up(self, view: EngineView) -> bool:
         """Whether a live request belongs to a group given up on earlier (it must be rejected too;
@@ -368,6 +370,17 @@ def _admission_items(costs, now, t, doomed, given_up, given_up_group, group_size
 
 
 @kernel
+def _admission_at_once(costs, now, t, doomed, given_up, given_up_group, group_size, idx, cls, view_group, release,
+                       hi, generated, prompt_len, prefill, steps_hi, view_due, pending, max_rejections):
+    """_admission_items, their due order and _moore_hodgson in one compiled call: what stable_argsort
+    does for at most SMALL rows, without three round trips through the interpreter."""
+    items = _admission_items(costs, now, t, doomed, given_up, given_up_group, group_size, idx, cls, view_group,
+                             release, hi, generated, prompt_len, prefill, steps_hi, view_due, pending)
+    order = small_stable_argsort(items[_DUE], (items[_DUE],))
+    return _moore_hodgson(order, items, now, max_rejections, idx, view_group, given_up, given_up_group)
+
+
+@kernel
 def _moore_hodgson(order, items, now, max_rejections, idx, view_group, given_up, given_up_group):
     """Moore-Hodgson on an aggregate engine over `items` (_admission_items'): in order of due time
     (`order`), the cumulative engine seconds of the admitted work must fit the time until each
@@ -409,6 +422,20 @@ def _moore_hodgson(order, items, now, max_rejections, idx, view_group, given_up,
     for i in range(len(idx)):
         mask[i] = given_up[idx[i]] or (view_group[i] >= 0 and given_up_group[view_group[i]])
     return mask
+
+
+@kernel
+def _knapsack_columns(slack, doomed, cls, group, resident, kv_blocks, computed, release, now, t, swap, swap_time,
+                      token_budget, gang_iterations, starvation_iterations, steps_mid, short_first, short_first_cap,
+                      idle_value, urgency_horizon, weight_args):
+    """The knapsack's per-request columns in one compiled call: `_key_and_value`'s key and value,
+    signals.kv_weights_each's weights (`weight_args`: signals.kv_weight_args) and the runnable
+    positions (released by now)."""
+    key, values = _key_and_value(slack, doomed, cls, group, resident, kv_blocks, computed, release, now, t, swap,
+                                 swap_time, token_budget, gang_iterations, starvation_iterations, steps_mid,
+                                 short_first, short_first_cap, idle_value, urgency_horizon)
+    runnable = np.flatnonzero(release <= now + 1e-12)
+    return key, values, signals.kv_weights_each(*weight_args), runnable
 
 
 @kernel

@@ -56,13 +56,16 @@ def estimate(view: EngineView, params: SloParams, groups: GroupDeadlines) -> Sla
     t = signals.typical_iteration(view)
     prefill, budget = view.prefill_after_hits(), view.engine.token_budget
     columns = _quantile_columns(tuple(view.quantile_levels), params.conservative, params.optimistic)
-    lengths = _lengths(view.pred_quantiles, columns, view.generated, prefill, budget)  # rows: hi, lo, mid, steps
-    due, due_lo, pending = _bulk_deadlines(view, params, groups, t, lengths)
-    slack, doomed, admission_due = _slack_each(
-        view.now, t, view.cls, due, due_lo, prefill, budget, lengths, view.arrival, view.ttft_target,
-        view.generated, view.read_rate, view.delay_area, view.lag, view.group, params.qoe_threshold,
+    due, due_lo, pending = view.deadline, view.deadline, ()
+    if view.groups and (view.cls == signals.BULK).any():
+        lengths = _lengths(view.pred_quantiles, columns, view.generated, prefill, budget)
+        due, due_lo, pending = _bulk_deadlines(view, params, groups, t, lengths)
+    rows, doomed = _estimate_each(
+        view.pred_quantiles, columns, view.generated, prefill, budget, view.now, t, view.cls, due, due_lo,
+        view.arrival, view.ttft_target, view.read_rate, view.delay_area, view.lag, view.group, params.qoe_threshold,
         params.latency_budget_share)
-    return SlackEstimate(t, slack, doomed, admission_due, lengths[3], lengths[0], lengths[2], lengths[5], pending)
+    return SlackEstimate(t, rows[_SLACK], doomed, rows[_ADMISSION_DUE], rows[_STEPS_HI], rows[_HI], rows[_MID],
+                         rows[_STEPS_MID], pending)
 
 
 @lru_cache(maxsize=16)
@@ -72,6 +75,21 @@ def _quantile_columns(levels: tuple[float, ...], conservative: float, optimistic
                         quantile_column(levels, 0.5)])
     columns.setflags(write=False)
     return columns
+
+
+_HI, _LO, _MID, _STEPS_HI, _STEPS_LO, _STEPS_MID, _SLACK, _ADMISSION_DUE = range(8)  # rows of _estimate_each's
+
+
+@kernel
+def _estimate_each(pred, columns, generated, prefill, budget, now, t, cls, due, due_lo, arrival, ttft_target,
+                   read_rate, delay_area, lag, group, threshold, share):
+    """Everything `estimate` computes per request in one compiled call: one matrix (rows _HI ..
+    _ADMISSION_DUE: _lengths' six, then the slack and admission due time) and the doomed mask."""
+    out = np.empty((8, len(generated)))
+    out[:6] = _lengths(pred, columns, generated, prefill, budget)
+    doomed = _slack_each(now, t, cls, due, due_lo, prefill, budget, out, arrival, ttft_target, generated, read_rate,
+                         delay_area, lag, group, threshold, share)
+    return out, doomed
 
 
 @kernel
@@ -90,21 +108,22 @@ def _lengths(pred, columns, generated, prefill, budget):
 
 
 @kernel
-def _slack_each(now, t, cls, due, due_lo, prefill, budget, lengths, arrival, ttft_target, generated, read_rate,
+def _slack_each(now, t, cls, due, due_lo, prefill, budget, rows, arrival, ttft_target, generated, read_rate,
                 delay_area, lag, group, threshold, share):
-    """Slack, doom and admission due time of every live request (the rules of the module
-    docstring); `due`/`due_lo`: deadlines at the conservative and optimistic lengths (a bulk
-    member's along its DAG)."""
+    """Doom of every live request (the rules of the module docstring). Its slack and admission due
+    time go to rows _SLACK and _ADMISSION_DUE of `rows` (_estimate_each's matrix, lengths filled
+    in); `due`/`due_lo`: deadlines at the conservative and optimistic lengths (a bulk member's
+    along its DAG)."""
     n = len(cls)
-    slack, doomed, admission_due = np.empty(n), np.empty(n, dtype=np.bool_), np.empty(n)
+    slack, admission_due, doomed = rows[_SLACK], rows[_ADMISSION_DUE], np.empty(n, dtype=np.bool_)
     top = -1
     for i in range(n):
         if cls[i] == signals.BULK:
             top = max(top, group[i])
     lost = np.zeros(top + 2, dtype=np.bool_)  # per group of a live bulk member: one is doomed (last: no group)
     for i in range(n):
-        slack[i] = due[i] - now - lengths[3, i] * t
-        doomed[i] = due_lo[i] - now - lengths[4, i] * t < -1e-9
+        slack[i] = due[i] - now - rows[_STEPS_HI, i] * t
+        doomed[i] = due_lo[i] - now - rows[_STEPS_LO, i] * t < -1e-9
         admission_due[i] = due_lo[i]  # admission judges feasibility: optimistic DAG latest finish times
         if cls[i] == signals.BULK and doomed[i]:
             lost[group[i] if group[i] >= 0 else top + 1] = True
@@ -112,7 +131,7 @@ def _slack_each(now, t, cls, due, due_lo, prefill, budget, lengths, arrival, ttf
             continue
         # plan with a share of the delay budget at the tightest likely length; give up only when
         # even the full budget of the longest likely stream fails
-        g, rate, area, hi, lo = generated[i], read_rate[i], delay_area[i], lengths[0, i], lengths[1, i]
+        g, rate, area, hi, lo = generated[i], read_rate[i], delay_area[i], rows[_HI, i], rows[_LO, i]
         first = max(signals.prefill_iterations_at(prefill[i], budget), 1) * t
         ideal = signals.next_token_ideal_at(arrival[i], ttft_target[i], g, rate)
         planned = signals.latest_next_token_at(ideal, g, rate, area, lag[i], t, signals.tightest_total_at(
@@ -127,24 +146,20 @@ def _slack_each(now, t, cls, due, due_lo, prefill, budget, lengths, arrival, ttf
         slack[i] = need - now - first
         doomed[i] = hope - now - first < -1e-9
         # admission judges the full budget; the last token is needed about (m - 1)/r after the next
-        admission_due[i] = latest + (lengths[2, i] - g - 1.0) / rate
+        admission_due[i] = latest + (rows[_MID, i] - g - 1.0) / rate
     for i in range(n):  # all or nothing: one member out of reach dooms its group
         if cls[i] == signals.BULK:
             doomed[i] = lost[group[i] if group[i] >= 0 else top + 1]
-    return slack, doomed, admission_due
+    return doomed
 
 
 def _bulk_deadlines(view: EngineView, params: SloParams, groups: GroupDeadlines, t: float,
                     lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[PendingMember, ...]]:
     """Bulk members' DAG latest finish times, conservative and optimistic (view positions),
     plus the members not released yet (`lengths`: _lengths')."""
-    if not view.groups:
-        return view.deadline, view.deadline, ()
     bulk = np.flatnonzero(view.cls == signals.BULK)
-    if not len(bulk):
-        return view.deadline, view.deadline, ()
     due = np.repeat(view.deadline[:, None], 2, axis=1)
-    dur = np.stack([lengths[3] * t, lengths[4] * t], axis=1)
+    dur = np.stack([lengths[_STEPS_HI] * t, lengths[_STEPS_LO] * t], axis=1)
     pending: list[PendingMember] = []
     pos_of = dict(zip(view.idx[bulk].tolist(), bulk.tolist(), strict=True))
     budget = view.engine.token_budget
