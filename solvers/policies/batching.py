@@ -16,6 +16,7 @@ from formulations.online import EngineView, Plan
 from solvers.compiled import kernel
 from solvers.knapsack.greedy import greedy_knapsack
 from solvers.policies import ranking, signals
+from solvers.stable_sort import stable_argsort, stable_prefix
 
 
 def select(view: EngineView, order: np.ndarray) -> np.ndarray:
@@ -59,9 +60,14 @@ def eviction_order(view: EngineView, chosen: np.ndarray, evict_rank: np.ndarray,
     Unchanged while only waiting requests leave the batch: then one ranking serves every
     smaller need (`enough`)."""
     cand = (view.resident & ~chosen).nonzero()[0]
-    held = view.kv_blocks[cand]
-    first = ranking.walk((-evict_rank[cand],), lambda rows: held[rows].sum() >= need)
-    return cand[first], np.cumsum(held[first])
+    held, key = view.kv_blocks[cand], -evict_rank[cand]
+    k = ranking.FIRST_HEAD
+    while True:  # heads four times longer each try (exact prefixes of the stable sort), then all
+        first = stable_prefix(k, key) if 2 * k < len(key) else stable_argsort(key)
+        freed = np.cumsum(held[first])
+        if len(first) == len(key) or freed[-1] >= need:
+            return cand[first], freed
+        k *= 4
 
 
 def enough(ranked: np.ndarray, freed: np.ndarray, need: float) -> np.ndarray:
