@@ -40,9 +40,10 @@ from formulations.engine_spec import EngineSpec
 from formulations.online import EMPTY, EngineView, Plan, Policy
 from solvers.compiled import kernel
 from solvers.knapsack.greedy import densities
+from solvers.knapsack.greedy import walk as greedy_walk
 from solvers.policies import batching, ranking, signals
 from solvers.policies.per_request import index_bound
-from solvers.stable_sort import stable_argsort
+from solvers.stable_sort import small_stable_argsort, stable_argsort
 
 
 @lru_cache(maxsize=1024)
@@ -65,18 +66,40 @@ def _fastest_rate(read_rate: np.ndarray) -> float:
 
 
 @kernel
-def _growth(resident: np.ndarray, blocks: np.ndarray, kv_blocks: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """The blocks each request allocates if run (a resident holds kv_blocks of its `blocks`
-    already), their sum and the blocks the residents hold: whole numbers, so the sums are exact
-    in any order."""
-    growth = np.empty(len(blocks))
+def _weights(resident, prefill, in_cache, budget, block_size, reserve_full_prompt, kv_blocks):
+    """The blocks each request holds after this iteration if run (`signals.kv_weight_at`), the
+    blocks it allocates if run (a resident holds kv_blocks of them already), their sum and the
+    blocks the residents hold, in one pass (the weights' first column is all a decision reads):
+    whole numbers, so the sums are exact in any order."""
+    n = len(resident)
+    blocks, growth = np.empty(n), np.empty(n)
     need, held = 0.0, 0.0
-    for i in range(len(blocks)):
+    for i in range(n):
+        blocks[i] = signals.kv_weight_at(resident[i], prefill[i], in_cache[i], budget, block_size,
+                                         reserve_full_prompt)[0]
         growth[i] = blocks[i] - kv_blocks[i] if resident[i] else blocks[i]
         need += growth[i]
         if resident[i]:
             held += kv_blocks[i]
-    return growth, need, held
+    return blocks, growth, need, held
+
+
+@kernel
+def _projections(predicted, generated, prefill, budget, computed, arrival, ttft_target, read_rate, lag, now):
+    """What the knapsack reads of every request, in one pass: the predicted total output (at least
+    one token more than generated, nan if the prediction is, as np.maximum), the iterations before
+    its next token (at least one), its buffer (`buffer_at`), and the context tokens of all (an
+    integer sum: exact)."""
+    n = len(generated)
+    total, pre_iters, buffer = np.empty(n), np.empty(n, dtype=np.int64), np.empty(n)
+    context = 0
+    for i in range(n):
+        floor = generated[i] + 1.0
+        total[i] = predicted[i] if predicted[i] > floor or predicted[i] != predicted[i] else floor
+        pre_iters[i] = max(signals.prefill_iterations_at(prefill[i], budget), 1)
+        buffer[i] = buffer_at(arrival[i], ttft_target[i], generated[i], read_rate[i], lag[i], now)
+        context += computed[i]
+    return total, pre_iters, buffer, context
 
 
 @kernel
@@ -124,16 +147,186 @@ def _least_buffer_out(read_rate: np.ndarray, chosen: np.ndarray, release: np.nda
 
 
 @kernel
-def _ranking_keys(rows: np.ndarray, idx: np.ndarray, arrival: np.ndarray, third: np.ndarray,
-                  last: np.ndarray) -> np.ndarray:
-    """The keys (index, arrival, `third`, `last`) of some requests, gathered in one pass in
-    np.lexsort's layout (a row per key, the last one primary) as the transpose of a row per
-    request, which ranking sorts without a copy; exact as floats (an index is below 2**53, a
-    bool 0 or 1)."""
-    keys = np.empty((len(rows), 4))
+def _split_taken(chosen: np.ndarray, resident: np.ndarray, values: np.ndarray, blocks: np.ndarray,
+                 arrival: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The chosen waiting requests, lowest value density first (ties by arrival, then index:
+    `small_stable_argsort`, np.lexsort's order), and the chosen residents in position order, in
+    one compiled call: the few numpy steps this takes cost more than the arithmetic at a few
+    hundred chosen rows."""
+    admitted = np.empty(len(chosen), dtype=np.int64)
+    running = np.empty(len(chosen), dtype=np.int64)
+    a, r = 0, 0
+    for i in range(len(chosen)):
+        if chosen[i]:
+            if resident[i]:
+                running[r] = i
+                r += 1
+            else:
+                admitted[a] = i
+                a += 1
+    admitted = admitted[:a]
+    density, arrivals, indices = np.empty(a), np.empty(a), np.empty(a)
+    for j in range(a):
+        i = admitted[j]
+        weight = blocks[i] if blocks[i] > 1.0 or blocks[i] != blocks[i] else 1.0  # np.maximum(blocks, 1.0)
+        density[j], arrivals[j], indices[j] = values[i] / weight, arrival[i], idx[i]
+    return admitted[small_stable_argsort(density, (arrivals, indices))], running[:r]
+
+
+@kernel
+def _stall_loss(rows, arrival, ttft_target, generated, read_rate, delay_area, lag, now, step, t_tok, total):
+    """signals.qoe_gain of some rows with a horizon of `step` and the next token after t_tok (the
+    QoE each loses to a stall of `step` seconds), read from the whole view's columns instead of
+    a copy of each: the same arithmetic, row by row."""
+    out = np.empty(len(rows))
     for j in range(len(rows)):
-        keys[j, 0], keys[j, 1], keys[j, 2], keys[j, 3] = idx[rows[j]], arrival[rows[j]], third[rows[j]], last[rows[j]]
-    return keys.T
+        i = rows[j]
+        if not np.isfinite(read_rate[i]):  # not a stream: no projection
+            out[j] = 0.0
+            continue
+        ideal = signals.next_token_ideal_at(arrival[i], ttft_target[i], generated[i], read_rate[i])
+        start = now + t_tok
+        gain = (signals.projected_qoe_at(ideal, generated[i], read_rate[i], delay_area[i], lag[i], start, t_tok,
+                                         total[i])
+                - signals.projected_qoe_at(ideal, generated[i], read_rate[i], delay_area[i], lag[i], start + step,
+                                           t_tok, total[i]))
+        out[j] = gain if gain == gain else 0.0
+    return out
+
+
+@kernel
+def _paying(admitted: np.ndarray, values: np.ndarray, prefill: np.ndarray, c_prefill: float, loss_per_s: float,
+            chosen: np.ndarray) -> np.ndarray:
+    """The admissions whose value beats the QoE their prefill stall costs (loss_per_s times
+    c_prefill times their prefill tokens), in order; the others are unchosen (in place)."""
+    keep = np.empty(len(admitted), dtype=np.int64)
+    k = 0
+    for i in admitted:
+        if values[i] > loss_per_s * (c_prefill * prefill[i]):
+            keep[k] = i
+            k += 1
+        else:
+            chosen[i] = False
+    return keep[:k]
+
+
+@kernel
+def _chosen_sum(column: np.ndarray, chosen: np.ndarray) -> float:
+    """The sum of a column of whole numbers over the chosen rows (exact in any order)."""
+    total = 0.0
+    for i in range(len(chosen)):
+        if chosen[i]:
+            total += column[i]
+    return total
+
+
+@kernel
+def _needs(admitted: np.ndarray, growth: np.ndarray, chosen: np.ndarray, free_blocks: float) -> np.ndarray:
+    """The blocks to free before each try of `_affordable` (try j has dropped the first j
+    admissions): whole numbers, exact in any order."""
+    need = np.empty(len(admitted))
+    if len(admitted):
+        need[0] = _chosen_sum(growth, chosen) - free_blocks
+    for j in range(1, len(admitted)):
+        need[j] = need[j - 1] - growth[admitted[j - 1]]
+    return need
+
+
+@kernel
+def _first_affordable(need: np.ndarray, freed: np.ndarray, ranked: np.ndarray, evictable: np.ndarray,
+                      budget: float) -> int:
+    """The first try whose victims (the first of `ranked` that free its need, all if none do)
+    are within the preemption budget and all evictable; len(need) if none is."""
+    protected = len(ranked)  # victims before the first resident that is not evictable
+    for t in range(len(ranked)):
+        if not evictable[ranked[t]]:
+            protected = t
+            break
+    for j in range(len(need)):
+        count = min(np.searchsorted(freed, need[j]) + 1, len(freed)) if need[j] > 0 else 0
+        if count <= budget and count <= protected:
+            return j
+    return len(need)
+
+
+@kernel
+def _eviction_candidates(resident: np.ndarray, chosen: np.ndarray, evictable: np.ndarray, kv_blocks: np.ndarray,
+                         need: float, idx: np.ndarray, arrival: np.ndarray,
+                         buffer: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The unchosen residents `_eviction_order` ranks (only the evictable ones when they hold
+    `need` blocks), the blocks each holds and their ranking keys (index, arrival, -buffer, not
+    evictable: np.lexsort's layout, a row per key, the last one primary, as the transpose of a
+    row per request, which ranking sorts without a copy; exact as floats), in one pass."""
+    held_evictable = 0
+    for i in range(len(resident)):
+        if resident[i] and not chosen[i] and evictable[i]:
+            held_evictable += kv_blocks[i]
+    only_evictable = not held_evictable < need
+    cand = np.empty(len(resident), dtype=np.int64)
+    m = 0
+    for i in range(len(resident)):
+        if resident[i] and not chosen[i] and (evictable[i] or not only_evictable):
+            cand[m] = i
+            m += 1
+    cand = cand[:m]
+    keys = np.empty((m, 4))
+    for j in range(m):
+        i = cand[j]
+        keys[j, 0], keys[j, 1], keys[j, 2], keys[j, 3] = idx[i], arrival[i], -buffer[i], not evictable[i]
+    return cand, kv_blocks[cand], keys.T
+
+
+@kernel
+def _fill_rows(chosen: np.ndarray, release: np.ndarray, runnable_by: float, resident: np.ndarray, waiting: bool,
+               evictable: np.ndarray, with_evictable: bool, idx: np.ndarray, arrival: np.ndarray,
+               buffer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The unchosen requests `_fill` may take in one pass (runnable, waiting or resident as
+    `waiting` says, evictable ones only `with_evictable`) and their ranking keys (index, arrival,
+    buffer, evictable; laid out as `_eviction_candidates`'), in one pass over the view."""
+    rest = np.empty(len(chosen), dtype=np.int64)
+    m = 0
+    for i in range(len(chosen)):
+        if (not chosen[i] and release[i] <= runnable_by and resident[i] != waiting
+                and (with_evictable or not evictable[i])):
+            rest[m] = i
+            m += 1
+    rest = rest[:m]
+    keys = np.empty((m, 4))
+    for j in range(m):
+        i = rest[j]
+        keys[j, 0], keys[j, 1], keys[j, 2], keys[j, 3] = idx[i], arrival[i], buffer[i], evictable[i]
+    return rest, keys.T
+
+
+@kernel
+def _fill_room(chosen: np.ndarray, blocks: np.ndarray, resident: np.ndarray, kv_blocks: np.ndarray,
+               capacity: float, waiting: bool) -> np.ndarray:
+    """The room the fill may use: the capacity less the chosen requests' blocks and, for waiting
+    requests, the blocks the unchosen residents keep (whole numbers: exact in any order)."""
+    taken, held = 0.0, 0
+    for i in range(len(chosen)):
+        if chosen[i]:
+            taken += blocks[i]
+        elif waiting and resident[i]:
+            held += kv_blocks[i]
+    room = np.empty(1)
+    room[0] = capacity - taken - held if waiting else capacity - taken - 0.0
+    return room
+
+
+@kernel
+def _run_keys(chosen: np.ndarray, values: np.ndarray, blocks: np.ndarray, buffer: np.ndarray,
+              arrival: np.ndarray, idx: np.ndarray) -> tuple:
+    """The chosen positions and their run-order keys (-value density, buffer, arrival, index as
+    a float) in one pass."""
+    run = np.flatnonzero(chosen)
+    m = len(run)
+    key, buf, arr, ind = np.empty(m), np.empty(m), np.empty(m), np.empty(m)
+    for j in range(m):
+        i = run[j]
+        weight = blocks[i] if blocks[i] > 1.0 or blocks[i] != blocks[i] else 1.0  # np.maximum(blocks, 1.0)
+        key[j], buf[j], arr[j], ind[j] = -(values[i] / weight), buffer[i], arrival[i], idx[i]
+    return run, key, buf, arr, ind
 
 
 class AndesPolicy(Policy):
@@ -222,8 +415,10 @@ class AndesPolicy(Policy):
         caps = np.array([capacity], dtype=np.float64)
         weights = blocks[useful, None]
         density = densities(values[useful], weights, caps)
-        keys = (view.idx[useful], view.arrival[useful], -density)
-        return useful[ranking.greedy_in_ranking(keys, values[useful], weights, caps, batch)]
+        # a few hundred useful of thousands: the whole ranking by the packed integer sort costs
+        # less than a partial quicksort of its head, and a walk of the whole ranking is the walk
+        order = stable_argsort(-density, view.arrival[useful], 1.0 * view.idx[useful])
+        return useful[greedy_walk(values[useful], weights, caps, batch, order)]
 
     @staticmethod
     def buffer(view: EngineView) -> np.ndarray:
@@ -237,16 +432,16 @@ class AndesPolicy(Policy):
             return Plan(run=EMPTY)
         self._seen = max(self._seen, index_bound(view.idx))
         engine = view.engine
-        blocks, _tokens = signals.kv_weights(view)
-        growth, growth_sum, held = _growth(view.resident, blocks, view.kv_blocks)
+        blocks, growth, growth_sum, held = _weights(*signals.kv_weight_args(view), view.kv_blocks)
         t_now = signals.typical_iteration(view)
         pace = self._pace(view)
         if not self._triggered(view, growth_sum, t_now, pace):
             return self._fcfs(view)
 
-        total = np.maximum(view.predicted_output(self.quantile), view.generated + 1.0)
-        ctx_mean = int(view.computed.sum()) / n + 1.0  # np.mean's float: the integer sum is exact
-        pre_iters = np.maximum(signals.prefill_iterations(view), 1)
+        total, pre_iters, buffer, context = _projections(
+            view.predicted_output(self.quantile), view.generated, view.prefill_after_hits(), engine.token_budget,
+            view.computed, view.arrival, view.ttft_target, view.read_rate, view.lag, float(view.now))
+        ctx_mean = context / n + 1.0  # np.mean's float: the integer sum is exact
         best_gain, best_taken, best_values, best_t = -1.0, EMPTY, np.zeros(n), t_now
         # the KV cache in the units of the weights: a block that several residents share (prefix
         # caching) is in each one's weight, so it counts once per holder here too (the engine's
@@ -262,16 +457,14 @@ class AndesPolicy(Policy):
 
         chosen = np.zeros(n, dtype=bool)
         chosen[best_taken] = True
-        buffer = self.buffer(view)
         evictable = _evictable(view.resident, chosen, buffer, pre_iters, best_t, self.horizon + self.evict_buffer)
         chosen, ranked = self._affordable(view, chosen, evictable, buffer, best_values, blocks, growth, total, best_t)
         chosen = self._fill(view, chosen, evictable, buffer, blocks, capacity)
         victims = self._victims(view, chosen, evictable, buffer, growth, ranked)
         self._preempted += len(victims)
-        run_pos = np.flatnonzero(chosen)
-        density = best_values[run_pos] / np.maximum(blocks[run_pos], 1.0)
+        run_pos, *keys = _run_keys(chosen, best_values, blocks, buffer, view.arrival, view.idx)
         # np.lexsort's order; the index as a float (exact below 2**53): the tiebreaks share one dtype
-        run_pos = run_pos[stable_argsort(-density, buffer[run_pos], view.arrival[run_pos], 1.0 * view.idx[run_pos])]
+        run_pos = run_pos[stable_argsort(*keys)]
         # ask again before the next stream left out starts losing QoE (it needs dt of notice)
         recheck = None
         out, least = _least_buffer_out(view.read_rate, chosen, view.release, view.now + 1e-12, buffer)
@@ -286,46 +479,34 @@ class AndesPolicy(Policy):
         freed from evictable residents within the preemption cap; with `refine`, also those whose
         QoE gain does not pay for the stall their prefill causes every running stream (`total`:
         the predicted output lengths projected). Returns the choice and the head of the
-        eviction ranking it walked (None if it needed none)."""
+        eviction ranking it walked (None if it needed none). Each step is one compiled call over
+        the few hundred chosen rows: as numpy steps their overhead outweighed the arithmetic."""
         chosen = chosen.copy()
-        taken = np.flatnonzero(chosen)  # a few hundred: split these, not two masks of every request
-        waiting = ~view.resident[taken]
-        admitted = taken[waiting]
+        admitted, running = _split_taken(chosen, view.resident, values, blocks, view.arrival, view.idx)
         if not len(admitted):
             return chosen, None
-        density = values[admitted] / np.maximum(blocks[admitted], 1.0)
-        admitted = admitted[stable_argsort(density, view.arrival[admitted], 1.0 * view.idx[admitted])]
         if self.refine and view.engine.slot_time is None:
-            running = taken[~waiting]
             step = 1e-3  # QoE the running streams lose per second of stall (finite difference)
             # projected QoE if the next token comes after t_tok minus if it comes `step` later
-            loss = signals.qoe_gain(signals.rows(view, running), step, t_tok, total[running], t_tok)
-            loss_per_s = float(loss.sum()) / step
-            stall = view.engine.latency.c_prefill * view.prefill_after_hits()[admitted]
-            pays = values[admitted] > loss_per_s * stall
-            chosen[admitted[~pays]] = False
-            admitted = admitted[pays]
+            loss = _stall_loss(running, view.arrival, view.ttft_target, view.generated, view.read_rate,
+                               view.delay_area, view.lag, float(view.now), step, float(t_tok), total)
+            loss_per_s = float(loss.sum()) / step  # numpy's (pairwise) sum, as the plans were pinned with
+            admitted = _paying(admitted, values, view.prefill_after_hits(), float(view.engine.latency.c_prefill),
+                               loss_per_s, chosen)
         if not len(admitted):
             return chosen, None
         budget = self.preemption_cap * self._seen - self._preempted
         # dropping a waiting request (lowest density first) leaves the eviction candidates (the
         # unchosen residents) as they are and shrinks the blocks needed by its own: one ranking
-        # serves every try, and the tries are one vector: the need before each drop, the victims
-        # that free it, the first try within the cap whose victims are all evictable
-        dropped = np.concatenate(([0.0], np.cumsum(growth[admitted[:-1]])))
-        need = (float(growth[chosen].sum()) - view.free_blocks) - dropped
-        count = np.zeros(len(admitted), dtype=np.int64)
-        protected = 0
-        ranked = None
+        # serves every try: the need before each drop, the victims that free it, the first try
+        # within the cap whose victims are all evictable
+        need = _needs(admitted, growth, chosen, float(view.free_blocks))
+        ranked, freed = EMPTY, EMPTY
         if need[0] > 0:
             ranked, freed = self._eviction_order(view, chosen, evictable, buffer, float(need[0]))
-            count = np.where(need > 0, batching.enough_count(freed, need), 0)
-            kept = np.flatnonzero(~evictable[ranked])
-            protected = int(kept[0]) if len(kept) else len(ranked)
-        fine = (count <= budget) & (count <= protected)
-        tries = int(np.argmax(fine)) if fine.any() else len(admitted)
+        tries = _first_affordable(need, freed, ranked, evictable, float(budget))
         chosen[admitted[:tries]] = False
-        return chosen, ranked
+        return chosen, (ranked if need[0] > 0 else None)
 
     @staticmethod
     def _fill(view: EngineView, chosen: np.ndarray, evictable: np.ndarray, buffer: np.ndarray,
@@ -337,28 +518,20 @@ class AndesPolicy(Policy):
         ranked (the walk of a head of the ranking that takes every seat is the whole walk)."""
         chosen = chosen.copy()
         engine = view.engine
-        runnable = view.release <= view.now + 1e-12
+        runnable_by = view.now + 1e-12
         for waiting in (False, True):
             seats = engine.max_seqs - int(np.count_nonzero(chosen))
             if seats <= 0:
                 break
-            left = ~chosen & runnable & (view.resident != waiting)
-            held = view.kv_blocks[view.resident & ~chosen].sum() if waiting else 0.0
-            room = np.array([capacity - blocks[chosen].sum() - held], dtype=np.float64)
-            for rest in (left,) if waiting else (left & ~evictable, left):
-                more = AndesPolicy._walk(view, np.flatnonzero(rest), buffer, evictable, blocks, room, seats)
+            room = _fill_room(chosen, blocks, view.resident, view.kv_blocks, capacity, waiting)
+            for with_evictable in (True,) if waiting else (False, True):
+                rest, keys = _fill_rows(chosen, view.release, runnable_by, view.resident, waiting, evictable,
+                                        with_evictable, view.idx, view.arrival, buffer)
+                more = rest[ranking.greedy_in_ranking(keys, np.ones(len(rest)), blocks[rest, None], room, seats)]
                 if len(more) == seats:
                     break
             chosen[more] = True
         return chosen
-
-    @staticmethod
-    def _walk(view: EngineView, rest: np.ndarray, buffer: np.ndarray, evictable: np.ndarray, blocks: np.ndarray,
-              room: np.ndarray, seats: int) -> np.ndarray:
-        """The positions of `rest` the fill takes: by (evictable, buffer, arrival, index), while
-        they fit in `room`, at most `seats`."""
-        keys = _ranking_keys(rest, view.idx, view.arrival, buffer, evictable)
-        return rest[ranking.greedy_in_ranking(keys, np.ones(len(rest)), blocks[rest, None], room, seats)]
 
     @staticmethod
     def _victims(view: EngineView, chosen: np.ndarray, evictable: np.ndarray, buffer: np.ndarray,
@@ -368,7 +541,7 @@ class AndesPolicy(Policy):
         `ranked`: a head of the eviction ranking for a choice with no fewer residents chosen (from
         `_affordable`), or None. Its rows still unchosen are the head of this choice's ranking
         (the same keys, fewer candidates), so when they free enough they are the ranking needed."""
-        need = float(growth[chosen].sum()) - view.free_blocks
+        need = _chosen_sum(growth, chosen) - view.free_blocks
         if need <= 0:
             return EMPTY
         if ranked is not None:
@@ -386,12 +559,7 @@ class AndesPolicy(Policy):
         as many are ranked as it takes to free `need` blocks (all of them if that is not enough).
         When the evictable ones hold enough, only they are ranked: the others all come after
         them, and the head that frees `need` blocks is theirs."""
-        unchosen = view.resident & ~chosen
-        cand = np.flatnonzero(unchosen & evictable)
-        held = view.kv_blocks[cand]
-        if held.sum() < need:
-            cand = np.flatnonzero(unchosen)
-            held = view.kv_blocks[cand]
-        keys = _ranking_keys(cand, view.idx, view.arrival, -buffer, ~evictable)
+        cand, held, keys = _eviction_candidates(view.resident, chosen, evictable, view.kv_blocks, need, view.idx,
+                                                view.arrival, buffer)
         first = ranking.walk(keys, lambda rows: held[rows].sum() >= need)
         return cand[first], np.cumsum(held[first])
