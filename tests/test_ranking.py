@@ -75,3 +75,15 @@ def test_greedy_in_ranking_of_no_items_takes_none() -> None:
     empty = np.empty(0)
     taken = ranking.greedy_in_ranking((empty,), empty, np.empty((0, 1)), np.array([5.0]), 3)
     assert taken.dtype == np.int64 and len(taken) == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10**6), n=st.integers(0, 3000), need=st.floats(-5.0, 20000.0))
+def test_walk_to_sum_is_the_walk_to_a_sum(seed, n, need) -> None:
+    """The compiled walk returns what `walk` returns with a sum as its stop (ties, inf and nan in
+    the keys; a need that the first head meets, a later one, or none)."""
+    keys = _keys(seed, n)
+    held = np.random.default_rng(seed).integers(0, 9, n)
+    rows = np.ascontiguousarray(np.stack(keys, axis=1), dtype=np.float64)
+    want = ranking.walk(keys, lambda first: held[first].sum() >= need)
+    assert np.array_equal(ranking.walk_to_sum(rows, held, need, ranking.FIRST_HEAD), want)

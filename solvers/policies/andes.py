@@ -250,13 +250,13 @@ def _first_affordable(need: np.ndarray, freed: np.ndarray, ranked: np.ndarray, e
 
 
 @kernel
-def _eviction_candidates(resident: np.ndarray, chosen: np.ndarray, evictable: np.ndarray, kv_blocks: np.ndarray,
-                         need: float, idx: np.ndarray, arrival: np.ndarray,
-                         buffer: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The unchosen residents `_eviction_order` ranks (only the evictable ones when they hold
-    `need` blocks), the blocks each holds and their ranking keys (index, arrival, -buffer, not
-    evictable: np.lexsort's layout, a row per key, the last one primary, as the transpose of a
-    row per request, which ranking sorts without a copy; exact as floats), in one pass."""
+def _eviction_head(resident: np.ndarray, chosen: np.ndarray, evictable: np.ndarray, kv_blocks: np.ndarray,
+                   need: float, idx: np.ndarray, arrival: np.ndarray,
+                   buffer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`_eviction_order` in one compiled call: the candidates (only the evictable unchosen
+    residents when they hold `need` blocks), a row of keys each (index, arrival, -buffer, not
+    evictable: exact as floats), the head of their ranking that frees `need` (ranking.walk_to_sum)
+    and the blocks its first k free."""
     held_evictable = 0
     for i in range(len(resident)):
         if resident[i] and not chosen[i] and evictable[i]:
@@ -273,29 +273,64 @@ def _eviction_candidates(resident: np.ndarray, chosen: np.ndarray, evictable: np
     for j in range(m):
         i = cand[j]
         keys[j, 0], keys[j, 1], keys[j, 2], keys[j, 3] = idx[i], arrival[i], -buffer[i], not evictable[i]
-    return cand, kv_blocks[cand], keys.T
+    held = kv_blocks[cand]
+    first = ranking.walk_to_sum(keys, held, need, ranking.FIRST_HEAD)
+    return cand[first], np.cumsum(held[first])
 
 
 @kernel
 def _fill_rows(chosen: np.ndarray, release: np.ndarray, runnable_by: float, resident: np.ndarray, waiting: bool,
-               evictable: np.ndarray, with_evictable: bool, idx: np.ndarray, arrival: np.ndarray,
-               buffer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+               evictable: np.ndarray, idx: np.ndarray, arrival: np.ndarray, buffer: np.ndarray) -> tuple:
     """The unchosen requests `_fill` may take in one pass (runnable, waiting or resident as
-    `waiting` says, evictable ones only `with_evictable`) and their ranking keys (index, arrival,
-    buffer, evictable; laid out as `_eviction_candidates`'), in one pass over the view."""
-    rest = np.empty(len(chosen), dtype=np.int64)
-    m = 0
-    for i in range(len(chosen)):
-        if (not chosen[i] and release[i] <= runnable_by and resident[i] != waiting
-                and (with_evictable or not evictable[i])):
-            rest[m] = i
-            m += 1
-    rest = rest[:m]
-    keys = np.empty((m, 4))
+    `waiting` says), those that are not evictable first, each group in position order; how many
+    are not evictable; and their ranking keys (buffer, arrival, index as a float), in one pass."""
+    rows = np.empty(len(chosen), dtype=np.int64)
+    m, kept = 0, 0
+    for evictable_part in (False, True):
+        for i in range(len(chosen)):
+            if (not chosen[i] and release[i] <= runnable_by and resident[i] != waiting
+                    and evictable[i] == evictable_part):
+                rows[m] = i
+                m += 1
+        if not evictable_part:
+            kept = m
+    rows = rows[:m]
+    buf, arr, ind = np.empty(m), np.empty(m), np.empty(m)
     for j in range(m):
-        i = rest[j]
-        keys[j, 0], keys[j, 1], keys[j, 2], keys[j, 3] = idx[i], arrival[i], buffer[i], evictable[i]
-    return rest, keys.T
+        i = rows[j]
+        buf[j], arr[j], ind[j] = buffer[i], arrival[i], idx[i]
+    return rows, kept, buf, arr, ind
+
+
+@kernel
+def _useful(values: np.ndarray, blocks: np.ndarray, arrival: np.ndarray, idx: np.ndarray) -> tuple:
+    """The requests worth taking (value > 0), their values, their weights as a knapsack's (m, 1)
+    matrix, and their tiebreaks (arrival, index as a float), in one pass."""
+    useful = np.flatnonzero(values > 0)
+    m = len(useful)
+    vals, weights, arr, ind = np.empty(m), np.empty((m, 1)), np.empty(m), np.empty(m)
+    for j in range(m):
+        i = useful[j]
+        vals[j], weights[j, 0], arr[j], ind[j] = values[i], blocks[i], arrival[i], idx[i]
+    return useful, vals, weights, arr, ind
+
+
+@kernel
+def _still_enough(ranked: np.ndarray, chosen: np.ndarray, kv_blocks: np.ndarray,
+                  need: float) -> tuple[np.ndarray, bool]:
+    """The first of `ranked` still unchosen that free `need` blocks (batching.enough of them:
+    blocks are not negative, so the first prefix that reaches `need` is searchsorted's), and
+    whether they do (False, none, when all of them together do not)."""
+    kept = np.empty(len(ranked), dtype=np.int64)
+    m, freed = 0, 0
+    for i in ranked:
+        if not chosen[i]:
+            kept[m] = i
+            m += 1
+            freed += kv_blocks[i]
+            if freed >= need:
+                return kept[:m], True
+    return kept[:0], False
 
 
 @kernel
@@ -411,14 +446,12 @@ class AndesPolicy(Policy):
     def _knapsack(view: EngineView, values: np.ndarray, blocks: np.ndarray, batch: int, capacity: float) -> np.ndarray:
         """Positions the greedy knapsack takes (KV blocks, at most `batch` items) by value density,
         ties by (arrival, index), never by view column, whose order differs between engines."""
-        useful = np.flatnonzero(values > 0)
+        useful, vals, weights, arrival, index = _useful(values, blocks, view.arrival, view.idx)
         caps = np.array([capacity], dtype=np.float64)
-        weights = blocks[useful, None]
-        density = densities(values[useful], weights, caps)
         # a few hundred useful of thousands: the whole ranking by the packed integer sort costs
         # less than a partial quicksort of its head, and a walk of the whole ranking is the walk
-        order = stable_argsort(-density, view.arrival[useful], 1.0 * view.idx[useful])
-        return useful[greedy_walk(values[useful], weights, caps, batch, order)]
+        order = stable_argsort(-densities(vals, weights, caps), arrival, index)
+        return useful[greedy_walk(vals, weights, caps, batch, order)]
 
     @staticmethod
     def buffer(view: EngineView) -> np.ndarray:
@@ -515,7 +548,9 @@ class AndesPolicy(Policy):
         evictable ones last, they may have to make room), then waiting requests by due time,
         in room that needs no eviction (a stream that can still wait dt is not worth one).
         Residents that are not evictable rank first: when they fill every seat, only they are
-        ranked (the walk of a head of the ranking that takes every seat is the whole walk)."""
+        ranked (the walk of a head of the ranking that takes every seat is the whole walk). A
+        ranking is whole (the packed stable sort): of a few hundred rows it costs less than the
+        partial quicksort of a head, and its walk is greedy_in_ranking's."""
         chosen = chosen.copy()
         engine = view.engine
         runnable_by = view.now + 1e-12
@@ -524,13 +559,15 @@ class AndesPolicy(Policy):
             if seats <= 0:
                 break
             room = _fill_room(chosen, blocks, view.resident, view.kv_blocks, capacity, waiting)
-            for with_evictable in (True,) if waiting else (False, True):
-                rest, keys = _fill_rows(chosen, view.release, runnable_by, view.resident, waiting, evictable,
-                                        with_evictable, view.idx, view.arrival, buffer)
-                more = rest[ranking.greedy_in_ranking(keys, np.ones(len(rest)), blocks[rest, None], room, seats)]
-                if len(more) == seats:
-                    break
-            chosen[more] = True
+            rows, kept, buf, arrival, index = _fill_rows(chosen, view.release, runnable_by, view.resident, waiting,
+                                                         evictable, view.idx, view.arrival, buffer)
+            ones, weights = np.ones(len(rows)), blocks[rows, None]
+            order = stable_argsort(buf[:kept], arrival[:kept], index[:kept])
+            more = greedy_walk(ones, weights, room, seats, order)
+            if len(more) < seats and kept < len(rows):  # the evictable ones rank after the others
+                tail = stable_argsort(buf[kept:], arrival[kept:], index[kept:])
+                more = greedy_walk(ones, weights, room, seats, np.concatenate((order, kept + tail)))
+            chosen[rows[more]] = True
         return chosen
 
     @staticmethod
@@ -545,10 +582,9 @@ class AndesPolicy(Policy):
         if need <= 0:
             return EMPTY
         if ranked is not None:
-            kept = ranked[~chosen[ranked]]
-            freed = np.cumsum(view.kv_blocks[kept])
-            if len(freed) and freed[-1] >= need:
-                return batching.enough(kept, freed, need)
+            victims, enough = _still_enough(ranked, chosen, view.kv_blocks, float(need))
+            if enough:
+                return victims
         return batching.enough(*AndesPolicy._eviction_order(view, chosen, evictable, buffer, need), need)
 
     @staticmethod
@@ -559,7 +595,5 @@ class AndesPolicy(Policy):
         as many are ranked as it takes to free `need` blocks (all of them if that is not enough).
         When the evictable ones hold enough, only they are ranked: the others all come after
         them, and the head that frees `need` blocks is theirs."""
-        cand, held, keys = _eviction_candidates(view.resident, chosen, evictable, view.kv_blocks, need, view.idx,
-                                                view.arrival, buffer)
-        first = ranking.walk(keys, lambda rows: held[rows].sum() >= need)
-        return cand[first], np.cumsum(held[first])
+        return _eviction_head(view.resident, chosen, evictable, view.kv_blocks, float(need), view.idx, view.arrival,
+                              buffer)

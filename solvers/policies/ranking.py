@@ -161,3 +161,19 @@ def _fits_outside(values: np.ndarray, weights: np.ndarray, room: np.ndarray, row
             if fits:
                 return True
     return False
+
+
+@kernel
+def walk_to_sum(keys: np.ndarray, held: np.ndarray, need: float, first: int) -> np.ndarray:
+    """walk(keys.T, lambda rows: held[rows].sum() >= need, first) in one compiled call, `keys` a
+    row per item (C-contiguous floats): the first head (`first` rows, four times longer at each
+    retry) whose items hold `need`, else the whole ranking. A caller that builds the keys in a
+    kernel ranks without a round trip per head."""
+    n = keys.shape[0]
+    k = max(first, 1)
+    while 2 * k < n:
+        rows = _first_rows(keys, k)
+        if held[rows].sum() >= need:
+            return rows
+        k *= 4
+    return _first_rows(keys, n) if n else np.empty(0, dtype=np.int64)
