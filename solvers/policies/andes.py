@@ -254,9 +254,10 @@ def _eviction_head(resident: np.ndarray, chosen: np.ndarray, evictable: np.ndarr
                    need: float, idx: np.ndarray, arrival: np.ndarray,
                    buffer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """`_eviction_order` in one compiled call: the candidates (only the evictable unchosen
-    residents when they hold `need` blocks), a row of keys each (index, arrival, -buffer, not
-    evictable: exact as floats), the head of their ranking that frees `need` (ranking.walk_to_sum)
-    and the blocks its first k free."""
+    residents when they hold `need` blocks), a row of keys each (index, arrival, -buffer, then
+    whether it is not evictable unless all are: a constant primary key orders nothing, and each
+    comparison skips it; exact as floats), the head of their ranking that frees `need`
+    (ranking.walk_to_sum) and the blocks its first k free."""
     held_evictable = 0
     for i in range(len(resident)):
         if resident[i] and not chosen[i] and evictable[i]:
@@ -269,10 +270,12 @@ def _eviction_head(resident: np.ndarray, chosen: np.ndarray, evictable: np.ndarr
             cand[m] = i
             m += 1
     cand = cand[:m]
-    keys = np.empty((m, 4))
+    keys = np.empty((m, 3 if only_evictable else 4))
     for j in range(m):
         i = cand[j]
-        keys[j, 0], keys[j, 1], keys[j, 2], keys[j, 3] = idx[i], arrival[i], -buffer[i], not evictable[i]
+        keys[j, 0], keys[j, 1], keys[j, 2] = idx[i], arrival[i], -buffer[i]
+        if not only_evictable:
+            keys[j, 3] = not evictable[i]
     held = kv_blocks[cand]
     first = ranking.walk_to_sum(keys, held, need, ranking.FIRST_HEAD)
     return cand[first], np.cumsum(held[first])
@@ -284,16 +287,18 @@ def _fill_rows(chosen: np.ndarray, release: np.ndarray, runnable_by: float, resi
     """The unchosen requests `_fill` may take in one pass (runnable, waiting or resident as
     `waiting` says), those that are not evictable first, each group in position order; how many
     are not evictable; and their ranking keys (buffer, arrival, index as a float), in one pass."""
-    rows = np.empty(len(chosen), dtype=np.int64)
-    m, kept = 0, 0
-    for evictable_part in (False, True):
-        for i in range(len(chosen)):
-            if (not chosen[i] and release[i] <= runnable_by and resident[i] != waiting
-                    and evictable[i] == evictable_part):
-                rows[m] = i
+    rows, tail = np.empty(len(chosen), dtype=np.int64), np.empty(len(chosen), dtype=np.int64)
+    kept, m = 0, 0
+    for i in range(len(chosen)):
+        if not chosen[i] and release[i] <= runnable_by and resident[i] != waiting:
+            if evictable[i]:
+                tail[m] = i
                 m += 1
-        if not evictable_part:
-            kept = m
+            else:
+                rows[kept] = i
+                kept += 1
+    rows[kept:kept + m] = tail[:m]
+    m += kept
     rows = rows[:m]
     buf, arr, ind = np.empty(m), np.empty(m), np.empty(m)
     for j in range(m):
