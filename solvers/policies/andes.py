@@ -122,28 +122,17 @@ def _buffer_each(arrival, ttft_target, generated, read_rate, lag, now):
 
 
 @kernel
-def _evictable(resident: np.ndarray, chosen: np.ndarray, buffer: np.ndarray, pre_iters: np.ndarray, t_tok: float,
-               keep: float) -> np.ndarray:
-    """Unchosen residents whose buffer, once their prefill iterations (of t_tok each) are spent,
-    still covers `keep` seconds (dt plus the eviction hysteresis)."""
-    out = np.zeros(len(resident), dtype=np.bool_)
+def _chosen_evictable(taken: np.ndarray, resident: np.ndarray, buffer: np.ndarray, pre_iters: np.ndarray,
+                      t_tok: float, keep: float) -> tuple[np.ndarray, np.ndarray]:
+    """The knapsack's choice as a mask, and the unchosen residents whose buffer, once their
+    prefill iterations (of t_tok each) are spent, still covers `keep` seconds (dt plus the
+    eviction hysteresis), in one call."""
+    chosen = np.zeros(len(resident), dtype=np.bool_)
+    chosen[taken] = True
+    evictable = np.empty(len(resident), dtype=np.bool_)
     for i in range(len(resident)):
-        out[i] = resident[i] and not chosen[i] and buffer[i] - pre_iters[i] * t_tok > keep
-    return out
-
-
-@kernel
-def _least_buffer_out(read_rate: np.ndarray, chosen: np.ndarray, release: np.ndarray, runnable_by: float,
-                      buffer: np.ndarray) -> tuple[bool, float]:
-    """Whether a stream that could run (released by `runnable_by`) is left out, and the least
-    buffer of those (nan if one is nan, as np.min)."""
-    out, least = False, np.inf
-    for i in range(len(buffer)):
-        if np.isfinite(read_rate[i]) and not chosen[i] and release[i] <= runnable_by:
-            if buffer[i] != buffer[i]:
-                return True, np.nan
-            out, least = True, min(least, buffer[i])
-    return out, least
+        evictable[i] = resident[i] and not chosen[i] and buffer[i] - pre_iters[i] * t_tok > keep
+    return chosen, evictable
 
 
 @kernel
@@ -356,17 +345,30 @@ def _fill_room(chosen: np.ndarray, blocks: np.ndarray, resident: np.ndarray, kv_
 
 @kernel
 def _run_keys(chosen: np.ndarray, values: np.ndarray, blocks: np.ndarray, buffer: np.ndarray,
-              arrival: np.ndarray, idx: np.ndarray) -> tuple:
+              arrival: np.ndarray, idx: np.ndarray, read_rate: np.ndarray, release: np.ndarray,
+              runnable_by: float) -> tuple:
     """The chosen positions and their run-order keys (-value density, buffer, arrival, index as
-    a float) in one pass."""
-    run = np.flatnonzero(chosen)
-    m = len(run)
+    a float), and whether a stream that could run (released by `runnable_by`) is left out with
+    the least buffer of those (nan if one is nan, as np.min), in one pass."""
+    run = np.empty(len(chosen), dtype=np.int64)
+    m, out, least, nan = 0, False, np.inf, False
+    for i in range(len(chosen)):
+        if chosen[i]:
+            run[m] = i
+            m += 1
+        elif np.isfinite(read_rate[i]) and release[i] <= runnable_by:
+            out = True
+            if buffer[i] != buffer[i]:
+                nan = True
+            else:
+                least = min(least, buffer[i])
+    run = run[:m]
     key, buf, arr, ind = np.empty(m), np.empty(m), np.empty(m), np.empty(m)
     for j in range(m):
         i = run[j]
         weight = blocks[i] if blocks[i] > 1.0 or blocks[i] != blocks[i] else 1.0  # np.maximum(blocks, 1.0)
         key[j], buf[j], arr[j], ind[j] = -(values[i] / weight), buffer[i], arrival[i], idx[i]
-    return run, key, buf, arr, ind
+    return run, (key, buf, arr, ind), out, np.nan if nan else least
 
 
 class AndesPolicy(Policy):
@@ -493,19 +495,18 @@ class AndesPolicy(Policy):
             if total_gain > best_gain:
                 best_gain, best_taken, best_values, best_t = total_gain, taken, values, t_tok
 
-        chosen = np.zeros(n, dtype=bool)
-        chosen[best_taken] = True
-        evictable = _evictable(view.resident, chosen, buffer, pre_iters, best_t, self.horizon + self.evict_buffer)
+        chosen, evictable = _chosen_evictable(best_taken, view.resident, buffer, pre_iters, best_t,
+                                              self.horizon + self.evict_buffer)
         chosen, ranked = self._affordable(view, chosen, evictable, buffer, best_values, blocks, growth, total, best_t)
         chosen = self._fill(view, chosen, evictable, buffer, blocks, capacity)
         victims = self._victims(view, chosen, evictable, buffer, growth, ranked)
         self._preempted += len(victims)
-        run_pos, *keys = _run_keys(chosen, best_values, blocks, buffer, view.arrival, view.idx)
+        run_pos, keys, out, least = _run_keys(chosen, best_values, blocks, buffer, view.arrival, view.idx,
+                                              view.read_rate, view.release, view.now + 1e-12)
         # np.lexsort's order; the index as a float (exact below 2**53): the tiebreaks share one dtype
         run_pos = run_pos[stable_argsort(*keys)]
         # ask again before the next stream left out starts losing QoE (it needs dt of notice)
         recheck = None
-        out, least = _least_buffer_out(view.read_rate, chosen, view.release, view.now + 1e-12, buffer)
         if out:
             recheck = view.now + max(least - self.horizon, self.horizon / 4.0)
         return Plan(run=view.idx[run_pos], preempt=view.idx[victims], recheck_at=recheck)
