@@ -24,9 +24,12 @@ Only this module and the runner import vLLM; nothing else in slosched imports th
 
 from __future__ import annotations
 
+import copy
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from operator import attrgetter
+from dataclasses import dataclass, field, fields, replace
+from itertools import repeat
 
 import numpy as np
 from vllm.v1.core.sched.output import SchedulerOutput
@@ -39,13 +42,16 @@ from engine_adapter.bridge_config import BridgeConfig
 from engine_adapter.events import HeldPlan, is_steady_batch, prefill_event
 from engine_adapter.plan_batch import BatchDecision, PrefixHits, decide_batch
 from engine_adapter.request_book import RequestBook
+from engine_adapter.simulator import SimulationStalled, simulate
+from engine_adapter.simulator.view import LazyView
 from engine_adapter.slo_args import GroupSpec, SloArgs, parse_slo_args
 from engine_adapter.vllm_checks import kv_cache_problems, unsupported_settings
 from engine_adapter.vllm_kernel_scan import skip_llvmlite_in_kernel_scan
 from formulations.engine_spec import EngineSpec
+from formulations.instance import Instance
 from formulations.latency_model import prefill_pairs
-from formulations.online import Plan, Policy
-from formulations.requests import CLASS_BY_CODE
+from formulations.online import EngineView, Plan, Policy
+from formulations.requests import CLASS_BY_CODE, Group, RequestClass
 from formulations.requests import Request as SloRequest
 from formulations.requests import ValidationError
 from solvers.compiled import kernel
@@ -154,6 +160,9 @@ class SloScheduler(Scheduler):
         self.book = RequestBook(self.predictor.quantile_levels)
         self.row_of: dict[str, int] = {}  # vLLM request_id -> book row
         self._request_of: dict[str, Request] = {}
+        # id(request) -> book row, for the requests in _request_of (which keeps them alive, so
+        # no id is reused meanwhile): a live request's row without reading the request object
+        self._row_by_id: dict[int, int] = {}
         self.log = StepLog()
         self.newly_finished: list[tuple[int, float]] = []  # (request index, finish) since last taken
         self._rejected: list[Request] = []  # aborted by Plan.reject, not yet reported to their clients
@@ -197,7 +206,7 @@ class SloScheduler(Scheduler):
         super().add_request(request)
         self.held.event = True  # an arrival or release
         index = self.book.register(args, request.num_prompt_tokens, pred)
-        self.row_of[request.request_id] = self.book.row(index)
+        self.row_of[request.request_id] = self._row_by_id[id(request)] = self.book.row(index)
         self._request_of[request.request_id] = request  # until it finishes (vLLM forgets it then)
 
     @staticmethod
@@ -258,24 +267,24 @@ class SloScheduler(Scheduler):
             self._preempt_request(request, time.monotonic())
             self.book.preempted(int(rows[k]), now)
         # live[:n_running] were running; a request the batch rules preempted is not in decision.run
-        run = decision.run.tolist()
+        run_arr = decision.run
+        run = run_arr.tolist()
         run_resident = [live[k] for k in run if k < n_running]
         if hit_blocks is None:
             admit = [live[k] for k in run if k >= n_running]
         else:  # vLLM admits as the simulator's PrefixCache.allocate does, from the plan's waiting ones
             admit = [live[k] for k in decision.admit_from]
-        planned = {live[k].request_id: tokens for k, tokens in zip(run, decision.tokens.tolist(), strict=True)}
-        keep = set(run_resident)
-        paused = [r for r in self.running if r not in keep]
+        paused = self._paused(live, n_running, run_arr, decision.preempt, run_resident)
         if admit:
-            admit_set = set(admit)
-            held = [r for r in self.waiting if r not in admit_set]
+            admit_ids = set(map(id, admit))
+            held = [r for r in self.waiting if id(r) not in admit_ids]
         else:  # (no set test per waiting request: most steps admit nothing)
             held = list(self.waiting)
         self.running[:] = run_resident
         self.waiting.clear()
         self.waiting.extend(admit)
-        planned_indices = self.book.index[rows[decision.run]]
+        planned_rows = rows[run_arr]
+        planned_indices = self.book.index[planned_rows]
         policy_seconds = time.perf_counter() - started
 
         output = super().schedule(throttle_prefills)
@@ -285,22 +294,47 @@ class SloScheduler(Scheduler):
         left = list(self.waiting)
         self.waiting.clear()
         self.waiting.extend(left + held)
-        for request in run_resident:
-            if request.status == RequestStatus.PREEMPTED:  # vLLM preempted on its own
-                self.engine_preemptions += 1
-                self.held.event = True
-                self.book.preempted(self.row_of[request.request_id], now)
-        for request in admit:
-            if request.status == RequestStatus.RUNNING:
-                self.book.admitted(self.row_of[request.request_id], now)
-        if self._deviates(output.num_scheduled_tokens, planned, run_resident, admit):
+        admitted = admit
+        if left:  # the plan's admissions vLLM did not make, and running requests vLLM preempted on its own
+            asked_in = set(map(id, admit))
+            left_ids = set(map(id, left))
+            admitted = [r for r in admit if id(r) not in left_ids]
+            for request in left:
+                if id(request) not in asked_in and request.status == RequestStatus.PREEMPTED:
+                    self.engine_preemptions += 1
+                    self.held.event = True
+                    self.book.preempted(self.row_of[request.request_id], now)
+        for request in admitted:
+            self.book.admitted(self.row_of[request.request_id], now)
+        candidates, cand_tokens = run_arr, decision.tokens
+        if decision.admit_from:  # waiting ones past the planned run that vLLM may still admit at their turn
+            extra = np.setdiff1d(np.array(decision.admit_from, dtype=np.int64), run_arr, assume_unique=True)
+            candidates = np.concatenate([run_arr, extra])
+            cand_tokens = np.concatenate([decision.tokens, np.full(len(extra), -1, dtype=np.int64)])
+        cand_rows = rows[candidates]
+        counts, got, deviates = self._after_schedule(output, admitted, cand_rows, cand_tokens, candidates < n_running)
+        if deviates:
             self.plan_deviations += 1
-        if any_prefill:  # only decodes: no prefill can end
-            self._note_prefill_ends(output.num_scheduled_tokens, view, live, decision)
-        elif not output.num_scheduled_tokens:
+        if not output.num_scheduled_tokens:
             self.held.event = True  # idle
-        self._record(output, started, now, planned_indices, policy_seconds + time.perf_counter() - resumed, decide_seconds)
+        elif any_prefill:  # only decodes: no prefill can end
+            self._note_prefill_ends(view, candidates, cand_rows, got)
+        self._open_log_row(output, started, now, planned_indices, counts,
+                           policy_seconds + time.perf_counter() - resumed, decide_seconds)
         return output
+
+    def _paused(self, live: list[Request], n_running: int, run: np.ndarray, preempt: list[int],
+                run_resident: list[Request]) -> list[Request]:
+        """The running requests the plan does not run this step (set aside while vLLM schedules).
+        Found by position: membership tests on the request objects cost a cache miss each on a
+        large batch."""
+        if len(self.running) == n_running - len(preempt):  # self.running is live[:n_running] minus preemptions
+            out = np.ones(n_running, dtype=bool)
+            out[run[run < n_running]] = False
+            out[preempt] = False
+            return [live[k] for k in np.flatnonzero(out).tolist()]
+        keep = set(map(id, run_resident))  # (async: running requests outside the view)
+        return [r for r in self.running if id(r) not in keep]
 
     def _decide_batch(self, view, plan: Plan, live: list[Request], n_running: int, rows: np.ndarray, hit_blocks):
         hits = None if hit_blocks is None else self._hits_after(live, n_running, hit_blocks, int(view.free_blocks))
@@ -317,34 +351,18 @@ class SloScheduler(Scheduler):
         self.held.steady = is_steady_batch(victims, any_prefill, bool((ran < n_running).all()))
         return any_prefill
 
-    def _note_prefill_ends(self, scheduled: dict[str, int], view, live: list[Request],
-                           decision: BatchDecision) -> None:
+    def _note_prefill_ends(self, view, candidates: np.ndarray, cand_rows: np.ndarray, got: np.ndarray) -> None:
         """A prefill that ended in this step (or a recompute left with its last output token) is
-        an event; read from vLLM's computed tokens after scheduling, which count prefix hits."""
-        if not scheduled:
-            self.held.event = True  # idle
+        an event; read from the computed tokens vLLM left after scheduling (the book's copy, just
+        updated), which count prefix hits. `got`: the tokens vLLM scheduled per candidate, -1 none."""
+        ran = got >= 0
+        if not ran.any():
             return
-        ks = [k for k in dict.fromkeys([*decision.run.tolist(), *decision.admit_from])
-              if live[k].request_id in scheduled]
-        if not ks:
-            return
-        ks_arr = np.array(ks, dtype=np.int64)
-        was_prefill = view.prefill_left[ks_arr] > 0
-        after = np.fromiter((live[k].num_computed_tokens for k in ks), dtype=np.int64, count=len(ks))
-        left = view.prefill_left[ks_arr] + view.computed[ks_arr] - after
-        if prefill_event(was_prefill, left, view.generated[ks_arr])[0]:
+        ks = candidates[ran]
+        was_prefill = view.prefill_left[ks] > 0
+        left = view.prefill_left[ks] + view.computed[ks] - self.book.computed[cand_rows[ran]]
+        if prefill_event(was_prefill, left, view.generated[ks])[0]:
             self.held.event = True
-
-    def _deviates(self, scheduled: dict[str, int], planned: dict[str, int], run_resident: list[Request],
-                  admit: list[Request]) -> bool:
-        """Whether vLLM ran another batch than the plan's. With prefix caching the admissions are
-        vLLM's own (hits found at each request's turn): the running requests must get exactly
-        their planned tokens and nothing outside the plan may run."""
-        if not self.cache_config.enable_prefix_caching:
-            return scheduled != planned
-        allowed = {r.request_id for r in admit}
-        return (any(scheduled.get(r.request_id) != planned[r.request_id] for r in run_resident)
-                or any(rid not in allowed and rid not in planned for rid in scheduled))
 
     def _reject(self, indices: np.ndarray, live: list[Request], rows: np.ndarray,
                 now: float) -> tuple[list[Request], int]:
@@ -364,28 +382,47 @@ class SloScheduler(Scheduler):
         for request in self._rejected:
             outputs.setdefault(request.client_index, EngineCoreOutputs()).outputs.append(EngineCoreOutput(
                 request_id=request.request_id, new_token_ids=[], finish_reason=FinishReason.ABORT))
-            self._request_of.pop(request.request_id, None)
+            if self._request_of.pop(request.request_id, None) is not None:
+                del self._row_by_id[id(request)]
         self._rejected.clear()
+
+    def _after_schedule(self, output: SchedulerOutput, admitted: list[Request] | None, cand_rows: np.ndarray,
+                        cand_tokens: np.ndarray, cand_resident: np.ndarray) -> tuple[tuple[int, int, int, int], np.ndarray, bool]:
+        """After vLLM's schedule(): the book's computed tokens of the scheduled requests (what
+        vLLM's num_computed_tokens now reads: the count before plus the tokens scheduled, read
+        back only for the requests just `admitted`, whose prefix-cache hits count too; None:
+        read back every scheduled one), the step's log counts (prefill tokens and attention pairs,
+        decodes and their context), the tokens vLLM scheduled per candidate row (-1: none) and
+        whether vLLM deviated from them (engine_adapter/plan_batch.py's candidates: the planned
+        run with `cand_tokens`, then waiting ones vLLM may admit itself with -1). Columns at once
+        rather than a loop over the scheduled requests: each request object read costs a cache
+        miss after a model step."""
+        scheduled = output.num_scheduled_tokens
+        m = len(scheduled)
+        srows = np.fromiter(map(self.row_of.__getitem__, scheduled), dtype=np.int64, count=m)
+        tokens = np.fromiter(scheduled.values(), dtype=np.int64, count=m)
+        read = list(map(self.requests.__getitem__, scheduled)) if admitted is None else admitted
+        read_rows = np.fromiter(map(self._row_by_id.__getitem__, map(id, read)), dtype=np.int64, count=len(read))
+        read_computed = np.fromiter(map(_computed_tokens, read), dtype=np.int64, count=len(read))
+        prefill, pairs, decodes, ctx, got, deviates = _step_columns(
+            srows, tokens, read_rows, read_computed, self.book.computed, self.book.prompt_len, cand_rows,
+            cand_tokens, cand_resident, not self.cache_config.enable_prefix_caching)
+        return (prefill, pairs, decodes, ctx), got, deviates
 
     def _record(self, output: SchedulerOutput, began: float, now: float, planned: np.ndarray, policy_seconds: float,
                 decide_seconds: float) -> None:
-        """Open the log row of the step just scheduled (num_computed_tokens already counts it)."""
+        """The book's computed tokens and the log row of a step scheduled without a plan."""
+        entered = time.perf_counter()
+        counts = self._after_schedule(output, None, _EMPTY, _EMPTY, np.empty(0, dtype=bool))[0]
+        self._open_log_row(output, began, now, planned, counts, policy_seconds + time.perf_counter() - entered,
+                           decide_seconds)
+
+    def _open_log_row(self, output: SchedulerOutput, began: float, now: float, planned: np.ndarray,
+                      counts: tuple[int, int, int, int], policy_seconds: float, decide_seconds: float) -> None:
+        """Open the log row of the step just scheduled; completed when its output comes back."""
         if not output.num_scheduled_tokens:
             return
-        entered = time.perf_counter()
-        prefill = pairs = decodes = ctx = 0
-        requests, row_of, computed = self.requests, self.row_of, self.book.computed
-        for rid, n in output.num_scheduled_tokens.items():
-            request = requests[rid]
-            computed[row_of[rid]] = request.num_computed_tokens  # the book's copy, for the next view
-            start = request.num_computed_tokens - n
-            if n == 1 and start >= request.num_prompt_tokens:  # the input is an output token: a decode
-                decodes += 1
-                ctx += start + 1
-            else:
-                prefill += n
-                pairs += prefill_pairs(start, n)
-        policy_seconds += time.perf_counter() - entered
+        prefill, pairs, decodes, ctx = counts
         self._pending[id(output)] = _StepRecord(now, began, prefill, pairs, decodes, ctx,
                                                 len(output.num_scheduled_tokens), planned, policy_seconds, decide_seconds)
 
@@ -397,8 +434,9 @@ class SloScheduler(Scheduler):
         when the live set or its order changed."""
         n = len(live)
         if live != self._live or n_running != self._live_running:  # (identity comparisons)
-            row_of = self.row_of
-            rows = np.array([row_of[r.request_id] for r in live], dtype=np.int64)  # (cheaper than fromiter)
+            # by identity: reading each request's id from the object costs a cache miss per
+            # request after a model step (measured 0.1-0.2 ms at 256 live requests)
+            rows = np.fromiter(map(self._row_by_id.__getitem__, map(id, live)), dtype=np.int64, count=n)
             self._live, self._live_running, self._live_rows = live, n_running, rows
             self._live_static = self.book.static_columns(rows)
             self._live_resident = np.arange(n) < n_running
@@ -423,35 +461,81 @@ class SloScheduler(Scheduler):
         )
 
     def _warm_up(self) -> None:
-        """Ask the policy once and apply the batch rules to synthetic views (latency and
-        throughput requests, with and without a bulk group; running and waiting ones; a KV
-        shortage), so that numba's compiled rules are loaded from its disk cache (or compiled)
-        here rather than in a run's first steps, which it stalled by 15-39 ms. The policy's state
-        is reset by begin_run afterwards."""
+        """Ask the policy and apply the batch rules (and the bridge's own step kernel) on
+        synthetic views, so that numba's compiled rules are loaded from its disk cache (or
+        compiled) here rather than in a run, which a load stalled by 5-40 ms and a compile (a
+        fresh cache) by seconds. numba compiles one version per argument type, and a column's
+        type depends on the data: a single live request's columns are contiguous where several
+        requests' are strided; bulk members not yet released (DAG children) add a table whose
+        layout differs with one member and with several. So the views cover: latency and
+        throughput requests with and without a bulk group and DAG children not yet released;
+        running and waiting ones; a KV shortage and KV to spare; one live request alone; past
+        every deadline, requests a policy gives up on (asked twice: the second decision sees them
+        given up); and an overload (more work arriving at once than the engine serves). Then the policy runs a short simulated
+        overload (_warm_up_instance) on views typed as the bridge's (_AsBridgeViews): the paths a
+        policy takes only in a run's course (evictions, rejections, DAG children released) are
+        reached there whatever the policy's internals. All on a copy of the policy: its
+        compiled rules are the same (module-level), and the run's policy is left as it was."""
         group = GroupSpec(id="warm-up", members=(2, 3), parents=((), ()), prompt_len=(64, 64), deadline=60.0)
+        dag = GroupSpec(id="warm-up-dag", members=(4, 5, 6), parents=((), (4,), (4,)), prompt_len=(64, 64, 64),
+                        deadline=60.0)
         plain = ((0, None), (1, None))
-        for kinds in (plain * 3, plain + ((2, group), (2, group)) + plain):
-            view, admitted_at = self._synthetic_view(kinds)
-            for plan in (self.slo_policy.decide(view), Plan(run=view.idx)):
-                decide_batch(view, plan, admitted_at)
+        scenarios = (  # (kinds, resident requests, free blocks, now, decisions)
+            (plain * 3, 3, 0, 1.0, 1),
+            (plain + ((2, group), (2, group)) + plain, 3, 0, 1.0, 1),
+            (plain * 2 + ((2, dag),), 2, 0, 1.0, 1),  # requests 5 and 6, the DAG's children, are not released
+            (plain * 3, 3, 64, 1.0, 1),
+            (((0, None),), 1, 0, 1.0, 1),
+            (((1, None),), 0, 64, 1.0, 1),
+            (plain * 2 + ((2, dag),), 2, 0, 1000.0, 2),
+            (plain * 32, 16, 0, 1.0, 1),  # more work at once than the engine serves: overload
+        )
+        policy = copy.deepcopy(self.slo_policy)  # the same compiled rules; the run's policy keeps its state
+        policy.reset(self.engine_spec)
+        for kinds, resident, free, now, decisions in scenarios:
+            keep = np.ones(len(kinds), dtype=bool)
+            for _ in range(decisions):
+                book, view = self._synthetic_view(kinds, resident, free, now, keep)
+                plan = policy.decide(view)
+                if len(plan.reject):  # as the bridge goes on: the requests left (index = row here)
+                    keep[plan.reject] = False
+                    if not keep.any():
+                        break
+                    book, view = self._synthetic_view(kinds, resident, free, now, keep)
+                rows = np.flatnonzero(keep)
+                for p in (replace(plan, reject=_EMPTY), Plan(run=view.idx)):
+                    decision = decide_batch(view, p, book.admitted_at[rows])
+                    cand = decision.run
+                    _step_columns(rows[cand], decision.tokens, _EMPTY, _EMPTY, book.computed.copy(), book.prompt_len,
+                                  rows[cand], decision.tokens, cand < resident, True)
+        try:  # (a predictor of its own: one may draw from a random stream)
+            simulate(_warm_up_instance(self.engine_spec),
+                     _AsBridgeViews(policy, bool(self.cache_config.enable_prefix_caching)),
+                     self.bridge.make_predictor())
+        except SimulationStalled:  # a policy that holds everything back there: what it reached is loaded
+            pass
 
-    def _synthetic_view(self, kinds: tuple) -> tuple:
-        """A view of requests of `kinds` ((class code, group or None) each) with a 64-token
-        prompt: the first half decoding at a block boundary (each needs a block, none is free),
-        the rest waiting; and their admission times."""
+    def _synthetic_view(self, kinds: tuple, resident: int, free_blocks: int, now: float,
+                        keep: np.ndarray | None = None) -> tuple[RequestBook, object]:
+        """A book of requests of `kinds` ((class code, group or None) each) with a 64-token
+        prompt, the first `resident` decoding at a block boundary (each needs a block), the rest
+        waiting; and the view at `now` of those of them in `keep` (default: all)."""
         book = RequestBook(self.predictor.quantile_levels)
         for i, (cls, group) in enumerate(kinds):
             args = SloArgs(i, f"warm-up-{i}", cls, 0.0, 0.0, 1.0, 30.0, 60.0, group, (), None, None)
             book.register(args, 64, np.full(len(book.levels), 32.0))
         n = len(kinds)
         rows = np.arange(n, dtype=np.int64)
-        resident = rows < n // 2
-        book.one_token_each(rows[resident], 0.5)
-        book.computed[rows[resident]] = 64
+        running = rows < resident
+        book.one_token_each(rows[running], 0.5)
+        book.computed[rows[running]] = 64
+        if keep is not None:
+            rows, running = rows[keep], running[keep]
+        n = len(rows)
         cached = np.zeros(n, dtype=np.int64) if self.cache_config.enable_prefix_caching else None
-        view = self._book_view(book, 1.0, rows, book.static_columns(rows), resident, np.zeros(n, dtype=np.int64), 0,
-                               cached)
-        return view, book.admitted_at[rows]
+        view = self._book_view(book, now, rows, book.static_columns(rows), running, np.zeros(n, dtype=np.int64),
+                               free_blocks, cached)
+        return book, view
 
     def _hit_blocks(self, live: list[Request], n_running: int) -> list[list]:
         """Each waiting request's prefix-cache hit now, by vLLM's own lookup (get_computed_blocks
@@ -495,22 +579,24 @@ class SloScheduler(Scheduler):
             t = self.now()
         outputs = super().update_from_output(scheduler_output, model_runner_output)
         resumed = time.perf_counter()
-        single = []
-        row_of = self.row_of
+        row_of, book = self.row_of, self.book
         for engine_outputs in outputs.values():
-            for out in engine_outputs.outputs:
-                row = row_of.get(out.request_id)
-                if row is None:  # not added through add_request: nothing of the bridge's to update
-                    continue
-                delivered = len(out.new_token_ids)
-                if delivered == 1:
-                    single.append(row)
-                elif delivered > 1:
-                    self.book.tokens(row, delivered, t)
-                if out.finish_reason is not None:
-                    self._finished(row, out.request_id, t)
-        if single:
-            self.book.one_token_each(np.array(single, dtype=np.int64), t)
+            outs = engine_outputs.outputs
+            # a column per field (C-level maps) rather than a loop over the outputs: reading each
+            # output object in Python costs a cache miss and an interpreter round trip
+            rows = np.fromiter(map(row_of.get, map(_request_id, outs), repeat(-1)), dtype=np.int64, count=len(outs))
+            delivered = np.fromiter(map(len, map(_new_token_ids, outs)), dtype=np.int64, count=len(outs))
+            ours = rows >= 0  # (an output of a request not added through add_request: not the bridge's)
+            single = rows[ours & (delivered == 1)]
+            if len(single):
+                book.one_token_each(single, t)
+            for k in np.flatnonzero(ours & (delivered > 1)).tolist():
+                book.tokens(int(rows[k]), int(delivered[k]), t)
+            reasons = list(map(_finish_reason, outs))
+            if reasons.count(None) < len(reasons):
+                for k, reason in enumerate(reasons):
+                    if reason is not None and rows[k] >= 0:
+                        self._finished(int(rows[k]), outs[k].request_id, t)
         if self._rejected:  # after the loop: a rejection is not a finish
             self._report_rejected(outputs)
         record = self._pending.pop(id(scheduler_output), None)
@@ -526,7 +612,9 @@ class SloScheduler(Scheduler):
         self.book.finished(row, t)
         index = int(self.book.index[row])
         self.newly_finished.append((index, t))
-        self.vllm_preemptions[index] = self._request_of.pop(request_id).num_preemptions
+        request = self._request_of.pop(request_id)
+        del self._row_by_id[id(request)]
+        self.vllm_preemptions[index] = request.num_preemptions
 
     def _log_step(self, record: _StepRecord, t: float) -> None:
         log = self.log.rows
@@ -565,3 +653,140 @@ def _progress(rows, resident, prompt_len, book_computed, book_delivered, in_flig
         prefill_left[k] = 0 if decoding else total - done
         kv_blocks[k] = -(-done // block_size) if resident[k] else 0
     return computed, generated, prefill_left, kv_blocks
+
+
+_EMPTY = np.empty(0, dtype=np.int64)
+_computed_tokens = attrgetter("num_computed_tokens")
+_request_id = attrgetter("request_id")
+_new_token_ids = attrgetter("new_token_ids")
+_finish_reason = attrgetter("finish_reason")
+_pairs = kernel(prefill_pairs)
+
+
+@kernel
+def _step_columns(srows, tokens, read_rows, read_computed, computed, prompt_len, cand_rows, cand_tokens, cand_resident,
+                  exact):
+    """After vLLM scheduled `tokens` for the requests at book `srows`: advance their `computed`
+    (`read_rows` take `read_computed` instead: vLLM's own count), count the step's prefill tokens,
+    attention pairs, decodes and decode context, and match the scheduled requests against the
+    candidates (rows `cand_rows` wanting `cand_tokens`; -1: any). Deviates when a request outside
+    the candidates ran or, for resident candidates (every candidate when `exact`), when one did
+    not get its tokens."""
+    m = len(srows)
+    for j in range(m):
+        computed[srows[j]] += tokens[j]
+    for j in range(len(read_rows)):
+        computed[read_rows[j]] = read_computed[j]
+    prefill = pairs = decodes = ctx = 0
+    for j in range(m):
+        n = tokens[j]
+        start = computed[srows[j]] - n
+        if n == 1 and start >= prompt_len[srows[j]]:  # the input is an output token: a decode
+            decodes += 1
+            ctx += start + 1
+        else:
+            prefill += n
+            pairs += _pairs(start, n)
+    got = np.full(len(cand_rows), -1, dtype=np.int64)
+    order = np.argsort(cand_rows)
+    keys = cand_rows[order]
+    deviates = False
+    for j in range(m):
+        i = np.searchsorted(keys, srows[j])
+        if i < len(keys) and keys[i] == srows[j]:
+            got[order[i]] = tokens[j]
+        else:
+            deviates = True
+    for i in range(len(cand_rows)):
+        if got[i] != cand_tokens[i] and (exact or cand_resident[i]):
+            deviates = True
+    return prefill, pairs, decodes, ctx, got, deviates
+
+
+_STATIC = frozenset(("idx", "cls", "arrival", "release", "prompt_len", "ttft_target", "read_rate", "deadline", "group"))
+_VIEW_FIELDS = tuple(f.name for f in fields(EngineView))
+# the bridge's column types (RequestBook's columns and _progress's), where not int64
+_DTYPES = {"cls": np.int8, "arrival": np.float64, "release": np.float64, "ttft_target": np.float64,
+           "read_rate": np.float64, "deadline": np.float64, "resident": np.bool_}
+
+
+class _AsBridgeViews(Policy):
+    """A policy fed, in the simulator, views typed as the bridge's: its static columns read-only
+    (request_book.static_columns), every other column a writable contiguous array, the free
+    blocks an int and the `cached` column as the bridge has it (numba compiles one version per
+    argument type, and the simulator's views are read-only throughout). Each decision's plan also
+    goes through the bridge's batch rules and step kernel on that view."""
+
+    name = "warm-up"
+
+    def __init__(self, inner: Policy, prefix_caching: bool) -> None:
+        self.inner, self.prefix_caching = inner, prefix_caching
+
+    def reset(self, engine: EngineSpec) -> None:
+        self.inner.reset(engine)
+
+    def decide(self, view: EngineView) -> Plan:
+        n = len(view.idx)
+        copy = LazyView.__new__(LazyView)
+        cols = copy.__dict__
+        for name in _VIEW_FIELDS:
+            if name in ("pred_quantiles", "lag", "delay_area"):
+                continue
+            value = getattr(view, name)
+            if isinstance(value, np.ndarray):
+                value = np.array(value, dtype=_DTYPES.get(name, np.int64))
+                value.flags.writeable = name not in _STATIC
+            cols[name] = value
+        cols["free_blocks"] = int(view.free_blocks)
+        cols["cached"] = np.zeros(n, dtype=np.int64) if self.prefix_caching else None
+        object.__setattr__(copy, "_builder", _Columns(view))
+        plan = self.inner.decide(copy)
+        decision = decide_batch(copy, replace(plan, reject=_EMPTY), np.zeros(n))
+        rows, cand = np.arange(n, dtype=np.int64), decision.run
+        _step_columns(rows[cand], decision.tokens, _EMPTY, _EMPTY, np.array(view.computed, dtype=np.int64),
+                      np.array(view.prompt_len, dtype=np.int64), rows[cand], decision.tokens, cols["resident"][cand], True)
+        return plan
+
+
+class _Columns:
+    """The late columns of an `_AsBridgeViews` view: writable copies of the simulator's."""
+
+    def __init__(self, view: EngineView) -> None:
+        self.view = view
+
+    def refined(self) -> np.ndarray:
+        return np.array(self.view.pred_quantiles, dtype=np.float64)
+
+    def qoe_columns(self) -> dict[str, np.ndarray]:
+        return {"lag": np.array(self.view.lag, dtype=np.float64),
+                "delay_area": np.array(self.view.delay_area, dtype=np.float64)}
+
+
+def _warm_up_instance(engine: EngineSpec) -> Instance:
+    """A short overload on `engine` with its KV cut to a few requests' worth and slow steps:
+    latency and throughput requests and bulk DAGs (a parent, then two children) arriving
+    together, with deadlines some cannot meet."""
+    bs = engine.block_size
+    # a request holds at most 4 blocks; steps slow enough that the work offered at once exceeds
+    # what the engine serves over a policy's load window (seconds)
+    spec = engine.with_(kv_blocks=12, slot_time=None, latency=replace(engine.latency, c0=0.25, c_prefill=1e-3,
+                                                                       c_decode=1e-2, c_ctx=1e-5, c_prefill_ctx=0.0))
+    rng = np.random.default_rng(0)
+    requests, groups = [], []
+    for i in range(72):
+        prompt, out, at = int(rng.integers(bs // 2, 2 * bs)), int(rng.integers(2, bs)), 0.0005 * i
+        kind = i % 3
+        if kind == 0:
+            requests.append(SloRequest(id=f"w{i}", cls=RequestClass.LATENCY, arrival=at, prompt_len=prompt,
+                                       output_len=out, ttft_target=0.005, read_rate=400.0))
+        elif kind == 1:
+            requests.append(SloRequest(id=f"w{i}", cls=RequestClass.THROUGHPUT, arrival=at, prompt_len=prompt,
+                                       output_len=out, slack_ratio=1.05))
+        else:
+            members = [f"w{i}-{k}" for k in range(3)]
+            for rid in members:
+                requests.append(SloRequest(id=rid, cls=RequestClass.BULK, arrival=at, prompt_len=prompt, output_len=out,
+                                           group=f"g{i}"))
+            groups.append(Group(id=f"g{i}", members=tuple(members), arrival=at, slack_ratio=1.1,
+                                edges=((members[0], members[1]), (members[0], members[2]))))
+    return Instance(spec, tuple(requests), tuple(groups))
