@@ -1,14 +1,15 @@
 """Timed fidelity of the simulator against vLLM on a workload its latency model never saw.
 
-serve-eval's procedure without the oracle: calibrate the latency model on one vLLM run (waves of
-plain requests of varied sizes), replay a *different* workload (the config's trace workload)
-through vLLM with each policy, replay it in the simulator with the calibrated engine, and
-compare per request (engine_adapter/fidelity.py): TTFT, TBT and JCT relative error, median and
-p90. The goal is a median JCT error <= 10%. Also printed: the latency model fitted to the run's
-own steps (R^2, median step error), i.e. how much of the error is the model's form and how much
-the calibration's transfer; the JCT bias (median signed error: systematic or noise); and the
-bridge's share of each step (calibrated with fcfs: a costlier policy's extra time is not in the
-model). Times on a shared machine are noisy: run it on a quiet one.
+serve-eval's procedure without the oracle: per policy, calibrate the latency model on one vLLM
+run under that policy (waves of plain requests of varied sizes: a step's time includes the
+scheduler's own, so a costlier policy's decide() is in its model), replay a *different* workload
+(the config's trace workload) through vLLM with the policy, replay it in the simulator with the
+calibrated engine, and compare per request (engine_adapter/fidelity.py): TTFT, TBT and JCT
+relative error, median and p90. The goal is a median JCT error <= 10%. Also printed: the latency
+model fitted to the run's own steps (R^2, median step error), i.e. how much of the error is the
+model's form and how much the calibration's transfer; the JCT bias (median signed error:
+systematic or noise); and the scheduler's share of each step. Times on a shared machine are
+noisy: run it on a quiet one.
 
 The noise floor (`--floor-runs`, default 2): the same workload replayed on vLLM twice more with
 fcfs and the calibrated engine, and the second replay's per-request times scored against the

@@ -2,8 +2,9 @@
 simulator's replay of the same workload and the hindsight optimum.
 
 For each policy of an experiment config (plus a `[vllm]` table, `ServeSettings`):
-1. build the workload, calibrate the engine's latency model on a few plain requests (wall-clock
-   mode; a slotted run needs none) so deadlines (slack x T_alone) mean something on this engine, realize the workload on it
+1. build the workload, calibrate the engine's latency model on a few plain requests run under the
+   policy (wall-clock mode; a slotted run needs none: a step's time includes the policy's own, so
+   each policy has its model) so deadlines (slack x T_alone) mean something on this engine, realize the workload on it
    (arrivals x time_scale) and replay it through vLLM with the policy: the *online* attainment;
 2. replay the identical workload in the simulator with the engine as calibrated in step 1 (a
    different run: the calibration requests, not this workload; deadlines kept): the *simulated*
@@ -22,7 +23,7 @@ For each policy of an experiment config (plus a `[vllm]` table, `ServeSettings`)
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -103,9 +104,12 @@ def build_workload(config: ExperimentConfig, serve: ServeSettings) -> Instance:
     return build_instance(config.workload, per_request, config.seed)
 
 
-def calibrate(engine, requests: int, seed: int) -> LatencyFit:
-    """Latency model of this engine from waves of plain requests of varied sizes (FCFS)."""
-    engine.configure(BridgeConfig(policy="fcfs"))
+def calibrate(engine, requests: int, seed: int, bridge: BridgeConfig | None = None) -> LatencyFit:
+    """Latency model of this engine from waves of plain requests of varied sizes, run under
+    `bridge` (default: fcfs). A step's time includes the scheduler's own (the policy's decide()
+    and the bridge), so a policy is calibrated under itself: a model fitted under fcfs leaves
+    out what a costlier policy adds to every step."""
+    engine.configure(bridge or BridgeConfig(policy="fcfs"))
     rng = np.random.default_rng(seed)
     s = engine.settings
     waves = [w for w in (1, 2, 4, 8, 16, 32) if w <= s.max_num_seqs] or [1]
@@ -144,22 +148,26 @@ def serve_eval(config: ExperimentConfig, serve: ServeSettings, progress=print) -
     slot = serve.slot_time or None
     engine = VllmEngine(vllm_settings(config, serve), BridgeConfig(policy="fcfs"))
     progress(f"vLLM engine ready in {engine.start_seconds:.1f} s; {len(base.requests)} requests")
-    latency: str | dict[str, float] = config.engine.profile  # slotted: iteration times are slot_time
-    if slot is None:
-        calibration = calibrate(engine, serve.calibration_requests, config.seed)
-        progress(f"calibrated latency model on {calibration.steps} steps (R^2 {calibration.r2:.3f})")
-        latency = coefficients(calibration)
     predictor_params = _predictor_params(config, config.seed)
     results = []
     for name in config.policies:
         params = config.policy_kwargs(name)
         bridge = BridgeConfig(policy=name, params=params, predictor=config.predictor.name,
-                              predictor_params=predictor_params, slot_time=slot, latency=latency)
+                              predictor_params=predictor_params, slot_time=slot, latency=config.engine.profile)
+        calibration = None
+        if slot is None:  # (slotted: iteration times are slot_time)
+            calibration = calibrate(engine, serve.calibration_requests, config.seed, bridge)
+            progress(f"{name}: calibrated latency model on {calibration.steps} steps (R^2 {calibration.r2:.3f})")
+            bridge = replace(bridge, latency=coefficients(calibration))
         engine.configure(bridge)
         instance = realize(base, engine.spec, serve.time_scale)
         predictor = make_predictor(config.predictor.name, **predictor_params)
         run = replay(engine, instance, predictor)
         results.append(_evaluate(name, params, config, serve, instance, run.schedule, predictor_params))
+        if calibration is not None:
+            results[-1].fit["calibration"] = {"steps": calibration.steps, "r2": calibration.r2,
+                                              "median_rel_error": calibration.median_rel_error,
+                                              **coefficients(calibration)}
         progress(f"{name}: online {results[-1].online['attainment']:.3f}, "
                  f"simulated {results[-1].simulated['attainment']:.3f}")
     return results
