@@ -15,14 +15,14 @@ from solvers.stable_sort import stable_argsort
 
 def densities(values: np.ndarray, weights: np.ndarray, capacities: np.ndarray) -> np.ndarray:
     """Value per normalized weight of each item (inf for an item that weighs nothing)."""
-    return _densities(np.asarray(values, dtype=np.float64), np.asarray(weights, dtype=np.float64),
-                      np.asarray(capacities, dtype=np.float64))
+    return densities_of(np.asarray(values, dtype=np.float64), np.asarray(weights, dtype=np.float64),
+                        np.asarray(capacities, dtype=np.float64))
 
 
 @kernel
-def _densities(values, weights, capacities):
-    """densities' arithmetic, one item at a time (no temporaries over thousands of items); a
-    capacity counts as at least 1e-12."""
+def densities_of(values, weights, capacities):
+    """densities of float arrays, one item at a time (no temporaries over thousands of items; a
+    kernel that ranks by density calls it directly); a capacity counts as at least 1e-12."""
     caps = np.maximum(capacities, 1e-12)
     out = np.empty(len(values))
     for i in range(len(values)):

@@ -51,7 +51,7 @@ import numpy as np
 from formulations.engine_spec import EngineSpec
 from formulations.online import EMPTY, EngineView, Plan, Policy
 from solvers.compiled import kernel
-from solvers.knapsack.greedy import best_of_greedy, densities, greedy_knapsack, walk
+from solvers.knapsack.greedy import densities_of, best_of_greedy, greedy_knapsack, walk
 from solvers.policies import batching, signals
 from solvers.policies.dag_deadlines import GroupDeadlines
 from solvers.policies.offered_load import OfferedLoad
@@ -211,9 +211,10 @@ class SloPolicy(Policy):
         The spare-budget fill walks the same order, so it continues the selection's own greedy.
         `head`: only the first `head` positions or a few more (an exact prefix), not all."""
         selection, runnable = self.params.selection, step.runnable
-        keys = step.priority_keys()
-        if selection == "density" or (selection == "auto" and overloaded):  # ties in priority order
-            keys = (-densities(step.values, step.weights, step.capacities)[runnable], *keys)
+        by_density = selection == "density" or (selection == "auto" and overloaded)
+        columns = _rank_columns(step.values, step.weights, step.capacities, step.key, step.arrival, runnable,
+                                by_density)
+        keys = (columns[0], columns[1], columns[2]) if by_density else (columns[1], columns[2])  # ties: priority
         if head is None:
             return runnable[stable_argsort(*keys)]
         return runnable[stable_prefix(head, *keys)]
@@ -272,6 +273,20 @@ class SloPolicy(Policy):
         if not self.params.reject or not self._given_up_group.any():
             return False
         return bool(((view.group >= 0) & self._given_up_group[np.maximum(view.group, 0)]).any())
+
+
+@kernel
+def _rank_columns(values, weights, capacities, key, arrival, runnable, by_density):
+    """What `_rank` sorts the runnable positions by, gathered in one pass: rows -density
+    (greedy.densities'; only `by_density`), key and arrival."""
+    out = np.empty((3, len(runnable)))
+    if by_density:
+        density = densities_of(values, weights, capacities)
+        for j in range(len(runnable)):
+            out[0, j] = -density[runnable[j]]
+    for j in range(len(runnable)):
+        out[1, j], out[2, j] = key[runnable[j]], arrival[runnable[j]]
+    return out
 
 
 @kernel
