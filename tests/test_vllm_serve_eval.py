@@ -39,3 +39,20 @@ def test_slotted_serve_eval_online_equals_simulated_and_respects_the_oracle_boun
             assert oracle["bound_attainment"] >= oracle["attainment"] >= r.online["attainment"] - 1e-9
             assert r.gap is not None and r.gap <= 1e-9
     assert len(summary_rows(results)) == 2
+
+
+def test_calibration_runs_under_the_policy_it_is_for():
+    """A step's time includes the scheduler's own, so a policy's latency model is fitted to steps
+    its own decide() ran in: the calibration log must come from that policy's run."""
+    from engine_adapter.bridge_config import BridgeConfig
+    from engine_adapter.vllm_runner import VllmEngine, VllmSettings
+    from experiments.studies.serve_eval import calibrate
+
+    engine = VllmEngine(VllmSettings(kv_blocks=16, max_num_seqs=4, max_num_batched_tokens=64, max_model_len=256),
+                        BridgeConfig(policy="fcfs"))
+    fits = {}
+    for name in ("fcfs", "edf"):
+        fits[name] = calibrate(engine, 8, 0, BridgeConfig(policy=name))
+        assert engine.scheduler.slo_policy.name == name
+        assert fits[name].steps == len(engine.scheduler.log) > 0
+        assert engine.scheduler.log.arrays()["decide_seconds"].sum() > 0  # the policy was asked in those steps
