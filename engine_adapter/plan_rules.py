@@ -28,7 +28,7 @@ import numpy as np
 
 from formulations.engine_spec import EngineSpec
 from solvers.compiled import kernel
-from solvers.policies.signals import blocks_to_admit_at
+from solvers.policies.signals import blocks_for_at, blocks_to_admit_at
 
 _EMPTY = np.empty(0, dtype=np.int64)
 
@@ -176,7 +176,7 @@ def _walk_each(run, resident_col, computed, prefill_left, held, freed, admit_ord
             continue
         want = prefill_left[s] if prefill_left[s] != 0 else 1
         chunk = min(want, budget)
-        need = -(-(computed[s] + chunk) // bs) - held[s]
+        need = blocks_for_at(computed[s] + chunk, bs) - held[s]
         if not resident[s]:
             gate = blocks_to_admit_at(computed[s], want, chunk, held[s], bs, reserve_full_prompt)
             if max(need, gate + (watermark if holders else 0)) > free:

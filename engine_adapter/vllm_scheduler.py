@@ -55,6 +55,7 @@ from formulations.requests import CLASS_BY_CODE, Group, RequestClass
 from formulations.requests import Request as SloRequest
 from formulations.requests import ValidationError
 from solvers.compiled import kernel
+from solvers.policies.signals import blocks_for_at
 
 skip_llvmlite_in_kernel_scan()  # an engine core process may load the policies before its workers start
 
@@ -645,7 +646,7 @@ def _progress(rows, resident, prompt_len, book_computed, book_delivered, in_flig
         decoding = total > prompt_len[k] and done >= total - 1
         computed[k], generated[k] = done, out
         prefill_left[k] = 0 if decoding else total - done
-        kv_blocks[k] = -(-done // block_size) if resident[k] else 0
+        kv_blocks[k] = blocks_for_at(done, block_size) if resident[k] else 0
     return computed, generated, prefill_left, kv_blocks
 
 
