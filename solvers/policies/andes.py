@@ -166,20 +166,12 @@ def _split_taken(chosen: np.ndarray, resident: np.ndarray, values: np.ndarray, b
 def _stall_loss(rows, arrival, ttft_target, generated, read_rate, delay_area, lag, now, step, t_tok, total):
     """signals.qoe_gain of some rows with a horizon of `step` and the next token after t_tok (the
     QoE each loses to a stall of `step` seconds), read from the whole view's columns instead of
-    a copy of each: the same arithmetic, row by row."""
+    a copy of each."""
     out = np.empty(len(rows))
     for j in range(len(rows)):
         i = rows[j]
-        if not np.isfinite(read_rate[i]):  # not a stream: no projection
-            out[j] = 0.0
-            continue
-        ideal = signals.next_token_ideal_at(arrival[i], ttft_target[i], generated[i], read_rate[i])
-        start = now + t_tok
-        gain = (signals.projected_qoe_at(ideal, generated[i], read_rate[i], delay_area[i], lag[i], start, t_tok,
-                                         total[i])
-                - signals.projected_qoe_at(ideal, generated[i], read_rate[i], delay_area[i], lag[i], start + step,
-                                           t_tok, total[i]))
-        out[j] = gain if gain == gain else 0.0
+        out[j] = signals.qoe_gain_at(arrival[i], ttft_target[i], generated[i], read_rate[i], delay_area[i], lag[i],
+                                     now + t_tok, step, t_tok, total[i])
     return out
 
 

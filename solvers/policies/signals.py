@@ -328,16 +328,23 @@ def qoe_gain(view: EngineView, horizon: float, t_tok: float, total: np.ndarray, 
 def _gain_each(arrival, ttft_target, generated, read_rate, delay_area, lag, now, horizon, t_tok, total, t_first):
     out = np.empty(len(arrival))
     for i in range(len(arrival)):
-        if not np.isfinite(read_rate[i]):  # not a stream: its projections are nan (or 0 at an infinite rate)
-            out[i] = 0.0
-            continue
-        ideal = next_token_ideal_at(arrival[i], ttft_target[i], generated[i], read_rate[i])
-        start = now + t_first[i]
-        gain = (projected_qoe_at(ideal, generated[i], read_rate[i], delay_area[i], lag[i], start, t_tok, total[i])
-                - projected_qoe_at(ideal, generated[i], read_rate[i], delay_area[i], lag[i], start + horizon, t_tok,
-                                   total[i]))
-        out[i] = gain if gain == gain else 0.0
+        out[i] = qoe_gain_at(arrival[i], ttft_target[i], generated[i], read_rate[i], delay_area[i], lag[i],
+                             now + t_first[i], horizon, t_tok, total[i])
     return out
+
+
+@kernel
+def qoe_gain_at(arrival: float, ttft_target: float, generated: int, read_rate: float, delay_area: float, lag: float,
+                start: float, horizon: float, t_tok: float, total: float) -> float:
+    """`qoe_gain` of one request whose next token comes at `start` if served now: projected QoE
+    then minus `horizon` seconds later; 0 where it is not a stream (its projections are nan, or
+    0 at an infinite rate)."""
+    if not np.isfinite(read_rate):
+        return 0.0
+    ideal = next_token_ideal_at(arrival, ttft_target, generated, read_rate)
+    gain = (projected_qoe_at(ideal, generated, read_rate, delay_area, lag, start, t_tok, total)
+            - projected_qoe_at(ideal, generated, read_rate, delay_area, lag, start + horizon, t_tok, total))
+    return gain if gain == gain else 0.0
 
 
 def latest_next_token(view: EngineView, t_tok: float, total: np.ndarray, threshold: float,
