@@ -13,12 +13,14 @@ deliver a token, a few requests finish, arrive, are admitted or preempted), so a
 keeps state across decisions is timed on the work it really does per decision; `static` repeats
 one view (as a policy is asked again without change; a cache keyed on "nothing changed" would
 make this one meaningless, which is why `advancing` is the measure). Times are the best and the
-median of the timed calls in one run (the machine is shared: the minimum is the least disturbed;
-ratios, not absolute claims). `--replay` also times every policy on the views a real simulation
+median of the timed calls in one run, over `--rounds` replays of the view sequence in which the
+policies take turns (the machine is shared and its speed drifts by up to 2x over seconds: turns
+give every policy the same machine states, and the minimum is the least disturbed; ratios, not
+absolute claims). `--replay` also times every policy on the views a real simulation
 asked its policy (the demo config, experiments/configs/demo.toml, driven by fcfs and recorded),
 in their order: the mean and the largest decide() time over that run.
 
-    PYTHONPATH=. python benchmarks/policy_speed.py [--policies slo andes] [--repeat 50] [--scenarios busy]
+    PYTHONPATH=. python benchmarks/policy_speed.py [--policies slo andes] [--repeat 50] [--rounds 5] [--scenarios busy]
         [--modes advancing static] [--replay]
 """
 
@@ -164,8 +166,8 @@ def iteration_seconds(view: EngineView) -> float:
     return engine.latency.iteration_time(0, seqs, ctx)
 
 
-def time_decide(name: str, views: list[EngineView]) -> tuple[float, float]:
-    """Best and median seconds of decide() over views[1:] (views[0] warms the policy up)."""
+def decide_times(name: str, views: list[EngineView]) -> list[float]:
+    """Seconds of each decide() over views[1:] by a fresh policy (views[0] warms it up)."""
     policy = make_policy(name)
     policy.reset(views[0].engine)
     policy.decide(views[0])
@@ -174,13 +176,26 @@ def time_decide(name: str, views: list[EngineView]) -> tuple[float, float]:
         start = time.perf_counter()
         policy.decide(view)
         times.append(time.perf_counter() - start)
-    return float(np.min(times)), float(np.median(times))
+    return times
+
+
+def time_decide(names: list[str], views: list[EngineView], rounds: int) -> dict[str, tuple[float, float]]:
+    """Best and median seconds of decide() per policy over `rounds` replays of `views`, the
+    policies taking turns within each round: this machine's speed drifts by up to 2x over
+    seconds, so turns give every policy the same spread of machine states, and the best of
+    several rounds is the least disturbed."""
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(rounds):
+        for name in names:
+            times[name].extend(decide_times(name, views))
+    return {name: (float(np.min(t)), float(np.median(t))) for name, t in times.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--policies", nargs="*", default=sorted(POLICIES))
-    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--repeat", type=int, default=30, help="decisions per round (views in the sequence)")
+    parser.add_argument("--rounds", type=int, default=5, help="replays of the sequence, policies taking turns")
     parser.add_argument("--sizes", nargs="*", type=int, default=list(SIZES))
     parser.add_argument("--scenarios", nargs="*", default=["busy", "light"], choices=["busy", "light"])
     parser.add_argument("--modes", nargs="*", default=["advancing"], choices=["advancing", "static"])
@@ -212,8 +227,7 @@ def main() -> None:
                 else:
                     views = [synthetic_view(n, seed=n, engine=engine, scenario=scenario)] * (args.repeat + 1)
                 step = iteration_seconds(views[0])
-                for name in args.policies:
-                    best, median = time_decide(name, views)
+                for name, (best, median) in time_decide(args.policies, views, args.rounds).items():
                     print(f"{mode:<10}{scenario:<9}{name:<14}{n:>6}{best * 1e3:>9.3f}{median * 1e3:>11.3f}"
                           f"{step * 1e3:>9.2f}{best / step:>8.3f}")
 

@@ -212,6 +212,9 @@ class SloPolicy(Policy):
         `head`: only the first `head` positions or a few more (an exact prefix), not all."""
         selection, runnable = self.params.selection, step.runnable
         by_density = selection == "density" or (selection == "auto" and overloaded)
+        if len(runnable) <= SMALL:  # the columns and their sort in one compiled call
+            return _rank_at_once(step.values, step.weights, step.capacities, step.key, step.arrival, runnable,
+                                 by_density)
         columns = _rank_columns(step.values, step.weights, step.capacities, step.key, step.arrival, runnable,
                                 by_density)
         keys = (columns[0], columns[1], columns[2]) if by_density else (columns[1], columns[2])  # ties: priority
@@ -287,6 +290,16 @@ def _rank_columns(values, weights, capacities, key, arrival, runnable, by_densit
     for j in range(len(runnable)):
         out[1, j], out[2, j] = key[runnable[j]], arrival[runnable[j]]
     return out
+
+
+@kernel
+def _rank_at_once(values, weights, capacities, key, arrival, runnable, by_density):
+    """_rank of at most SMALL runnable positions, whole: _rank_columns and their stable sort
+    (np.lexsort's order) without a round trip through the interpreter."""
+    columns = _rank_columns(values, weights, capacities, key, arrival, runnable, by_density)
+    if by_density:
+        return runnable[small_stable_argsort(columns[0], (columns[1], columns[2]))]
+    return runnable[small_stable_argsort(columns[1], (columns[2],))]
 
 
 @kernel
