@@ -224,7 +224,7 @@ def _first_affordable(need: np.ndarray, freed: np.ndarray, ranked: np.ndarray, e
             protected = t
             break
     for j in range(len(need)):
-        count = min(np.searchsorted(freed, need[j]) + 1, len(freed)) if need[j] > 0 else 0
+        count = batching.enough_count(freed, need[j]) if need[j] > 0 else 0
         if count <= budget and count <= protected:
             return j
     return len(need)

@@ -16,7 +16,6 @@ from formulations.online import EngineView, Plan
 from solvers.compiled import kernel
 from solvers.knapsack.greedy import greedy_knapsack
 from solvers.policies import ranking, signals
-from solvers.stable_sort import stable_argsort, stable_prefix
 
 
 def select(view: EngineView, order: np.ndarray) -> np.ndarray:
@@ -31,12 +30,13 @@ def select(view: EngineView, order: np.ndarray) -> np.ndarray:
 def shortfall(view: EngineView, chosen: np.ndarray, blocks: np.ndarray) -> float:
     """KV blocks the chosen batch needs beyond the free ones (<= 0: it fits without evictions).
     `blocks`: signals.kv_weights(view)[0]."""
-    return _shortfall(view.resident, chosen, blocks, view.kv_blocks, view.free_blocks)
+    return shortfall_at(view.resident, chosen, blocks, view.kv_blocks, view.free_blocks)
 
 
 @kernel
-def _shortfall(resident, chosen, blocks, kv_blocks, free_blocks):
-    """shortfall's sum: a resident needs its growth, a waiting request all its blocks."""
+def shortfall_at(resident, chosen, blocks, kv_blocks, free_blocks):
+    """shortfall's sum, from the view's columns (for kernels): a resident needs its growth, a
+    waiting request all its blocks."""
     need = 0.0
     for i in range(len(chosen)):
         if chosen[i]:
@@ -59,26 +59,33 @@ def eviction_order(view: EngineView, chosen: np.ndarray, evict_rank: np.ndarray,
     ranked only as far as it takes to free `need` blocks (all of them if that is not enough).
     Unchanged while only waiting requests leave the batch: then one ranking serves every
     smaller need (`enough`)."""
-    cand = (view.resident & ~chosen).nonzero()[0]
-    held, key = view.kv_blocks[cand], -evict_rank[cand]
-    k = ranking.FIRST_HEAD
-    while True:  # heads four times longer each try (exact prefixes of the stable sort), then all
-        first = stable_prefix(k, key) if 2 * k < len(key) else stable_argsort(key)
-        freed = np.cumsum(held[first])
-        if len(first) == len(key) or freed[-1] >= need:
-            return cand[first], freed
-        k *= 4
+    return eviction_head(view.resident, chosen, evict_rank, view.kv_blocks, float(need))
+
+
+@kernel
+def eviction_head(resident, chosen, evict_rank, kv_blocks, need):
+    """eviction_order from the view's columns, in one compiled call (for kernels too): the
+    candidates' ranking by -evict_rank, ties by position (ranking.walk_to_sum: heads four times
+    longer each try, exact prefixes of np.lexsort's order), and the blocks its first k free."""
+    cand = np.flatnonzero(resident & ~chosen)
+    keys = np.empty((len(cand), 1))
+    for j in range(len(cand)):
+        keys[j, 0] = -evict_rank[cand[j]]
+    held = kv_blocks[cand]
+    first = ranking.walk_to_sum(keys, held, need, ranking.FIRST_HEAD)
+    return cand[first], np.cumsum(held[first])
 
 
 def enough(ranked: np.ndarray, freed: np.ndarray, need: float) -> np.ndarray:
     """The first of `ranked` that free `need` blocks (`freed`: the blocks the first k free)."""
-    return ranked[:int(enough_count(freed, need))]
+    return ranked[:enough_count(freed, float(need))]
 
 
-def enough_count(freed: np.ndarray, need: float | np.ndarray) -> int | np.ndarray:
-    """How many of a ranking free `need` blocks (`freed`: the blocks its first k free; all of
-    them when they cannot), for one need or an array of them."""
-    return np.minimum(np.searchsorted(freed, need, side="left") + 1, len(freed))
+@kernel
+def enough_count(freed, need):
+    """How many of a ranking free `need` blocks (`freed`: the blocks its first k free, not
+    decreasing; all of them when they cannot)."""
+    return min(np.searchsorted(freed, need) + 1, len(freed))
 
 
 def plan_in_order(view: EngineView, order: np.ndarray, recheck_at: float | None = None) -> Plan:

@@ -170,17 +170,16 @@ class SloPolicy(Policy):
         their recompute still covers the longest urgent newcomer's whole run (they can wait it
         out), or, when the engine is overloaded, exceeds the margin. Admissions that cannot be
         made that way are dropped, lowest priority first, and the residents keep running."""
-        need = batching.shortfall(view, chosen, step.weights[:, 0])
-        if need <= 0:  # the batch fits as it is
-            return chosen, EMPTY
         est = step.estimate
-        admitted, urgent, cand, rank = _eviction_candidates(
-            chosen, view.resident, step.doomed, step.key, est.slack, est.steps_hi,
-            self.params.preempt_margin_iterations * est.iteration, est.iteration, overloaded)
-        victims = batching.enough(*batching.eviction_order(view, chosen, rank, need), need)
-        if len(victims) == 0 or (np.all(cand[victims]) and urgent.all()):
+        margin = self.params.preempt_margin_iterations * est.iteration
+        victims, pays = _victims_that_pay(chosen, view.resident, step.doomed, step.key, est.slack, est.steps_hi, margin,
+                                          est.iteration, overloaded, step.weights[:, 0], view.kv_blocks,
+                                          view.free_blocks)
+        if pays:
             return chosen, victims
         # too costly: keep the urgent admissions only, as far as the evictable blocks allow
+        admitted, urgent, cand, rank = _eviction_candidates(chosen, view.resident, step.doomed, step.key, est.slack,
+                                                            est.steps_hi, margin, est.iteration, overloaded)
         chosen = chosen.copy()
         order = step.order
         pos_rank = np.empty(len(view))
@@ -300,6 +299,23 @@ def _rank_at_once(values, weights, capacities, key, arrival, runnable, by_densit
     if by_density:
         return runnable[small_stable_argsort(columns[0], (columns[1], columns[2]))]
     return runnable[small_stable_argsort(columns[1], (columns[2],))]
+
+
+@kernel
+def _victims_that_pay(chosen, resident, doomed, key, slack, steps_hi, margin, t, overloaded, blocks, kv_blocks,
+                      free_blocks):
+    """_evictions' usual case in one compiled call: the residents to evict so the chosen batch
+    fits (none when it fits as it is), and whether that pays (no victim is needed, or every
+    victim is a candidate and every admission urgent; else the caller drops admissions)."""
+    need = batching.shortfall_at(resident, chosen, blocks, kv_blocks, free_blocks)
+    if need <= 0:
+        return np.empty(0, dtype=np.int64), True
+    admitted, urgent, cand, rank = _eviction_candidates(chosen, resident, doomed, key, slack, steps_hi, margin, t,
+                                                        overloaded)
+    ranked, freed = batching.eviction_head(resident, chosen, rank, kv_blocks, need)
+    victims = ranked[:batching.enough_count(freed, need)]
+    pays = len(victims) == 0 or (cand[victims].all() and urgent.all())
+    return victims, pays
 
 
 @kernel
