@@ -13,6 +13,7 @@ either, so the result is exactly np.lexsort's at about a third of its time.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from solvers.compiled import kernel
@@ -29,6 +30,30 @@ def stable_argsort(key: np.ndarray, *tiebreaks: np.ndarray) -> np.ndarray:
 
 
 SMALL = 256  # up to this many rows one compiled call sorts faster than numpy's sort and a pass
+
+
+@kernel
+def argsort_in_kernel(key, tiebreaks):
+    """stable_argsort for kernels (`tiebreaks`: a tuple, at least one): up to SMALL rows in the
+    kernel (small_stable_argsort); more by the packed numpy sort in object mode, because an
+    interpreter round trip costs a few microseconds and numba's own sort of thousands of rows
+    costs several times the packed one."""
+    if len(key) <= SMALL:
+        return small_stable_argsort(key, tiebreaks)
+    with numba.objmode(order="int64[:]"):
+        order = stable_argsort(key, *tiebreaks)
+    return order
+
+
+@kernel
+def prefix_in_kernel(k, key, tiebreaks):
+    """stable_prefix for kernels: the whole ranking up to SMALL rows (a superset of the prefix,
+    cheaper than partitioning first), else stable_prefix in object mode (as argsort_in_kernel)."""
+    if len(key) <= SMALL:
+        return small_stable_argsort(key, tiebreaks)
+    with numba.objmode(order="int64[:]"):
+        order = stable_prefix(k, key, *tiebreaks)
+    return order
 
 
 @kernel

@@ -1,5 +1,5 @@
 """slo ranks only the head of its order when the greedy walk and the fill stop within it
-(`stable_prefix`): its plans must be exactly those of the whole ranking, on views where the head
+(`stable_prefix`, in `_rank_at_once`): its plans must be exactly those of the whole ranking, on views where the head
 suffices and on views where it must fall back (a seat left, a walk that runs past the head)."""
 
 from __future__ import annotations
@@ -35,14 +35,14 @@ def test_head_ranking_plans_equal_whole_ranking_plans(monkeypatch, scenario: str
     engine = dataclasses.replace(EngineSpec.from_profile(PROFILE), max_seqs=max_seqs)
     views = view_sequence(1024, 7, engine, scenario, 12)
     heads = []
-    real_prefix = slo.stable_prefix
+    real_rank = slo._rank_at_once
 
-    def counted(k, key, *tiebreaks):
-        rows = real_prefix(k, key, *tiebreaks)
-        heads.append(len(rows) < len(key))
+    def counted(values, weights, capacities, key, arrival, runnable, *rest):
+        rows = real_rank(values, weights, capacities, key, arrival, runnable, *rest)
+        heads.append(len(rows) < len(runnable))
         return rows
 
-    monkeypatch.setattr(slo, "stable_prefix", counted)
+    monkeypatch.setattr(slo, "_rank_at_once", counted)
     for selection in ("auto", "priority"):
         with_head, whole = make_policy("slo", selection=selection), make_policy("slo", selection=selection)
         with_head.reset(engine)

@@ -58,7 +58,7 @@ from solvers.policies.offered_load import OfferedLoad
 from solvers.policies.per_request import grown, index_bound
 from solvers.policies.slo_params import SloParams
 from solvers.policies.slo_slack import SlackEstimate, estimate
-from solvers.stable_sort import SMALL, small_stable_argsort, stable_argsort, stable_prefix
+from solvers.stable_sort import argsort_in_kernel, prefix_in_kernel, stable_argsort
 
 
 class StepKnapsack(NamedTuple):
@@ -122,14 +122,11 @@ class SloPolicy(Policy):
             pending = np.array([(p.tokens, p.duration, p.due, p.group) for p in pend]).T
         else:
             pending = _NO_PENDING
-        args = (signals.engine_costs(view.engine), view.now, est.iteration, est.doomed, self._given_up,
-                self._given_up_group, self._group_size, view.idx, view.cls, view.group, view.release, est.hi,
-                view.generated, view.prompt_len, view.prefill_after_hits(), est.steps_hi, est.due, pending)
-        if len(view) + len(pend) <= SMALL:  # at most SMALL items: sorted by the same compiled call
-            return _admission_at_once(*args, self.params.max_rejections)
-        items = _admission_items(*args)
-        return _moore_hodgson(stable_argsort(items[_DUE]), items, view.now, self.params.max_rejections,
-                              view.idx, view.group, self._given_up, self._given_up_group)
+        return _admission_control(signals.engine_costs(view.engine), view.now, est.iteration, est.doomed,
+                                  self._given_up, self._given_up_group, self._group_size, view.idx, view.cls,
+                                  view.group, view.release, est.hi, view.generated, view.prompt_len,
+                                  view.prefill_after_hits(), est.steps_hi, est.due, pending,
+                                  self.params.max_rejections)
 
     def _track_groups(self, view: EngineView) -> None:
         """Room for every request and group seen, and the size of each group new since the last
@@ -209,17 +206,10 @@ class SloPolicy(Policy):
         it packs by density ("auto" above `overload_at`, or "density"), else least slack first.
         The spare-budget fill walks the same order, so it continues the selection's own greedy.
         `head`: only the first `head` positions or a few more (an exact prefix), not all."""
-        selection, runnable = self.params.selection, step.runnable
+        selection = self.params.selection
         by_density = selection == "density" or (selection == "auto" and overloaded)
-        if len(runnable) <= SMALL:  # the columns and their sort in one compiled call
-            return _rank_at_once(step.values, step.weights, step.capacities, step.key, step.arrival, runnable,
-                                 by_density)
-        columns = _rank_columns(step.values, step.weights, step.capacities, step.key, step.arrival, runnable,
-                                by_density)
-        keys = (columns[0], columns[1], columns[2]) if by_density else (columns[1], columns[2])  # ties: priority
-        if head is None:
-            return runnable[stable_argsort(*keys)]
-        return runnable[stable_prefix(head, *keys)]
+        return _rank_at_once(step.values, step.weights, step.capacities, step.key, step.arrival, step.runnable,
+                             by_density, 0 if head is None else head)
 
     def _select(self, step: StepKnapsack, rank: np.ndarray) -> np.ndarray:
         """Positions taken by the knapsack, by the selection rule in force (`rank`: _rank's)."""
@@ -292,13 +282,13 @@ def _rank_columns(values, weights, capacities, key, arrival, runnable, by_densit
 
 
 @kernel
-def _rank_at_once(values, weights, capacities, key, arrival, runnable, by_density):
-    """_rank of at most SMALL runnable positions, whole: _rank_columns and their stable sort
-    (np.lexsort's order) without a round trip through the interpreter."""
+def _rank_at_once(values, weights, capacities, key, arrival, runnable, by_density, head):
+    """_rank in one compiled call: _rank_columns and their stable sort (np.lexsort's order; ties
+    by priority, then position), the first `head` rows or a few more (an exact prefix; 0: all)."""
     columns = _rank_columns(values, weights, capacities, key, arrival, runnable, by_density)
     if by_density:
-        return runnable[small_stable_argsort(columns[0], (columns[1], columns[2]))]
-    return runnable[small_stable_argsort(columns[1], (columns[2],))]
+        return runnable[prefix_in_kernel(head, columns[0], (columns[1], columns[2]))]
+    return runnable[prefix_in_kernel(head, columns[1], (columns[2],))]
 
 
 @kernel
@@ -414,13 +404,13 @@ def _admission_items(costs, now, t, doomed, given_up, given_up_group, group_size
 
 
 @kernel
-def _admission_at_once(costs, now, t, doomed, given_up, given_up_group, group_size, idx, cls, view_group, release,
+def _admission_control(costs, now, t, doomed, given_up, given_up_group, group_size, idx, cls, view_group, release,
                        hi, generated, prompt_len, prefill, steps_hi, view_due, pending, max_rejections):
-    """_admission_items, their due order and _moore_hodgson in one compiled call: what stable_argsort
-    does for at most SMALL rows, without three round trips through the interpreter."""
+    """Admission control in one compiled call: _admission_items, their due order and
+    _moore_hodgson."""
     items = _admission_items(costs, now, t, doomed, given_up, given_up_group, group_size, idx, cls, view_group,
                              release, hi, generated, prompt_len, prefill, steps_hi, view_due, pending)
-    order = small_stable_argsort(items[_DUE], (items[_DUE],))
+    order = argsort_in_kernel(items[_DUE], (items[_DUE],))
     return _moore_hodgson(order, items, now, max_rejections, idx, view_group, given_up, given_up_group)
 
 
