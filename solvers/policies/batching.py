@@ -151,12 +151,22 @@ def fill_budget(view: EngineView, chosen: np.ndarray, order: np.ndarray, victims
     the hit tokens cost no budget, and they are in its blocks already. `weights`:
     signals.kv_weights(view), which the caller has already.
     """
+    return fill_at(order, chosen, np.asarray(victims, dtype=np.int64), weights[0], weights[1], fill_columns(view))
+
+
+def fill_columns(view: EngineView) -> tuple:
+    """What `fill_at` reads of a view and its engine, as one tuple (a kernel passes it on whole)."""
     engine = view.engine
     in_cache = view.computed if view.cached is None else view.computed + view.cached
-    return _fill(order, chosen, np.asarray(victims, dtype=np.int64), weights[0], weights[1], view.kv_blocks,
-                 view.prefill_left, view.prefill_after_hits(), in_cache, view.resident, view.free_blocks,
-                 engine.max_seqs, engine.token_budget, engine.block_size, engine.reserve_full_prompt,
-                 engine.watermark_blocks)
+    return (view.kv_blocks, view.prefill_left, view.prefill_after_hits(), in_cache, view.resident, view.free_blocks,
+            engine.max_seqs, engine.token_budget, engine.block_size, engine.reserve_full_prompt,
+            engine.watermark_blocks)
+
+
+@kernel
+def fill_at(order, chosen, victims, blocks, tokens, columns):
+    """fill_budget's walk from the view's columns (`fill_columns`; for kernels)."""
+    return _fill(order, chosen, victims, blocks, tokens, *columns)
 
 
 

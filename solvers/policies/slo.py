@@ -51,13 +51,14 @@ import numpy as np
 from formulations.engine_spec import EngineSpec
 from formulations.online import EMPTY, EngineView, Plan, Policy
 from solvers.compiled import kernel
-from solvers.knapsack.greedy import densities_of, best_of_greedy, greedy_knapsack, walk
+from solvers.knapsack.greedy import best_of_greedy, densities_of, walk
 from solvers.policies import batching, signals
 from solvers.policies.dag_deadlines import GroupDeadlines
 from solvers.policies.offered_load import OfferedLoad
 from solvers.policies.per_request import grown, index_bound
 from solvers.policies.slo_params import SloParams
-from solvers.policies.slo_slack import SlackEstimate, estimate
+from solvers.policies.slo_slack import (ADMISSION_DUE, HI, ITERATION, SLACK, STEPS_HI, STEPS_MID, PendingMember,
+                                        SlackEstimate, as_estimate, estimate, estimate_args, estimate_each)
 from solvers.stable_sort import argsort_in_kernel, prefix_in_kernel, stable_argsort
 
 
@@ -79,6 +80,12 @@ class StepKnapsack(NamedTuple):
     def priority_keys(self) -> tuple[np.ndarray, np.ndarray]:
         """What the runnable positions are ranked by: key, then arrival (then position)."""
         return self.key[self.runnable], self.arrival[self.runnable]
+
+    def finish_args(self) -> tuple:
+        """What `_finish` reads of the step, as one tuple."""
+        est = self.estimate
+        return (self.key, self.values, self.weights, self.capacities, self.runnable, self.arrival, self.doomed,
+                self.given_up, est.slack, est.steps_hi, est.iteration)
 
     @property
     def order(self) -> np.ndarray:
@@ -112,21 +119,18 @@ class SloPolicy(Policy):
         """Slack, doom and due times of every live request (slo_slack.py)."""
         return estimate(view, self.params, self._groups)
 
-    # ---- admission ------------------------------------------------------------------------------
-    def _admission(self, view: EngineView, est: SlackEstimate) -> np.ndarray:
-        """Requests given up on (this decision or before) because the SLO work cannot all fit
-        (`_moore_hodgson`, at most `max_rejections` per decision to keep decide() cheap)."""
+    # ---- the arguments of the compiled stages -----------------------------------------------------
+    def _admission_args(self, view: EngineView, pending: tuple[PendingMember, ...]) -> tuple:
+        """What admission control reads besides the estimate (`_assess`): whether it is on, the
+        per-request and per-group state it marks, and the bulk members not released yet (their
+        prompt's prefill and one token, at the least)."""
         self._track_groups(view)
-        pend = est.pending
-        if pend:  # not released yet: their prompt's prefill and one token, at the least
-            pending = np.array([(p.tokens, p.duration, p.due, p.group) for p in pend]).T
+        if pending:
+            members = np.array([(p.tokens, p.duration, p.due, p.group) for p in pending]).T
         else:
-            pending = _NO_PENDING
-        return _admission_control(signals.engine_costs(view.engine), view.now, est.iteration, est.doomed,
-                                  self._given_up, self._given_up_group, self._group_size, view.idx, view.cls,
-                                  view.group, view.release, est.hi, view.generated, view.prompt_len,
-                                  view.prefill_after_hits(), est.steps_hi, est.due, pending,
-                                  self.params.max_rejections)
+            members = _NO_PENDING
+        return (self.params.admission, signals.engine_costs(view.engine), self._given_up, self._given_up_group,
+                self._group_size, members, self.params.max_rejections)
 
     def _track_groups(self, view: EngineView) -> None:
         """Room for every request and group seen, and the size of each group new since the last
@@ -140,85 +144,43 @@ class SloPolicy(Policy):
             self._group_size[g] = len(view.groups[g].members)
         self._sized = len(view.groups)
 
+    def _column_args(self, view: EngineView) -> tuple:
+        """What the knapsack's columns read besides the estimate (`_assess`)."""
+        params, engine = self.params, view.engine
+        return (view.idx, view.release, view.prompt_len, view.resident, view.kv_blocks, view.computed,
+                engine.preemption == "swap", engine.swap_time_per_block, params.gang_iterations,
+                params.starvation_iterations, params.short_first, params.short_first_cap, params.idle_value,
+                params.urgency_horizon, signals.kv_weight_args(view))
+
     # ---- decision --------------------------------------------------------------------------------
     def knapsack_inputs(self, view: EngineView) -> StepKnapsack:
         """This step's batch-selection problem (also what the gap study hands the exact solver)."""
-        params = self.params
-        est = self.slack(view)
-        given_up = self._admission(view, est) if params.admission else np.zeros(len(view), dtype=bool)
-        doomed = est.doomed | given_up
-        engine = view.engine
-        key, values, weights, runnable = _knapsack_columns(
-            est.slack, doomed, view.cls, view.group, view.resident, view.kv_blocks, view.computed, view.release,
-            view.now, est.iteration, engine.preemption == "swap", engine.swap_time_per_block, engine.token_budget,
-            params.gang_iterations, params.starvation_iterations, est.steps_mid,
-            params.short_first, params.short_first_cap, params.idle_value, params.urgency_horizon,
-            signals.kv_weight_args(view))
+        est_args, pending = estimate_args(view, self.params, self._groups)
+        rows, est_doomed, given_up, doomed, key, values, weights, runnable = _assess(
+            est_args, self._admission_args(view, pending), self._column_args(view))
         return StepKnapsack(
             values=values, weights=weights, capacities=signals.kv_capacities(view.engine),
-            max_items=view.engine.max_seqs, runnable=runnable, key=key,
-            arrival=view.arrival, estimate=est, given_up=given_up, doomed=doomed,
+            max_items=view.engine.max_seqs, runnable=runnable, key=key, arrival=view.arrival,
+            estimate=as_estimate(est_args, rows, est_doomed, pending), given_up=given_up, doomed=doomed,
         )
 
-    def _evictions(self, view: EngineView, step: StepKnapsack, chosen: np.ndarray,
-                   overloaded: bool) -> tuple[np.ndarray, np.ndarray]:
-        """Preempt only what pays, and only to admit waiting requests that are urgent (slack below
-        `preempt_margin_iterations`): residents that are best effort, or whose slack after paying
-        their recompute still covers the longest urgent newcomer's whole run (they can wait it
-        out), or, when the engine is overloaded, exceeds the margin. Admissions that cannot be
-        made that way are dropped, lowest priority first, and the residents keep running."""
-        est = step.estimate
-        margin = self.params.preempt_margin_iterations * est.iteration
-        victims, pays = _victims_that_pay(chosen, view.resident, step.doomed, step.key, est.slack, est.steps_hi, margin,
-                                          est.iteration, overloaded, step.weights[:, 0], view.kv_blocks,
-                                          view.free_blocks)
-        if pays:
-            return chosen, victims
-        # too costly: keep the urgent admissions only, as far as the evictable blocks allow
-        admitted, urgent, cand, rank = _eviction_candidates(chosen, view.resident, step.doomed, step.key, est.slack,
-                                                            est.steps_hi, margin, est.iteration, overloaded)
-        chosen = chosen.copy()
-        order = step.order
-        pos_rank = np.empty(len(view))
-        pos_rank[order] = np.arange(len(order))
-        chosen[admitted[~urgent]] = False
-        ranked = freed = None  # dropping admissions leaves the eviction ranking as it is
-        for req in admitted[urgent][np.argsort(-pos_rank[admitted[urgent]])]:
-            need = batching.shortfall(view, chosen, step.weights[:, 0])
-            if need <= 0:
-                break
-            if ranked is None:
-                ranked, freed = batching.eviction_order(view, chosen, rank, need)
-            if np.all(cand[batching.enough(ranked, freed, need)]):
-                break
-            chosen[req] = False
-        # residents fill the room the dropped admissions leave
-        rest = order[view.resident[order] & ~chosen[order]]
-        used = step.weights[chosen].sum(axis=0)
-        more = greedy_knapsack(step.values[rest], step.weights[rest], step.capacities - used,
-                               max_items=max(step.max_items - int(chosen.sum()), 0), order=np.arange(len(rest)))
-        chosen[rest[more]] = True
-        victims = batching.victims(view, chosen, rank, step.weights[:, 0])
-        return chosen, victims[cand[victims]]
-
-    def _rank(self, step: StepKnapsack, overloaded: bool, head: int | None = None) -> np.ndarray:
-        """Runnable positions in the order the batch selection walks them: by value density when
-        it packs by density ("auto" above `overload_at`, or "density"), else least slack first.
-        The spare-budget fill walks the same order, so it continues the selection's own greedy.
-        `head`: only the first `head` positions or a few more (an exact prefix), not all."""
-        selection = self.params.selection
-        by_density = selection == "density" or (selection == "auto" and overloaded)
+    def _rank(self, step: StepKnapsack, overloaded: bool) -> np.ndarray:
+        """Runnable positions in the order the batch selection walks them (`_rank_at_once`)."""
         return _rank_at_once(step.values, step.weights, step.capacities, step.key, step.arrival, step.runnable,
-                             by_density, 0 if head is None else head)
+                             self._by_density(overloaded), 0)
+
+    def _by_density(self, overloaded: bool) -> bool:
+        """Whether the selection packs by value density ("auto" above `overload_at`, or "density")
+        rather than in least-slack order."""
+        selection = self.params.selection
+        return selection == "density" or (selection == "auto" and overloaded)
 
     def _select(self, step: StepKnapsack, rank: np.ndarray) -> np.ndarray:
-        """Positions taken by the knapsack, by the selection rule in force (`rank`: _rank's)."""
+        """Positions taken by the knapsack under the "density" and "exact" rules ("auto" and
+        "priority" walk the rank inside `_walk_decision`)."""
         values, weights, caps = step.values, step.weights, step.capacities
-        selection = self.params.selection
-        if selection in ("auto", "priority"):  # above overload_at, "auto" walks the density rank: one pass
-            return walk(values, weights, caps, step.max_items, rank)
         order = step.order
-        if selection == "density":
+        if self.params.selection == "density":
             return order[best_of_greedy(values[order], weights[order], caps, max_items=step.max_items)]
         from formulations.exact.knapsack import KnapsackProblem
         from solvers.knapsack.cpsat import solve_cpsat
@@ -226,6 +188,13 @@ class SloPolicy(Policy):
         problem = KnapsackProblem(values[order], weights[order].astype(np.int64), caps.astype(np.int64),
                                   max_items=step.max_items)
         return order[solve_cpsat(problem).taken]
+
+    def _choice_args(self, view: EngineView, overloaded: bool, t: float) -> tuple:
+        """How `_finish` chooses: by density or not, the head of the rank to try first (the walk
+        and the fill consume it only up to the last seat), the preemption margin in seconds,
+        overloaded or not, and whether given-up requests are rejected."""
+        return (self._by_density(overloaded), _HEAD_SEATS * view.engine.max_seqs,
+                self.params.preempt_margin_iterations * t, overloaded, self.params.reject)
 
     def decide(self, view: EngineView) -> Plan:
         n = len(view)
@@ -235,27 +204,21 @@ class SloPolicy(Policy):
         everyone = batching.all_fit(view)
         if everyone is not None and not self._holds_given_up(view):
             return Plan(run=view.idx[everyone])
-        step = self.knapsack_inputs(view)
-        chosen = np.zeros(n, dtype=bool)
-        # the greedy walk and the fill consume the rank only up to the last seat: rank a head first
-        walks = self.params.selection in ("auto", "priority")
-        rank = self._rank(step, overloaded, head=_HEAD_SEATS * step.max_items if walks else None)
-        taken = self._select(step, rank)
-        if len(taken) < step.max_items and len(rank) < len(step.runnable):  # the walk may go past it
+        fill_columns = batching.fill_columns(view)
+        if self.params.selection in ("auto", "priority"):  # the whole decision in one compiled call
+            est_args, pending = estimate_args(view, self.params, self._groups)
+            choice = self._choice_args(view, overloaded, est_args[ITERATION])
+            run_pos, victims, reject, wake = _walk_decision(
+                est_args, self._admission_args(view, pending), self._column_args(view),
+                signals.kv_capacities(view.engine), choice, fill_columns)
+        else:
+            step = self.knapsack_inputs(view)
             rank = self._rank(step, overloaded)
-            taken = self._select(step, rank)
-        chosen[taken] = True
-        chosen, victims = self._evictions(view, step, chosen, overloaded)
-        reject = step.given_up.nonzero()[0] if self.params.reject else EMPTY
-        if len(reject):  # rejected requests free their blocks themselves
-            chosen[reject] = False
-            victims = victims[~step.given_up[victims]]
-        if len(rank) < len(step.runnable) and np.count_nonzero(chosen[rank]) < step.max_items:
-            rank = self._rank(step, overloaded)  # a seat is left: the fill may walk past the head
-        eligible = rank[~step.given_up[rank]] if len(reject) else rank  # nothing is given up without one
-        leaving = np.concatenate([victims, reject]) if len(reject) else victims  # both free their blocks now
-        run_pos = batching.fill_budget(view, chosen, eligible, leaving, (step.weights[:, 0], step.weights[:, 1]))
-        wake = _wake_at(view.release, view.now, step.doomed, run_pos, step.estimate.slack)
+            chosen = np.zeros(n, dtype=bool)
+            chosen[self._select(step, rank)] = True
+            run_pos, victims, reject, wake = _finish(chosen, rank, step.finish_args(),
+                                                     self._choice_args(view, overloaded, step.estimate.iteration),
+                                                     view.release, view.now, fill_columns)
         return Plan(run=view.idx[run_pos], preempt=view.idx[victims] if len(victims) else EMPTY,
                     reject=view.idx[reject] if len(reject) else EMPTY, recheck_at=wake if wake > view.now else None)
 
@@ -265,6 +228,129 @@ class SloPolicy(Policy):
         if not self.params.reject or not self._given_up_group.any():
             return False
         return bool(((view.group >= 0) & self._given_up_group[np.maximum(view.group, 0)]).any())
+
+
+# ---- the compiled stages ---------------------------------------------------------------------------
+@kernel
+def _assess(est_args, admission_args, column_args):
+    """Estimate (slo_slack.estimate_each), admission control (`_admission_control`, when on) and
+    the knapsack's columns, in one compiled call: the estimate's matrix and doomed mask, the
+    given-up mask, doomed or given up, then `_knapsack_columns`' key, values, weights and
+    runnable positions."""
+    (pred, columns, generated, prefill, budget, now, t, cls, due, due_lo, arrival, ttft_target, read_rate, delay_area,
+     lag, group, threshold, share) = est_args
+    admission, costs, given_up, given_up_group, group_size, pending, max_rejections = admission_args
+    (idx, release, prompt_len, resident, kv_blocks, computed, swap, swap_time, gang_iterations, starvation_iterations,
+     short_first, short_first_cap, idle_value, urgency_horizon, weight_args) = column_args
+    rows, est_doomed = estimate_each(*est_args)
+    if admission:
+        gave_up = _admission_control(costs, now, t, est_doomed, given_up, given_up_group, group_size, idx, cls, group,
+                                     release, rows[HI], generated, prompt_len, prefill, rows[STEPS_HI],
+                                     rows[ADMISSION_DUE], pending, max_rejections)
+    else:
+        gave_up = np.zeros(len(idx), dtype=np.bool_)
+    doomed = est_doomed | gave_up
+    key, values, weights, runnable = _knapsack_columns(
+        rows[SLACK], doomed, cls, group, resident, kv_blocks, computed, release, now, t, swap, swap_time, budget,
+        gang_iterations, starvation_iterations, rows[STEPS_MID], short_first, short_first_cap, idle_value,
+        urgency_horizon, weight_args)
+    return rows, est_doomed, gave_up, doomed, key, values, weights, runnable
+
+
+@kernel
+def _walk_decision(est_args, admission_args, column_args, capacities, choice, fill_columns):
+    """A decision under the "auto" and "priority" rules in one compiled call (a handful of calls
+    through the interpreter cost more than a small decision's own arithmetic): `_assess`, the
+    rank's head, the greedy walk over it (over the whole rank if it runs past the head), and
+    `_finish`. Returns `_finish`'s."""
+    _, _, _, _, _, now, t, _, _, _, arrival, _, _, _, _, _, _, _ = est_args  # slo_slack.estimate_args'
+    _, release, _, _, _, _, _, _, _, _, _, _, _, _, _ = column_args  # SloPolicy._column_args'
+    _, _, _, _, _, _, max_items, _, _, _, _ = fill_columns  # batching.fill_columns'
+    rows, _, gave_up, doomed, key, values, weights, runnable = _assess(est_args, admission_args, column_args)
+    by_density, head = choice[0], choice[1]
+    rank = _rank_at_once(values, weights, capacities, key, arrival, runnable, by_density, head)
+    taken = walk(values, weights, capacities, max_items, rank)
+    if len(taken) < max_items and len(rank) < len(runnable):  # the walk may go past the head
+        rank = _rank_at_once(values, weights, capacities, key, arrival, runnable, by_density, 0)
+        taken = walk(values, weights, capacities, max_items, rank)
+    chosen = np.zeros(len(doomed), dtype=np.bool_)
+    chosen[taken] = True
+    step = (key, values, weights, capacities, runnable, arrival, doomed, gave_up, rows[SLACK], rows[STEPS_HI], t)
+    return _finish(chosen, rank, step, choice, release, now, fill_columns)  # step: StepKnapsack.finish_args' tuple
+
+
+@kernel
+def _finish(chosen, rank, step, choice, release, now, fill_columns):
+    """From the knapsack's choice to the plan: evictions (`_evictions`), rejections (a given-up
+    request frees its own blocks and does not run), the spare-budget fill over the rank
+    (batching.fill_at; the whole rank if a seat is left past its head) and the wake-up time.
+    Returns the run order, victims and rejected (view positions) and `_wake_at`'s time.
+    `step`: StepKnapsack.finish_args'; `choice`: SloPolicy._choice_args'."""
+    key, values, weights, capacities, runnable, arrival, doomed, gave_up, slack, steps_hi, t = step
+    by_density, _, margin, overloaded, reject_given_up = choice
+    kv_blocks, _, _, _, resident, free_blocks, max_items, _, _, _, _ = fill_columns  # batching.fill_columns'
+    chosen, victims = _evictions(chosen, resident, doomed, key, slack, steps_hi, margin, t, overloaded, values,
+                                 weights, capacities, max_items, runnable, arrival, kv_blocks, free_blocks)
+    reject = np.flatnonzero(gave_up) if reject_given_up else np.empty(0, dtype=np.int64)
+    eligible, leaving = rank, victims
+    if len(reject):  # rejected requests free their blocks themselves
+        chosen[reject] = False
+        victims = victims[~gave_up[victims]]
+        leaving = np.concatenate((victims, reject))
+    if len(rank) < len(runnable) and np.count_nonzero(chosen[rank]) < max_items:
+        rank = _rank_at_once(values, weights, capacities, key, arrival, runnable, by_density, 0)  # a seat is left
+        eligible = rank
+    if len(reject):
+        eligible = rank[~gave_up[rank]]
+    run_pos = batching.fill_at(eligible, chosen, leaving, weights[:, 0].copy(), weights[:, 1].copy(), fill_columns)
+    return run_pos, victims, reject, _wake_at(release, now, doomed, run_pos, slack)
+
+
+@kernel
+def _evictions(chosen, resident, doomed, key, slack, steps_hi, margin, t, overloaded, values, weights, capacities,
+               max_items, runnable, arrival, kv_blocks, free_blocks):
+    """Preempt only what pays, and only to admit waiting requests that are urgent (slack below the
+    margin): residents that are best effort, or whose slack after paying their recompute still
+    covers the longest urgent newcomer's whole run (they can wait it out), or, when the engine is
+    overloaded, exceeds the margin. Admissions that cannot be made that way are dropped, lowest
+    priority first, and the residents keep running. Returns the batch and the victims."""
+    blocks = weights[:, 0].copy()
+    victims, pays = _victims_that_pay(chosen, resident, doomed, key, slack, steps_hi, margin, t, overloaded, blocks,
+                                      kv_blocks, free_blocks)
+    if pays:
+        return chosen, victims
+    # too costly: keep the urgent admissions only, as far as the evictable blocks allow
+    admitted, urgent, cand, rank = _eviction_candidates(chosen, resident, doomed, key, slack, steps_hi, margin, t,
+                                                        overloaded)
+    chosen = chosen.copy()
+    order = runnable[argsort_in_kernel(key[runnable], (arrival[runnable],))]
+    pos_rank = np.empty(len(chosen))
+    pos_rank[order] = np.arange(len(order))
+    chosen[admitted[~urgent]] = False
+    ranked, freed, ranked_yet = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), False
+    urgent_admitted = admitted[urgent]
+    for req in urgent_admitted[np.argsort(-pos_rank[urgent_admitted])]:
+        need = batching.shortfall_at(resident, chosen, blocks, kv_blocks, free_blocks)
+        if need <= 0:
+            break
+        if not ranked_yet:  # dropping admissions leaves the eviction ranking as it is
+            ranked, freed = batching.eviction_head(resident, chosen, rank, kv_blocks, need)
+            ranked_yet = True
+        if cand[ranked[:batching.enough_count(freed, need)]].all():
+            break
+        chosen[req] = False
+    # residents fill the room the dropped admissions leave
+    rest = order[resident[order] & ~chosen[order]]
+    room = capacities - weights[np.flatnonzero(chosen)].sum(axis=0)
+    more = walk(values[rest], weights[rest], room, max(max_items - np.count_nonzero(chosen), 0),
+                np.arange(len(rest)))
+    chosen[rest[more]] = True
+    need = batching.shortfall_at(resident, chosen, blocks, kv_blocks, free_blocks)
+    if need <= 0:
+        return chosen, np.empty(0, dtype=np.int64)
+    ranked, freed = batching.eviction_head(resident, chosen, rank, kv_blocks, need)
+    victims = ranked[:batching.enough_count(freed, need)]
+    return chosen, victims[cand[victims]]
 
 
 @kernel

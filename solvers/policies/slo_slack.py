@@ -53,6 +53,14 @@ class SlackEstimate(NamedTuple):
 
 
 def estimate(view: EngineView, params: SloParams, groups: GroupDeadlines) -> SlackEstimate:
+    args, pending = estimate_args(view, params, groups)
+    return as_estimate(args, *estimate_each(*args), pending)
+
+
+def estimate_args(view: EngineView, params: SloParams,
+                  groups: GroupDeadlines) -> tuple[tuple, tuple[PendingMember, ...]]:
+    """What `estimate_each` reads, as one tuple (a kernel that goes on from the estimate takes it
+    whole and unpacks it), and the bulk members not released yet."""
     t = signals.typical_iteration(view)
     prefill, budget = view.prefill_after_hits(), view.engine.token_budget
     columns = _quantile_columns(tuple(view.quantile_levels), params.conservative, params.optimistic)
@@ -60,12 +68,16 @@ def estimate(view: EngineView, params: SloParams, groups: GroupDeadlines) -> Sla
     if view.groups and (view.cls == signals.BULK).any():
         lengths = _lengths(view.pred_quantiles, columns, view.generated, prefill, budget)
         due, due_lo, pending = _bulk_deadlines(view, params, groups, t, lengths)
-    rows, doomed = _estimate_each(
-        view.pred_quantiles, columns, view.generated, prefill, budget, view.now, t, view.cls, due, due_lo,
-        view.arrival, view.ttft_target, view.read_rate, view.delay_area, view.lag, view.group, params.qoe_threshold,
-        params.latency_budget_share)
-    return SlackEstimate(t, rows[_SLACK], doomed, rows[_ADMISSION_DUE], rows[_STEPS_HI], rows[_HI], rows[_MID],
-                         rows[_STEPS_MID], pending)
+    return (view.pred_quantiles, columns, view.generated, prefill, budget, view.now, t, view.cls, due, due_lo,
+            view.arrival, view.ttft_target, view.read_rate, view.delay_area, view.lag, view.group,
+            params.qoe_threshold, params.latency_budget_share), pending
+
+
+def as_estimate(args: tuple, rows: np.ndarray, doomed: np.ndarray,
+                pending: tuple[PendingMember, ...]) -> SlackEstimate:
+    """The SlackEstimate of `estimate_each`'s matrix and doomed mask (`args`: estimate_args')."""
+    return SlackEstimate(args[ITERATION], rows[SLACK], doomed, rows[ADMISSION_DUE], rows[STEPS_HI],
+                         rows[HI], rows[MID], rows[STEPS_MID], pending)
 
 
 @lru_cache(maxsize=16)
@@ -77,14 +89,15 @@ def _quantile_columns(levels: tuple[float, ...], conservative: float, optimistic
     return columns
 
 
-_HI, _LO, _MID, _STEPS_HI, _STEPS_LO, _STEPS_MID, _SLACK, _ADMISSION_DUE = range(8)  # rows of _estimate_each's
+HI, LO, MID, STEPS_HI, STEPS_LO, STEPS_MID, SLACK, ADMISSION_DUE = range(8)  # rows of estimate_each's matrix
+ITERATION = 6  # the position of the iteration time in estimate_args' tuple
 
 
 @kernel
-def _estimate_each(pred, columns, generated, prefill, budget, now, t, cls, due, due_lo, arrival, ttft_target,
+def estimate_each(pred, columns, generated, prefill, budget, now, t, cls, due, due_lo, arrival, ttft_target,
                    read_rate, delay_area, lag, group, threshold, share):
-    """Everything `estimate` computes per request in one compiled call: one matrix (rows _HI ..
-    _ADMISSION_DUE: _lengths' six, then the slack and admission due time) and the doomed mask."""
+    """Everything `estimate` computes per request in one compiled call: one matrix (rows HI ..
+    ADMISSION_DUE: _lengths' six, then the slack and admission due time) and the doomed mask."""
     out = np.empty((8, len(generated)))
     out[:6] = _lengths(pred, columns, generated, prefill, budget)
     doomed = _slack_each(now, t, cls, due, due_lo, prefill, budget, out, arrival, ttft_target, generated, read_rate,
@@ -114,11 +127,11 @@ def _lengths(pred, columns, generated, prefill, budget):
 def _slack_each(now, t, cls, due, due_lo, prefill, budget, rows, arrival, ttft_target, generated, read_rate,
                 delay_area, lag, group, threshold, share):
     """Doom of every live request (the rules of the module docstring). Its slack and admission due
-    time go to rows _SLACK and _ADMISSION_DUE of `rows` (_estimate_each's matrix, lengths filled
+    time go to rows SLACK and ADMISSION_DUE of `rows` (estimate_each's matrix, lengths filled
     in); `due`/`due_lo`: deadlines at the conservative and optimistic lengths (a bulk member's
     along its DAG)."""
     n = len(cls)
-    slack, admission_due, doomed = rows[_SLACK], rows[_ADMISSION_DUE], np.empty(n, dtype=np.bool_)
+    slack, admission_due, doomed = rows[SLACK], rows[ADMISSION_DUE], np.empty(n, dtype=np.bool_)
     stream_slack, stream_hope, stream_due = _stream_each(now, t, prefill, budget, rows, arrival, ttft_target,
                                                          generated, read_rate, delay_area, lag, threshold, share)
     top = -1
@@ -130,8 +143,8 @@ def _slack_each(now, t, cls, due, due_lo, prefill, budget, rows, arrival, ttft_t
         if cls[i] == signals.LATENCY:
             slack[i], doomed[i], admission_due[i] = stream_slack[i], stream_hope[i] < -1e-9, stream_due[i]
             continue
-        slack[i] = due[i] - now - rows[_STEPS_HI, i] * t
-        doomed[i] = due_lo[i] - now - rows[_STEPS_LO, i] * t < -1e-9
+        slack[i] = due[i] - now - rows[STEPS_HI, i] * t
+        doomed[i] = due_lo[i] - now - rows[STEPS_LO, i] * t < -1e-9
         admission_due[i] = due_lo[i]  # admission judges feasibility: optimistic DAG latest finish times
         if cls[i] == signals.BULK and doomed[i]:
             lost[group[i] if group[i] >= 0 else top + 1] = True
@@ -151,7 +164,7 @@ def _stream_each(now, t, prefill, budget, rows, arrival, ttft_target, generated,
     up only when even the full budget of the longest likely stream fails."""
     n = len(generated)
     slack, hope_margin, admission_due = np.empty(n), np.empty(n), np.empty(n)
-    hi_row, lo_row, mid_row = rows[_HI], rows[_LO], rows[_MID]
+    hi_row, lo_row, mid_row = rows[HI], rows[LO], rows[MID]
     for i in range(n):
         g, rate, area, hi, lo = generated[i], read_rate[i], delay_area[i], hi_row[i], lo_row[i]
         first = max(signals.prefill_iterations_at(prefill[i], budget), 1) * t
@@ -177,7 +190,7 @@ def _bulk_deadlines(view: EngineView, params: SloParams, groups: GroupDeadlines,
     plus the members not released yet (`lengths`: _lengths')."""
     bulk = np.flatnonzero(view.cls == signals.BULK)
     due = np.repeat(view.deadline[:, None], 2, axis=1)
-    dur = np.stack([lengths[_STEPS_HI] * t, lengths[_STEPS_LO] * t], axis=1)
+    dur = np.stack([lengths[STEPS_HI] * t, lengths[STEPS_LO] * t], axis=1)
     pending: list[PendingMember] = []
     pos_of = dict(zip(view.idx[bulk].tolist(), bulk.tolist(), strict=True))
     budget = view.engine.token_budget
