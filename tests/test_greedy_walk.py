@@ -4,9 +4,10 @@ definitions give: the item-by-item walk of the order, and numpy's stable sorts."
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numba import njit
 
 from solvers.knapsack.greedy import density_order, greedy_knapsack
-from solvers.stable_sort import stable_argsort
+from solvers.stable_sort import argsort_in_kernel, prefix_in_kernel, stable_argsort
 
 
 def _walk(values, weights, caps, max_items, order):
@@ -67,3 +68,23 @@ def test_stable_argsort_orders_keys_that_differ_in_their_last_bits(seed, n, step
     tiebreak = np.where(rng.random(n) < 0.2, np.nan, rng.integers(0, 3, n).astype(np.float64))
     assert stable_argsort(key).tolist() == np.argsort(key, kind="stable").tolist()
     assert stable_argsort(key, tiebreak).tolist() == np.lexsort((tiebreak, key)).tolist()
+
+
+@njit(cache=False)
+def _sorted_in_a_kernel(k, key, tiebreak):
+    """What a kernel gets from the in-kernel sorts (object mode above SMALL rows)."""
+    return argsort_in_kernel(key, (tiebreak,)), prefix_in_kernel(k, key, (tiebreak,))
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10**6), n=st.integers(0, 700), k=st.integers(0, 700), ties=st.booleans())
+def test_sorts_called_from_kernels_are_numpys(seed, n, k, ties):
+    """Kernels sort up to SMALL rows themselves and hand more to the packed numpy sort: either
+    way np.lexsort's order (a prefix of it, at least k rows long, for prefix_in_kernel)."""
+    rng = np.random.default_rng(seed)
+    key = rng.choice([0.0, -0.0, 1.5, np.nan, np.inf, -np.inf], n) if ties else rng.normal(size=n)
+    tiebreak = rng.integers(0, 4, n).astype(np.float64)
+    whole, prefix = _sorted_in_a_kernel(k, key, tiebreak)
+    want = np.lexsort((tiebreak, key)).tolist()
+    assert whole.tolist() == want
+    assert len(prefix) >= min(k, n) and prefix.tolist() == want[:len(prefix)]

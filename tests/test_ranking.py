@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from solvers.knapsack.greedy import greedy_knapsack
-from solvers.policies import ranking, signals
+from solvers.policies import batching, ranking, signals
 from benchmarks.policy_speed import synthetic_view
 from formulations.engine_spec import EngineSpec
 
@@ -87,3 +87,24 @@ def test_walk_to_sum_is_the_walk_to_a_sum(seed, n, need) -> None:
     rows = np.ascontiguousarray(np.stack(keys, axis=1), dtype=np.float64)
     want = ranking.walk(keys, lambda first: held[first].sum() >= need)
     assert np.array_equal(ranking.walk_to_sum(rows, held, need, ranking.FIRST_HEAD), want)
+
+
+@settings(max_examples=100, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(0, 2000), need=st.floats(0, 40_000))
+def test_eviction_head_ranks_unchosen_residents_by_rank_until_they_free_the_need(seed, n, need) -> None:
+    """batching.eviction_head: the unchosen residents by -rank, ties by position (a stable sort),
+    as far as it takes to free `need` blocks, with the blocks each prefix frees; its victims
+    (`enough`) are the first of the whole ranking that free the need."""
+    rng = np.random.default_rng(seed)
+    resident, chosen = rng.random(n) < 0.7, rng.random(n) < 0.3
+    rank = rng.choice([-np.inf, 0.0, 1.0, 2.5, np.nan], n) if seed % 2 else rng.normal(size=n)
+    kv_blocks = rng.integers(0, 40, n)
+    ranked, freed = batching.eviction_head(resident, chosen, rank, kv_blocks, need)
+    cand = np.flatnonzero(resident & ~chosen)
+    whole = cand[np.argsort(-rank[cand], kind="stable")]
+    assert ranked.tolist() == whole[:len(ranked)].tolist()
+    assert freed.tolist() == np.cumsum(kv_blocks[ranked]).tolist()
+    assert len(ranked) == len(whole) or freed[-1] >= need
+    enough = np.cumsum(kv_blocks[whole]) >= need
+    first = int(np.argmax(enough)) + 1 if enough.any() else len(whole)
+    assert batching.enough(ranked, freed, need).tolist() == whole[:first].tolist()
