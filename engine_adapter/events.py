@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine_adapter.plan_batch import columns_of
 from formulations.online import Plan
 
 
@@ -60,8 +61,6 @@ class HeldPlan:
         """The held plan's run set, minus requests no longer live (its preemptions and
         rejections were applied when it was decided)."""
         run = np.asarray(self.plan.run, dtype=np.int64)
-        if not len(live):
-            return Plan(run=run[:0])
-        ordered = np.sort(live)  # a binary search per request: np.isin costs several times more
-        found = ordered[np.minimum(np.searchsorted(ordered, run), len(live) - 1)]
-        return Plan(run=run[found == run])
+        # the batch rules' own compiled lookup (np.isin, or a sort and binary search, cost several
+        # numpy calls, each 5-15 us after a model step)
+        return Plan(run=run[columns_of(live, run)[0] >= 0])

@@ -31,6 +31,7 @@ class BatchDecision:
     run: np.ndarray  # positions that run, plan order
     tokens: np.ndarray  # tokens each of `run` processes
     blocked: int | None  # the waiting request that found no KV room (admission stops there)
+    any_prefill: bool  # a request in `run` prefills (plan_rules.Batch.any_prefill)
     # with prefix caching: the waiting positions of the plan's run, in run order, that the engine
     # itself admits from (each looked up again at its turn, after the allocations before it: hits
     # on blocks computed in this step); none when the engine evicted a victim
@@ -81,7 +82,7 @@ def decide_batch(view: EngineView, plan: Plan, admitted_at: np.ndarray,
                        exact_kv=True, freed=freed)
     admit_from = [] if hits is None or batch.victims else run[~resident[run]].tolist()
     return BatchDecision(preempt=preempt.tolist() + batch.victims, run=batch.slots, tokens=batch.chunk,
-                         blocked=batch.blocked, admit_from=admit_from)
+                         blocked=batch.blocked, any_prefill=batch.any_prefill, admit_from=admit_from)
 
 
 def _positions(idx: np.ndarray, requests: np.ndarray, name: str) -> np.ndarray:
@@ -90,25 +91,27 @@ def _positions(idx: np.ndarray, requests: np.ndarray, name: str) -> np.ndarray:
     requests = np.asarray(requests, dtype=np.int64)
     if len(requests) == 0:
         return _EMPTY
-    found, twice = _columns_of(idx, requests)
-    missing = found < 0
-    if missing.any():
-        raise PlanError(f"plan.{name} names request {int(requests[missing][0])}, which is not live")
+    found, missing, twice = columns_of(idx, requests)
+    if missing >= 0:
+        raise PlanError(f"plan.{name} names request {int(requests[missing])}, which is not live")
     if twice:
         raise PlanError(f"plan.{name} names a request twice")
     return found
 
 
 @kernel
-def _columns_of(idx, requests):
-    """The column of each of `requests` in `idx` (distinct request indices; -1: none), and whether
-    one is named twice. Compiled: as numpy expressions this cost a dozen interpreter round trips
-    per step, a sizeable part of the bridge's time."""
+def columns_of(idx, requests):
+    """The column of each of `requests` in `idx` (distinct request indices; -1: not there), the
+    position in `requests` of the first one not in `idx` (-1: none) and whether one is named
+    twice (events.HeldPlan keeps the live ones of a held plan's run with it too).
+    Compiled: as numpy expressions this cost a dozen interpreter round trips per step, a sizeable
+    part of the bridge's time."""
     order = np.argsort(idx)
     ordered = idx[order]
     at = np.searchsorted(ordered, requests)
     found = np.full(len(requests), -1, dtype=np.int64)
     seen = np.zeros(len(idx), dtype=np.bool_)
+    missing = -1
     twice = False
     for j in range(len(requests)):
         if at[j] < len(idx) and ordered[at[j]] == requests[j]:
@@ -116,4 +119,6 @@ def _columns_of(idx, requests):
             twice = twice or seen[column]
             seen[column] = True
             found[j] = column
-    return found, twice
+        elif missing < 0:
+            missing = j
+    return found, missing, twice

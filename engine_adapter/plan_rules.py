@@ -61,14 +61,37 @@ def form_batch(run: np.ndarray, n_live: int, resident: np.ndarray, computed: np.
     """
     if len(run) == 0:
         return Batch(_EMPTY, _EMPTY, np.empty(0, dtype=bool), False, [])
+    engine = (spec.block_size, spec.token_budget, spec.max_seqs, spec.watermark_blocks, spec.reserve_full_prompt)
+    if freed is None:  # both cases in one compiled call (the bridge walks most steps under KV pressure)
+        slots, chunk, prefill, any_prefill, victims, blocked = _batch(
+            run, n_live, resident, computed, prefill_left, kv_blocks, admit_order, free_blocks, *engine, exact_kv)
+        return Batch(slots, chunk, prefill, any_prefill, victims.tolist(), None if blocked < 0 else int(blocked))
     slots, chunk, prefill, any_prefill, fits = _common_case(
-        run, resident, computed, prefill_left, kv_blocks, free_blocks, spec.block_size, spec.token_budget,
-        spec.max_seqs, spec.watermark_blocks, spec.reserve_full_prompt, exact_kv)
+        run, resident, computed, prefill_left, kv_blocks, free_blocks, *engine, exact_kv)
     if fits:
         return Batch(slots, chunk, prefill, any_prefill, [])
+    slots, chunk, prefill, victims, blocked = _walk_each(
+        run, resident[:n_live], computed[:n_live], prefill_left[:n_live], kv_blocks[:n_live], freed(),
+        admit_order[:n_live], free_blocks, *engine)
+    return Batch(slots, chunk, prefill, bool(prefill.any()), victims.tolist(), None if blocked < 0 else int(blocked))
+
+
+@kernel
+def _batch(run, n_live, resident, computed, prefill_left, kv_blocks, admit_order, free_blocks, bs, budget, max_seqs,
+           watermark, reserve_full_prompt, exact_kv):
+    """form_batch without prefix caching (preempting a position frees what it holds): the common
+    case, else the walk; (slots, chunk, prefill, any_prefill, victims, blocked position or -1).
+    One compiled call: after a model step each call costs 5-15 us (cold caches)."""
+    slots, chunk, prefill, any_prefill, fits = _common_case(
+        run, resident, computed, prefill_left, kv_blocks, free_blocks, bs, budget, max_seqs, watermark,
+        reserve_full_prompt, exact_kv)
+    if fits:
+        return slots, chunk, prefill, any_prefill, np.empty(0, dtype=np.int64), -1
     held = kv_blocks[:n_live]
-    return _walk(run, resident[:n_live], computed[:n_live], prefill_left[:n_live], held, admit_order[:n_live],
-                 free_blocks, spec, held if freed is None else freed())
+    slots, chunk, prefill, victims, blocked = _walk_each(
+        run, resident[:n_live], computed[:n_live], prefill_left[:n_live], held, held, admit_order[:n_live],
+        free_blocks, bs, budget, max_seqs, watermark, reserve_full_prompt)
+    return slots, chunk, prefill, prefill.any(), victims, blocked
 
 
 @kernel
@@ -127,15 +150,6 @@ def _gate_passes(slots, need, resident, computed, pl, held, free, bs, watermark,
     gate = (computed[slots] + np.maximum(pl, 1) + (bs - 1)) // bs - held[slots]
     before = need.cumsum() - need  # blocks taken by the requests ahead in the batch
     return bool((before[waiting] + gate[waiting] <= free).all())
-
-
-def _walk(run: np.ndarray, resident: np.ndarray, computed: np.ndarray, prefill_left: np.ndarray,
-          held: np.ndarray, admit_order: np.ndarray, free: int, spec: EngineSpec, freed: np.ndarray) -> Batch:
-    """The plan walked request by request (`_walk_each`); this runs every step under KV pressure."""
-    slots, chunks, prefill, victims, blocked = _walk_each(
-        run, resident, computed, prefill_left, held, freed, admit_order, free, spec.block_size, spec.token_budget,
-        spec.max_seqs, spec.watermark_blocks, spec.reserve_full_prompt)
-    return Batch(slots, chunks, prefill, bool(prefill.any()), victims.tolist(), None if blocked < 0 else int(blocked))
 
 
 @kernel

@@ -52,7 +52,8 @@ class RequestBook:
         self.admitted_at = np.zeros(cap)  # last time it became resident (engine victim order)
         self.preemption_count = np.zeros(cap, dtype=np.int64)
         self.pred = np.zeros((cap, len(self.levels)))
-        self.token_times: list[list[float]] = []
+        self._token_times: list[list[float]] = []  # per row; deliveries not yet folded in are in _stamps
+        self._stamps: list[tuple[np.ndarray, np.ndarray, float]] = []  # (rows, counts, t) per delivery
         self.admissions: list[list[float]] = []
         self.preemptions: list[list[float]] = []
         self.finish: list[float | None] = []
@@ -89,7 +90,7 @@ class RequestBook:
         self.admitted_at[row] = -np.inf
         self.preemption_count[row] = 0
         self.pred[row] = pred
-        for log in (self.token_times, self.admissions, self.preemptions):
+        for log in (self._token_times, self.admissions, self.preemptions):
             log.append([])
         self.finish.append(None)
         return index
@@ -132,18 +133,33 @@ class RequestBook:
 
     def tokens(self, row: int, count: int, t: float) -> None:
         """`count` output tokens delivered at time t; updates the reading lag and delay area."""
-        self.token_times[row].extend([t] * count)
-        self._deliver(np.array([row], dtype=np.int64), count, t)
+        self.deliver(np.array([row], dtype=np.int64), np.array([count], dtype=np.int64), t)
 
     def one_token_each(self, rows: np.ndarray, t: float) -> None:
         """One token delivered at time t to each of `rows` (distinct)."""
-        for row in rows.tolist():
-            self.token_times[row].append(t)
-        self._deliver(rows, 1, t)
+        self.deliver(np.array(rows, dtype=np.int64), np.ones(len(rows), dtype=np.int64), t)
 
-    def _deliver(self, rows: np.ndarray, count: int, t: float) -> None:
-        _deliver_tokens(rows, count, t, self.cls, self.arrival, self.ttft_target, self.read_rate, self.run_max,
+    def deliver(self, rows: np.ndarray, counts: np.ndarray, t: float) -> None:
+        """`counts[k]` tokens delivered at time t to row `rows[k]` (distinct rows; -1: not one of
+        this book's, skipped). Both arrays are kept, not copied: the caller leaves them as they
+        are. One compiled call for a whole step's outputs, and the token times are appended to
+        each request's list only when read (`token_times`): after a model step every numpy call
+        costs 5-15 us (cold caches), and a Python loop over the step's requests as much again."""
+        self._stamps.append((rows, counts, t))
+        _deliver_tokens(rows, counts, t, self.cls, self.arrival, self.ttft_target, self.read_rate, self.run_max,
                         self.lag, self.delay_area, self.delivered)
+
+    @property
+    def token_times(self) -> list[list[float]]:
+        """Each row's token times so far (deliveries folded in when read: at the end of a run, or
+        by a recorder at each finish)."""
+        times = self._token_times
+        for rows, counts, t in self._stamps:
+            for row, count in zip(rows.tolist(), counts.tolist()):
+                if row >= 0:
+                    times[row] += [t] * count
+        self._stamps.clear()
+        return times
 
     def reject(self, row: int, t: float) -> None:
         self.rejected[row] = t
@@ -163,7 +179,7 @@ class RequestBook:
                     prompt_len=self.prompt_len[rows], ttft_target=self.ttft_target[rows],
                     read_rate=self.read_rate[rows], deadline=self.deadline[rows], group=self.group[rows])
         for col in cols.values():
-            col.flags.writeable = False
+            col.setflags(write=False)
         return cols
 
     def view(self, *, now: float, rows: np.ndarray, generated: np.ndarray, computed: np.ndarray,
@@ -197,10 +213,11 @@ class RequestBook:
         if missing:
             raise ValueError(f"the engine never saw request(s) {missing[:5]} ({len(missing)} in all)")
         timelines = []
+        token_times = self.token_times
         for rid in ids:
             row = row_of_id[rid]
             timelines.append(RequestTimeline(
-                request_id=rid, release=float(self.release[row]), token_times=np.array(self.token_times[row]),
+                request_id=rid, release=float(self.release[row]), token_times=np.array(token_times[row]),
                 admissions=list(self.admissions[row]), preemptions=list(self.preemptions[row]), finish=self.finish[row],
                 rejected=self.rejected.get(row),
             ))
@@ -225,13 +242,16 @@ class _LateColumns:
 
 
 @kernel
-def _deliver_tokens(rows, count, t, cls, arrival, ttft_target, read_rate, run_max, lag, delay_area, delivered):
-    """`count` tokens delivered at time t to each of `rows`: a latency request's reading lag is
-    read_k - ideal_k = max(0, max_j(d_j - (j-1)/r) - ideal_1) (the closed form of qoe.py), and its
-    delay area sums the lags. Compiled: as numpy expressions this cost ~20 interpreter round
-    trips per step, a sizeable part of the bridge's time."""
-    for row in rows:
-        for _ in range(count):
+def _deliver_tokens(rows, counts, t, cls, arrival, ttft_target, read_rate, run_max, lag, delay_area, delivered):
+    """`counts[k]` tokens delivered at time t to row `rows[k]` (-1: skipped): a latency request's
+    reading lag is read_k - ideal_k = max(0, max_j(d_j - (j-1)/r) - ideal_1) (the closed form of
+    qoe.py), and its delay area sums the lags. Compiled: as numpy expressions this cost ~20
+    interpreter round trips per step, a sizeable part of the bridge's time."""
+    for k in range(len(rows)):
+        row = rows[k]
+        if row < 0:
+            continue
+        for _ in range(counts[k]):
             if cls[row] == 0:
                 run_max[row] = max(run_max[row], t - delivered[row] / read_rate[row])
                 late = max(0.0, run_max[row] - (arrival[row] + ttft_target[row]))

@@ -173,11 +173,9 @@ class SloScheduler(Scheduler):
         self.slo_policy.reset(self.engine_spec)
         self.held = HeldPlan()
         self._pending: dict[int, _StepRecord] = {}  # id(SchedulerOutput) -> its step, until its output
-        self._live: list[Request] = []  # the last step's live requests, their book rows and columns
-        self._live_running = 0
+        self._live: list[Request] = []  # the last step's live requests, their book rows and static columns
         self._live_rows = np.empty(0, dtype=np.int64)
         self._live_static: dict[str, np.ndarray] = {}
-        self._live_resident = np.empty(0, dtype=bool)
 
     def now(self) -> float:
         if self.bridge.slot_time is not None:
@@ -260,8 +258,6 @@ class SloScheduler(Scheduler):
                     return output
                 view, rows, hit_blocks = self._view(now, live, n_running)
             decision = self._decide_batch(view, plan, live, n_running, rows, hit_blocks)
-        any_prefill = self._note_batch(view, decision, len(plan.preempt), n_running)
-
         for k in decision.preempt:
             request = live[k]
             self.running.remove(request)
@@ -271,6 +267,7 @@ class SloScheduler(Scheduler):
         run_arr = decision.run
         run = run_arr.tolist()
         run_resident = [live[k] for k in run if k < n_running]
+        any_prefill = self._note_batch(decision, len(plan.preempt), len(run_resident) == len(run))
         if hit_blocks is None:
             admit = [live[k] for k in run if k >= n_running]
         else:  # vLLM admits as the simulator's PrefixCache.allocate does, from the plan's waiting ones
@@ -312,14 +309,13 @@ class SloScheduler(Scheduler):
             extra = np.setdiff1d(np.array(decision.admit_from, dtype=np.int64), run_arr, assume_unique=True)
             candidates = np.concatenate([run_arr, extra])
             cand_tokens = np.concatenate([decision.tokens, np.full(len(extra), -1, dtype=np.int64)])
-        cand_rows = rows[candidates]
-        counts, got, deviates = self._after_schedule(output, admitted, cand_rows, cand_tokens, candidates < n_running)
+        counts, got, deviates = self._after_schedule(output, admitted, rows, candidates, cand_tokens, n_running)
         if deviates:
             self.plan_deviations += 1
         if not output.num_scheduled_tokens:
             self.held.event = True  # idle
         elif any_prefill:  # only decodes: no prefill can end
-            self._note_prefill_ends(view, candidates, cand_rows, got)
+            self._note_prefill_ends(view, rows, candidates, got)
         self._open_log_row(output, started, now, planned_indices, counts,
                            policy_seconds + time.perf_counter() - resumed, decide_seconds)
         return output
@@ -335,28 +331,23 @@ class SloScheduler(Scheduler):
         hits = None if hit_blocks is None else self._hits_after(live, n_running, hit_blocks, int(view.free_blocks))
         return decide_batch(view, plan, self.book.admitted_at[rows], hits)
 
-    def _note_batch(self, view, decision: BatchDecision, plan_preempts: int, n_running: int) -> bool:
+    def _note_batch(self, decision: BatchDecision, plan_preempts: int, all_resident: bool) -> bool:
         """Events this step's batch makes (engine_adapter/events.py): an eviction by the KV rule,
-        an empty batch; and whether it is steady. Returns whether it prefills."""
+        an empty batch; and whether it is steady (`all_resident`: every request it runs was
+        running). Returns whether it prefills (or may: waiting ones vLLM admits itself)."""
         victims = len(decision.preempt) > plan_preempts
-        ran = decision.run
-        if victims or not len(ran):
+        if victims or not len(decision.run):
             self.held.event = True
-        any_prefill = bool(decision.admit_from) or bool((view.prefill_left[ran] > 0).any())
-        self.held.steady = is_steady_batch(victims, any_prefill, bool((ran < n_running).all()))
+        any_prefill = bool(decision.admit_from) or decision.any_prefill
+        self.held.steady = is_steady_batch(victims, any_prefill, all_resident)
         return any_prefill
 
-    def _note_prefill_ends(self, view, candidates: np.ndarray, cand_rows: np.ndarray, got: np.ndarray) -> None:
+    def _note_prefill_ends(self, view, rows: np.ndarray, candidates: np.ndarray, got: np.ndarray) -> None:
         """A prefill that ended in this step (or a recompute left with its last output token) is
         an event; read from the computed tokens vLLM left after scheduling (the book's copy, just
-        updated), which count prefix hits. `got`: the tokens vLLM scheduled per candidate, -1 none."""
-        ran = got >= 0
-        if not ran.any():
-            return
-        ks = candidates[ran]
-        was_prefill = view.prefill_left[ks] > 0
-        left = view.prefill_left[ks] + view.computed[ks] - self.book.computed[cand_rows[ran]]
-        if prefill_event(was_prefill, left, view.generated[ks])[0]:
+        updated), which count prefix hits. `got`: the tokens vLLM scheduled per candidate (view
+        columns `candidates`, book `rows` per column), -1 none."""
+        if _prefill_ended(rows, candidates, got, view.prefill_left, view.computed, view.generated, self.book.computed):
             self.held.event = True
 
     def _reject(self, indices: np.ndarray, live: list[Request], rows: np.ndarray,
@@ -381,15 +372,17 @@ class SloScheduler(Scheduler):
                 del self._row_by_id[id(request)]
         self._rejected.clear()
 
-    def _after_schedule(self, output: SchedulerOutput, admitted: list[Request] | None, cand_rows: np.ndarray,
-                        cand_tokens: np.ndarray, cand_resident: np.ndarray) -> tuple[tuple[int, int, int, int], np.ndarray, bool]:
+    def _after_schedule(self, output: SchedulerOutput, admitted: list[Request] | None, rows: np.ndarray,
+                        candidates: np.ndarray, cand_tokens: np.ndarray,
+                        n_resident: int) -> tuple[tuple[int, int, int, int], np.ndarray, bool]:
         """After vLLM's schedule(): the book's computed tokens of the scheduled requests (what
         vLLM's num_computed_tokens now reads: the count before plus the tokens scheduled, read
         back only for the requests just `admitted`, whose prefix-cache hits count too; None:
         read back every scheduled one), the step's log counts (prefill tokens and attention pairs,
-        decodes and their context), the tokens vLLM scheduled per candidate row (-1: none) and
-        whether vLLM deviated from them (engine_adapter/plan_batch.py's candidates: the planned
-        run with `cand_tokens`, then waiting ones vLLM may admit itself with -1). Columns at once
+        decodes and their context), the tokens vLLM scheduled per candidate (-1: none) and
+        whether vLLM deviated from them (engine_adapter/plan_batch.py's candidates, as view
+        columns of the book `rows`, the first `n_resident` resident: the planned run with
+        `cand_tokens`, then waiting ones vLLM may admit itself with -1). Columns at once
         rather than a loop over the scheduled requests: each request object read costs a cache
         miss after a model step."""
         scheduled = output.num_scheduled_tokens
@@ -400,15 +393,15 @@ class SloScheduler(Scheduler):
         read_rows = np.fromiter(map(self._row_by_id.__getitem__, map(id, read)), dtype=np.int64, count=len(read))
         read_computed = np.fromiter(map(_computed_tokens, read), dtype=np.int64, count=len(read))
         prefill, pairs, decodes, ctx, got, deviates = _step_columns(
-            srows, tokens, read_rows, read_computed, self.book.computed, self.book.prompt_len, cand_rows,
-            cand_tokens, cand_resident, not self.cache_config.enable_prefix_caching)
+            srows, tokens, read_rows, read_computed, self.book.computed, self.book.prompt_len, rows, candidates,
+            cand_tokens, n_resident, not self.cache_config.enable_prefix_caching)
         return (prefill, pairs, decodes, ctx), got, deviates
 
     def _record(self, output: SchedulerOutput, began: float, now: float, planned: np.ndarray, policy_seconds: float,
                 decide_seconds: float) -> None:
         """The book's computed tokens and the log row of a step scheduled without a plan."""
         entered = time.perf_counter()
-        counts = self._after_schedule(output, None, _EMPTY, _EMPTY, np.empty(0, dtype=bool))[0]
+        counts = self._after_schedule(output, None, _EMPTY, _EMPTY, _EMPTY, 0)[0]
         self._open_log_row(output, began, now, planned, counts, policy_seconds + time.perf_counter() - entered,
                            decide_seconds)
 
@@ -428,49 +421,51 @@ class SloScheduler(Scheduler):
         read back from the requests; the live rows and their static columns are rebuilt only
         when the live set or its order changed."""
         n = len(live)
-        if live != self._live or n_running != self._live_running:  # (identity comparisons)
+        if live != self._live:  # (identity comparisons)
             # by identity: reading each request's id from the object costs a cache miss per
             # request after a model step (measured 0.1-0.2 ms at 256 live requests)
             rows = np.fromiter(map(self._row_by_id.__getitem__, map(id, live)), dtype=np.int64, count=n)
-            self._live, self._live_running, self._live_rows = live, n_running, rows
+            self._live, self._live_rows = live, rows
             self._live_static = self.book.static_columns(rows)
-            self._live_resident = np.arange(n) < n_running
         rows = self._live_rows
         hit_blocks = cached = None
         if self.cache_config.enable_prefix_caching:
             hit_blocks = self._hit_blocks(live, n_running)
             cached = np.fromiter(map(len, hit_blocks), dtype=np.int64, count=n) * self.block_size
-        view = self._book_view(self.book, now, rows, self._live_static, self._live_resident, self._in_flight(live),
+        view = self._book_view(self.book, now, rows, self._live_static, n_running, self._in_flight(live),
                                self.kv_cache_manager.block_pool.get_num_free_blocks(), cached)
         return view, rows, hit_blocks
 
     def _book_view(self, book: RequestBook, now: float, rows: np.ndarray, static: dict[str, np.ndarray],
-                   resident: np.ndarray, in_flight: np.ndarray, free_blocks: int, cached: np.ndarray | None):
-        """The view of `book`'s `rows` (their static columns kept), progress from the book's counts."""
-        computed, generated, prefill_left, kv_blocks = _progress(
-            rows, resident, static["prompt_len"], book.computed, book.delivered, in_flight, self.block_size)
+                   n_resident: int, in_flight: np.ndarray, free_blocks: int, cached: np.ndarray | None):
+        """The view of `book`'s `rows`, the first `n_resident` of them resident (their static
+        columns kept), progress from the book's counts."""
+        computed, generated, prefill_left, resident, kv_blocks, preemptions = _progress(
+            rows, n_resident, static["prompt_len"], book.computed, book.delivered, book.preemption_count, in_flight,
+            self.block_size)
         return book.view(
             now=now, rows=rows, generated=generated, computed=computed, prefill_left=prefill_left, resident=resident,
-            kv_blocks=kv_blocks, preemptions=book.preemption_count[rows], refine=self.predictor.refine,
+            kv_blocks=kv_blocks, preemptions=preemptions, refine=self.predictor.refine,
             free_blocks=free_blocks, engine=self.engine_spec, static=static, cached=cached,
         )
 
     def _warm_up(self) -> None:
-        """Ask the policy and apply the batch rules (and the bridge's own step kernel) on
-        synthetic views, so that numba's compiled rules are loaded from its disk cache (or
-        compiled) here rather than in a run, which a load stalled by 5-40 ms and a compile (a
-        fresh cache) by seconds. numba compiles one version per argument type, and a column's
-        type depends on the data: a single live request's columns are contiguous where several
-        requests' are strided; bulk members not yet released (DAG children) add a table whose
-        layout differs with one member and with several. So the views cover: latency and
-        throughput requests with and without a bulk group and DAG children not yet released;
-        running and waiting ones; a KV shortage and KV to spare; one live request alone; past
-        every deadline, requests a policy gives up on (asked twice: the second decision sees them
-        given up); and an overload (more work arriving at once than the engine serves). Then the policy runs a short simulated
-        overload (_warm_up_instance) on views typed as the bridge's (_AsBridgeViews): the paths a
-        policy takes only in a run's course (evictions, rejections, DAG children released) are
-        reached there whatever the policy's internals. All on a copy of the policy: its
-        compiled rules are the same (module-level), and the run's policy is left as it was."""
+        """Ask the policy and apply the batch rules (and the bridge's own kernels: the step's columns,
+        the prefill ends, the held plan's run set) on synthetic views, so that numba's compiled
+        rules are loaded from its disk cache (or compiled) here rather than in a run, which a load
+        stalled by 5-40 ms and a compile (a fresh cache) by seconds. numba compiles one version per
+        argument type, and a column's type depends on the data: a single live request's columns are
+        contiguous where several requests' are strided; bulk members not yet released (DAG children)
+        add a table whose layout differs with one member and with several. So the views cover:
+        latency and throughput requests with and without a bulk group and DAG children not yet
+        released; running and waiting ones; a KV shortage and KV to spare; one live request alone;
+        past every deadline, requests a policy gives up on (asked twice: the second decision sees
+        them given up); and an overload (more work arriving at once than the engine serves). Then
+        the policy runs a short simulated overload (_warm_up_instance) on views typed as the
+        bridge's (_AsBridgeViews): the paths a policy takes only in a run's course (evictions,
+        rejections, DAG children released) are reached there whatever the policy's internals. All on
+        a copy of the policy: its compiled rules are the same (module-level), and the run's policy
+        is left as it was."""
         group = GroupSpec(id="warm-up", members=(2, 3), parents=((), ()), prompt_len=(64, 64), deadline=60.0)
         dag = GroupSpec(id="warm-up-dag", members=(4, 5, 6), parents=((), (4,), (4,)), prompt_len=(64, 64, 64),
                         deadline=60.0)
@@ -500,9 +495,8 @@ class SloScheduler(Scheduler):
                 rows = np.flatnonzero(keep)
                 for p in (replace(plan, reject=_EMPTY), Plan(run=view.idx)):
                     decision = decide_batch(view, p, book.admitted_at[rows])
-                    cand = decision.run
-                    _step_columns(rows[cand], decision.tokens, _EMPTY, _EMPTY, book.computed.copy(), book.prompt_len,
-                                  rows[cand], decision.tokens, cand < resident, True)
+                    _after_schedule_kernels(view, decision, rows, book.computed.copy(), book.prompt_len)
+                HeldPlan(plan).run_set(view.idx)
         try:  # (a predictor of its own: one may draw from a random stream)
             simulate(_warm_up_instance(self.engine_spec),
                      _AsBridgeViews(policy, bool(self.cache_config.enable_prefix_caching)),
@@ -528,8 +522,8 @@ class SloScheduler(Scheduler):
             rows, running = rows[keep], running[keep]
         n = len(rows)
         cached = np.zeros(n, dtype=np.int64) if self.cache_config.enable_prefix_caching else None
-        view = self._book_view(book, now, rows, book.static_columns(rows), running, np.zeros(n, dtype=np.int64),
-                               free_blocks, cached)
+        view = self._book_view(book, now, rows, book.static_columns(rows), int(np.count_nonzero(running)),
+                               np.zeros(n, dtype=np.int64), free_blocks, cached)
         return book, view
 
     def _hit_blocks(self, live: list[Request], n_running: int) -> list[list]:
@@ -579,14 +573,9 @@ class SloScheduler(Scheduler):
             outs = engine_outputs.outputs
             # a column per field (C-level maps) rather than a loop over the outputs: reading each
             # output object in Python costs a cache miss and an interpreter round trip
+            # (row -1: an output of a request not added through add_request, not the bridge's)
             rows = np.fromiter(map(row_of.get, map(_request_id, outs), repeat(-1)), dtype=np.int64, count=len(outs))
-            delivered = np.fromiter(map(len, map(_new_token_ids, outs)), dtype=np.int64, count=len(outs))
-            ours = rows >= 0  # (an output of a request not added through add_request: not the bridge's)
-            single = rows[ours & (delivered == 1)]
-            if len(single):
-                book.one_token_each(single, t)
-            for k in np.flatnonzero(ours & (delivered > 1)).tolist():
-                book.tokens(int(rows[k]), int(delivered[k]), t)
+            book.deliver(rows, np.fromiter(map(len, map(_new_token_ids, outs)), dtype=np.int64, count=len(outs)), t)
             reasons = list(map(_finish_reason, outs))
             if reasons.count(None) < len(reasons):
                 for k, reason in enumerate(reasons):
@@ -629,17 +618,21 @@ class SloScheduler(Scheduler):
 
 
 @kernel
-def _progress(rows, resident, prompt_len, book_computed, book_delivered, in_flight, block_size):
-    """The view's progress columns of the live requests at book `rows`: computed and generated
-    tokens, prefill tokens left, KV blocks held. A request decodes once it has an output token
-    (under async, one on its way counts: its next step feeds it) and all but its last token are
-    computed; otherwise it prefills its num_tokens (no speculative tokens) minus computed ones.
-    Compiled: as numpy expressions this cost a dozen interpreter round trips per step."""
+def _progress(rows, n_resident, prompt_len, book_computed, book_delivered, book_preemptions, in_flight, block_size):
+    """The view's progress columns of the live requests at book `rows`, the first `n_resident`
+    of them resident: computed and generated tokens, prefill tokens left, residence, KV blocks
+    held, preemptions so far. A request decodes once it has an output token (under async, one on
+    its way counts: its next step feeds it) and all but its last token are computed; otherwise it
+    prefills its num_tokens (no speculative tokens) minus computed ones. Compiled: as numpy
+    expressions this cost a dozen interpreter round trips per step, each 5-15 us after a model
+    step (cold caches)."""
     n = len(rows)
     computed = np.empty(n, dtype=np.int64)
     generated = np.empty(n, dtype=np.int64)
     prefill_left = np.empty(n, dtype=np.int64)
+    resident = np.arange(n) < n_resident
     kv_blocks = np.empty(n, dtype=np.int64)
+    preemptions = book_preemptions[rows]
     for k in range(n):
         done, out = book_computed[rows[k]], book_delivered[rows[k]]
         total = prompt_len[k] + out + in_flight[k]
@@ -647,7 +640,7 @@ def _progress(rows, resident, prompt_len, book_computed, book_delivered, in_flig
         computed[k], generated[k] = done, out
         prefill_left[k] = 0 if decoding else total - done
         kv_blocks[k] = blocks_for_at(done, block_size) if resident[k] else 0
-    return computed, generated, prefill_left, kv_blocks
+    return computed, generated, prefill_left, resident, kv_blocks, preemptions
 
 
 _EMPTY = np.empty(0, dtype=np.int64)
@@ -656,17 +649,29 @@ _request_id = attrgetter("request_id")
 _new_token_ids = attrgetter("new_token_ids")
 _finish_reason = attrgetter("finish_reason")
 _pairs = kernel(prefill_pairs)
+_prefill_event = kernel(prefill_event)
 
 
 @kernel
-def _step_columns(srows, tokens, read_rows, read_computed, computed, prompt_len, cand_rows, cand_tokens, cand_resident,
-                  exact):
+def _prefill_ended(rows, candidates, got, prefill_left, computed, generated, book_computed):
+    """Whether a prefill ended among the view's `candidates` (columns of the book `rows`) that
+    vLLM scheduled (`got` >= 0), by events.prefill_event, from the tokens each had left to
+    prefill and the computed tokens vLLM left (`book_computed`). One compiled call: as numpy
+    expressions a dozen calls, each 5-15 us after a model step."""
+    ks = candidates[got >= 0]
+    left = prefill_left[ks] + computed[ks] - book_computed[rows[ks]]
+    return _prefill_event(prefill_left[ks] > 0, left, generated[ks])[0]
+
+
+@kernel
+def _step_columns(srows, tokens, read_rows, read_computed, computed, prompt_len, rows, candidates, cand_tokens,
+                  n_resident, exact):
     """After vLLM scheduled `tokens` for the requests at book `srows`: advance their `computed`
     (`read_rows` take `read_computed` instead: vLLM's own count), count the step's prefill tokens,
     attention pairs, decodes and decode context, and match the scheduled requests against the
-    candidates (rows `cand_rows` wanting `cand_tokens`; -1: any). Deviates when a request outside
-    the candidates ran or, for resident candidates (every candidate when `exact`), when one did
-    not get its tokens."""
+    candidates (view columns `candidates` of the book `rows`, the first `n_resident` columns
+    resident, wanting `cand_tokens`; -1: any). Deviates when a request outside the candidates ran
+    or, for resident candidates (every candidate when `exact`), when one did not get its tokens."""
     m = len(srows)
     for j in range(m):
         computed[srows[j]] += tokens[j]
@@ -682,6 +687,7 @@ def _step_columns(srows, tokens, read_rows, read_computed, computed, prompt_len,
         else:
             prefill += n
             pairs += _pairs(start, n)
+    cand_rows = rows[candidates]
     got = np.full(len(cand_rows), -1, dtype=np.int64)
     order = np.argsort(cand_rows)
     keys = cand_rows[order]
@@ -693,7 +699,7 @@ def _step_columns(srows, tokens, read_rows, read_computed, computed, prompt_len,
         else:
             deviates = True
     for i in range(len(cand_rows)):
-        if got[i] != cand_tokens[i] and (exact or cand_resident[i]):
+        if got[i] != cand_tokens[i] and (exact or candidates[i] < n_resident):
             deviates = True
     return prefill, pairs, decodes, ctx, got, deviates
 
@@ -737,10 +743,21 @@ class _AsBridgeViews(Policy):
         object.__setattr__(copy, "_builder", _Columns(view))
         plan = self.inner.decide(copy)
         decision = decide_batch(copy, replace(plan, reject=_EMPTY), np.zeros(n))
-        rows, cand = np.arange(n, dtype=np.int64), decision.run
-        _step_columns(rows[cand], decision.tokens, _EMPTY, _EMPTY, np.array(view.computed, dtype=np.int64),
-                      np.array(view.prompt_len, dtype=np.int64), rows[cand], decision.tokens, cols["resident"][cand], True)
+        _after_schedule_kernels(copy, decision, np.arange(n, dtype=np.int64), np.array(view.computed, dtype=np.int64),
+                                np.array(view.prompt_len, dtype=np.int64))
         return plan
+
+
+def _after_schedule_kernels(view, decision: BatchDecision, rows: np.ndarray, computed: np.ndarray,
+                            prompt_len: np.ndarray) -> None:
+    """The bridge's compiled calls after vLLM's schedule() (the step's columns, the prefill
+    ends) on the batch of `decision` as if vLLM scheduled it, for the warm-up (only the argument
+    types matter; the results are dropped): `rows` are the view's book rows, `computed` and
+    `prompt_len` the book's columns (`computed` is changed)."""
+    cand = decision.run
+    got = _step_columns(rows[cand], decision.tokens, _EMPTY, _EMPTY, computed, prompt_len, rows, cand,
+                        decision.tokens, int(np.count_nonzero(view.resident)), True)[4]
+    _prefill_ended(rows, cand, got, view.prefill_left, view.computed, view.generated, computed)
 
 
 class _Columns:
