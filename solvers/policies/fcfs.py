@@ -16,10 +16,11 @@ import numpy as np
 
 from formulations.engine_spec import EngineSpec
 from formulations.online import EngineView, Plan, Policy
+from solvers.compiled import kernel
 from solvers.policies.per_request import grown, index_bound
+from solvers.stable_sort import argsort_in_kernel
 
 _UNSET = np.iinfo(np.int64).min
-_WAITING_OFFSET = 1 << 61  # sorts every waiting queue key after every admission number
 
 
 class FCFSPolicy(Policy):
@@ -29,12 +30,10 @@ class FCFSPolicy(Policy):
         self.reset(None)
 
     def reset(self, engine: EngineSpec | None) -> None:
-        self._admitted = np.full(1024, -1, dtype=np.int64)  # running order; -1: not resident
-        self._queue = np.full(1024, _UNSET, dtype=np.int64)  # waiting-queue position key
-        self._preempted = np.zeros(1024, dtype=np.int64)  # preemption count last seen
-        self._admit_counter = 0
-        self._back = 0  # next key at the back of the waiting queue
-        self._front = 0  # the key at the front (keys below go further front)
+        self._admitted = np.full(1024, -1, dtype=np.int64)  # per request index: running order; -1: not resident
+        self._queue = np.full(1024, _UNSET, dtype=np.int64)  # per request index: waiting-queue position key
+        self._preempted = np.zeros(1024, dtype=np.int64)  # per request index: preemption count last seen
+        self._counters = np.zeros(3, dtype=np.int64)  # next admission number, back key, front key
 
     def decide(self, view: EngineView) -> Plan:
         idx = view.idx
@@ -45,42 +44,60 @@ class FCFSPolicy(Policy):
             self._admitted = grown(self._admitted, size, fill=-1)
             self._queue = grown(self._queue, size, fill=_UNSET)
             self._preempted = grown(self._preempted, size)
-        seq, queue = self._admitted[idx], self._queue[idx]
-        resident = view.resident
-        new = (queue == _UNSET).nonzero()[0]
-        if len(new):  # arrivals join the back of the waiting queue, in arrival order
-            new = new[np.lexsort((idx[new], view.arrival[new]))]
-            queue[new] = self._back + np.arange(len(new))
-            self._back += len(new)
-            self._queue[idx[new]] = queue[new]
-        waiting = (~resident).nonzero()[0]
-        if len(waiting):
-            self._requeue_victims(view, waiting, seq, queue)
-            self._admitted[idx[waiting]] = -1
-        fresh = (resident & (seq < 0)).nonzero()[0]
-        if len(fresh):  # admitted since the last decision, in waiting-queue order
-            fresh = fresh[np.argsort(queue[fresh], kind="stable")]
-            seq[fresh] = self._admit_counter + np.arange(len(fresh))
-            self._admit_counter += len(fresh)
-            self._admitted[idx[fresh]] = seq[fresh]
-        # running (admission order) first, then waiting (queue order): one sort on one key
-        key = np.where(resident, seq, queue + _WAITING_OFFSET)
-        return Plan(run=idx[np.argsort(key, kind="stable")])
+        return Plan(run=idx[_run_order(idx, view.resident, view.arrival, view.preemptions, self._admitted,
+                                       self._queue, self._preempted, self._counters)])
 
-    def _requeue_victims(self, view: EngineView, waiting: np.ndarray, seq: np.ndarray, queue: np.ndarray) -> None:
-        """Requests preempted since the last decision go to the front of the waiting queue, in
-        the running order they had. (A request's count only grows by preemption, and only a
-        preemption makes a request wait, so comparing counts of waiting requests suffices.)"""
-        idx = view.idx
-        counts = view.preemptions[waiting]
-        victims = waiting[counts > self._preempted[idx[waiting]]]
-        if len(victims):
-            # running order: known admission numbers first; requests admitted and preempted
-            # between two decisions were admitted after all of them, in their queue order
-            known = seq[victims]
-            order = np.lexsort((queue[victims], np.where(known >= 0, known, np.iinfo(np.int64).max)))
-            victims = victims[order]
-            self._front -= len(victims)
-            queue[victims] = self._front + np.arange(len(victims))
-            self._queue[idx[victims]] = queue[victims]
-            self._preempted[idx[victims]] = view.preemptions[victims]
+
+@kernel
+def _run_order(idx, resident, arrival, preemptions, admitted, queue_of, preempted, counters):
+    """Both queues brought up to date with what happened since the last decision, and the live
+    requests (view positions) in run order: running ones in admission order, then waiting ones
+    in queue order. Arrivals join the back of the waiting queue in arrival order; requests
+    preempted since then go to its front (`_requeue_victims`); requests admitted since then get
+    admission numbers in waiting-queue order. Updates the per-request state (`admitted`,
+    `queue_of`, `preempted`: by request index) and `counters` in place."""
+    seq, queue = admitted[idx], queue_of[idx]
+    new = np.flatnonzero(queue == _UNSET)
+    if len(new):  # arrivals join the back of the waiting queue, in arrival order
+        new = new[argsort_in_kernel(arrival[new], (idx[new],))]
+        for j in range(len(new)):
+            queue[new[j]] = counters[_BACK] + j
+            queue_of[idx[new[j]]] = queue[new[j]]
+        counters[_BACK] += len(new)
+    waiting = np.flatnonzero(~resident)
+    if len(waiting):
+        _requeue_victims(idx, waiting, preemptions, seq, queue, queue_of, preempted, counters)
+        admitted[idx[waiting]] = -1
+    fresh = np.flatnonzero(resident & (seq < 0))
+    if len(fresh):  # admitted since the last decision, in waiting-queue order
+        fresh = fresh[argsort_in_kernel(queue[fresh], (queue[fresh],))]
+        for j in range(len(fresh)):
+            seq[fresh[j]] = counters[_ADMISSION] + j
+            admitted[idx[fresh[j]]] = seq[fresh[j]]
+        counters[_ADMISSION] += len(fresh)
+    running = np.flatnonzero(resident)  # running ones in admission order, then waiting ones in queue order
+    return np.concatenate((running[argsort_in_kernel(seq[running], (seq[running],))],
+                           waiting[argsort_in_kernel(queue[waiting], (queue[waiting],))]))
+
+
+@kernel
+def _requeue_victims(idx, waiting, preemptions, seq, queue, queue_of, preempted, counters):
+    """Requests preempted since the last decision go to the front of the waiting queue, in the
+    running order they had. (A request's count only grows by preemption, and only a preemption
+    makes a request wait, so comparing counts of waiting requests suffices.)"""
+    victims = waiting[preemptions[waiting] > preempted[idx[waiting]]]
+    if not len(victims):
+        return
+    # running order: known admission numbers first; requests admitted and preempted between two
+    # decisions were admitted after all of them, in their queue order
+    known = seq[victims]
+    victims = victims[argsort_in_kernel(np.where(known >= 0, known, _NEVER_ADMITTED), (queue[victims],))]
+    counters[_FRONT] -= len(victims)
+    for j in range(len(victims)):
+        queue[victims[j]] = counters[_FRONT] + j
+        queue_of[idx[victims[j]]] = queue[victims[j]]
+        preempted[idx[victims[j]]] = preemptions[victims[j]]
+
+
+_ADMISSION, _BACK, _FRONT = range(3)  # FCFSPolicy._counters
+_NEVER_ADMITTED = np.iinfo(np.int64).max  # sorts after every admission number
