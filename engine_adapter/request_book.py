@@ -24,6 +24,9 @@ from formulations.schedule import RequestTimeline, Schedule
 from solvers.compiled import kernel
 
 
+FOLD_EVERY = 256  # deliveries (engine steps) kept as arrays before their times go to the per-row lists
+
+
 class RequestBook:
     """SLO state and timelines of every request seen by one engine run."""
 
@@ -148,18 +151,24 @@ class RequestBook:
         self._stamps.append((rows, counts, t))
         _deliver_tokens(rows, counts, t, self.cls, self.arrival, self.ttft_target, self.read_rate, self.run_max,
                         self.lag, self.delay_area, self.delivered)
+        if len(self._stamps) >= FOLD_EVERY:  # a server that never reads them keeps a bounded backlog
+            self._fold()
 
     @property
     def token_times(self) -> list[list[float]]:
         """Each row's token times so far (deliveries folded in when read: at the end of a run, or
-        by a recorder at each finish)."""
+        by a recorder at each finish, and every FOLD_EVERY deliveries)."""
+        self._fold()
+        return self._token_times
+
+    def _fold(self) -> None:
+        """Append the pending deliveries' times to each row's list."""
         times = self._token_times
         for rows, counts, t in self._stamps:
             for row, count in zip(rows.tolist(), counts.tolist()):
                 if row >= 0:
                     times[row] += [t] * count
         self._stamps.clear()
-        return times
 
     def reject(self, row: int, t: float) -> None:
         self.rejected[row] = t

@@ -69,3 +69,30 @@ def test_groups_fresh_indices_view_and_schedule():
     s = book.schedule(["r0", "r1"], iterations=4, meta={})
     assert s.timelines[0].token_times.tolist() == [0.5, 0.5] and s.timelines[0].finish == 0.5
     assert s.timelines[1].finish is None and s.iterations == 4
+
+
+def test_deliver_updates_each_row_skips_unknown_ones_and_keeps_a_bounded_backlog():
+    """`deliver` (a whole step's outputs in one call) does what per-row `tokens` calls do, skips
+    rows marked -1 (not this book's), and folds its pending token times into the per-row lists
+    every FOLD_EVERY deliveries, so a server that never reads them does not pile them up."""
+    from engine_adapter.request_book import FOLD_EVERY
+
+    one, each = RequestBook((0.5,)), RequestBook((0.5,))
+    for book in (one, each):
+        for i in range(3):
+            book.register(args(i, arrival=0.5 * i, cls=i % 2), prompt_len=10, pred=np.array([50.0]))
+    rng = np.random.default_rng(4)
+    for step in range(FOLD_EVERY + 7):
+        t = 1.0 + 0.05 * step
+        counts = rng.integers(0, 3, 3)
+        rows = np.array([0, -1, 1, 2], dtype=np.int64)
+        one.deliver(rows, np.concatenate([counts[:1], [5], counts[1:]]), t)
+        for row in range(3):
+            if counts[row]:
+                each.tokens(row, int(counts[row]), t)
+        assert len(one._stamps) < FOLD_EVERY
+    for name in ("lag", "delay_area", "run_max", "delivered"):
+        assert getattr(one, name)[:3].tolist() == getattr(each, name)[:3].tolist()
+    assert one.token_times[:3] == each.token_times[:3]
+    assert one.delivered[:3].sum() == sum(len(times) for times in one.token_times[:3]) > 0
+    assert one.delivered[3:].sum() == 0 and not one.lag[3:].any()  # the -1 rows touched nothing
