@@ -355,7 +355,7 @@ def _evictions(chosen, resident, doomed, key, slack, steps_hi, margin, t, overlo
 
 @kernel
 def _rank_columns(values, weights, capacities, key, arrival, runnable, by_density):
-    """What `_rank` sorts the runnable positions by, gathered in one pass: rows -density
+    """What `_rank_at_once` sorts the runnable positions by, gathered in one pass: rows -density
     (greedy.densities'; only `by_density`), key and arrival."""
     out = np.empty((3, len(runnable)))
     if by_density:
@@ -369,8 +369,10 @@ def _rank_columns(values, weights, capacities, key, arrival, runnable, by_densit
 
 @kernel
 def _rank_at_once(values, weights, capacities, key, arrival, runnable, by_density, head):
-    """_rank in one compiled call: _rank_columns and their stable sort (np.lexsort's order; ties
-    by priority, then position), the first `head` rows or a few more (an exact prefix; 0: all)."""
+    """Runnable positions in the order the batch selection walks them: by value density when it
+    packs by density, else least slack first (ties by priority, then position; np.lexsort's
+    order). The spare-budget fill walks the same order, so it continues the selection's own
+    greedy. `head`: only the first `head` rows or a few more (an exact prefix; 0: all)."""
     columns = _rank_columns(values, weights, capacities, key, arrival, runnable, by_density)
     if by_density:
         return runnable[prefix_in_kernel(head, columns[0], (columns[1], columns[2]))]
