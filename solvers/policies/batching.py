@@ -47,10 +47,17 @@ def shortfall_at(resident, chosen, blocks, kv_blocks, free_blocks):
 def victims(view: EngineView, chosen: np.ndarray, evict_rank: np.ndarray, blocks: np.ndarray) -> np.ndarray:
     """Positions of unchosen residents to preempt so the chosen batch fits (highest rank first).
     `blocks`: signals.kv_weights(view)[0], which the caller has already."""
-    need = shortfall(view, chosen, blocks)
+    return victims_at(view.resident, chosen, evict_rank, blocks, view.kv_blocks, view.free_blocks)
+
+
+@kernel
+def victims_at(resident, chosen, evict_rank, blocks, kv_blocks, free_blocks):
+    """victims from the view's columns, in one compiled call (for kernels too)."""
+    need = shortfall_at(resident, chosen, blocks, kv_blocks, free_blocks)
     if need <= 0:
         return np.empty(0, dtype=np.int64)
-    return enough(*eviction_order(view, chosen, evict_rank, need), need)
+    ranked, freed = eviction_head(resident, chosen, evict_rank, kv_blocks, need)
+    return ranked[:enough_count(freed, need)]
 
 
 def eviction_order(view: EngineView, chosen: np.ndarray, evict_rank: np.ndarray,

@@ -289,8 +289,9 @@ def _finish(chosen, rank, step, choice, release, now, fill_columns):
     key, values, weights, capacities, runnable, arrival, doomed, gave_up, slack, steps_hi, t = step
     by_density, _, margin, overloaded, reject_given_up = choice
     kv_blocks, _, _, _, resident, free_blocks, max_items, _, _, _, _ = fill_columns  # batching.fill_columns'
+    blocks, tokens = weights[:, 0].copy(), weights[:, 1].copy()
     chosen, victims = _evictions(chosen, resident, doomed, key, slack, steps_hi, margin, t, overloaded, values,
-                                 weights, capacities, max_items, runnable, arrival, kv_blocks, free_blocks)
+                                 weights, blocks, capacities, max_items, runnable, arrival, kv_blocks, free_blocks)
     reject = np.flatnonzero(gave_up) if reject_given_up else np.empty(0, dtype=np.int64)
     eligible, leaving = rank, victims
     if len(reject):  # rejected requests free their blocks themselves
@@ -302,19 +303,19 @@ def _finish(chosen, rank, step, choice, release, now, fill_columns):
         eligible = rank
     if len(reject):
         eligible = rank[~gave_up[rank]]
-    run_pos = batching.fill_at(eligible, chosen, leaving, weights[:, 0].copy(), weights[:, 1].copy(), fill_columns)
+    run_pos = batching.fill_at(eligible, chosen, leaving, blocks, tokens, fill_columns)
     return run_pos, victims, reject, _wake_at(release, now, doomed, run_pos, slack)
 
 
 @kernel
-def _evictions(chosen, resident, doomed, key, slack, steps_hi, margin, t, overloaded, values, weights, capacities,
-               max_items, runnable, arrival, kv_blocks, free_blocks):
+def _evictions(chosen, resident, doomed, key, slack, steps_hi, margin, t, overloaded, values, weights, blocks,
+               capacities, max_items, runnable, arrival, kv_blocks, free_blocks):
     """Preempt only what pays, and only to admit waiting requests that are urgent (slack below the
     margin): residents that are best effort, or whose slack after paying their recompute still
     covers the longest urgent newcomer's whole run (they can wait it out), or, when the engine is
     overloaded, exceeds the margin. Admissions that cannot be made that way are dropped, lowest
-    priority first, and the residents keep running. Returns the batch and the victims."""
-    blocks = weights[:, 0].copy()
+    priority first, and the residents keep running. Returns the batch and the victims (`blocks`:
+    weights' first column)."""
     victims, pays = _victims_that_pay(chosen, resident, doomed, key, slack, steps_hi, margin, t, overloaded, blocks,
                                       kv_blocks, free_blocks)
     if pays:
@@ -345,11 +346,7 @@ def _evictions(chosen, resident, doomed, key, slack, steps_hi, margin, t, overlo
     more = walk(values[rest], weights[rest], room, max(max_items - np.count_nonzero(chosen), 0),
                 np.arange(len(rest)))
     chosen[rest[more]] = True
-    need = batching.shortfall_at(resident, chosen, blocks, kv_blocks, free_blocks)
-    if need <= 0:
-        return chosen, np.empty(0, dtype=np.int64)
-    ranked, freed = batching.eviction_head(resident, chosen, rank, kv_blocks, need)
-    victims = ranked[:batching.enough_count(freed, need)]
+    victims = batching.victims_at(resident, chosen, rank, blocks, kv_blocks, free_blocks)
     return chosen, victims[cand[victims]]
 
 
@@ -385,15 +382,11 @@ def _victims_that_pay(chosen, resident, doomed, key, slack, steps_hi, margin, t,
     """_evictions' usual case in one compiled call: the residents to evict so the chosen batch
     fits (none when it fits as it is), and whether that pays (no victim is needed, or every
     victim is a candidate and every admission urgent; else the caller drops admissions)."""
-    need = batching.shortfall_at(resident, chosen, blocks, kv_blocks, free_blocks)
-    if need <= 0:
+    if batching.shortfall_at(resident, chosen, blocks, kv_blocks, free_blocks) <= 0:
         return np.empty(0, dtype=np.int64), True
-    admitted, urgent, cand, rank = _eviction_candidates(chosen, resident, doomed, key, slack, steps_hi, margin, t,
-                                                        overloaded)
-    ranked, freed = batching.eviction_head(resident, chosen, rank, kv_blocks, need)
-    victims = ranked[:batching.enough_count(freed, need)]
-    pays = len(victims) == 0 or (cand[victims].all() and urgent.all())
-    return victims, pays
+    _, urgent, cand, rank = _eviction_candidates(chosen, resident, doomed, key, slack, steps_hi, margin, t, overloaded)
+    victims = batching.victims_at(resident, chosen, rank, blocks, kv_blocks, free_blocks)
+    return victims, len(victims) == 0 or (cand[victims].all() and urgent.all())
 
 
 @kernel
