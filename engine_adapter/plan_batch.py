@@ -63,11 +63,11 @@ def decide_batch(view: EngineView, plan: Plan, admitted_at: np.ndarray,
     n = len(view.idx)
     resident, kv_blocks, free = view.resident, view.kv_blocks, int(view.free_blocks)
     if len(preempt):
-        if np.isin(preempt, run).any():
+        shared, not_resident = _preempt_faults(run, preempt, resident)
+        if shared:
             raise PlanError("a request is both in plan.run and plan.preempt")
-        if not resident[preempt].all():
-            bad = preempt[~resident[preempt]][0]
-            raise PlanError(f"plan.preempt names request {int(view.idx[bad])}, which holds no KV blocks")
+        if not_resident >= 0:
+            raise PlanError(f"plan.preempt names request {int(view.idx[not_resident])}, which holds no KV blocks")
         free += int(kv_blocks[preempt].sum())
         resident, kv_blocks = resident.copy(), kv_blocks.copy()
         resident[preempt] = False
@@ -97,6 +97,21 @@ def _positions(idx: np.ndarray, requests: np.ndarray, name: str) -> np.ndarray:
     if twice:
         raise PlanError(f"plan.{name} names a request twice")
     return found
+
+
+@kernel
+def _preempt_faults(run, preempt, resident):
+    """Whether a column is in both `run` and `preempt`, and the first column of `preempt` that is
+    not resident (-1: none). Compiled: np.isin alone cost ~0.2 ms per plan with preemptions."""
+    in_run = np.zeros(len(resident), dtype=np.bool_)
+    for k in run:
+        in_run[k] = True
+    shared, not_resident = False, -1
+    for k in preempt:
+        shared = shared or in_run[k]
+        if not_resident < 0 and not resident[k]:
+            not_resident = k
+    return shared, not_resident
 
 
 @kernel

@@ -10,8 +10,6 @@ the engine cannot finish everything whatever the order.
 
 from __future__ import annotations
 
-from collections import deque
-
 import numpy as np
 
 from formulations.online import EngineView
@@ -28,34 +26,72 @@ class OfferedLoad:
 
     def clear(self) -> None:
         self._seen = np.zeros(0, dtype=bool)  # per request index
-        self._arrivals: deque[tuple[float, list[float]]] = deque()  # (time first seen, engine seconds of each)
-        self._total = 0.0  # engine seconds of `_arrivals`
+        # the window's arrivals, oldest first, in [_state[HEAD], _state[TAIL]) of two parallel
+        # arrays: when each was first seen (s) and its engine seconds
+        self._seen_at = np.zeros(64)
+        self._work = np.zeros(64)
+        self._state = np.zeros(3)  # HEAD, TAIL (as floats), TOTAL: engine seconds in the window
         self._start: float | None = None
 
     def update(self, view: EngineView) -> float:
         """Record the requests seen for the first time; the load over the window.
 
         Work is added when a request is first seen and dropped when it leaves the window, so a
-        decision costs the new arrivals, not the whole window."""
+        decision costs the new arrivals, not the whole window: one compiled call (each step of
+        a queue kept in Python cost more than the arithmetic)."""
         now = view.now
         if self._start is None:
             self._start = now
-        if len(view):
+        n = len(view)
+        if n:
             self._seen = grown(self._seen, index_bound(view.idx), fill=False)
-            work = _first_seen_work(self._seen, view.idx, view.predicted_output(0.5), view.prompt_len,
-                                    signals.engine_costs(view.engine), view.engine.token_budget)
-            if len(work):
-                work = work.tolist()
-                self._arrivals.append((now, work))
-                self._total += sum(work)
-        arrivals, horizon = self._arrivals, now - self.window
-        while arrivals and arrivals[0][0] <= horizon:
-            for w in arrivals.popleft()[1]:
-                self._total -= w
-        if not arrivals:
-            self._total = 0.0  # no rounding drift survives an empty window
+            if int(self._state[TAIL]) + n > len(self._work):  # room for every live request being new
+                self._compact(n)
+        total = _update(self._seen, view.idx, view.predicted_output(0.5) if n else _NONE, view.prompt_len,
+                        signals.engine_costs(view.engine), view.engine.token_budget, self._seen_at, self._work,
+                        self._state, float(now), float(now - self.window))
         span = max(min(self.window, now - self._start), self.min_span)
-        return self._total / span
+        return total / span
+
+    def _compact(self, more: int) -> None:
+        """Move the window's arrivals to the front, in arrays with room for `more` besides."""
+        head, tail = int(self._state[HEAD]), int(self._state[TAIL])
+        size = max(2 * (tail - head + more), 64)
+        for name in ("_seen_at", "_work"):
+            kept = getattr(self, name)[head:tail]
+            fresh = np.zeros(size)
+            fresh[: len(kept)] = kept
+            setattr(self, name, fresh)
+        self._state[HEAD], self._state[TAIL] = 0.0, float(tail - head)
+
+
+HEAD, TAIL, TOTAL = 0, 1, 2
+_NONE = np.zeros(0)
+
+
+@kernel
+def _update(seen, idx, mid, prompt_len, costs, budget, seen_at, work, state, now, horizon):
+    """Append the engine seconds of each live request not seen before (`_first_seen_work`), drop
+    the arrivals seen at or before `horizon`, and return the engine seconds left in the window
+    (`state` updated in place). The total gains the new arrivals' sum and loses each dropped
+    one, in that order; an empty window resets it to 0 (no rounding drift survives)."""
+    head, tail, total = int(state[HEAD]), int(state[TAIL]), state[TOTAL]
+    new = _first_seen_work(seen, idx, mid, prompt_len, costs, budget)
+    if len(new):
+        added = 0.0
+        for k in range(len(new)):
+            seen_at[tail + k] = now
+            work[tail + k] = new[k]
+            added += new[k]
+        tail += len(new)
+        total += added
+    while head < tail and seen_at[head] <= horizon:
+        total -= work[head]
+        head += 1
+    if head == tail:
+        total = 0.0
+    state[HEAD], state[TAIL], state[TOTAL] = head, tail, total
+    return total
 
 
 @kernel
