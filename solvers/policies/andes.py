@@ -203,7 +203,7 @@ def _chosen_sum(column: np.ndarray, chosen: np.ndarray) -> float:
 
 @kernel
 def _needs(admitted: np.ndarray, growth: np.ndarray, chosen: np.ndarray, free_blocks: float) -> np.ndarray:
-    """The blocks to free before each try of `_affordable` (try j has dropped the first j
+    """The blocks to free before each try of `_afford` (try j has dropped the first j
     admissions): whole numbers, exact in any order."""
     need = np.empty(len(admitted))
     if len(admitted):
@@ -269,7 +269,7 @@ def _eviction_head(resident: np.ndarray, chosen: np.ndarray, evictable: np.ndarr
 @kernel
 def _fill_rows(chosen: np.ndarray, release: np.ndarray, runnable_by: float, resident: np.ndarray, waiting: bool,
                evictable: np.ndarray, idx: np.ndarray, arrival: np.ndarray, buffer: np.ndarray) -> tuple:
-    """The unchosen requests `_fill` may take in one pass (runnable, waiting or resident as
+    """The unchosen requests `_filled` may take in one pass (runnable, waiting or resident as
     `waiting` says), those that are not evictable first, each group in position order; how many
     are not evictable; and their ranking keys (buffer, arrival, index as a float), in one pass."""
     rows, tail = np.empty(len(chosen), dtype=np.int64), np.empty(len(chosen), dtype=np.int64)
@@ -411,24 +411,31 @@ def _knapsack_at(arrival, ttft_target, generated, read_rate, delay_area, lag, no
 
 
 @kernel
-def _admitted(chosen, resident, values, blocks, arrival, idx, refine, ttft_target, generated, read_rate,
-              delay_area, lag, now, step, t_tok, total):
-    """`_split_taken`'s admissions and, with `refine`, the QoE each running stream loses to a
+def _admitted(taken, resident, buffer, pre_iters, keep, values, blocks, arrival, idx, refine, ttft_target,
+              generated, read_rate, delay_area, lag, now, step, t_tok, total):
+    """The knapsack's choice and the evictable residents (`_chosen_evictable`), its admissions
+    (`_split_taken`) and, with `refine` and admissions, the QoE each running stream loses to a
     stall of `step` seconds (`_stall_loss`; numpy sums it, as the plans were pinned with)."""
+    chosen, evictable = _chosen_evictable(taken, resident, buffer, pre_iters, t_tok, keep)
     admitted, running = _split_taken(chosen, resident, values, blocks, arrival, idx)
     if not refine or not len(admitted):
-        return admitted, np.empty(0)
-    return admitted, _stall_loss(running, arrival, ttft_target, generated, read_rate, delay_area, lag, now, step,
-                                 t_tok, total)
+        return chosen, evictable, admitted, np.empty(0)
+    return chosen, evictable, admitted, _stall_loss(running, arrival, ttft_target, generated, read_rate, delay_area,
+                                                    lag, now, step, t_tok, total)
 
 
 @kernel
 def _afford(chosen, admitted, values, prefill, c_prefill, loss_per_s, refine, growth, free_blocks, resident,
             evictable, kv_blocks, idx, arrival, buffer, budget):
-    """The rest of `_affordable` in one compiled call: with `refine` the admissions that pay
-    (`_paying`), the need before each drop (`_needs`), the eviction ranking's head for the first
-    (`_eviction_head`) and the first try within the cap (`_first_affordable`). Returns the
-    choice, the head and whether one was ranked."""
+    """Drop chosen admissions (lowest value density first) until the blocks they need can be
+    freed from evictable residents within the preemption `budget`; with `refine`, first those
+    whose QoE gain does not pay for the stall their prefill causes every running stream
+    (`_paying`: `loss_per_s` is what the running streams lose per second of stall). Dropping a
+    waiting request leaves the eviction candidates (the unchosen residents) as they are and
+    shrinks the blocks needed by its own: one ranking serves every try: the need before each
+    drop (`_needs`), the head of the eviction ranking that frees the first (`_eviction_head`),
+    the first try within the cap whose victims are all evictable (`_first_affordable`).
+    Returns the choice, that head and whether one was ranked."""
     chosen = chosen.copy()
     if refine:
         admitted = _paying(admitted, values, prefill, c_prefill, loss_per_s, chosen)
@@ -447,10 +454,13 @@ def _afford(chosen, admitted, values, prefill, c_prefill, loss_per_s, refine, gr
 @kernel
 def _filled(chosen, evictable, buffer, blocks, capacity, resident, kv_blocks, release, runnable_by, idx, arrival,
             max_seqs):
-    """`_fill` in one compiled call: per pass (residents, then waiting requests) the room
-    (`_fill_room`), the rows and their keys (`_fill_rows`), the ranking of those that are not
-    evictable and the greedy walk over it, then over the evictable ones' ranking after it if a
-    seat is left."""
+    """Zero-gain work fills what the knapsack leaves: residents first (least buffer first;
+    evictable ones last, they may have to make room), then waiting requests by due time, in room
+    that needs no eviction (`_fill_room`: a stream that can still wait dt is not worth one).
+    Residents that are not evictable rank first: when they fill every seat, only they are ranked
+    (the walk of a head of the ranking that takes every seat is the whole walk). A ranking is
+    whole (argsort_in_kernel): of a few hundred rows it costs less than the partial quicksort of
+    a head, and its walk is greedy_in_ranking's."""
     chosen = chosen.copy()
     for w in range(2):
         waiting = w == 1
@@ -474,9 +484,12 @@ def _filled(chosen, evictable, buffer, blocks, capacity, resident, kv_blocks, re
 
 @kernel
 def _victims_at(chosen, growth, free_blocks, ranked, walked, resident, evictable, kv_blocks, idx, arrival, buffer):
-    """`_victims` in one compiled call: the unchosen residents to evict so the chosen fit, the
-    still unchosen head of `ranked` (`walked`: one was ranked) when it frees enough, else the
-    head of this choice's eviction ranking (`_eviction_head`, batching.enough_count)."""
+    """Unchosen residents to evict so the chosen fit (`_eviction_head`'s first ones).
+
+    `ranked` (`walked`: one was ranked): a head of the eviction ranking for a choice with no
+    fewer residents chosen (`_afford`'s). Its rows still unchosen are the head of this choice's
+    ranking (the same keys, fewer candidates), so when they free enough they are the ranking
+    needed."""
     need = _chosen_sum(growth, chosen) - free_blocks
     if need <= 0:
         return np.empty(0, dtype=np.int64)
@@ -496,6 +509,28 @@ def _run_order(chosen, values, blocks, buffer, arrival, idx, read_rate, release,
     run, keys, out, least = _run_keys(chosen, values, blocks, buffer, arrival, idx, read_rate, release, runnable_by)
     key, buf, arr, ind = keys
     return idx[run[argsort_in_kernel(key, (buf, arr, ind))]], out, least
+
+
+@kernel
+def _finish(chosen, evictable, admitted, afford, fill, values, blocks, buffer, growth, resident, kv_blocks, idx,
+            arrival, free_blocks, runnable_by):
+    """From the knapsack's choice to the plan in one compiled call (a dispatch per stage cost
+    more than a small decision's arithmetic): `_afford` (if anything was admitted), `_filled`,
+    `_victims_at`, `_run_order`. `afford`: (prefill, c_prefill, loss_per_s, refine, budget);
+    `fill`: (capacity, release, max_seqs, read_rate). Returns the run order and the victims
+    (request indices) and `_run_order`'s flag and least buffer."""
+    prefill, c_prefill, loss_per_s, refine, budget = afford
+    capacity, release, max_seqs, read_rate = fill
+    ranked, walked = np.empty(0, dtype=np.int64), False
+    if len(admitted):
+        chosen, ranked, walked = _afford(chosen, admitted, values, prefill, c_prefill, loss_per_s, refine, growth,
+                                         free_blocks, resident, evictable, kv_blocks, idx, arrival, buffer, budget)
+    chosen = _filled(chosen, evictable, buffer, blocks, capacity, resident, kv_blocks, release, runnable_by, idx,
+                     arrival, max_seqs)
+    victims = _victims_at(chosen, growth, free_blocks, ranked, walked, resident, evictable, kv_blocks, idx, arrival,
+                          buffer)
+    run, out, least = _run_order(chosen, values, blocks, buffer, arrival, idx, read_rate, release, runnable_by)
+    return run, idx[victims], out, least
 
 
 class AndesPolicy(Policy):
@@ -583,8 +618,9 @@ class AndesPolicy(Policy):
         if not self._triggered(view, growth_sum, t_now, pace):
             return self._fcfs(view)
 
+        prefill = view.prefill_after_hits()
         total, pre_iters, buffer, context = _projections(
-            view.predicted_output(self.quantile), view.generated, view.prefill_after_hits(), engine.token_budget,
+            view.predicted_output(self.quantile), view.generated, prefill, engine.token_budget,
             view.computed, view.arrival, view.ttft_target, view.read_rate, view.lag, float(view.now))
         ctx_mean = context / n + 1.0  # np.mean's float: the integer sum is exact
         best_gain, best_taken, best_values, best_t = -1.0, EMPTY, np.zeros(n), t_now
@@ -594,81 +630,34 @@ class AndesPolicy(Policy):
         capacity = float(view.free_blocks + held)
         columns = (view.arrival, view.ttft_target, view.generated, view.read_rate, view.delay_area, view.lag,
                    float(view.now), float(self.horizon))
-        for batch in self._batch_sizes(view, blocks, ctx_mean, capacity, pace):
+        sizes = self._batch_sizes(view, blocks, ctx_mean, capacity, pace)
+        for batch in map(int, sizes):  # Python ints: exact, and no numpy scalar arithmetic
             t_tok = signals.iteration_time(engine, batch, batch * ctx_mean)
             values, taken, gains = _knapsack_at(*columns, float(t_tok), total, pre_iters, blocks, view.idx, capacity,
-                                                int(batch))
-            total_gain = float(gains.sum())
+                                                batch)
+            # the first size always wins (its gain is at least 0 > -1): alone, it needs no sum
+            total_gain = float(gains.sum()) if len(sizes) > 1 else 0.0
             if total_gain > best_gain:
                 best_gain, best_taken, best_values, best_t = total_gain, taken, values, t_tok
 
-        chosen, evictable = _chosen_evictable(best_taken, view.resident, buffer, pre_iters, best_t,
-                                              self.horizon + self.evict_buffer)
-        chosen, ranked = self._affordable(view, chosen, evictable, buffer, best_values, blocks, growth, total, best_t)
-        chosen = self._fill(view, chosen, evictable, buffer, blocks, capacity)
-        victims = self._victims(view, chosen, evictable, buffer, growth, ranked)
+        refine = self.refine and engine.slot_time is None
+        step = 1e-3  # QoE the running streams lose per second of stall (finite difference)
+        # projected QoE if the next token comes after t_tok minus if it comes `step` later
+        chosen, evictable, admitted, loss = _admitted(
+            best_taken, view.resident, buffer, pre_iters, self.horizon + self.evict_buffer, best_values, blocks,
+            view.arrival, view.idx, refine, view.ttft_target, view.generated, view.read_rate, view.delay_area,
+            view.lag, float(view.now), step, float(best_t), total)
+        # numpy's (pairwise) sum, as the plans were pinned with
+        loss_per_s = float(loss.sum()) / step if refine and len(admitted) else 0.0
+        afford = (prefill, float(engine.latency.c_prefill) if refine else 0.0, loss_per_s, refine,
+                  float(self.preemption_cap * self._seen - self._preempted))
+        run, victims, out, least = _finish(
+            chosen, evictable, admitted, afford, (capacity, view.release, engine.max_seqs, view.read_rate),
+            best_values, blocks, buffer, growth, view.resident, view.kv_blocks, view.idx, view.arrival,
+            float(view.free_blocks), view.now + 1e-12)
         self._preempted += len(victims)
-        run, out, least = _run_order(chosen, best_values, blocks, buffer, view.arrival, view.idx, view.read_rate,
-                                     view.release, view.now + 1e-12)
         # ask again before the next stream left out starts losing QoE (it needs dt of notice)
         recheck = None
         if out:
             recheck = view.now + max(least - self.horizon, self.horizon / 4.0)
-        return Plan(run=run, preempt=view.idx[victims], recheck_at=recheck)
-
-    def _affordable(self, view: EngineView, chosen: np.ndarray, evictable: np.ndarray, buffer: np.ndarray,
-                    values: np.ndarray, blocks: np.ndarray, growth: np.ndarray, total: np.ndarray,
-                    t_tok: float) -> tuple[np.ndarray, np.ndarray | None]:
-        """Drop chosen admissions (lowest value density first) until the blocks they need can be
-        freed from evictable residents within the preemption cap; with `refine`, also those whose
-        QoE gain does not pay for the stall their prefill causes every running stream (`total`:
-        the predicted output lengths projected). Returns the choice and the head of the
-        eviction ranking it walked (None if it needed none). Two compiled calls (`_admitted`,
-        `_afford`) around numpy's sum of the stall losses: a numpy step or a dispatch per rule
-        cost more than their arithmetic over the few hundred chosen rows."""
-        refine = self.refine and view.engine.slot_time is None
-        step = 1e-3  # QoE the running streams lose per second of stall (finite difference)
-        # projected QoE if the next token comes after t_tok minus if it comes `step` later
-        admitted, loss = _admitted(chosen, view.resident, values, blocks, view.arrival, view.idx, refine,
-                                   view.ttft_target, view.generated, view.read_rate, view.delay_area, view.lag,
-                                   float(view.now), step, float(t_tok), total)
-        if not len(admitted):
-            return chosen, None
-        # numpy's (pairwise) sum, as the plans were pinned with
-        loss_per_s = float(loss.sum()) / step if refine else 0.0
-        c_prefill = float(view.engine.latency.c_prefill) if refine else 0.0
-        budget = self.preemption_cap * self._seen - self._preempted
-        # dropping a waiting request (lowest density first) leaves the eviction candidates (the
-        # unchosen residents) as they are and shrinks the blocks needed by its own: one ranking
-        # serves every try: the need before each drop, the victims that free it, the first try
-        # within the cap whose victims are all evictable
-        chosen, ranked, walked = _afford(chosen, admitted, values, view.prefill_after_hits(), c_prefill, loss_per_s,
-                                         refine, growth, float(view.free_blocks), view.resident, evictable,
-                                         view.kv_blocks, view.idx, view.arrival, buffer, float(budget))
-        return chosen, (ranked if walked else None)
-
-    @staticmethod
-    def _fill(view: EngineView, chosen: np.ndarray, evictable: np.ndarray, buffer: np.ndarray,
-              blocks: np.ndarray, capacity: float) -> np.ndarray:
-        """Zero-gain work fills what the knapsack leaves: residents first (least buffer first;
-        evictable ones last, they may have to make room), then waiting requests by due time,
-        in room that needs no eviction (a stream that can still wait dt is not worth one).
-        Residents that are not evictable rank first: when they fill every seat, only they are
-        ranked (the walk of a head of the ranking that takes every seat is the whole walk). A
-        ranking is whole (the packed stable sort): of a few hundred rows it costs less than the
-        partial quicksort of a head, and its walk is greedy_in_ranking's. One compiled call
-        (`_filled`)."""
-        return _filled(chosen, evictable, buffer, blocks, float(capacity), view.resident, view.kv_blocks,
-                       view.release, view.now + 1e-12, view.idx, view.arrival, view.engine.max_seqs)
-
-    @staticmethod
-    def _victims(view: EngineView, chosen: np.ndarray, evictable: np.ndarray, buffer: np.ndarray,
-                 growth: np.ndarray, ranked: np.ndarray | None) -> np.ndarray:
-        """Unchosen residents to evict so the chosen fit (`_eviction_head`'s first ones).
-
-        `ranked`: a head of the eviction ranking for a choice with no fewer residents chosen (from
-        `_affordable`), or None. Its rows still unchosen are the head of this choice's ranking
-        (the same keys, fewer candidates), so when they free enough they are the ranking needed."""
-        return _victims_at(chosen, growth, float(view.free_blocks), EMPTY if ranked is None else ranked,
-                           ranked is not None, view.resident, evictable, view.kv_blocks, view.idx, view.arrival,
-                           buffer)
+        return Plan(run=run, preempt=victims, recheck_at=recheck)
