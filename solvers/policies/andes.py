@@ -39,11 +39,11 @@ import numpy as np
 from formulations.engine_spec import EngineSpec
 from formulations.online import EMPTY, EngineView, Plan, Policy
 from solvers.compiled import kernel
-from solvers.knapsack.greedy import densities
+from solvers.knapsack.greedy import densities_of
 from solvers.knapsack.greedy import walk as greedy_walk
 from solvers.policies import batching, ranking, signals
 from solvers.policies.per_request import index_bound
-from solvers.stable_sort import small_stable_argsort, stable_argsort
+from solvers.stable_sort import argsort_in_kernel, small_stable_argsort
 
 
 @lru_cache(maxsize=1024)
@@ -203,7 +203,7 @@ def _chosen_sum(column: np.ndarray, chosen: np.ndarray) -> float:
 
 @kernel
 def _needs(admitted: np.ndarray, growth: np.ndarray, chosen: np.ndarray, free_blocks: float) -> np.ndarray:
-    """The blocks to free before each try of `_affordable` (try j has dropped the first j
+    """The blocks to free before each try of `_afford` (try j has dropped the first j
     admissions): whole numbers, exact in any order."""
     need = np.empty(len(admitted))
     if len(admitted):
@@ -234,11 +234,15 @@ def _first_affordable(need: np.ndarray, freed: np.ndarray, ranked: np.ndarray, e
 def _eviction_head(resident: np.ndarray, chosen: np.ndarray, evictable: np.ndarray, kv_blocks: np.ndarray,
                    need: float, idx: np.ndarray, arrival: np.ndarray,
                    buffer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """`_eviction_order` in one compiled call: the candidates (only the evictable unchosen
-    residents when they hold `need` blocks), a row of keys each (index, arrival, -buffer, then
-    whether it is not evictable unless all are: a constant primary key orders nothing, and each
-    comparison skips it; exact as floats), the head of their ranking that frees `need`
-    (ranking.walk_to_sum) and the blocks its first k free."""
+    """Unchosen residents in eviction order, evictable ones first, largest buffer first (they can
+    wait longest before they must be recomputed), and the blocks the first k free; only as many
+    are ranked as it takes to free `need` blocks (all of them if that is not enough). When the
+    evictable ones hold enough, only they are ranked: the others all come after them, and the
+    head that frees `need` blocks is theirs. In one compiled call: the candidates (only the
+    evictable unchosen residents when they hold `need` blocks), a row of keys each (index,
+    arrival, -buffer, then whether it is not evictable unless all are: a constant primary key
+    orders nothing, and each comparison skips it; exact as floats), the head of their ranking
+    that frees `need` (ranking.walk_to_sum) and the blocks its first k free."""
     held_evictable = 0
     for i in range(len(resident)):
         if resident[i] and not chosen[i] and evictable[i]:
@@ -265,7 +269,7 @@ def _eviction_head(resident: np.ndarray, chosen: np.ndarray, evictable: np.ndarr
 @kernel
 def _fill_rows(chosen: np.ndarray, release: np.ndarray, runnable_by: float, resident: np.ndarray, waiting: bool,
                evictable: np.ndarray, idx: np.ndarray, arrival: np.ndarray, buffer: np.ndarray) -> tuple:
-    """The unchosen requests `_fill` may take in one pass (runnable, waiting or resident as
+    """The unchosen requests `_filled` may take in one pass (runnable, waiting or resident as
     `waiting` says), those that are not evictable first, each group in position order; how many
     are not evictable; and their ranking keys (buffer, arrival, index as a float), in one pass."""
     rows, tail = np.empty(len(chosen), dtype=np.int64), np.empty(len(chosen), dtype=np.int64)
@@ -363,6 +367,172 @@ def _run_keys(chosen: np.ndarray, values: np.ndarray, blocks: np.ndarray, buffer
     return run, (key, buf, arr, ind), out, np.nan if nan else least
 
 
+@kernel
+def _most_that_fit(blocks: np.ndarray, seats: int, capacity: float) -> int:
+    """How many of the smallest contexts fit in `capacity`, at most `seats`, in one compiled call.
+    Any `seats` of them fitting means the smallest do: then one sum settles it, not a partition
+    of every request; else only the `seats` smallest can matter (whole numbers of blocks: the
+    sums are exact in any order)."""
+    if len(blocks) >= seats:
+        first = 0.0
+        for i in range(seats):
+            first += blocks[i]
+        if first <= capacity:
+            return seats
+    smallest = np.sort(np.partition(blocks, seats - 1)[:seats]) if len(blocks) > seats else np.sort(blocks)
+    total = 0.0
+    for k in range(len(smallest)):  # the prefix sums are not decreasing: searchsorted(side="right")'s count
+        total += smallest[k]
+        if total > capacity:
+            return k
+    return len(smallest)
+
+
+@kernel
+def _knapsack_at(arrival, ttft_target, generated, read_rate, delay_area, lag, now, horizon, t_tok, total,
+                 pre_iters, blocks, idx, capacity, batch):
+    """One batch size's knapsack in one compiled call: every request's value (signals.qoe_gain_at,
+    its first token after its prefill iterations of t_tok each: 0 unless a stream), the positions
+    the greedy takes (KV blocks, at most `batch` items) by value density, ties by (arrival,
+    index), never by view column, whose order differs between engines, and their values in the
+    order taken (numpy sums them, as the plans were pinned with)."""
+    values = np.empty(len(arrival))
+    for i in range(len(arrival)):
+        values[i] = signals.qoe_gain_at(arrival[i], ttft_target[i], generated[i], read_rate[i], delay_area[i],
+                                        lag[i], now + pre_iters[i] * t_tok, horizon, t_tok, total[i])
+    useful, vals, weights, arr, ind = _useful(values, blocks, arrival, idx)
+    caps = np.empty(1)
+    caps[0] = capacity
+    # a whole ranking (the packed stable sort above a few hundred rows) costs less than a partial
+    # quicksort of its head, and a walk of the whole ranking is the walk
+    order = argsort_in_kernel(-densities_of(vals, weights, caps), (arr, ind))
+    taken = useful[greedy_walk(vals, weights, caps, batch, order)]
+    return values, taken, values[taken]
+
+
+@kernel
+def _admitted(taken, resident, buffer, pre_iters, keep, values, blocks, arrival, idx, refine, ttft_target,
+              generated, read_rate, delay_area, lag, now, step, t_tok, total):
+    """The knapsack's choice and the evictable residents (`_chosen_evictable`), its admissions
+    (`_split_taken`) and, with `refine` and admissions, the QoE each running stream loses to a
+    stall of `step` seconds (`_stall_loss`; numpy sums it, as the plans were pinned with)."""
+    chosen, evictable = _chosen_evictable(taken, resident, buffer, pre_iters, t_tok, keep)
+    admitted, running = _split_taken(chosen, resident, values, blocks, arrival, idx)
+    if not refine or not len(admitted):
+        return chosen, evictable, admitted, np.empty(0)
+    return chosen, evictable, admitted, _stall_loss(running, arrival, ttft_target, generated, read_rate, delay_area,
+                                                    lag, now, step, t_tok, total)
+
+
+@kernel
+def _afford(chosen, admitted, values, prefill, c_prefill, loss_per_s, refine, growth, free_blocks, resident,
+            evictable, kv_blocks, idx, arrival, buffer, budget):
+    """Drop chosen admissions (lowest value density first) until the blocks they need can be
+    freed from evictable residents within the preemption `budget`; with `refine`, first those
+    whose QoE gain does not pay for the stall their prefill causes every running stream
+    (`_paying`: `loss_per_s` is what the running streams lose per second of stall). Dropping a
+    waiting request leaves the eviction candidates (the unchosen residents) as they are and
+    shrinks the blocks needed by its own: one ranking serves every try: the need before each
+    drop (`_needs`), the head of the eviction ranking that frees the first (`_eviction_head`),
+    the first try within the cap whose victims are all evictable (`_first_affordable`).
+    Returns the choice, that head and whether one was ranked."""
+    chosen = chosen.copy()
+    if refine:
+        admitted = _paying(admitted, values, prefill, c_prefill, loss_per_s, chosen)
+    if not len(admitted):
+        return chosen, np.empty(0, dtype=np.int64), False
+    need = _needs(admitted, growth, chosen, free_blocks)
+    if need[0] > 0:
+        ranked, freed = _eviction_head(resident, chosen, evictable, kv_blocks, need[0], idx, arrival, buffer)
+    else:
+        ranked, freed = np.empty(0, dtype=np.int64), np.cumsum(kv_blocks[:0])
+    tries = _first_affordable(need, freed, ranked, evictable, budget)
+    chosen[admitted[:tries]] = False
+    return chosen, ranked, need[0] > 0
+
+
+@kernel
+def _filled(chosen, evictable, buffer, blocks, capacity, resident, kv_blocks, release, runnable_by, idx, arrival,
+            max_seqs):
+    """Zero-gain work fills what the knapsack leaves: residents first (least buffer first;
+    evictable ones last, they may have to make room), then waiting requests by due time, in room
+    that needs no eviction (`_fill_room`: a stream that can still wait dt is not worth one).
+    Residents that are not evictable rank first: when they fill every seat, only they are ranked
+    (the walk of a head of the ranking that takes every seat is the whole walk). A ranking is
+    whole (argsort_in_kernel): of a few hundred rows it costs less than the partial quicksort of
+    a head, and its walk is greedy_in_ranking's."""
+    chosen = chosen.copy()
+    for w in range(2):
+        waiting = w == 1
+        seats = max_seqs - np.count_nonzero(chosen)
+        if seats <= 0:
+            break
+        room = _fill_room(chosen, blocks, resident, kv_blocks, capacity, waiting)
+        rows, kept, buf, arr, ind = _fill_rows(chosen, release, runnable_by, resident, waiting, evictable, idx,
+                                               arrival, buffer)
+        ones, weights = np.ones(len(rows)), np.empty((len(rows), 1))
+        for j in range(len(rows)):
+            weights[j, 0] = blocks[rows[j]]
+        order = argsort_in_kernel(buf[:kept], (arr[:kept], ind[:kept]))
+        more = greedy_walk(ones, weights, room, seats, order)
+        if len(more) < seats and kept < len(rows):  # the evictable ones rank after the others
+            tail = argsort_in_kernel(buf[kept:], (arr[kept:], ind[kept:]))
+            more = greedy_walk(ones, weights, room, seats, np.concatenate((order, kept + tail)))
+        chosen[rows[more]] = True
+    return chosen
+
+
+@kernel
+def _victims_at(chosen, growth, free_blocks, ranked, walked, resident, evictable, kv_blocks, idx, arrival, buffer):
+    """Unchosen residents to evict so the chosen fit (`_eviction_head`'s first ones).
+
+    `ranked` (`walked`: one was ranked): a head of the eviction ranking for a choice with no
+    fewer residents chosen (`_afford`'s). Its rows still unchosen are the head of this choice's
+    ranking (the same keys, fewer candidates), so when they free enough they are the ranking
+    needed."""
+    need = _chosen_sum(growth, chosen) - free_blocks
+    if need <= 0:
+        return np.empty(0, dtype=np.int64)
+    if walked:
+        victims, enough = _still_enough(ranked, chosen, kv_blocks, need)
+        if enough:
+            return victims
+    ranked, freed = _eviction_head(resident, chosen, evictable, kv_blocks, need, idx, arrival, buffer)
+    return ranked[:batching.enough_count(freed, need)]
+
+
+@kernel
+def _run_order(chosen, values, blocks, buffer, arrival, idx, read_rate, release, runnable_by):
+    """The chosen requests' indices in run order (`_run_keys`' keys, np.lexsort's order: the
+    index as a float, exact below 2**53, so the tiebreaks share one dtype) and `_run_keys`' flag
+    and least buffer, in one compiled call."""
+    run, keys, out, least = _run_keys(chosen, values, blocks, buffer, arrival, idx, read_rate, release, runnable_by)
+    key, buf, arr, ind = keys
+    return idx[run[argsort_in_kernel(key, (buf, arr, ind))]], out, least
+
+
+@kernel
+def _finish(chosen, evictable, admitted, afford, fill, values, blocks, buffer, growth, resident, kv_blocks, idx,
+            arrival, free_blocks, runnable_by):
+    """From the knapsack's choice to the plan in one compiled call (a dispatch per stage cost
+    more than a small decision's arithmetic): `_afford` (if anything was admitted), `_filled`,
+    `_victims_at`, `_run_order`. `afford`: (prefill, c_prefill, loss_per_s, refine, budget);
+    `fill`: (capacity, release, max_seqs, read_rate). Returns the run order and the victims
+    (request indices) and `_run_order`'s flag and least buffer."""
+    prefill, c_prefill, loss_per_s, refine, budget = afford
+    capacity, release, max_seqs, read_rate = fill
+    ranked, walked = np.empty(0, dtype=np.int64), False
+    if len(admitted):
+        chosen, ranked, walked = _afford(chosen, admitted, values, prefill, c_prefill, loss_per_s, refine, growth,
+                                         free_blocks, resident, evictable, kv_blocks, idx, arrival, buffer, budget)
+    chosen = _filled(chosen, evictable, buffer, blocks, capacity, resident, kv_blocks, release, runnable_by, idx,
+                     arrival, max_seqs)
+    victims = _victims_at(chosen, growth, free_blocks, ranked, walked, resident, evictable, kv_blocks, idx, arrival,
+                          buffer)
+    run, out, least = _run_order(chosen, values, blocks, buffer, arrival, idx, read_rate, release, runnable_by)
+    return run, idx[victims], out, least
+
+
 class AndesPolicy(Policy):
     name = "andes"
 
@@ -418,7 +588,7 @@ class AndesPolicy(Policy):
                      pace: float | None = None) -> np.ndarray:
         """`pace`: self._pace(view), when the caller has it already."""
         engine = view.engine
-        upper = max(1, min(engine.max_seqs, self._most_that_fit(blocks, engine.max_seqs, capacity), len(view)))
+        upper = max(1, min(engine.max_seqs, _most_that_fit(blocks, engine.max_seqs, float(capacity)), len(view)))
         if pace is None:
             pace = self._pace(view)
         lower = 1
@@ -429,28 +599,6 @@ class AndesPolicy(Policy):
         elif engine.slot_time <= pace:
             lower = upper
         return batch_grid(min(max(int(lower), 1), upper), upper, self.batch_grid)  # scalars: no np.clip
-
-    @staticmethod
-    def _most_that_fit(blocks: np.ndarray, seats: int, capacity: float) -> int:
-        """How many of the smallest contexts fit in `capacity`, at most `seats`. Any `seats` of
-        them fitting means the smallest do: then one sum settles it, not a partition of every
-        request (whole numbers of blocks: the sums are exact)."""
-        if len(blocks) >= seats and blocks[:seats].sum() <= capacity:
-            return seats
-        # only the `seats` smallest contexts can matter: partition them out, sort those
-        smallest = np.sort(np.partition(blocks, seats - 1)[:seats]) if len(blocks) > seats else np.sort(blocks)
-        return int(np.searchsorted(np.cumsum(smallest), capacity, side="right"))
-
-    @staticmethod
-    def _knapsack(view: EngineView, values: np.ndarray, blocks: np.ndarray, batch: int, capacity: float) -> np.ndarray:
-        """Positions the greedy knapsack takes (KV blocks, at most `batch` items) by value density,
-        ties by (arrival, index), never by view column, whose order differs between engines."""
-        useful, vals, weights, arrival, index = _useful(values, blocks, view.arrival, view.idx)
-        caps = np.array([capacity], dtype=np.float64)
-        # a few hundred useful of thousands: the whole ranking by the packed integer sort costs
-        # less than a partial quicksort of its head, and a walk of the whole ranking is the walk
-        order = stable_argsort(-densities(vals, weights, caps), arrival, index)
-        return useful[greedy_walk(vals, weights, caps, batch, order)]
 
     @staticmethod
     def buffer(view: EngineView) -> np.ndarray:
@@ -470,8 +618,9 @@ class AndesPolicy(Policy):
         if not self._triggered(view, growth_sum, t_now, pace):
             return self._fcfs(view)
 
+        prefill = view.prefill_after_hits()
         total, pre_iters, buffer, context = _projections(
-            view.predicted_output(self.quantile), view.generated, view.prefill_after_hits(), engine.token_budget,
+            view.predicted_output(self.quantile), view.generated, prefill, engine.token_budget,
             view.computed, view.arrival, view.ttft_target, view.read_rate, view.lag, float(view.now))
         ctx_mean = context / n + 1.0  # np.mean's float: the integer sum is exact
         best_gain, best_taken, best_values, best_t = -1.0, EMPTY, np.zeros(n), t_now
@@ -479,119 +628,36 @@ class AndesPolicy(Policy):
         # caching) is in each one's weight, so it counts once per holder here too (the engine's
         # size when nothing is shared): against that size residents that fit would look as if they did not
         capacity = float(view.free_blocks + held)
-        for batch in self._batch_sizes(view, blocks, ctx_mean, capacity, pace):
+        columns = (view.arrival, view.ttft_target, view.generated, view.read_rate, view.delay_area, view.lag,
+                   float(view.now), float(self.horizon))
+        sizes = self._batch_sizes(view, blocks, ctx_mean, capacity, pace)
+        for batch in map(int, sizes):  # Python ints: exact, and no numpy scalar arithmetic
             t_tok = signals.iteration_time(engine, batch, batch * ctx_mean)
-            values = signals.qoe_gain(view, self.horizon, t_tok, total, pre_iters * t_tok)  # 0 unless a stream
-            taken = self._knapsack(view, values, blocks, int(batch), capacity)
-            total_gain = float(values[taken].sum())
+            values, taken, gains = _knapsack_at(*columns, float(t_tok), total, pre_iters, blocks, view.idx, capacity,
+                                                batch)
+            # the first size always wins (its gain is at least 0 > -1): alone, it needs no sum
+            total_gain = float(gains.sum()) if len(sizes) > 1 else 0.0
             if total_gain > best_gain:
                 best_gain, best_taken, best_values, best_t = total_gain, taken, values, t_tok
 
-        chosen, evictable = _chosen_evictable(best_taken, view.resident, buffer, pre_iters, best_t,
-                                              self.horizon + self.evict_buffer)
-        chosen, ranked = self._affordable(view, chosen, evictable, buffer, best_values, blocks, growth, total, best_t)
-        chosen = self._fill(view, chosen, evictable, buffer, blocks, capacity)
-        victims = self._victims(view, chosen, evictable, buffer, growth, ranked)
+        refine = self.refine and engine.slot_time is None
+        step = 1e-3  # QoE the running streams lose per second of stall (finite difference)
+        # projected QoE if the next token comes after t_tok minus if it comes `step` later
+        chosen, evictable, admitted, loss = _admitted(
+            best_taken, view.resident, buffer, pre_iters, self.horizon + self.evict_buffer, best_values, blocks,
+            view.arrival, view.idx, refine, view.ttft_target, view.generated, view.read_rate, view.delay_area,
+            view.lag, float(view.now), step, float(best_t), total)
+        # numpy's (pairwise) sum, as the plans were pinned with
+        loss_per_s = float(loss.sum()) / step if refine and len(admitted) else 0.0
+        afford = (prefill, float(engine.latency.c_prefill) if refine else 0.0, loss_per_s, refine,
+                  float(self.preemption_cap * self._seen - self._preempted))
+        run, victims, out, least = _finish(
+            chosen, evictable, admitted, afford, (capacity, view.release, engine.max_seqs, view.read_rate),
+            best_values, blocks, buffer, growth, view.resident, view.kv_blocks, view.idx, view.arrival,
+            float(view.free_blocks), view.now + 1e-12)
         self._preempted += len(victims)
-        run_pos, keys, out, least = _run_keys(chosen, best_values, blocks, buffer, view.arrival, view.idx,
-                                              view.read_rate, view.release, view.now + 1e-12)
-        # np.lexsort's order; the index as a float (exact below 2**53): the tiebreaks share one dtype
-        run_pos = run_pos[stable_argsort(*keys)]
         # ask again before the next stream left out starts losing QoE (it needs dt of notice)
         recheck = None
         if out:
             recheck = view.now + max(least - self.horizon, self.horizon / 4.0)
-        return Plan(run=view.idx[run_pos], preempt=view.idx[victims], recheck_at=recheck)
-
-    def _affordable(self, view: EngineView, chosen: np.ndarray, evictable: np.ndarray, buffer: np.ndarray,
-                    values: np.ndarray, blocks: np.ndarray, growth: np.ndarray, total: np.ndarray,
-                    t_tok: float) -> tuple[np.ndarray, np.ndarray | None]:
-        """Drop chosen admissions (lowest value density first) until the blocks they need can be
-        freed from evictable residents within the preemption cap; with `refine`, also those whose
-        QoE gain does not pay for the stall their prefill causes every running stream (`total`:
-        the predicted output lengths projected). Returns the choice and the head of the
-        eviction ranking it walked (None if it needed none). Each step is one compiled call over
-        the few hundred chosen rows: as numpy steps their overhead outweighed the arithmetic."""
-        chosen = chosen.copy()
-        admitted, running = _split_taken(chosen, view.resident, values, blocks, view.arrival, view.idx)
-        if not len(admitted):
-            return chosen, None
-        if self.refine and view.engine.slot_time is None:
-            step = 1e-3  # QoE the running streams lose per second of stall (finite difference)
-            # projected QoE if the next token comes after t_tok minus if it comes `step` later
-            loss = _stall_loss(running, view.arrival, view.ttft_target, view.generated, view.read_rate,
-                               view.delay_area, view.lag, float(view.now), step, float(t_tok), total)
-            loss_per_s = float(loss.sum()) / step  # numpy's (pairwise) sum, as the plans were pinned with
-            admitted = _paying(admitted, values, view.prefill_after_hits(), float(view.engine.latency.c_prefill),
-                               loss_per_s, chosen)
-        if not len(admitted):
-            return chosen, None
-        budget = self.preemption_cap * self._seen - self._preempted
-        # dropping a waiting request (lowest density first) leaves the eviction candidates (the
-        # unchosen residents) as they are and shrinks the blocks needed by its own: one ranking
-        # serves every try: the need before each drop, the victims that free it, the first try
-        # within the cap whose victims are all evictable
-        need = _needs(admitted, growth, chosen, float(view.free_blocks))
-        ranked, freed = EMPTY, EMPTY
-        if need[0] > 0:
-            ranked, freed = self._eviction_order(view, chosen, evictable, buffer, float(need[0]))
-        tries = _first_affordable(need, freed, ranked, evictable, float(budget))
-        chosen[admitted[:tries]] = False
-        return chosen, (ranked if need[0] > 0 else None)
-
-    @staticmethod
-    def _fill(view: EngineView, chosen: np.ndarray, evictable: np.ndarray, buffer: np.ndarray,
-              blocks: np.ndarray, capacity: float) -> np.ndarray:
-        """Zero-gain work fills what the knapsack leaves: residents first (least buffer first;
-        evictable ones last, they may have to make room), then waiting requests by due time,
-        in room that needs no eviction (a stream that can still wait dt is not worth one).
-        Residents that are not evictable rank first: when they fill every seat, only they are
-        ranked (the walk of a head of the ranking that takes every seat is the whole walk). A
-        ranking is whole (the packed stable sort): of a few hundred rows it costs less than the
-        partial quicksort of a head, and its walk is greedy_in_ranking's."""
-        chosen = chosen.copy()
-        engine = view.engine
-        runnable_by = view.now + 1e-12
-        for waiting in (False, True):
-            seats = engine.max_seqs - int(np.count_nonzero(chosen))
-            if seats <= 0:
-                break
-            room = _fill_room(chosen, blocks, view.resident, view.kv_blocks, capacity, waiting)
-            rows, kept, buf, arrival, index = _fill_rows(chosen, view.release, runnable_by, view.resident, waiting,
-                                                         evictable, view.idx, view.arrival, buffer)
-            ones, weights = np.ones(len(rows)), blocks[rows, None]
-            order = stable_argsort(buf[:kept], arrival[:kept], index[:kept])
-            more = greedy_walk(ones, weights, room, seats, order)
-            if len(more) < seats and kept < len(rows):  # the evictable ones rank after the others
-                tail = stable_argsort(buf[kept:], arrival[kept:], index[kept:])
-                more = greedy_walk(ones, weights, room, seats, np.concatenate((order, kept + tail)))
-            chosen[rows[more]] = True
-        return chosen
-
-    @staticmethod
-    def _victims(view: EngineView, chosen: np.ndarray, evictable: np.ndarray, buffer: np.ndarray,
-                 growth: np.ndarray, ranked: np.ndarray | None) -> np.ndarray:
-        """Unchosen residents to evict so the chosen fit (`_eviction_order`'s first ones).
-
-        `ranked`: a head of the eviction ranking for a choice with no fewer residents chosen (from
-        `_affordable`), or None. Its rows still unchosen are the head of this choice's ranking
-        (the same keys, fewer candidates), so when they free enough they are the ranking needed."""
-        need = _chosen_sum(growth, chosen) - view.free_blocks
-        if need <= 0:
-            return EMPTY
-        if ranked is not None:
-            victims, enough = _still_enough(ranked, chosen, view.kv_blocks, float(need))
-            if enough:
-                return victims
-        return batching.enough(*AndesPolicy._eviction_order(view, chosen, evictable, buffer, need), need)
-
-    @staticmethod
-    def _eviction_order(view: EngineView, chosen: np.ndarray, evictable: np.ndarray, buffer: np.ndarray,
-                        need: float) -> tuple[np.ndarray, np.ndarray]:
-        """Unchosen residents in eviction order, evictable ones first, largest buffer first (they
-        can wait longest before they must be recomputed), and the blocks the first k free; only
-        as many are ranked as it takes to free `need` blocks (all of them if that is not enough).
-        When the evictable ones hold enough, only they are ranked: the others all come after
-        them, and the head that frees `need` blocks is theirs."""
-        return _eviction_head(view.resident, chosen, evictable, view.kv_blocks, float(need), view.idx, view.arrival,
-                              buffer)
+        return Plan(run=run, preempt=victims, recheck_at=recheck)
