@@ -37,7 +37,7 @@ from functools import lru_cache
 import numpy as np
 
 from formulations.engine_spec import EngineSpec
-from formulations.online import EMPTY, EngineView, Plan, Policy
+from formulations.online import EMPTY, EngineView, Plan, Policy, quantile_column
 from solvers.compiled import kernel
 from solvers.knapsack.greedy import densities_of
 from solvers.knapsack.greedy import walk as greedy_walk
@@ -55,14 +55,31 @@ def batch_grid(lower: int, upper: int, points: int) -> np.ndarray:
     return grid
 
 
+@lru_cache(maxsize=16)
+def _quantile_column(levels: tuple[float, ...], level: float) -> int:
+    """view.predicted_output's column (quantile_column, cached: it costs a few numpy calls, and
+    the levels repeat from one decision to the next)."""
+    return quantile_column(levels, level)
+
+
 @kernel
-def _fastest_rate(read_rate: np.ndarray) -> float:
-    """The largest finite reading rate, -inf without streams (the others' rate is nan)."""
+def _fastest_pace(read_rate: np.ndarray) -> float:
+    """The strictest reading pace, 1/max(r) seconds per token over the finite rates (the others'
+    rate is nan), inf without streams."""
     top = -np.inf
     for rate in read_rate:
         if np.isfinite(rate) and rate > top:
             top = rate
-    return top
+    return 1.0 / top if top > -np.inf else np.inf
+
+
+@kernel
+def _scan(resident, prefill, in_cache, budget, block_size, reserve_full_prompt, kv_blocks, idx, read_rate):
+    """What every decision reads first, in one compiled call: `_weights`, the request index bound
+    (per_request.index_bound) and the strictest reading pace (`_fastest_pace`)."""
+    blocks, growth, need, held = _weights(resident, prefill, in_cache, budget, block_size, reserve_full_prompt,
+                                          kv_blocks)
+    return blocks, growth, need, held, index_bound(idx), _fastest_pace(read_rate)
 
 
 @kernel
@@ -85,17 +102,18 @@ def _weights(resident, prefill, in_cache, budget, block_size, reserve_full_promp
 
 
 @kernel
-def _projections(predicted, generated, prefill, budget, computed, arrival, ttft_target, read_rate, lag, now):
-    """What the knapsack reads of every request, in one pass: the predicted total output (at least
-    one token more than generated, nan if the prediction is, as np.maximum), the iterations before
-    its next token (at least one), its buffer (`buffer_at`), and the context tokens of all (an
-    integer sum: exact)."""
+def _projections(pred_quantiles, column, generated, prefill, budget, computed, arrival, ttft_target, read_rate, lag,
+                 now):
+    """What the knapsack reads of every request, in one pass: the predicted total output (the
+    quantile `column`; at least one token more than generated, nan if the prediction is, as
+    np.maximum), the iterations before its next token (at least one), its buffer (`buffer_at`),
+    and the context tokens of all (an integer sum: exact)."""
     n = len(generated)
     total, pre_iters, buffer = np.empty(n), np.empty(n, dtype=np.int64), np.empty(n)
     context = 0
     for i in range(n):
-        floor = generated[i] + 1.0
-        total[i] = predicted[i] if predicted[i] > floor or predicted[i] != predicted[i] else floor
+        floor, predicted = generated[i] + 1.0, pred_quantiles[i, column]
+        total[i] = predicted if predicted > floor or predicted != predicted else floor
         pre_iters[i] = max(signals.prefill_iterations_at(prefill[i], budget), 1)
         buffer[i] = buffer_at(arrival[i], ttft_target[i], generated[i], read_rate[i], lag[i], now)
         context += computed[i]
@@ -580,9 +598,8 @@ class AndesPolicy(Policy):
 
     @staticmethod
     def _pace(view: EngineView) -> float:
-        """The strictest reading pace, 1/max(r) seconds per token (inf without streams)."""
-        top = _fastest_rate(view.read_rate)
-        return 1.0 / top if top > -np.inf else np.inf
+        """The strictest reading pace (`_fastest_pace`)."""
+        return _fastest_pace(view.read_rate)
 
     def _batch_sizes(self, view: EngineView, blocks: np.ndarray, ctx_mean: float, capacity: float,
                      pace: float | None = None) -> np.ndarray:
@@ -610,20 +627,22 @@ class AndesPolicy(Policy):
         n = len(view)
         if n == 0:
             return Plan(run=EMPTY)
-        self._seen = max(self._seen, index_bound(view.idx))
         engine = view.engine
-        blocks, growth, growth_sum, held = _weights(*signals.kv_weight_args(view), view.kv_blocks)
+        blocks, growth, growth_sum, held, bound, pace = _scan(*signals.kv_weight_args(view), view.kv_blocks, view.idx,
+                                                              view.read_rate)
+        self._seen = max(self._seen, bound)
         t_now = signals.typical_iteration(view)
-        pace = self._pace(view)
         if not self._triggered(view, growth_sum, t_now, pace):
             return self._fcfs(view)
 
         prefill = view.prefill_after_hits()
         total, pre_iters, buffer, context = _projections(
-            view.predicted_output(self.quantile), view.generated, prefill, engine.token_budget,
-            view.computed, view.arrival, view.ttft_target, view.read_rate, view.lag, float(view.now))
+            view.pred_quantiles, _quantile_column(tuple(view.quantile_levels), self.quantile), view.generated,
+            prefill, engine.token_budget, view.computed, view.arrival, view.ttft_target, view.read_rate, view.lag,
+            float(view.now))
         ctx_mean = context / n + 1.0  # np.mean's float: the integer sum is exact
-        best_gain, best_taken, best_values, best_t = -1.0, EMPTY, np.zeros(n), t_now
+        # the first batch size always wins (its gain is at least 0 > -1), so best_values is set
+        best_gain, best_taken, best_values, best_t = -1.0, EMPTY, None, t_now
         # the KV cache in the units of the weights: a block that several residents share (prefix
         # caching) is in each one's weight, so it counts once per holder here too (the engine's
         # size when nothing is shared): against that size residents that fit would look as if they did not
