@@ -654,7 +654,7 @@ class AndesPolicy(Policy):
             t_tok = signals.iteration_time(engine, batch, batch * ctx_mean)
             values, taken, gains = _knapsack_at(*columns, float(t_tok), total, pre_iters, blocks, view.idx, capacity,
                                                 batch)
-            # the first size always wins (its gain is at least 0 > -1): alone, it needs no sum
+            # alone, the first size needs no sum: it wins whatever its gain
             total_gain = float(gains.sum()) if len(sizes) > 1 else 0.0
             if total_gain > best_gain:
                 best_gain, best_taken, best_values, best_t = total_gain, taken, values, t_tok
