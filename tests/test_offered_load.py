@@ -11,9 +11,10 @@ from policy_views import SLOTTED, make_view
 
 
 def _work(view) -> np.ndarray:
-    out = view.predicted_output(0.5)
+    out = np.maximum(view.predicted_output(0.5), 1.0)
     prompt = view.prompt_len.astype(float)
-    return signals.engine_seconds(view.engine, prompt, out, prompt + out / 2.0, 1.0 + out - 1.0)
+    prefill_steps = np.ceil(prompt / view.engine.token_budget)  # budget-sized chunks
+    return signals.engine_seconds(view.engine, prompt, out, prompt + out / 2.0, prefill_steps + out - 1.0)
 
 
 def test_counts_each_request_once_and_forgets_it_after_the_window():
@@ -40,3 +41,40 @@ def test_engine_seconds_of_a_batch_that_fills_the_cache_is_its_iterations():
     # slotted: max_seqs binds (8 per slot), so 8 requests of 5 steps take 5 slots
     slotted = signals.engine_seconds(SLOTTED, np.zeros(8), np.full(8, 5.0), np.full(8, 4.0), np.full(8, 5.0))
     assert slotted.sum() == pytest.approx(5 * SLOTTED.slot_time)
+
+
+def _reference_load(events, window: float, min_span: float) -> list[float]:
+    """The offered load's definition as plain Python: each request's work counted once, when first
+    seen, for `window` seconds (the sums in the same order as OfferedLoad's)."""
+    seen, arrivals, total, start, out = set(), [], 0.0, None, []
+    for view in events:
+        now = view.now
+        start = now if start is None else start
+        work = [w for i, w in zip(view.idx.tolist(), _work(view).tolist()) if i not in seen]
+        seen.update(view.idx.tolist())
+        if work:
+            arrivals.append((now, work))
+            total += sum(work)
+        while arrivals and arrivals[0][0] <= now - window:
+            for w in arrivals.pop(0)[1]:
+                total -= w
+        if not arrivals:
+            total = 0.0
+        out.append(total / max(min(window, now - start), min_span))
+    return out
+
+
+def test_long_runs_keep_every_arrival_until_it_leaves_the_window():
+    # hundreds of arrivals over many windows: OfferedLoad's arrays are compacted and grown many times
+    rng = np.random.default_rng(3)
+    events, live, next_idx, now = [], [], 0, 0.0
+    for _ in range(400):
+        now += float(rng.exponential(0.7))
+        for _ in range(int(rng.integers(0, 4))):
+            live.append(dict(cls=1, pred=float(rng.integers(1, 300)), idx=next_idx,
+                             prompt_len=int(rng.integers(1, 900))))
+            next_idx += 1
+        live = [r for r in live if rng.random() > 0.2]  # some finish
+        events.append(make_view(live, now=now) if live else make_view([], now=now))
+    load = OfferedLoad(window=20.0, min_span=5.0)
+    assert [load.update(view) for view in events] == _reference_load(events, 20.0, 5.0)

@@ -53,3 +53,15 @@ def test_bucket_quantiles_and_nearest_fallback():
 def test_bucket_needs_enough_examples():
     with pytest.raises(ValidationError, match="no bucket"):
         BucketPredictor.fit(np.array([1, 2, 3]), np.array([1, 2, 3]), min_count=50)
+
+
+def test_default_refine_is_the_floor_generated_plus_one_elementwise():
+    # the compiled rule (solvers/prediction/base.py::at_least_next) against numpy's expression of it
+    from solvers.prediction.oracle import OraclePredictor
+
+    rng = np.random.default_rng(5)
+    q = np.sort(rng.uniform(1, 400, size=(300, 3)), axis=1)
+    generated = rng.integers(0, 500, size=300)
+    refined = OraclePredictor().refine(q, generated)
+    np.testing.assert_array_equal(refined, np.maximum(q, (generated + 1)[:, None]))
+    assert (refined[generated >= 400] == (generated[generated >= 400] + 1)[:, None]).all()
