@@ -54,12 +54,24 @@ class PrefixHits:
 
 def decide_batch(view: EngineView, plan: Plan, admitted_at: np.ndarray,
                  hits: Callable[[np.ndarray], PrefixHits] | None = None) -> BatchDecision:
-    """Apply the plan rules to `view`; `admitted_at[k]` is when column k last became resident.
+    """Apply the plan rules to `plan` on `view` (`batch_at` on the plan's columns)."""
+    run, preempt = plan_columns(view.idx, plan)
+    return batch_at(view, run, preempt, admitted_at, hits)
+
+
+def plan_columns(idx: np.ndarray, plan: Plan) -> tuple[np.ndarray, np.ndarray]:
+    """The columns of the view's request indices `idx` that the plan runs (plan order) and
+    preempts; PlanError for a request not live or named twice."""
+    return _positions(idx, plan.run, "run"), _positions(idx, plan.preempt, "preempt")
+
+
+def batch_at(view: EngineView, run: np.ndarray, preempt: np.ndarray, admitted_at: np.ndarray,
+             hits: Callable[[np.ndarray], PrefixHits] | None = None) -> BatchDecision:
+    """Apply the plan rules to `view` for the columns `run` (priority order) with the columns
+    `preempt` preempted first; `admitted_at[k]` is when column k last became resident.
 
     `hits(preempt)`: with prefix caching, the hits given the plan's preempted columns; a waiting
     request is then seen holding its hit (its tokens computed), as the simulator sees it."""
-    run = _positions(view.idx, plan.run, "run")
-    preempt = _positions(view.idx, plan.preempt, "preempt")
     n = len(view.idx)
     resident, kv_blocks, free = view.resident, view.kv_blocks, int(view.free_blocks)
     if len(preempt):

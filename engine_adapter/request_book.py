@@ -193,11 +193,12 @@ class RequestBook:
 
     def view(self, *, now: float, rows: np.ndarray, generated: np.ndarray, computed: np.ndarray,
              prefill_left: np.ndarray, resident: np.ndarray, kv_blocks: np.ndarray, preemptions: np.ndarray,
-             refine: Callable[[np.ndarray, np.ndarray], np.ndarray], free_blocks: int, engine: EngineSpec,
+             refine_rows: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray], free_blocks: int, engine: EngineSpec,
              static: dict[str, np.ndarray] | None = None, cached: np.ndarray | None = None) -> EngineView:
         """The EngineView of the live requests at `rows` (engine progress given per row);
         `static`: `static_columns(rows)` kept from an earlier step with the same rows;
-        `refine(quantiles, generated)`: the predictor's conditioning of `pred_quantiles`.
+        `refine_rows(table, rows, generated)`: the predictor's conditioning of `pred_quantiles`
+        (LengthPredictor.refine_rows).
 
         A `LazyView`: `pred_quantiles`, `lag` and `delay_area` are read only when the policy
         reads them (fcfs never does; the batch rules between events never ask a policy). Built
@@ -212,7 +213,7 @@ class RequestBook:
             kv_blocks=kv_blocks, preemptions=preemptions, quantile_levels=self.levels, free_blocks=free_blocks,
             engine=engine, groups=self.groups, cached=cached,
         )
-        object.__setattr__(view, "_builder", _LateColumns(self, rows, generated, refine))
+        object.__setattr__(view, "_builder", _LateColumns(self, rows, generated, refine_rows))
         return view
 
     def schedule(self, ids: list[str], *, iterations: int, meta: dict) -> Schedule:
@@ -237,14 +238,14 @@ class _LateColumns:
     """A bridge view's columns that only some policies read, taken from the book on first access
     (the `LazyView` builder protocol; valid during the decide() call the view was built for)."""
 
-    __slots__ = ("book", "rows", "generated", "refine")
+    __slots__ = ("book", "rows", "generated", "refine_rows")
 
     def __init__(self, book: RequestBook, rows: np.ndarray, generated: np.ndarray,
-                 refine: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> None:
-        self.book, self.rows, self.generated, self.refine = book, rows, generated, refine
+                 refine_rows: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]) -> None:
+        self.book, self.rows, self.generated, self.refine_rows = book, rows, generated, refine_rows
 
     def refined(self) -> np.ndarray:
-        return self.refine(self.book.pred[self.rows], self.generated)
+        return self.refine_rows(self.book.pred, self.rows, self.generated)
 
     def qoe_columns(self) -> dict[str, np.ndarray]:
         return {"lag": self.book.lag[self.rows], "delay_area": self.book.delay_area[self.rows]}

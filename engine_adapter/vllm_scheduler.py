@@ -40,7 +40,7 @@ from vllm.v1.request import Request, RequestStatus
 
 from engine_adapter.bridge_config import BridgeConfig
 from engine_adapter.events import HeldPlan, is_steady_batch, prefill_event
-from engine_adapter.plan_batch import BatchDecision, PrefixHits, decide_batch
+from engine_adapter.plan_batch import BatchDecision, PrefixHits, batch_at, decide_batch, plan_columns
 from engine_adapter.request_book import RequestBook
 from engine_adapter.simulator import SimulationStalled, simulate
 from engine_adapter.simulator.view import LazyView
@@ -68,18 +68,24 @@ LOG_KEYS = ("start", "end", "prefill_tokens", "prefill_pairs", "decode_seqs", "d
 
 @dataclass
 class StepLog:
-    """One row per step that ran tokens; `scheduled` holds the request indices of each."""
+    """One entry per step that ran tokens: its LOG_KEYS values (a tuple, so that a step's log is one
+    append) and the request indices it scheduled; `arrays()` gives the columns."""
 
-    rows: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in LOG_KEYS})
+    entries: list[tuple] = field(default_factory=list)
     scheduled: list[np.ndarray] = field(default_factory=list)
 
+    def append(self, values: tuple, scheduled: np.ndarray) -> None:
+        self.entries.append(values)
+        self.scheduled.append(scheduled)
+
     def arrays(self) -> dict[str, object]:
-        out: dict[str, object] = {k: np.array(v) for k, v in self.rows.items()}
+        columns = zip(*self.entries, strict=True) if self.entries else ((),) * len(LOG_KEYS)
+        out: dict[str, object] = {k: np.array(c) for k, c in zip(LOG_KEYS, columns, strict=True)}
         out["scheduled"] = list(self.scheduled)
         return out
 
     def __len__(self) -> int:
-        return len(self.rows["start"])
+        return len(self.entries)
 
 
 @dataclass
@@ -238,13 +244,13 @@ class SloScheduler(Scheduler):
         n_running = len(resident)
         view, rows, hit_blocks = self._view(now, live, n_running)
         decide_seconds = 0.0
-        plan = None
+        decision = None
         if not self.held.due(now):  # between events: the held plan's run set, by the same rules
-            plan = self.held.run_set(view.idx)
-            decision = self._decide_batch(view, plan, live, n_running, rows, hit_blocks)
+            decision = self._batch(view, self.held.run_columns(view.idx), _EMPTY, live, n_running, rows, hit_blocks)
             if decision.preempt and self.held.steady:  # KV exhausted after a steady run: an event
-                plan = None
-        if plan is None:
+                decision = None
+        plan_preempts = 0
+        if decision is None:
             asked = time.perf_counter()
             plan = self.slo_policy.decide(view)
             decide_seconds = time.perf_counter() - asked
@@ -257,7 +263,9 @@ class SloScheduler(Scheduler):
                     self._record(output, started, now, np.empty(0, dtype=np.int64), 0.0, decide_seconds)
                     return output
                 view, rows, hit_blocks = self._view(now, live, n_running)
-            decision = self._decide_batch(view, plan, live, n_running, rows, hit_blocks)
+            run, preempt = plan_columns(view.idx, plan)
+            plan_preempts = len(preempt)
+            decision = self._batch(view, run, preempt, live, n_running, rows, hit_blocks)
         for k in decision.preempt:
             request = live[k]
             self.running.remove(request)
@@ -267,7 +275,7 @@ class SloScheduler(Scheduler):
         run_arr = decision.run
         run = run_arr.tolist()
         run_resident = [live[k] for k in run if k < n_running]
-        any_prefill = self._note_batch(decision, len(plan.preempt), len(run_resident) == len(run))
+        any_prefill = self._note_batch(decision, plan_preempts, len(run_resident) == len(run))
         if hit_blocks is None:
             admit = [live[k] for k in run if k >= n_running]
         else:  # vLLM admits as the simulator's PrefixCache.allocate does, from the plan's waiting ones
@@ -281,8 +289,7 @@ class SloScheduler(Scheduler):
         self.running[:] = run_resident
         self.waiting.clear()
         self.waiting.extend(admit)
-        planned_rows = rows[run_arr]
-        planned_indices = self.book.index[planned_rows]
+        planned_indices = view.idx[run_arr]
         policy_seconds = time.perf_counter() - started
 
         output = super().schedule(throttle_prefills)
@@ -327,9 +334,11 @@ class SloScheduler(Scheduler):
         keep = set(run_resident)
         return [r for r in self.running if r not in keep]
 
-    def _decide_batch(self, view, plan: Plan, live: list[Request], n_running: int, rows: np.ndarray, hit_blocks):
+    def _batch(self, view, run: np.ndarray, preempt: np.ndarray, live: list[Request], n_running: int,
+               rows: np.ndarray, hit_blocks) -> BatchDecision:
+        """The plan rules' batch for the view columns `run` with `preempt` preempted first."""
         hits = None if hit_blocks is None else self._hits_after(live, n_running, hit_blocks, int(view.free_blocks))
-        return decide_batch(view, plan, self.book.admitted_at[rows], hits)
+        return batch_at(view, run, preempt, self.book.admitted_at[rows], hits)
 
     def _note_batch(self, decision: BatchDecision, plan_preempts: int, all_resident: bool) -> bool:
         """Events this step's batch makes (engine_adapter/events.py): an eviction by the KV rule,
@@ -445,7 +454,7 @@ class SloScheduler(Scheduler):
             self.block_size)
         return book.view(
             now=now, rows=rows, generated=generated, computed=computed, prefill_left=prefill_left, resident=resident,
-            kv_blocks=kv_blocks, preemptions=preemptions, refine=self.predictor.refine,
+            kv_blocks=kv_blocks, preemptions=preemptions, refine_rows=self.predictor.refine_rows,
             free_blocks=free_blocks, engine=self.engine_spec, static=static, cached=cached,
         )
 
@@ -496,7 +505,7 @@ class SloScheduler(Scheduler):
                 for p in (replace(plan, reject=_EMPTY), Plan(run=view.idx)):
                     decision = decide_batch(view, p, book.admitted_at[rows])
                     _after_schedule_kernels(view, decision, rows, book.computed.copy(), book.prompt_len)
-                HeldPlan(plan).run_set(view.idx)
+                HeldPlan(plan).run_columns(view.idx)
         try:  # (a predictor of its own: one may draw from a random stream)
             simulate(_warm_up_instance(self.engine_spec),
                      _AsBridgeViews(policy, bool(self.cache_config.enable_prefix_caching)),
@@ -585,8 +594,7 @@ class SloScheduler(Scheduler):
             self._report_rejected(outputs)
         record = self._pending.pop(id(scheduler_output), None)
         if record is not None:  # the step ran tokens (their requests may have finished since)
-            record.policy_seconds += time.perf_counter() - resumed
-            self._log_step(record, t)
+            self._log_step(record, t, resumed)
         if self.bridge.slot_time is not None:
             self.slot += 1
         return outputs
@@ -600,21 +608,15 @@ class SloScheduler(Scheduler):
         del self._row_by_id[id(request)]
         self.vllm_preemptions[index] = request.num_preemptions
 
-    def _log_step(self, record: _StepRecord, t: float) -> None:
-        log = self.log.rows
-        log["start"].append(record.start)
-        log["end"].append(t)
-        log["prefill_tokens"].append(record.prefill)
-        log["prefill_pairs"].append(record.pairs)
-        log["decode_seqs"].append(record.decodes)
-        log["decode_ctx_tokens"].append(record.ctx)
-        log["seqs"].append(record.seqs)
-        log["tokens"].append(record.prefill + record.decodes)
-        log["kv_used_blocks"].append(self.engine_spec.kv_blocks - self.kv_cache_manager.block_pool.get_num_free_blocks())
-        log["policy_seconds"].append(record.policy_seconds)
-        log["decide_seconds"].append(record.decide_seconds)
-        log["step_seconds"].append(time.perf_counter() - record.began)
-        self.log.scheduled.append(record.planned)  # request indices in plan (priority) order
+    def _log_step(self, record: _StepRecord, t: float, resumed: float) -> None:
+        """The step's log row; its policy seconds count the bridge's time since `resumed` (the end
+        of vLLM's update_from_output) up to the row itself."""
+        used = self.engine_spec.kv_blocks - self.kv_cache_manager.block_pool.get_num_free_blocks()
+        ended = time.perf_counter()
+        self.log.append((record.start, t, record.prefill, record.pairs, record.decodes, record.ctx, record.seqs,
+                         record.prefill + record.decodes, used, record.policy_seconds + ended - resumed,
+                         record.decide_seconds, ended - record.began),
+                        record.planned)  # request indices in plan (priority) order
 
 
 @kernel

@@ -34,6 +34,7 @@ def test_held_plan_is_due_at_an_event_or_its_recheck_time() -> None:
     assert not held.due(4.9) and held.due(5.0)
     held.event = True
     assert held.due(0.0)
-    # the run set, in plan order, without requests that left; no preemption re-applied
-    again = held.run_set(np.array([2, 3]))
-    assert again.run.tolist() == [3, 2] and len(again.preempt) == 0 and again.recheck_at is None
+    # the run set's columns, in plan order, without requests that left (request 1); no preemption
+    # re-applied
+    assert held.run_columns(np.array([2, 3])).tolist() == [1, 0]
+    assert held.run_columns(np.array([1, 2, 0, 3])).tolist() == [3, 0, 1]

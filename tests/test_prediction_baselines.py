@@ -65,3 +65,18 @@ def test_default_refine_is_the_floor_generated_plus_one_elementwise():
     refined = OraclePredictor().refine(q, generated)
     np.testing.assert_array_equal(refined, np.maximum(q, (generated + 1)[:, None]))
     assert (refined[generated >= 400] == (generated[generated >= 400] + 1)[:, None]).all()
+
+
+def test_refine_rows_is_refine_of_the_gathered_rows():
+    # the bridge's path (LengthPredictor.refine_rows): the default rule gathers inside its kernel,
+    # a predictor with a rule of its own gets the gathered rows
+    from solvers.prediction.oracle import OraclePredictor
+
+    rng = np.random.default_rng(6)
+    table = np.sort(rng.uniform(1, 400, size=(300, 3)), axis=1)
+    rows = rng.permutation(300)[:120]
+    generated = rng.integers(0, 500, size=120)
+    for predictor in (OraclePredictor(), PriorPredictor(values=(100, 200, 300), levels=(0.1, 0.5, 0.9))):
+        np.testing.assert_array_equal(predictor.refine_rows(table, rows, generated),
+                                      predictor.refine(table[rows], generated))
+    assert OraclePredictor().refine_rows(table, rows[:0], generated[:0]).shape == (0, 3)

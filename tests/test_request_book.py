@@ -58,7 +58,8 @@ def test_groups_fresh_indices_view_and_schedule():
     rows = np.array([book.row(b), book.row(c)])
     v = book.view(now=1.0, rows=rows, generated=np.array([0, 1]), computed=np.array([0, 7]),
                   prefill_left=np.array([6, 0]), resident=np.array([False, True]), kv_blocks=np.array([0, 1]),
-                  preemptions=np.zeros(2, dtype=np.int64), refine=lambda q, g: np.maximum(q, (g + 1)[:, None]),
+                  preemptions=np.zeros(2, dtype=np.int64),
+                  refine_rows=lambda table, rows, g: np.maximum(table[rows], (g + 1)[:, None]),
                   free_blocks=3, engine=EngineSpec.from_profile("llama3-8b-h100"))
     assert v.idx.tolist() == [1, 2] and v.group.tolist() == [0, -1] and v.prompt_len.tolist() == [6, 7]
     assert v.deadline.tolist() == [5.0, 5.0]

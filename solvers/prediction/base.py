@@ -32,17 +32,25 @@ class LengthPredictor(ABC):
         Row by row: row i of the result depends only on quantiles[i] and generated[i] (the
         simulator refines only the rows whose generated count changed since the last time).
         """
-        return at_least_next(quantiles, generated)
+        return at_least_next(quantiles, np.arange(len(quantiles)), generated)
+
+    def refine_rows(self, table: np.ndarray, rows: np.ndarray, generated: np.ndarray) -> np.ndarray:
+        """`refine(table[rows], generated)`. The default rule gathers the rows in its own compiled
+        pass: the vLLM bridge refines every live row of its book's table at each decision, after a
+        model step has left the caches cold, where the gather's fresh array alone costs as much as
+        the rule."""
+        if type(self).refine is LengthPredictor.refine:
+            return at_least_next(table, rows, generated)
+        return self.refine(table[rows], generated)
 
 
 @kernel
-def at_least_next(quantiles, generated):
-    """max(quantiles[i, j], generated[i] + 1): `refine`'s rule in one compiled pass (the bridge
-    refines every live row each decision, after a model step has left the caches cold, where
-    each numpy call costs several microseconds)."""
-    out = np.empty(quantiles.shape)
-    for i in range(quantiles.shape[0]):
+def at_least_next(table, rows, generated):
+    """max(table[rows[i], j], generated[i] + 1): `refine`'s rule in one compiled pass (each numpy
+    call costs several microseconds in the bridge, where a model step leaves the caches cold)."""
+    out = np.empty((len(rows), table.shape[1]))
+    for i in range(len(rows)):
         floor = generated[i] + 1.0
-        for j in range(quantiles.shape[1]):
-            out[i, j] = max(quantiles[i, j], floor)
+        for j in range(table.shape[1]):
+            out[i, j] = max(table[rows[i], j], floor)
     return out
