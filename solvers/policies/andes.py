@@ -38,7 +38,7 @@ import numpy as np
 
 from formulations.engine_spec import EngineSpec
 from formulations.online import EMPTY, EngineView, Plan, Policy, quantile_column
-from solvers.compiled import kernel
+from solvers.compiled import kernel, numpy_sum
 from solvers.knapsack.greedy import densities_of
 from solvers.knapsack.greedy import walk as greedy_walk
 from solvers.policies import batching, ranking, signals
@@ -551,6 +551,43 @@ def _finish(chosen, evictable, admitted, afford, fill, values, blocks, buffer, g
     return run, idx[victims], out, least
 
 
+STALL_STEP = 1e-3  # s: the stall over which running streams' QoE loss is measured (finite difference)
+
+
+@kernel
+def _plan_at_sizes(sizes, t_toks, columns, request, idx, capacity, resident, kv_blocks, keep, afford, fill,
+                   free_blocks, runnable_by):
+    """A triggered decision from the candidate batch sizes to the plan, in one compiled call: the
+    knapsack at each size (`_knapsack_at`, iterations of `t_toks` seconds); the size whose taken
+    values sum highest wins (the first when it is alone, and on ties); its choice and admissions
+    (`_admitted`), the QoE per second the running streams lose to an admission's stall, and
+    `_finish`. Sums are numpy's (`numpy_sum`), as the plans were pinned with. `columns`: the
+    requests' (arrival, ttft_target, generated, read_rate, delay_area, lag, now, horizon);
+    `request`: their (total, pre_iters, buffer, blocks, growth); `afford`: (prefill, c_prefill,
+    refine, preemption budget); `fill`: (capacity, release, max_seqs, read_rate)."""
+    arrival, ttft_target, generated, read_rate, delay_area, lag, now, horizon = columns
+    total, pre_iters, buffer, blocks, growth = request
+    prefill, c_prefill, refine, budget = afford
+    best_values, best_taken, gains = _knapsack_at(arrival, ttft_target, generated, read_rate, delay_area, lag, now,
+                                                  horizon, t_toks[0], total, pre_iters, blocks, idx, capacity,
+                                                  sizes[0])
+    best_t = t_toks[0]
+    if len(sizes) > 1:
+        best_gain = numpy_sum(gains)
+        for k in range(1, len(sizes)):
+            values, taken, gains = _knapsack_at(arrival, ttft_target, generated, read_rate, delay_area, lag, now,
+                                                horizon, t_toks[k], total, pre_iters, blocks, idx, capacity, sizes[k])
+            gain = numpy_sum(gains)
+            if gain > best_gain:
+                best_gain, best_values, best_taken, best_t = gain, values, taken, t_toks[k]
+    chosen, evictable, admitted, loss = _admitted(best_taken, resident, buffer, pre_iters, keep, best_values, blocks,
+                                                  arrival, idx, refine, ttft_target, generated, read_rate, delay_area,
+                                                  lag, now, STALL_STEP, best_t, total)
+    loss_per_s = numpy_sum(loss) / STALL_STEP if refine and len(admitted) else 0.0
+    return _finish(chosen, evictable, admitted, (prefill, c_prefill, loss_per_s, refine, budget), fill, best_values,
+                   blocks, buffer, growth, resident, kv_blocks, idx, arrival, free_blocks, runnable_by)
+
+
 class AndesPolicy(Policy):
     name = "andes"
 
@@ -641,39 +678,22 @@ class AndesPolicy(Policy):
             prefill, engine.token_budget, view.computed, view.arrival, view.ttft_target, view.read_rate, view.lag,
             float(view.now))
         ctx_mean = context / n + 1.0  # np.mean's float: the integer sum is exact
-        # the first batch size always wins (its gain is at least 0 > -1), so best_values is set
-        best_gain, best_taken, best_values, best_t = -1.0, EMPTY, None, t_now
         # the KV cache in the units of the weights: a block that several residents share (prefix
         # caching) is in each one's weight, so it counts once per holder here too (the engine's
         # size when nothing is shared): against that size residents that fit would look as if they did not
         capacity = float(view.free_blocks + held)
-        columns = (view.arrival, view.ttft_target, view.generated, view.read_rate, view.delay_area, view.lag,
-                   float(view.now), float(self.horizon))
         sizes = self._batch_sizes(view, blocks, ctx_mean, capacity, pace)
-        for batch in map(int, sizes):  # Python ints: exact, and no numpy scalar arithmetic
-            t_tok = signals.iteration_time(engine, batch, batch * ctx_mean)
-            values, taken, gains = _knapsack_at(*columns, float(t_tok), total, pre_iters, blocks, view.idx, capacity,
-                                                batch)
-            # alone, the first size needs no sum: it wins whatever its gain
-            total_gain = float(gains.sum()) if len(sizes) > 1 else 0.0
-            if total_gain > best_gain:
-                best_gain, best_taken, best_values, best_t = total_gain, taken, values, t_tok
-
+        # Python ints: exact, and no numpy scalar arithmetic
+        t_toks = np.array([signals.iteration_time(engine, batch, batch * ctx_mean) for batch in map(int, sizes)])
         refine = self.refine and engine.slot_time is None
-        step = 1e-3  # QoE the running streams lose per second of stall (finite difference)
-        # projected QoE if the next token comes after t_tok minus if it comes `step` later
-        chosen, evictable, admitted, loss = _admitted(
-            best_taken, view.resident, buffer, pre_iters, self.horizon + self.evict_buffer, best_values, blocks,
-            view.arrival, view.idx, refine, view.ttft_target, view.generated, view.read_rate, view.delay_area,
-            view.lag, float(view.now), step, float(best_t), total)
-        # numpy's (pairwise) sum, as the plans were pinned with
-        loss_per_s = float(loss.sum()) / step if refine and len(admitted) else 0.0
-        afford = (prefill, float(engine.latency.c_prefill) if refine else 0.0, loss_per_s, refine,
-                  float(self.preemption_cap * self._seen - self._preempted))
-        run, victims, out, least = _finish(
-            chosen, evictable, admitted, afford, (capacity, view.release, engine.max_seqs, view.read_rate),
-            best_values, blocks, buffer, growth, view.resident, view.kv_blocks, view.idx, view.arrival,
-            float(view.free_blocks), view.now + 1e-12)
+        run, victims, out, least = _plan_at_sizes(
+            sizes, t_toks, (view.arrival, view.ttft_target, view.generated, view.read_rate, view.delay_area, view.lag,
+                            float(view.now), float(self.horizon)),
+            (total, pre_iters, buffer, blocks, growth), view.idx, capacity, view.resident, view.kv_blocks,
+            self.horizon + self.evict_buffer,
+            (prefill, float(engine.latency.c_prefill) if refine else 0.0, refine,
+             float(self.preemption_cap * self._seen - self._preempted)),
+            (capacity, view.release, engine.max_seqs, view.read_rate), float(view.free_blocks), view.now + 1e-12)
         self._preempted += len(victims)
         # ask again before the next stream left out starts losing QoE (it needs dt of notice)
         recheck = None
