@@ -74,12 +74,14 @@ def _fastest_pace(read_rate: np.ndarray) -> float:
 
 
 @kernel
-def _scan(resident, prefill, in_cache, budget, block_size, reserve_full_prompt, kv_blocks, idx, read_rate):
+def _scan(resident, prefill, in_cache, budget, block_size, reserve_full_prompt, kv_blocks, idx, read_rate,
+          decoding):
     """What every decision reads first, in one compiled call: `_weights`, the request index bound
-    (per_request.index_bound) and the strictest reading pace (`_fastest_pace`)."""
+    (per_request.index_bound), the strictest reading pace (`_fastest_pace`) and the decoding load
+    (signals.decoding_load of `decoding`: resident, prefill_left, computed, prompt_len)."""
     blocks, growth, need, held = _weights(resident, prefill, in_cache, budget, block_size, reserve_full_prompt,
                                           kv_blocks)
-    return blocks, growth, need, held, index_bound(idx), _fastest_pace(read_rate)
+    return blocks, growth, need, held, index_bound(idx), _fastest_pace(read_rate), signals.decoding_load(*decoding)
 
 
 @kernel
@@ -665,10 +667,11 @@ class AndesPolicy(Policy):
         if n == 0:
             return Plan(run=EMPTY)
         engine = view.engine
-        blocks, growth, growth_sum, held, bound, pace = _scan(*signals.kv_weight_args(view), view.kv_blocks, view.idx,
-                                                              view.read_rate)
+        blocks, growth, growth_sum, held, bound, pace, (seqs, ctx) = _scan(
+            *signals.kv_weight_args(view), view.kv_blocks, view.idx, view.read_rate,
+            (view.resident, view.prefill_left, view.computed, view.prompt_len))
         self._seen = max(self._seen, bound)
-        t_now = signals.typical_iteration(view)
+        t_now = signals.typical_iteration_at(engine, seqs, ctx)
         if not self._triggered(view, growth_sum, t_now, pace):
             return self._fcfs(view)
 

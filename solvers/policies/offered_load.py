@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from formulations.online import EngineView
+from formulations.online import EngineView, quantile_column
 from solvers.compiled import kernel
 from solvers.policies import signals
-from solvers.policies.per_request import grown, index_bound
+from solvers.policies.per_request import index_bound
 
 
 class OfferedLoad:
@@ -37,46 +37,45 @@ class OfferedLoad:
         """Record the requests seen for the first time; the load over the window.
 
         Work is added when a request is first seen and dropped when it leaves the window, so a
-        decision costs the new arrivals, not the whole window: one compiled call (each step of
-        a queue kept in Python cost more than the arithmetic)."""
+        decision costs the new arrivals, not the whole window: one compiled call, which also
+        grows and compacts the arrays (each numpy call and each step of a queue kept in Python
+        cost more than the arithmetic)."""
         now = view.now
         if self._start is None:
             self._start = now
-        n = len(view)
-        if n:
-            self._seen = grown(self._seen, index_bound(view.idx), fill=False)
-            if int(self._state[TAIL]) + n > len(self._work):  # room for every live request being new
-                self._compact(n)
-        total = _update(self._seen, view.idx, view.predicted_output(0.5) if n else _NONE, view.prompt_len,
-                        signals.engine_costs(view.engine), view.engine.token_budget, self._seen_at, self._work,
-                        self._state, float(now), float(now - self.window))
+        total, self._seen, self._seen_at, self._work = _update(
+            self._seen, view.idx, view.pred_quantiles, quantile_column(tuple(view.quantile_levels), 0.5), view.prompt_len,
+            signals.engine_costs(view.engine), view.engine.token_budget, self._seen_at, self._work, self._state,
+            float(now), float(now - self.window))
         span = max(min(self.window, now - self._start), self.min_span)
         return total / span
 
-    def _compact(self, more: int) -> None:
-        """Move the window's arrivals to the front, in arrays with room for `more` besides."""
-        head, tail = int(self._state[HEAD]), int(self._state[TAIL])
-        size = max(2 * (tail - head + more), 64)
-        for name in ("_seen_at", "_work"):
-            kept = getattr(self, name)[head:tail]
-            fresh = np.zeros(size)
-            fresh[: len(kept)] = kept
-            setattr(self, name, fresh)
-        self._state[HEAD], self._state[TAIL] = 0.0, float(tail - head)
-
 
 HEAD, TAIL, TOTAL = 0, 1, 2
-_NONE = np.zeros(0)
 
 
 @kernel
-def _update(seen, idx, mid, prompt_len, costs, budget, seen_at, work, state, now, horizon):
-    """Append the engine seconds of each live request not seen before (`_first_seen_work`), drop
-    the arrivals seen at or before `horizon`, and return the engine seconds left in the window
-    (`state` updated in place). The total gains the new arrivals' sum and loses each dropped
-    one, in that order; an empty window resets it to 0 (no rounding drift survives)."""
+def _update(seen, idx, pred, column, prompt_len, costs, budget, seen_at, work, state, now, horizon):
+    """Append the engine seconds of each live request not seen before (`_first_seen_work`, its
+    median predicted length from `pred`'s `column`), drop the arrivals seen at or before
+    `horizon`, and return the engine seconds left in the window (`state` updated in place) with
+    the arrays, grown (`seen`: doubling, as per_request.grown) or compacted (the window's arrivals
+    moved to the front, room for every live request being new) when they lack room. The total
+    gains the new arrivals' sum and loses each dropped one, in that order; an empty window resets
+    it to 0 (no rounding drift survives)."""
+    bound = index_bound(idx)
+    if bound > len(seen):
+        more = np.zeros(max(bound, 2 * len(seen)), dtype=np.bool_)
+        more[:len(seen)] = seen
+        seen = more
     head, tail, total = int(state[HEAD]), int(state[TAIL]), state[TOTAL]
-    new = _first_seen_work(seen, idx, mid, prompt_len, costs, budget)
+    if tail + len(idx) > len(work):
+        size = max(2 * (tail - head + len(idx)), 64)
+        kept_at, kept_work = np.zeros(size), np.zeros(size)
+        kept_at[:tail - head] = seen_at[head:tail]
+        kept_work[:tail - head] = work[head:tail]
+        seen_at, work, head, tail = kept_at, kept_work, 0, tail - head
+    new = _first_seen_work(seen, idx, pred[:, column], prompt_len, costs, budget)
     if len(new):
         added = 0.0
         for k in range(len(new)):
@@ -91,7 +90,7 @@ def _update(seen, idx, mid, prompt_len, costs, budget, seen_at, work, state, now
     if head == tail:
         total = 0.0
     state[HEAD], state[TAIL], state[TOTAL] = head, tail, total
-    return total
+    return total, seen, seen_at, work
 
 
 @kernel

@@ -30,12 +30,18 @@ def iteration_time(engine: EngineSpec, decode_seqs: float, decode_ctx: float, pr
 
 def typical_iteration(view: EngineView) -> float:
     """Iteration time if every resident request decodes (the pace a served stream gets)."""
-    seqs, ctx = _decoding_load(view.resident, view.prefill_left, view.computed, view.prompt_len)
-    return iteration_time(view.engine, max(1, min(seqs, view.engine.max_seqs)), ctx, 0.0)
+    return typical_iteration_at(view.engine, *decoding_load(view.resident, view.prefill_left, view.computed,
+                                                            view.prompt_len))
+
+
+def typical_iteration_at(engine: EngineSpec, seqs: int, ctx: float) -> float:
+    """`typical_iteration` from the view's `decoding_load` (a kernel that reads the view's columns
+    for other ends too may compute it)."""
+    return iteration_time(engine, max(1, min(seqs, engine.max_seqs)), ctx, 0.0)
 
 
 @kernel
-def _decoding_load(resident, prefill_left, computed, prompt_len):
+def decoding_load(resident, prefill_left, computed, prompt_len):
     """(requests decoding, their context tokens), or (0, the mean prompt) when none decodes: sums
     of whole numbers, so exact in any order (np.sum's and np.mean's results)."""
     seqs, ctx = 0, 0
