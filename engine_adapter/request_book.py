@@ -193,8 +193,9 @@ class RequestBook:
 
     def view(self, *, now: float, rows: np.ndarray, generated: np.ndarray, computed: np.ndarray,
              prefill_left: np.ndarray, resident: np.ndarray, kv_blocks: np.ndarray, preemptions: np.ndarray,
-             refine_rows: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray], free_blocks: int, engine: EngineSpec,
-             static: dict[str, np.ndarray] | None = None, cached: np.ndarray | None = None) -> EngineView:
+             refine_rows: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray], free_blocks: int,
+             engine: EngineSpec, static: dict[str, np.ndarray] | None = None,
+             cached: np.ndarray | None = None) -> EngineView:
         """The EngineView of the live requests at `rows` (engine progress given per row);
         `static`: `static_columns(rows)` kept from an earlier step with the same rows;
         `refine_rows(table, rows, generated)`: the predictor's conditioning of `pred_quantiles`

@@ -44,9 +44,9 @@ class OfferedLoad:
         if self._start is None:
             self._start = now
         total, self._seen, self._seen_at, self._work = _update(
-            self._seen, view.idx, view.pred_quantiles, quantile_column(tuple(view.quantile_levels), 0.5), view.prompt_len,
-            signals.engine_costs(view.engine), view.engine.token_budget, self._seen_at, self._work, self._state,
-            float(now), float(now - self.window))
+            self._seen, view.idx, view.pred_quantiles, quantile_column(tuple(view.quantile_levels), 0.5),
+            view.prompt_len, signals.engine_costs(view.engine), view.engine.token_budget, self._seen_at, self._work,
+            self._state, float(now), float(now - self.window))
         span = max(min(self.window, now - self._start), self.min_span)
         return total / span
 
