@@ -73,7 +73,8 @@ class VllmSettings:
     seed: int = 0
     reserve_full_isl: bool = True  # vLLM's scheduler_reserve_full_isl (its default)
     watermark: float = 0.0  # vLLM's watermark (its default)
-    # vLLM's default is on; SloScheduler refuses it until the bridge reports hits to policies
+    # vLLM's default is on. The bridge supports it (tests/test_vllm_prefix.py); the in-process engine
+    # leaves it off unless asked for, so the benchmarks' random prompts run both schedulers without it
     enable_prefix_caching: bool = False
 
     def __post_init__(self) -> None:
