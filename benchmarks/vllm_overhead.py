@@ -9,9 +9,12 @@ scheduler once, so machine noise hits all alike). Reported per policy:
 - time ratio vs the default scheduler (submission + step loop wall time for the same workload;
   includes the bridge's bookkeeping of token times in update_from_output).
 A tiny 2-layer model makes steps short (a few ms on CPU), so the shares are pessimistic next to
-a real model on a GPU, whose steps are longer while the policy's cost stays the same.
+a real model on a GPU, whose steps are longer while the policy's cost stays the same. Both engines
+run with prefix caching on, vLLM's default (`--prefix-caching off` to compare); the prompts are
+random, so hits come from requests resumed after a preemption.
 
     .venv-vllm/bin/python benchmarks/vllm_overhead.py [--requests 256] [--reps 3] [--policies fcfs,andes,slo]
+        [--prefix-caching on|off]
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--policies", default="fcfs,andes,slo")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--prefix-caching", choices=("on", "off"), default="on", help="vLLM's default: on")
     args = parser.parse_args()
 
     policies, missing = [], []
@@ -72,7 +76,7 @@ def main() -> None:
         except ValidationError:
             missing.append(name)
     settings = VllmSettings(kv_blocks=256, block_size=32, max_num_seqs=64, max_num_batched_tokens=1024,
-                            max_model_len=512)
+                            max_model_len=512, enable_prefix_caching=args.prefix_caching == "on")
     default = VllmEngine(settings)
     bridged = VllmEngine(settings, BridgeConfig(policy="fcfs", slot_time=None))
     requests = workload(args.requests, args.seed)
@@ -97,7 +101,7 @@ def main() -> None:
             stats[name]["decide"] += float(log["decide_seconds"].sum())
             stats[name]["step"] += float(log["step_seconds"].sum())
     print(f"{args.requests} requests at t=0, tiny Llama (2 layers), max_num_seqs={settings.max_num_seqs}, "
-          f"{args.reps} rounds; default vLLM scheduler: {base['steps'] // args.reps} steps, "
+          f"prefix caching {args.prefix_caching}, {args.reps} rounds; default vLLM scheduler: {base['steps'] // args.reps} steps, "
           f"{1e3 * base['seconds'] / base['steps']:.2f} ms/step")
     print(f"{'policy':8} {'steps':>6} {'ms/step':>8} {'decide ms':>10} {'bridge ms':>10} {'decide share':>13} "
           f"{'policy share':>13} {'vs default':>11}")

@@ -34,7 +34,8 @@ class BatchDecision:
     any_prefill: bool  # a request in `run` prefills (plan_rules.Batch.any_prefill)
     # with prefix caching: the waiting positions of the plan's run, in run order, that the engine
     # itself admits from (each looked up again at its turn, after the allocations before it: hits
-    # on blocks computed in this step); none when the engine evicted a victim
+    # on blocks computed in this step), as many as the sequences left beside the batch's resident
+    # ones (the engine admits no more); none when the engine evicted a victim
     admit_from: list[int]
 
 
@@ -43,13 +44,14 @@ class PrefixHits:
     """Prefix caching's part of the plan rules' input, as it stands once the plan's own
     preemptions are done (their blocks stay cached while free, so they may turn free or stay
     taken by a sharer): per view column the hit tokens and the hit blocks other requests hold
-    (not free), the free blocks, and the blocks preempting a column would return to the free
-    pool. The simulator's equivalent: engine_adapter/simulator/prefix_cache.py."""
+    (not free; both None: no request has a hit), the free blocks, and the blocks preempting a
+    column would return to the free pool (None: all it holds, when no block has two holders). The simulator's equivalent:
+    engine_adapter/simulator/prefix_cache.py."""
 
-    cached: np.ndarray
-    hit_held: np.ndarray
+    cached: np.ndarray | None
+    hit_held: np.ndarray | None
     free_blocks: int
-    freed: Callable[[int], int]
+    freed: Callable[[], np.ndarray] | None
 
 
 def decide_batch(view: EngineView, plan: Plan, admitted_at: np.ndarray,
@@ -88,11 +90,15 @@ def batch_at(view: EngineView, run: np.ndarray, preempt: np.ndarray, admitted_at
     if hits is not None:
         after = hits(preempt)
         free, freed = after.free_blocks, after.freed
-        computed, prefill_left = computed + after.cached, prefill_left - after.cached
-        kv_blocks = kv_blocks + after.hit_held
+        if after.cached is not None:
+            computed, prefill_left = computed + after.cached, prefill_left - after.cached
+            kv_blocks = kv_blocks + after.hit_held
     batch = form_batch(run, n, resident, computed, prefill_left, kv_blocks, admitted_at, free, view.engine,
                        exact_kv=True, freed=freed)
-    admit_from = [] if hits is None or batch.victims else run[~resident[run]].tolist()
+    admit_from = []
+    if hits is not None and not batch.victims:
+        seqs_left = view.engine.max_seqs - int(np.count_nonzero(resident[batch.slots]))
+        admit_from = run[~resident[run]][:max(0, seqs_left)].tolist()
     return BatchDecision(preempt=preempt.tolist() + batch.victims, run=batch.slots, tokens=batch.chunk,
                          blocked=batch.blocked, any_prefill=batch.any_prefill, admit_from=admit_from)
 

@@ -19,14 +19,13 @@ the chosen requests in plan order (paused and held-back ones are set aside for t
 vLLM's `schedule()` builds the batch as usual. `update_from_output` stamps every delivered token
 on one clock, so the run yields the same `Schedule` as the simulator.
 
-Only this module and the runner import vLLM; nothing else in slosched imports them.
+Only the engine_adapter/vllm_*.py modules import vLLM; nothing else in slosched imports them.
 """
 
 from __future__ import annotations
 
 import copy
 import time
-from collections import Counter
 from operator import attrgetter
 from dataclasses import dataclass, field, fields, replace
 from itertools import repeat
@@ -40,12 +39,13 @@ from vllm.v1.request import Request, RequestStatus
 
 from engine_adapter.bridge_config import BridgeConfig
 from engine_adapter.events import HeldPlan, is_steady_batch, prefill_event
-from engine_adapter.plan_batch import BatchDecision, PrefixHits, batch_at, decide_batch, plan_columns
+from engine_adapter.plan_batch import BatchDecision, batch_at, decide_batch, plan_columns
 from engine_adapter.request_book import RequestBook
 from engine_adapter.simulator import SimulationStalled, simulate
 from engine_adapter.simulator.view import LazyView
 from engine_adapter.slo_args import GroupSpec, SloArgs, parse_slo_args
 from engine_adapter.vllm_checks import kv_cache_problems, unsupported_settings
+from engine_adapter.vllm_prefix_hits import PrefixLookup
 from engine_adapter.vllm_kernel_scan import skip_llvmlite_in_kernel_scan
 from formulations.engine_spec import EngineSpec
 from formulations.instance import Instance
@@ -182,6 +182,8 @@ class SloScheduler(Scheduler):
         self._live: list[Request] = []  # the last step's live requests, their book rows and static columns
         self._live_rows = np.empty(0, dtype=np.int64)
         self._live_static: dict[str, np.ndarray] = {}
+        self._prefix = PrefixLookup(self.kv_cache_manager, self.block_size) if self.cache_config.enable_prefix_caching \
+            else None  # each waiting request's prefix-cache hit, with prefix caching
 
     def now(self) -> float:
         if self.bridge.slot_time is not None:
@@ -211,7 +213,9 @@ class SloScheduler(Scheduler):
         super().add_request(request)
         self.held.event = True  # an arrival or release
         index = self.book.register(args, request.num_prompt_tokens, pred)
-        self.row_of[request.request_id] = self._row_by_id[id(request)] = self.book.row(index)
+        row = self.row_of[request.request_id] = self._row_by_id[id(request)] = self.book.row(index)
+        if self._prefix is not None:
+            self._prefix.register(row, request)
         self._request_of[request.request_id] = request  # until it finishes (vLLM forgets it then)
 
     @staticmethod
@@ -242,11 +246,11 @@ class SloScheduler(Scheduler):
             self._record(output, started, now, np.empty(0, dtype=np.int64), 0.0, 0.0)
             return output
         n_running = len(resident)
-        view, rows, hit_blocks = self._view(now, live, n_running)
+        view, rows, hits_now = self._view(now, live, n_running)
         decide_seconds = 0.0
         decision = None
         if not self.held.due(now):  # between events: the held plan's run set, by the same rules
-            decision = self._batch(view, self.held.run_columns(view.idx), _EMPTY, live, n_running, rows, hit_blocks)
+            decision = self._batch(view, self.held.run_columns(view.idx), _EMPTY, live, n_running, rows, hits_now)
             if decision.preempt and self.held.steady:  # KV exhausted after a steady run: an event
                 decision = None
         plan_preempts = 0
@@ -262,10 +266,10 @@ class SloScheduler(Scheduler):
                     output = super().schedule(throttle_prefills)
                     self._record(output, started, now, np.empty(0, dtype=np.int64), 0.0, decide_seconds)
                     return output
-                view, rows, hit_blocks = self._view(now, live, n_running)
+                view, rows, hits_now = self._view(now, live, n_running)
             run, preempt = plan_columns(view.idx, plan)
             plan_preempts = len(preempt)
-            decision = self._batch(view, run, preempt, live, n_running, rows, hit_blocks)
+            decision = self._batch(view, run, preempt, live, n_running, rows, hits_now)
         for k in decision.preempt:
             request = live[k]
             self.running.remove(request)
@@ -276,7 +280,7 @@ class SloScheduler(Scheduler):
         run = run_arr.tolist()
         run_resident = [live[k] for k in run if k < n_running]
         any_prefill = self._note_batch(decision, plan_preempts, len(run_resident) == len(run))
-        if hit_blocks is None:
+        if hits_now is None:
             admit = [live[k] for k in run if k >= n_running]
         else:  # vLLM admits as the simulator's PrefixCache.allocate does, from the plan's waiting ones
             admit = [live[k] for k in decision.admit_from]
@@ -318,7 +322,8 @@ class SloScheduler(Scheduler):
             self.book.admitted(self.row_of[request.request_id], now)
         candidates, cand_tokens = run_arr, decision.tokens
         if decision.admit_from:  # waiting ones past the planned run that vLLM may still admit at their turn
-            extra = np.setdiff1d(np.array(decision.admit_from, dtype=np.int64), run_arr, assume_unique=True)
+            in_run = set(run)
+            extra = np.array([k for k in decision.admit_from if k not in in_run], dtype=np.int64)
             candidates = np.concatenate([run_arr, extra])
             cand_tokens = np.concatenate([decision.tokens, np.full(len(extra), -1, dtype=np.int64)])
         counts, got, deviates = self._after_schedule(output, admitted, rows, candidates, cand_tokens, n_running)
@@ -339,9 +344,11 @@ class SloScheduler(Scheduler):
         return [r for r in running if r not in keep]
 
     def _batch(self, view, run: np.ndarray, preempt: np.ndarray, live: list[Request], n_running: int,
-               rows: np.ndarray, hit_blocks) -> BatchDecision:
-        """The plan rules' batch for the view columns `run` with `preempt` preempted first."""
-        hits = None if hit_blocks is None else self._hits_after(live, n_running, hit_blocks, int(view.free_blocks))
+               rows: np.ndarray, hits_now: tuple[dict[int, list], np.ndarray] | None) -> BatchDecision:
+        """The plan rules' batch for the view columns `run` with `preempt` preempted first;
+        `hits_now`: with prefix caching, the waiting requests' hits (PrefixLookup.hits)."""
+        hits = None if hits_now is None else self._prefix.after(live, n_running, *hits_now, view.kv_blocks,
+                                                                int(view.free_blocks))
         return batch_at(view, run, preempt, self.book.admitted_at[rows], hits)
 
     def _note_batch(self, decision: BatchDecision, plan_preempts: int, all_resident: bool) -> bool:
@@ -441,13 +448,13 @@ class SloScheduler(Scheduler):
             self._live, self._live_rows = live, rows
             self._live_static = self.book.static_columns(rows)
         rows = self._live_rows
-        hit_blocks = cached = None
-        if self.cache_config.enable_prefix_caching:
-            hit_blocks = self._hit_blocks(live, n_running)
-            cached = np.fromiter(map(len, hit_blocks), dtype=np.int64, count=n) * self.block_size
+        hits_now = None
+        if self._prefix is not None:
+            hits_now = self._prefix.hits(live, rows, n_running, self.book.preemption_count)
         view = self._book_view(self.book, now, rows, self._live_static, n_running, self._in_flight(live),
-                               self.kv_cache_manager.block_pool.get_num_free_blocks(), cached)
-        return view, rows, hit_blocks
+                               self.kv_cache_manager.block_pool.get_num_free_blocks(),
+                               None if hits_now is None else hits_now[1])
+        return view, rows, hits_now
 
     def _book_view(self, book: RequestBook, now: float, rows: np.ndarray, static: dict[str, np.ndarray],
                    n_resident: int, in_flight: np.ndarray, free_blocks: int, cached: np.ndarray | None):
@@ -538,40 +545,6 @@ class SloScheduler(Scheduler):
         view = self._book_view(book, now, rows, book.static_columns(rows), int(np.count_nonzero(running)),
                                np.zeros(n, dtype=np.int64), free_blocks, cached)
         return book, view
-
-    def _hit_blocks(self, live: list[Request], n_running: int) -> list[list]:
-        """Each waiting request's prefix-cache hit now, by vLLM's own lookup (get_computed_blocks
-        only reads the cache); none for the running ones."""
-        lookup = self.kv_cache_manager.get_computed_blocks
-        return [[] for _ in range(n_running)] + [list(lookup(r)[0].blocks[0]) for r in live[n_running:]]
-
-    def _hits_after(self, live: list[Request], n_running: int, hit_blocks: list[list], free: int):
-        """The plan rules' prefix-cache input once the plan's preemptions free their blocks
-        (plan_batch.PrefixHits), read from vLLM's block reference counts without changing them."""
-        blocks_of = self.kv_cache_manager.get_blocks
-
-        def held(request: Request) -> list:
-            return list(blocks_of(request.request_id).blocks[0])
-
-        def after(preempt: np.ndarray) -> PrefixHits:
-            released = Counter(b.block_id for k in preempt.tolist() for b in held(live[k]))
-            ref = {b.block_id: b.ref_cnt - released[b.block_id] for k in preempt.tolist() for b in held(live[k])}
-
-            def refs(block) -> int:
-                return ref.get(block.block_id, block.ref_cnt)
-
-            hit_held = np.array([sum(refs(b) > 0 for b in hit) for hit in hit_blocks], dtype=np.int64)
-            def freed() -> np.ndarray:  # the running ones' (the waiting ones hold none)
-                out = np.zeros(len(live), dtype=np.int64)
-                for k in range(n_running):
-                    out[k] = sum(refs(b) == 1 for b in held(live[k]))
-                return out
-
-            return PrefixHits(
-                cached=np.array([len(hit) for hit in hit_blocks], dtype=np.int64) * self.block_size,
-                hit_held=hit_held, free_blocks=free + sum(r == 0 for r in ref.values()), freed=freed)
-
-        return after
 
     def update_from_output(self, scheduler_output: SchedulerOutput, model_runner_output):
         """Stamp the tokens vLLM delivered (its EngineCoreOutputs: new tokens and finish per request)."""

@@ -12,7 +12,9 @@ tokens. Skipped only when vLLM is missing outside CI.
 from __future__ import annotations
 
 import random
+from collections import Counter
 
+import numpy as np
 import pytest
 
 from vllm_required import require_vllm  # noqa: E402
@@ -24,7 +26,7 @@ from test_vllm_default import bridged_steps, finish_order, preemption_counts  # 
 from engine_adapter.bridge_config import BridgeConfig  # noqa: E402
 from engine_adapter.realized import realize  # noqa: E402
 from engine_adapter.simulator import simulate  # noqa: E402
-from engine_adapter.vllm_runner import VllmEngine, VllmSettings, recorded_hits, run_own_scheduler  # noqa: E402
+from engine_adapter.vllm_runner import VllmEngine, VllmSettings, recorded_hits, replay, run_own_scheduler  # noqa: E402
 from formulations.engine_spec import EngineSpec  # noqa: E402
 from formulations.instance import Instance  # noqa: E402
 from formulations.latency_model import LatencyModel  # noqa: E402
@@ -141,3 +143,71 @@ def test_bridge_matches_simulator_per_policy_with_shared_prefixes(bridged, polic
     assert preemption_counts(schedule) == preemption_counts(sim_schedule)
     assert {r.id: hits.get(r.id, 0) for r in instance.requests} == sim_schedule.meta["prefix_cache"]["hits_of"]
     assert sum(hits.values()) > 6 * 2 * BS, "second turns and the system prompt must hit"
+
+
+def with_short_prompts(instance: Instance, seed: int) -> Instance:
+    """`instance` plus requests whose prompt fills no block (random tokens, no shared content)
+    and whose output fills several: after a preemption they hit their own blocks."""
+    rng = random.Random(seed)
+    short = [Request(id=f"s{j}", cls=RequestClass.THROUGHPUT, arrival=round(rng.randint(0, 8) * TAU, 6),
+                     prompt_len=rng.randint(5, BS - 2), output_len=rng.randint(2 * BS, 3 * BS), slack_ratio=50.0)
+             for j in range(5)]
+    return Instance(instance.engine, instance.requests + tuple(short))
+
+
+def brute_force_hits(manager, live: list, n_running: int, preempt: list[int]) -> tuple[list[int], int, list[int]]:
+    """From vLLM's blocks one by one: per live position the hit blocks held by a request once
+    `preempt` gave theirs back (waiting ones), the free blocks then, and per running position the
+    blocks its own preemption would then free."""
+    held = {k: list(manager.get_blocks(r.request_id).blocks[0]) for k, r in enumerate(live[:n_running])}
+    released = Counter(b.block_id for k in preempt for b in held[k])
+    ref = {b.block_id: b.ref_cnt - released[b.block_id] for blocks in held.values() for b in blocks}
+    hit_held = [0] * n_running + [sum(ref.get(b.block_id, b.ref_cnt) > 0 for b in manager.get_computed_blocks(r)[0].blocks[0])
+                                  for r in live[n_running:]]
+    gone = {b.block_id for k in preempt for b in held[k] if ref[b.block_id] == 0}
+    freed = [sum(ref[b.block_id] == 1 for b in held[k]) for k in range(n_running)]
+    return hit_held, manager.block_pool.get_num_free_blocks() + len(gone), freed
+
+
+def test_bridge_prefix_lookup_equals_vllm_lookup_every_step(bridged, monkeypatch) -> None:
+    """The bridge asks vLLM's lookup only for waiting requests whose first block is cached
+    (engine_adapter/vllm_prefix_hits.py) and takes a shortcut when no block has two holders. At
+    every step of a run with shared prefixes, preemptions and short prompts resumed after one,
+    its hits equal vLLM's lookup of every waiting request, and its PrefixHits (without a
+    preemption and with the first running request preempted) equal a count over vLLM's blocks."""
+    from engine_adapter.vllm_prefix_hits import PrefixLookup
+
+    seen = Counter()
+    hits, after = PrefixLookup.hits, PrefixLookup.after
+
+    def checked_hits(self, live, rows, n_running, preemptions):
+        found, cached = hits(self, live, rows, n_running, preemptions)
+        lookup = self.manager.get_computed_blocks
+        assert cached.tolist() == [0] * n_running + [len(lookup(r)[0].blocks[0]) * BS for r in live[n_running:]]
+        seen["steps"] += 1
+        seen["hits"] += len(found)
+        seen["short resumed with a hit"] += sum(live[k].request_id.startswith("s") for k in found)
+        return found, cached
+
+    def checked_after(self, live, n_running, found, cached, kv_blocks, free):
+        rule = after(self, live, n_running, found, cached, kv_blocks, free)
+        for preempt in ([], [0])[: 1 + (n_running > 0)]:
+            got = rule(np.array(preempt, dtype=np.int64))
+            hit_held, free_then, freed = brute_force_hits(self.manager, live, n_running, preempt)
+            assert (got.hit_held.tolist() if got.hit_held is not None else [0] * len(live)) == hit_held
+            assert got.free_blocks == free_then
+            mine = got.freed() if got.freed is not None else kv_blocks  # (a preempted one's own: unused)
+            assert [mine[k] for k in range(n_running) if k not in preempt] == \
+                [freed[k] for k in range(n_running) if k not in preempt]
+            seen["shared" if got.freed is not None else "unshared"] += 1
+        return rule
+
+    monkeypatch.setattr(PrefixLookup, "hits", checked_hits)
+    monkeypatch.setattr(PrefixLookup, "after", checked_after)
+    instance = realize(with_short_prompts(conversations(1, n=6, second_turn_at=3.0), 1), bridged.spec)
+    bridged.configure(BridgeConfig(policy="fcfs", slot_time=TAU))
+    run = replay(bridged, instance)
+    assert run.schedule.meta["plan_deviations"] == 0
+    assert all(t.finish is not None for t in run.schedule.timelines)
+    assert seen["steps"] > 50 and seen["hits"] > 0 and seen["short resumed with a hit"] > 0
+    assert seen["shared"] > 0 and seen["unshared"] > 0
