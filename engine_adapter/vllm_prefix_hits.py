@@ -2,15 +2,17 @@
 waiting request's hit now (the view's `cached` column) and the plan rules' `PrefixHits` once the
 plan's preemptions are done.
 
-Why not simply ask vLLM for every waiting request's hit each step: vLLM's own lookup costs a few
-microseconds per request (a Python call chain and reads of the request object, cache misses after
-a model step), and with hundreds waiting that doubled the bridge's time per step. A hit starts
-with the request's first full block, whose hash never changes once the block is full (vLLM chains
-block hashes from the first block on), and vLLM's lookup stops at the first block not cached. So
-the first block's cache key is kept per book row, and only the waiting requests whose first key is
-cached now are looked up by vLLM; the others hit nothing. A request without a full block when it
-arrived hits nothing until it has run (only then can its tokens grow): after a preemption it is
-looked up by vLLM until its first key is known.
+Why not simply ask vLLM for every waiting request's hit each step: vLLM's lookup costs a few
+microseconds per request, and with hundreds waiting that doubled the bridge's time per step;
+even testing each waiting request's first block key against vLLM's cache cost 0.09 ms a step
+(cache misses after a model step). A hit starts with the request's first full block and vLLM's
+lookup stops at the first block not cached; a first block is cached only if a request with the
+same first block ran (its key chains from no parent, so only another first block has it). So a
+waiting request can hit only if another request of the run has the same first block key, or one
+had it before the run (the key is cached when the request arrives), or it ran itself (was
+preempted); only those are tested against the cache, and only those found there are looked up
+by vLLM. A request without a full block when it arrives gets its first key once its own tokens
+fill the block (by running); until then it hits nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from vllm.v1.core.kv_cache_utils import make_block_hash_with_group_id
 from vllm.v1.request import Request
 
 from engine_adapter.plan_batch import PrefixHits
+from solvers.compiled import kernel
 
 
 class PrefixLookup:
@@ -33,49 +36,62 @@ class PrefixLookup:
         self.block_size = block_size
         pool = kv_cache_manager.block_pool
         self._usable = pool.num_gpu_blocks - 1  # block 0 is vLLM's null block, never free nor held
-        # vLLM's map of cached block keys (a dict in 0.32); anything else: every waiting request is looked up
+        # vLLM's map of cached block keys (a dict in 0.32); anything else: every candidate is looked up
         cached = getattr(getattr(pool, "cached_block_hash_to_block", None), "_cache", None)
         self._cached_keys = cached if isinstance(cached, dict) and pool.hash_block_size == block_size else None
         self._first_key: list = []  # per book row: its first full block's cache key; None: no full block yet
-        self._keyless = np.zeros(64, dtype=bool)  # per book row: its first key is None (grown by doubling)
+        self._rows_of_key: dict = {}  # first key -> the rows that have it
+        # per book row: another request has (or had, before the run) its first key, so it may hit (grown by doubling)
+        self._shared = np.zeros(64, dtype=bool)
+        self._unkeyed: dict[int, Request] = {}  # rows without a full block, until they have one or finish
 
     def register(self, row: int, request: Request) -> None:
         """A request just added (book row `row`, the next one)."""
         if row != len(self._first_key):
             raise ValueError(f"PrefixLookup: row {row} registered out of order (expected {len(self._first_key)})")
+        if row == len(self._shared):
+            self._shared = np.concatenate([self._shared, np.zeros_like(self._shared)])
+        self._first_key.append(None)
+        self._keyed(row, request)
+
+    def _keyed(self, row: int, request: Request) -> None:
+        """Note `row`'s first key if its first block is full, else wait for it (`_unkeyed`)."""
         key = _first_key(request)
-        self._first_key.append(key)
-        if row == len(self._keyless):
-            self._keyless = np.concatenate([self._keyless, np.zeros_like(self._keyless)])
-        self._keyless[row] = key is None
+        if key is None:
+            self._unkeyed[row] = request
+            return
+        self._first_key[row] = key
+        rows = self._rows_of_key.setdefault(key, [])
+        rows.append(row)
+        if len(rows) > 1 or self._is_cached(key):
+            self._shared[rows] = True
+
+    def _is_cached(self, key) -> bool:
+        return True if self._cached_keys is None else key in self._cached_keys
 
     def hits(self, live: list[Request], rows: np.ndarray, n_running: int,
              preemptions: np.ndarray) -> tuple[dict[int, list], np.ndarray]:
         """The waiting live requests' hits now (live[n_running:], book `rows`, the book's
         `preemptions` per row): {live position: hit blocks} for those with a hit, and the hit tokens
         per live position (the view's `cached` column; 0 for the running ones)."""
-        n = len(live)
-        cached = np.zeros(n, dtype=np.int64)
+        for row, request in list(self._unkeyed.items()):
+            if request.block_hashes:  # its tokens filled its first block
+                del self._unkeyed[row]
+                self._keyed(row, request)
+            elif request.is_finished():
+                del self._unkeyed[row]
+        cached = np.zeros(len(live), dtype=np.int64)
         found: dict[int, list] = {}
         waiting = rows[n_running:]
-        if self._cached_keys is None:
-            maybe = np.ones(len(waiting), dtype=bool)
-        else:
-            keys = map(self._first_key.__getitem__, waiting.tolist())
-            maybe = np.fromiter(map(self._cached_keys.__contains__, keys), dtype=bool, count=len(waiting))
-            # ran, were preempted, and had no full block then: asked until they have one
-            maybe |= self._keyless[waiting] & (preemptions[waiting] > 0)
         lookup = self.manager.get_computed_blocks
-        for k in (np.flatnonzero(maybe) + n_running).tolist():
-            request = live[k]
-            blocks = list(lookup(request)[0].blocks[0])
-            row = int(rows[k])
-            if self._keyless[row]:
-                self._first_key[row] = key = _first_key(request)
-                self._keyless[row] = key is None
+        for k in may_hit(self._shared, preemptions, waiting).tolist():
+            key = self._first_key[waiting[k]]
+            if key is None or not self._is_cached(key):
+                continue
+            blocks = list(lookup(live[n_running + k])[0].blocks[0])
             if blocks:
-                found[k] = blocks
-                cached[k] = len(blocks) * self.block_size
+                found[n_running + k] = blocks
+                cached[n_running + k] = len(blocks) * self.block_size
         return found, cached
 
     def after(self, live: list[Request], n_running: int, found: dict[int, list], cached: np.ndarray,
@@ -113,6 +129,21 @@ class PrefixLookup:
                               free + sum(r == 0 for r in ref.values()), freed if shared else None)
 
         return after
+
+
+@kernel
+def may_hit(shared, preemptions, waiting):
+    """The positions of `waiting` (book rows) that may hit: their first key is shared, or they
+    were preempted. Compiled: as numpy expressions this cost ~50 us a step (cold caches after a
+    model step)."""
+    out = np.empty(len(waiting), dtype=np.int64)
+    m = 0
+    for k in range(len(waiting)):
+        row = waiting[k]
+        if shared[row] or preemptions[row] > 0:
+            out[m] = k
+            m += 1
+    return out[:m]
 
 
 def _first_key(request: Request):

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import copy
 import time
-from operator import attrgetter
+from operator import attrgetter, not_
 from dataclasses import dataclass, field, fields, replace
-from itertools import repeat
+from itertools import compress, repeat
 
 import numpy as np
 from vllm.v1.core.sched.output import SchedulerOutput
@@ -45,7 +45,7 @@ from engine_adapter.simulator import SimulationStalled, simulate
 from engine_adapter.simulator.view import LazyView
 from engine_adapter.slo_args import GroupSpec, SloArgs, parse_slo_args
 from engine_adapter.vllm_checks import kv_cache_problems, unsupported_settings
-from engine_adapter.vllm_prefix_hits import PrefixLookup
+from engine_adapter.vllm_prefix_hits import PrefixLookup, may_hit
 from engine_adapter.vllm_kernel_scan import skip_llvmlite_in_kernel_scan
 from formulations.engine_spec import EngineSpec
 from formulations.instance import Instance
@@ -289,8 +289,9 @@ class SloScheduler(Scheduler):
         # come and go
         before = list(self.running)
         if admit:
-            admit_ids = set(map(id, admit))
-            held = [r for r in self.waiting if id(r) not in admit_ids]
+            admitting = set(map(id, admit)).__contains__
+            # (C-level iterators rather than a Python loop over every waiting request)
+            held = list(compress(self.waiting, map(not_, map(admitting, map(id, self.waiting)))))
         else:  # (no set test per waiting request: most steps admit nothing)
             held = list(self.waiting)
         self.running[:] = run_resident
@@ -517,6 +518,8 @@ class SloScheduler(Scheduler):
                     decision = decide_batch(view, p, book.admitted_at[rows])
                     _after_schedule_kernels(view, decision, rows, book.computed.copy(), book.prompt_len)
                 HeldPlan(plan).run_columns(view.idx)
+        if self.cache_config.enable_prefix_caching:  # (rows as the view's: a slice of the live rows)
+            may_hit(np.zeros(4, dtype=bool), np.zeros(4, dtype=np.int64), np.arange(4, dtype=np.int64)[1:])
         try:  # (a predictor of its own: one may draw from a random stream)
             simulate(_warm_up_instance(self.engine_spec),
                      _AsBridgeViews(policy, bool(self.cache_config.enable_prefix_caching)),

@@ -169,12 +169,11 @@ def brute_force_hits(manager, live: list, n_running: int, preempt: list[int]) ->
     return hit_held, manager.block_pool.get_num_free_blocks() + len(gone), freed
 
 
-def test_bridge_prefix_lookup_equals_vllm_lookup_every_step(bridged, monkeypatch) -> None:
-    """The bridge asks vLLM's lookup only for waiting requests whose first block is cached
-    (engine_adapter/vllm_prefix_hits.py) and takes a shortcut when no block has two holders. At
-    every step of a run with shared prefixes, preemptions and short prompts resumed after one,
-    its hits equal vLLM's lookup of every waiting request, and its PrefixHits (without a
-    preemption and with the first running request preempted) equal a count over vLLM's blocks."""
+@pytest.fixture
+def checked_lookup(monkeypatch) -> Counter:
+    """PrefixLookup checked at every call: its hits equal vLLM's lookup of every waiting request,
+    and its PrefixHits (without a preemption, and with the first running request preempted)
+    equal a count over vLLM's blocks. Returns what the checks saw (steps, hits, request ids hit)."""
     from engine_adapter.vllm_prefix_hits import PrefixLookup
 
     seen = Counter()
@@ -185,8 +184,7 @@ def test_bridge_prefix_lookup_equals_vllm_lookup_every_step(bridged, monkeypatch
         lookup = self.manager.get_computed_blocks
         assert cached.tolist() == [0] * n_running + [len(lookup(r)[0].blocks[0]) * BS for r in live[n_running:]]
         seen["steps"] += 1
-        seen["hits"] += len(found)
-        seen["short resumed with a hit"] += sum(live[k].request_id.startswith("s") for k in found)
+        seen.update(f"hit {live[k].request_id}" for k in found)  # (vLLM appends a suffix to the id)
         return found, cached
 
     def checked_after(self, live, n_running, found, cached, kv_blocks, free):
@@ -204,10 +202,55 @@ def test_bridge_prefix_lookup_equals_vllm_lookup_every_step(bridged, monkeypatch
 
     monkeypatch.setattr(PrefixLookup, "hits", checked_hits)
     monkeypatch.setattr(PrefixLookup, "after", checked_after)
+    return seen
+
+
+def test_bridge_prefix_lookup_equals_vllm_lookup_every_step(bridged, checked_lookup) -> None:
+    """The bridge asks vLLM's lookup only for waiting requests that can hit and takes a shortcut
+    when no block has two holders (engine_adapter/vllm_prefix_hits.py). A run with shared prefixes,
+    preemptions and short prompts resumed after one: checked at every step (`checked_lookup`)."""
     instance = realize(with_short_prompts(conversations(1, n=6, second_turn_at=3.0), 1), bridged.spec)
     bridged.configure(BridgeConfig(policy="fcfs", slot_time=TAU))
     run = replay(bridged, instance)
     assert run.schedule.meta["plan_deviations"] == 0
     assert all(t.finish is not None for t in run.schedule.timelines)
-    assert seen["steps"] > 50 and seen["hits"] > 0 and seen["short resumed with a hit"] > 0
-    assert seen["shared"] > 0 and seen["unshared"] > 0
+    seen = checked_lookup
+    assert seen["steps"] > 50 and seen["shared"] > 0 and seen["unshared"] > 0
+    assert any(k.startswith("hit t2-") for k in seen), "second turns hit their first turns"
+    assert any(k.startswith("hit s") for k in seen), "a short prompt resumed after a preemption hits its own blocks"
+
+
+def test_bridge_prefix_lookup_finds_a_first_block_filled_by_generated_tokens(bridged, checked_lookup) -> None:
+    """A request whose prompt fills no block gets its first block from its own output; a request
+    waiting meanwhile whose prompt starts with those tokens hits that block once it is cached,
+    though it arrived before the block existed. vLLM's model is deterministic (greedy), so the
+    output is learned in a first run and the waiting request's prompt built from it."""
+    prompt = list(range(3, 13))  # 10 tokens: no full block
+    bridged.configure(BridgeConfig(policy="fcfs", slot_time=TAU))
+    bridged.submit("probe", len(prompt), 40, tokens=prompt)
+    bridged.drain()
+    first_block = prompt + bridged.outputs.pop("probe")[: BS - len(prompt)]
+    assert bridged.llm.reset_prefix_cache()
+    bridged.configure(BridgeConfig(policy="fcfs", slot_time=TAU))
+    bridged.submit("short", len(prompt), 40, tokens=prompt)
+    for j in range(3):  # the other seats (max_num_seqs=4), busy past the short one's first block
+        bridged.submit(f"filler-{j}", 33, 40, tokens=[500 + 40 * j + t for t in range(33)])
+    bridged.submit("late", BS + 20, 8, tokens=first_block + list(range(900, 920)))  # waits for a seat
+    bridged.drain()
+    assert bridged.outputs["short"][: BS - len(prompt)] == first_block[len(prompt):]
+    assert any(k.startswith("hit late") for k in checked_lookup), "the late request waits with a hit"
+
+
+def test_bridge_prefix_lookup_finds_blocks_cached_before_the_run(bridged, checked_lookup) -> None:
+    """Blocks cached by an earlier run (the scheduler reconfigured, vLLM's cache kept) are hit by
+    a request of the new run with the same first block, though no request of this run has it."""
+    prompt = [700 + t for t in range(BS + 8)]
+    bridged.configure(BridgeConfig(policy="fcfs", slot_time=TAU))
+    bridged.submit("earlier", len(prompt), 4, tokens=prompt)
+    bridged.drain()
+    bridged.configure(BridgeConfig(policy="fcfs", slot_time=TAU))  # a new run; the cache keeps its blocks
+    for j in range(4):  # every seat (max_num_seqs=4) busy, so the next one waits
+        bridged.submit(f"filler-{j}", 33, 12, tokens=[500 + 40 * j + t for t in range(33)])
+    bridged.submit("again", len(prompt), 4, tokens=prompt)
+    bridged.drain()
+    assert any(k.startswith("hit again") for k in checked_lookup), "the waiting request hits the earlier run's block"

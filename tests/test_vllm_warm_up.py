@@ -3,10 +3,13 @@ kernel is compiled (seconds) or loaded from numba's disk cache (milliseconds) in
 run, where it stalls a step and skews the run's step times. Checked by counting numba's
 compilations during runs of the policies over the `serve_tiny` workload (latency, throughput and
 bulk DAG groups, tight KV) on the iteration clock, overloaded so that `slo` gives up on and rejects
-requests. Skipped only when vLLM is missing outside CI.
+requests, with and without prefix caching (vLLM's default: on; then the bridge reads each waiting
+request's hit and the batch rules take the hits). Skipped only when vLLM is missing outside CI.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import pytest
 from vllm_required import require_vllm  # noqa: E402
@@ -39,9 +42,11 @@ def compilations(monkeypatch):
     return seen
 
 
-def test_no_kernel_is_compiled_or_loaded_during_a_run(compilations):
+@pytest.mark.parametrize("prefix_caching", [False, True])
+def test_no_kernel_is_compiled_or_loaded_during_a_run(compilations, prefix_caching):
     config, serve = load("experiments/configs/serve_tiny.toml")
-    engine = VllmEngine(vllm_settings(config, serve), BridgeConfig(policy="fcfs", slot_time=0.01))
+    settings = replace(vllm_settings(config, serve), enable_prefix_caching=prefix_caching)
+    engine = VllmEngine(settings, BridgeConfig(policy="fcfs", slot_time=0.01))
     base = build_workload(config, serve)
     assert any(g.edges for g in base.groups)  # bulk DAGs: children released when their parents finish
     for name in ("fcfs", "edf", "andes", "slo"):
