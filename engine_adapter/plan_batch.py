@@ -45,8 +45,8 @@ class PrefixHits:
     preemptions are done (their blocks stay cached while free, so they may turn free or stay
     taken by a sharer): per view column the hit tokens and the hit blocks other requests hold
     (not free; both None: no request has a hit), the free blocks, and the blocks preempting a
-    column would return to the free pool (None: all it holds, when no block has two holders). The simulator's equivalent:
-    engine_adapter/simulator/prefix_cache.py."""
+    column would return to the free pool (None: all it holds, when no block has two holders).
+    The simulator's equivalent: engine_adapter/simulator/prefix_cache.py."""
 
     cached: np.ndarray | None
     hit_held: np.ndarray | None
